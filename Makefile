@@ -1,0 +1,37 @@
+# `make export` and `make test` are the whole set-up: the first use creates .venv with pinned deps.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CONFIG ?= configs/deeplab_v3_resnet50.yaml
+WEIGHTS ?= default
+OUT ?= artifacts
+VARIANT ?=
+VARIANT_FLAGS := $(foreach v,$(VARIANT),--variant $(v))
+
+.PHONY: export test test-fast venv clean help
+
+help:
+	@echo "make export [WEIGHTS=default|random|PATH] [VARIANT=xnnpack_fp32] [CONFIG=configs/x.yaml] [OUT=artifacts]"
+	@echo "make test        # all tests (fast tier + real-architecture tier)"
+	@echo "make test-fast   # fast tier only"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+export: $(STAMP)
+	$(PY) -m export build --config $(CONFIG) --weights $(WEIGHTS) --out $(OUT) $(VARIANT_FLAGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -rfEs
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -rfEs -m "not slow"
+
+clean:
+	rm -rf $(VENV) build *.egg-info

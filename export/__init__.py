@@ -1,0 +1,1 @@
+"""Export torchvision segmentation models to verified ExecuTorch .pte files for React Native ExecuTorch."""

@@ -1,0 +1,72 @@
+"""Command line: `python -m export build|...`. Errors print one line and exit non-zero, no traceback."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .config import BACKENDS, CONTRACTS, list_configs, load_config
+from .errors import ExportError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def _catalogue() -> str:
+    lines = ["models and variants (configs/):"]
+    for path in list_configs(CONFIG_DIR):
+        try:
+            cfg = load_config(path)
+            lines.append(f"  {cfg.name:<28} {', '.join(v.name for v in cfg.variants)}   [{path.name}]")
+        except ExportError as e:
+            lines.append(f"  {path.name}: invalid: {e}")
+    lines.append(f"backends: {', '.join(BACKENDS.names())}; contracts: {', '.join(CONTRACTS.names())}")
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(prog="python -m export", description=__doc__, epilog=_catalogue(), formatter_class=fmt)
+    sub = p.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="export verified .pte files for one model config",
+                       epilog=_catalogue(), formatter_class=fmt)
+    b.add_argument("--config", required=True, type=Path, help="configs/<model>.yaml")
+    b.add_argument("--variant", action="append", help="variant name, e.g. xnnpack_fp32 (repeatable; default: all)")
+    b.add_argument("--weights", default="default",
+                   help="default (torchvision pretrained, via its cache) | random (seeded, smoke runs) | PATH to a state dict")
+    b.add_argument("--out", default=Path("artifacts"), type=Path, help="output folder (default: artifacts/)")
+    return p
+
+
+def _build(args) -> int:
+    cfg = load_config(args.config)
+    if args.variant:
+        for name in args.variant:
+            cfg.variant(name)  # fail on a bad name before importing torch
+    from .pipeline import build, summary_table  # torch is imported only for real work
+
+    results = build(cfg, args.variant, args.weights, args.out)
+    print(summary_table(results))
+    print(f"manifest: {args.out / 'manifest.json'}")
+    return 0
+
+
+def _quiet_toolchains() -> None:
+    # coremltools and the Core ML partitioner log version-compat notices and per-op INFO lines on
+    # every lowering; our own stage lines and the manifest say what matters.
+    for name, level in (("executorch", logging.WARNING), ("coremltools", logging.ERROR)):
+        logging.getLogger(name).setLevel(level)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _quiet_toolchains()
+    try:
+        return {"build": _build}[args.command](args)
+    except ExportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: previous artifacts are left as they were", file=sys.stderr)
+        return 130

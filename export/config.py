@@ -1,0 +1,281 @@
+"""Model configs: one YAML per model in configs/, parsed into frozen dataclasses.
+
+Unknown keys, missing keys and wrong types are rejected with the file and the dotted key path,
+e.g. ``configs/x.yaml: variants[1].tolerances.max_ab: unknown key (valid: max_abs, rmse, …)``.
+No torch import here: the CLI's --help and the publish path read configs cheaply.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from .errors import ExportError
+from .registry import Registry
+
+# --- runtime contracts -------------------------------------------------------------------------
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What the hook's native runtime feeds the model and reads back."""
+
+    name: str
+    description: str
+    normalize_in_graph: bool  # True: the graph applies ImageNet mean/std itself
+    runtime_mean: tuple[float, float, float] | None  # what the runtime subtracts after /255
+    runtime_std: tuple[float, float, float] | None
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+CONTRACTS: Registry[Contract] = Registry("contract")
+CONTRACTS.register(
+    "rne-0.5",
+    Contract(
+        "rne-0.5",
+        "RGB NCHW float32 pixel/255 in [0,1]; ImageNet mean/std applied inside the graph; "
+        "output 0 = float32 logits [1,C,H,W]",
+        normalize_in_graph=True,
+        runtime_mean=None,
+        runtime_std=None,
+    ),
+)
+CONTRACTS.register(
+    "rne-0.9",
+    Contract(
+        "rne-0.9",
+        "RGB NCHW float32 (pixel/255 - ImageNet mean)/std, applied by the runtime; "
+        "output 0 = float32 logits [1,C,H,W]",
+        normalize_in_graph=False,
+        runtime_mean=IMAGENET_MEAN,
+        runtime_std=IMAGENET_STD,
+    ),
+)
+
+# --- backends ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    name: str
+    runtime_id: str  # the delegate id written into the .pte and registered in the runtime
+    precisions: tuple[str, ...]
+
+
+BACKENDS: Registry[BackendSpec] = Registry("backend")
+BACKENDS.register("xnnpack", BackendSpec("xnnpack", "XnnpackBackend", ("fp32",)))
+BACKENDS.register("coreml", BackendSpec("coreml", "CoreMLBackend", ("fp16", "fp32")))
+
+# --- config schema ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    builder: str  # a name in export.models.MODELS (torchvision segmentation builders + tiny test nets)
+    weights: Optional[str] = None  # torchvision weights enum member used by `--weights default`
+    output_key: str = "out"  # torchvision returns {"out", "aux"}: ship "out" only
+    num_classes: int = 21
+    random_seed: int = 0  # seed for `--weights random`
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    height: int
+    width: int
+
+
+@dataclass(frozen=True)
+class ParitySpec:
+    images: tuple[str, ...]  # scikit-image bundled photos (names of files in skimage.data_dir)
+    random_inputs: int = 2
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    max_abs: float  # worst |file - eager| over all logits of all inputs
+    rmse: float  # worst per-input RMSE of logits
+    min_snr_db: float  # worst per-input 10*log10(sum ref^2 / sum err^2)
+    min_cosine: float  # worst per-input cosine similarity of flattened logits
+    min_argmax_agreement: float  # worst per-input fraction of pixels with the same argmax class
+
+
+@dataclass(frozen=True)
+class CoreMLOptions:
+    deployment_target: str = "iOS17"  # coremltools.target member
+    compute_units: str = "ALL"  # coremltools.ComputeUnit member
+
+
+@dataclass(frozen=True)
+class Variant:
+    backend: str
+    precision: str
+    tolerances: Tolerances
+    # aten op names (e.g. "aten.cumsum.default") allowed to stay outside the delegate
+    allow_non_delegated: tuple[str, ...] = ()
+    coreml: Optional[CoreMLOptions] = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.backend}_{self.precision}"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    model: ModelSpec
+    input: InputSpec
+    contract: str
+    labels: tuple[str, ...]
+    parity: ParitySpec
+    variants: tuple[Variant, ...]
+    source: Path = field(default=Path("?"), compare=False)
+    sha256: str = field(default="", compare=False)  # of the config file's bytes
+
+    def variant(self, name: str) -> Variant:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise ExportError(
+            f"unknown variant {name!r} for model {self.name!r} ({self.source}); "
+            f"valid variants: {', '.join(v.name for v in self.variants)}"
+        )
+
+    def artifact_name(self, variant: Variant) -> str:
+        return f"{self.name}_{variant.backend}_{variant.precision}.pte"
+
+    def variant_hash(self, variant: Variant) -> str:
+        """Hash of everything that determines this variant's bytes (model, input, contract, variant)."""
+        data = {
+            "name": self.name,
+            "model": dataclasses.asdict(self.model),
+            "input": dataclasses.asdict(self.input),
+            "contract": self.contract,
+            "labels": list(self.labels),
+            "variant": dataclasses.asdict(variant),
+        }
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+# --- strict loader ----------------------------------------------------------------------------
+
+
+class ConfigError(ExportError):
+    pass
+
+
+def _fail(source: Path, key: str, msg: str) -> typing.NoReturn:
+    raise ConfigError(f"{source}: {key or '<top level>'}: {msg}")
+
+
+def _convert(tp: Any, value: Any, source: Path, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(args[0], value, source, key)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, source, key)
+    if origin is tuple:
+        if not isinstance(value, list):
+            _fail(source, key, f"expected a list, got {type(value).__name__}")
+        args = typing.get_args(tp)
+        item_tp = args[0]
+        if len(args) != 2 or args[1] is not Ellipsis:  # fixed-length tuple
+            if len(value) != len(args):
+                _fail(source, key, f"expected {len(args)} items, got {len(value)}")
+            return tuple(_convert(t, v, source, f"{key}[{i}]") for i, (t, v) in enumerate(zip(args, value)))
+        return tuple(_convert(item_tp, v, source, f"{key}[{i}]") for i, v in enumerate(value))
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            _fail(source, key, f"expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            _fail(source, key, f"expected an integer, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            _fail(source, key, f"expected a string, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            _fail(source, key, f"expected true/false, got {value!r}")
+        return value
+    raise TypeError(f"config schema type {tp!r} not supported")  # a bug in this module, not input
+
+
+def _build(cls: type, data: Any, source: Path, key: str) -> Any:
+    if not isinstance(data, dict):
+        _fail(source, key, f"expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name not in ("source", "sha256")}
+    for k in data:
+        if k not in fields:
+            _fail(source, f"{key}.{k}".lstrip("."), f"unknown key (valid: {', '.join(fields)})")
+    kwargs = {}
+    for name, f in fields.items():
+        sub = f"{key}.{name}".lstrip(".")
+        if name in data:
+            kwargs[name] = _convert(hints[name], data[name], source, sub)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            _fail(source, sub, "missing required key")
+    return cls(**kwargs)
+
+
+def _validate(cfg: ModelConfig, source: Path) -> None:
+    CONTRACTS.get(cfg.contract, where=f"{source}: contract")
+    if len(cfg.labels) != cfg.model.num_classes:
+        _fail(source, "labels", f"{len(cfg.labels)} labels for model.num_classes={cfg.model.num_classes}")
+    if cfg.input.height <= 0 or cfg.input.width <= 0:
+        _fail(source, "input", "height and width must be positive")
+    if not cfg.variants:
+        _fail(source, "variants", "at least one variant is required")
+    seen = set()
+    for i, v in enumerate(cfg.variants):
+        spec = BACKENDS.get(v.backend, where=f"{source}: variants[{i}].backend")
+        if v.precision not in spec.precisions:
+            _fail(source, f"variants[{i}].precision",
+                  f"{v.precision!r} is not supported by backend {v.backend!r} (valid: {', '.join(spec.precisions)})")
+        if v.coreml is not None and v.backend != "coreml":
+            _fail(source, f"variants[{i}].coreml", "only valid for backend coreml")
+        if v.name in seen:
+            _fail(source, f"variants[{i}]", f"duplicate variant {v.name!r}")
+        seen.add(v.name)
+
+
+def load_config(path: str | Path) -> ModelConfig:
+    source = Path(path)
+    try:
+        raw_bytes = source.read_bytes()
+    except FileNotFoundError:
+        found = ", ".join(str(p) for p in list_configs(source.parent)) or "none"
+        raise ConfigError(f"config file not found: {source} (configs in {source.parent}: {found})") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config {source}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(raw_bytes)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: not valid YAML: {e}") from None
+    cfg = _build(ModelConfig, data, source, "")
+    _validate(cfg, source)
+    return dataclasses.replace(cfg, source=source, sha256=hashlib.sha256(raw_bytes).hexdigest())
+
+
+def list_configs(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    return sorted(folder.glob("*.yaml")) if folder.is_dir() else []

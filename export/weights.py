@@ -1,0 +1,145 @@
+"""Step 1 of the pipeline: build the model and put weights in it.
+
+`--weights` takes:
+- ``default``: the config's torchvision weights enum member, through torchvision's own cache
+  (``$TORCH_HOME/hub/checkpoints``). When the file is neither cached nor downloadable this fails
+  before any other work, naming the exact path to place the checkpoint at.
+- ``random``: seeded init for tests and smoke runs, recorded as ``random(seed=N)``.
+- a PATH: a state dict loaded with ``weights_only=True`` and strict key checks. torchvision's own
+  checkpoint format (aux-head keys included) loads.
+
+There is no fallback from one to another: a failure is an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+from .errors import ExportError
+from .models import MODELS
+
+AUX_PREFIX = "aux_classifier."
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    module: nn.Module  # eval mode, aux head removed
+    identity: str  # manifest: enum name, file sha256, or random(seed)
+    kind: str  # default | path | random
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _drop_aux(model: nn.Module) -> nn.Module:
+    # torchvision's forward skips the aux branch when aux_classifier is None, and its weights
+    # then are no longer part of the module, so they are not exported or shipped.
+    if getattr(model, "aux_classifier", None) is not None:
+        model.aux_classifier = None
+    return model
+
+
+def _load_state_dict(model_cfg: ModelConfig, state: object, what: str) -> nn.Module:
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ExportError(f"{what} is not a state dict of tensors; save one with torch.save(model.state_dict(), PATH)")
+    builder = MODELS.get(model_cfg.model.builder)
+    has_aux = any(k.startswith(AUX_PREFIX) for k in state)
+    model = builder.build(model_cfg.model.num_classes, has_aux)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()
+        detail = " ".join(line.strip() for line in first[:3])
+        raise ExportError(
+            f"{what} does not fit model builder {model_cfg.model.builder!r} "
+            f"(num_classes={model_cfg.model.num_classes}): {detail[:400]}"
+        ) from None
+    return _drop_aux(model).eval()
+
+
+def _torch_load(path: Path, what: str) -> object:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ExportError(f"{what}: file not found; pass an existing checkpoint, or --weights default|random") from None
+    except Exception as e:  # torch raises many types for corrupt or unsafe pickles; all mean the same here
+        raise ExportError(
+            f"{what} could not be loaded with torch.load(weights_only=True): {type(e).__name__}: "
+            f"{str(e).splitlines()[0][:300] if str(e) else ''} — is it a complete, tensor-only state dict?"
+        ) from None
+
+
+def cache_path_for(url: str) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
+
+
+def _default(cfg: ModelConfig) -> LoadedModel:
+    builder = MODELS.get(cfg.model.builder, where=f"{cfg.source}: model.builder")
+    if builder.weights_enum is None or not cfg.model.weights:
+        raise ExportError(
+            f"model {cfg.name!r} has no pretrained weights (builder {cfg.model.builder!r}, "
+            f"model.weights in {cfg.source}); use --weights random or --weights PATH"
+        )
+    enum = builder.weights_enum()
+    try:
+        weights = enum[cfg.model.weights]
+    except KeyError:
+        raise ExportError(
+            f"{cfg.source}: model.weights: unknown {enum.__name__} member {cfg.model.weights!r}; "
+            f"valid: {', '.join(enum.__members__)}"
+        ) from None
+    _check_labels(cfg, weights.meta.get("categories"))
+    target = cache_path_for(weights.url)
+    if not target.exists():
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # torchvision's own download into its own cache; the hash prefix in the name is checked
+            torch.hub.load_state_dict_from_url(weights.url, progress=False, check_hash=True, map_location="cpu")
+        except (urllib.error.URLError, OSError, RuntimeError) as e:
+            raise ExportError(
+                f"cannot download {enum.__name__}.{weights.name} from {weights.url} ({_reason(e)}). "
+                f"Offline? Place the checkpoint file at {target} (or set TORCH_HOME), "
+                f"or pass --weights PATH to a local checkpoint, or --weights random for a smoke run."
+            ) from None
+    model = _load_state_dict(cfg, _torch_load(target, f"cached weights {target}"), f"cached weights {target}")
+    return LoadedModel(model, f"{enum.__name__}.{weights.name} (sha256 {_sha256(target)})", "default")
+
+
+def _reason(e: Exception) -> str:
+    return str(getattr(e, "reason", None) or e).splitlines()[0][:200]
+
+
+def _check_labels(cfg: ModelConfig, categories) -> None:
+    if not categories:
+        return
+    norm = ["BACKGROUND" if c.strip("_").lower() == "background" else c.upper().replace(" ", "") for c in categories]
+    if list(cfg.labels) != norm:
+        raise ExportError(f"{cfg.source}: labels do not match the weights' categories {list(categories)}")
+
+
+def load_model(cfg: ModelConfig, weights: str) -> LoadedModel:
+    """Resolve `--weights` (default | random | PATH) into an eval-mode model without aux head."""
+    MODELS.get(cfg.model.builder, where=f"{cfg.source}: model.builder")
+    if weights == "default":
+        return _default(cfg)
+    if weights == "random":
+        torch.manual_seed(cfg.model.random_seed)
+        model = MODELS.get(cfg.model.builder).build(cfg.model.num_classes, False)
+        return LoadedModel(_drop_aux(model).eval(), f"random(seed={cfg.model.random_seed})", "random")
+    path = Path(weights)
+    if not path.is_file():
+        raise ExportError(f"--weights {weights}: no such file; valid values: default, random, or a checkpoint PATH")
+    what = f"checkpoint {path}"
+    model = _load_state_dict(cfg, _torch_load(path, what), what)
+    return LoadedModel(model, f"file {path.name} (sha256 {_sha256(path)})", "path")
