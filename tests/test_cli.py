@@ -1,0 +1,109 @@
+"""The CLI as users and release pipelines run it: one clear error line, exit != 0, nothing lost."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import torch
+
+from conftest import DEEPLAB, TINY, run_cli
+from export.models import TinySegNet
+
+
+def _one_error_line(proc):
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+def test_help_lists_models_and_variants():
+    proc = run_cli("build", "--help")
+    assert proc.returncode == 0
+    assert "deeplab_v3_resnet50" in proc.stdout and "xnnpack_fp32, coreml_fp16" in proc.stdout
+    assert "--weights" in proc.stdout and "random" in proc.stdout
+
+
+def test_unknown_variant_lists_valid_names():
+    proc = run_cli("build", "--config", str(DEEPLAB), "--variant", "vulkan_fp32", "--weights", "random")
+    assert proc.returncode == 2
+    assert "valid variants: xnnpack_fp32, coreml_fp16" in _one_error_line(proc)
+
+
+def test_missing_config_file(tmp_path):
+    proc = run_cli("build", "--config", str(tmp_path / "nope.yaml"))
+    assert proc.returncode == 2 and "config file not found" in _one_error_line(proc)
+
+
+def test_unknown_model_builder_lists_valid_names(tmp_path):
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(TINY.read_text().replace("builder: tiny_segnet", "builder: deeplabv4"))
+    proc = run_cli("build", "--config", str(cfg), "--weights", "random", "--out", str(tmp_path / "o"))
+    line = _one_error_line(proc)
+    assert proc.returncode == 2 and "unknown model builder 'deeplabv4'" in line
+    assert "deeplabv3_resnet50" in line and "tiny_segnet" in line
+
+
+def test_unwritable_out(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = run_cli("build", "--config", str(TINY), "--weights", "random", "--out", str(blocker / "sub"))
+    assert proc.returncode == 2 and "--out" in _one_error_line(proc) and "cannot write there" in proc.stderr
+
+
+def test_offline_default_weights_names_cache_path_and_alternatives(tmp_path):
+    # An unreachable proxy makes the download fail at once, whether or not this machine has internet.
+    env = {"TORCH_HOME": str(tmp_path / "th"), "HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
+    proc = run_cli("build", "--config", str(DEEPLAB), "--out", str(tmp_path / "o"), env=env)
+    line = _one_error_line(proc)
+    assert proc.returncode == 2
+    assert str(tmp_path / "th" / "hub" / "checkpoints" / "deeplabv3_resnet50_coco-cd0a2569.pth") in line
+    assert "--weights PATH" in line and "--weights random" in line
+    assert not list((tmp_path / "o").glob("*.pte")), "nothing may be built when weights are missing"
+
+
+def test_corrupt_checkpoint(tmp_path):
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"\x80\x02not a checkpoint")
+    proc = run_cli("build", "--config", str(TINY), "--weights", str(bad), "--out", str(tmp_path / "o"))
+    line = _one_error_line(proc)
+    assert proc.returncode == 2 and str(bad) in line and "weights_only=True" in line
+
+
+def test_wrong_architecture_checkpoint(tmp_path):
+    ckpt = tmp_path / "other.pth"
+    torch.save(torch.nn.Conv2d(3, 8, 3).state_dict(), ckpt)
+    proc = run_cli("build", "--config", str(TINY), "--weights", str(ckpt), "--out", str(tmp_path / "o"))
+    line = _one_error_line(proc)
+    assert proc.returncode == 2 and "does not fit model builder 'tiny_segnet'" in line
+
+
+def test_missing_weights_file(tmp_path):
+    proc = run_cli("build", "--config", str(TINY), "--weights", str(tmp_path / "x.pth"))
+    assert proc.returncode == 2 and "valid values: default, random, or a checkpoint PATH" in _one_error_line(proc)
+
+
+def test_torchvision_format_checkpoint_with_aux_head_loads(tmp_path):
+    torch.manual_seed(1)
+    ckpt = tmp_path / "tv.pth"
+    state = TinySegNet(21, aux_loss=True).state_dict()
+    assert any(k.startswith("aux_classifier.") for k in state)
+    torch.save(state, ckpt)
+    out = tmp_path / "o"
+    proc = run_cli("build", "--config", str(TINY), "--variant", "xnnpack_fp32", "--weights", str(ckpt), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    entry = json.loads((out / "manifest.json").read_text())["artifacts"]["tiny_segnet_xnnpack_fp32.pte"]
+    sha = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    assert entry["weights"] == {"kind": "path", "identity": f"file tv.pth (sha256 {sha})"}
+    assert "tiny_segnet_xnnpack_fp32.pte" in proc.stdout  # the summary table
+
+
+def test_reproducible_across_processes(tmp_path):
+    shas = []
+    for i in range(2):
+        out = tmp_path / f"o{i}"
+        proc = run_cli("build", "--config", str(TINY), "--variant", "xnnpack_fp32", "--weights", "random", "--out", str(out))
+        assert proc.returncode == 0, proc.stderr
+        shas.append(hashlib.sha256((out / "tiny_segnet_xnnpack_fp32.pte").read_bytes()).hexdigest())
+    assert shas[0] == shas[1]

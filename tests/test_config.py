@@ -1,0 +1,93 @@
+"""Config parsing: strict frozen dataclasses; every error names the file and the key."""
+
+import dataclasses
+
+import pytest
+
+from export.config import ConfigError, load_config
+from export.errors import ExportError
+from conftest import DEEPLAB, TINY, write_yaml
+
+
+def test_deeplab_config_is_the_hook_contract():
+    cfg = load_config(DEEPLAB)
+    assert cfg.name == "deeplab_v3_resnet50"
+    assert (cfg.input.height, cfg.input.width) == (224, 224)
+    assert cfg.contract == "rne-0.5"
+    assert len(cfg.labels) == 21 and cfg.labels[0] == "BACKGROUND" and cfg.labels[-1] == "TVMONITOR"
+    assert [v.name for v in cfg.variants] == ["xnnpack_fp32", "coreml_fp16"]
+    coreml = cfg.variant("coreml_fp16")
+    assert coreml.coreml.deployment_target == "iOS17" and coreml.coreml.compute_units == "ALL"
+    assert cfg.artifact_name(cfg.variant("xnnpack_fp32")) == "deeplab_v3_resnet50_xnnpack_fp32.pte"
+    assert cfg.artifact_name(coreml) == "deeplab_v3_resnet50_coreml_fp16.pte"
+    assert cfg.variant("xnnpack_fp32").tolerances.min_argmax_agreement >= 0.999
+
+
+def test_config_is_frozen():
+    cfg = load_config(DEEPLAB)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.name = "x"
+
+
+def test_unknown_key_names_file_and_key(tmp_path, tiny_yaml_text):
+    bad = write_yaml(tmp_path / "bad.yaml", tiny_yaml_text.replace("max_abs: 1.0e-4", "max_ab: 1.0e-4"))
+    with pytest.raises(ConfigError) as e:
+        load_config(bad)
+    msg = str(e.value)
+    assert str(bad) in msg and "variants[0].tolerances.max_ab" in msg and "unknown key" in msg and "max_abs" in msg
+
+
+def test_unknown_top_level_key(tmp_path, tiny_yaml_text):
+    bad = write_yaml(tmp_path / "bad.yaml", tiny_yaml_text + "\nextra: 1\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: extra: unknown key"):
+        load_config(bad)
+
+
+def test_missing_key_and_wrong_type(tmp_path, tiny_yaml_text):
+    bad = write_yaml(tmp_path / "m.yaml", tiny_yaml_text.replace("contract: rne-0.5\n", ""))
+    with pytest.raises(ConfigError, match=r"m.yaml: contract: missing required key"):
+        load_config(bad)
+    bad = write_yaml(tmp_path / "t.yaml", tiny_yaml_text.replace("height: 32", "height: big"))
+    with pytest.raises(ConfigError, match=r"t.yaml: input.height: expected an integer"):
+        load_config(bad)
+
+
+def test_unknown_backend_lists_valid_names(tmp_path, tiny_yaml_text):
+    bad = write_yaml(tmp_path / "b.yaml", tiny_yaml_text.replace("backend: xnnpack", "backend: vulkanx"))
+    with pytest.raises(ExportError) as e:
+        load_config(bad)
+    assert "unknown backend 'vulkanx'" in str(e.value) and "coreml, xnnpack" in str(e.value)
+    assert "variants[0].backend" in str(e.value)
+
+
+def test_unknown_precision_and_contract(tmp_path, tiny_yaml_text):
+    bad = write_yaml(tmp_path / "p.yaml", tiny_yaml_text.replace("precision: fp32", "precision: int4"))
+    with pytest.raises(ConfigError, match=r"variants\[0\].precision: 'int4' is not supported by backend 'xnnpack' \(valid: fp32\)"):
+        load_config(bad)
+    bad = write_yaml(tmp_path / "c.yaml", tiny_yaml_text.replace("contract: rne-0.5", "contract: rne-9"))
+    with pytest.raises(ExportError, match=r"unknown contract 'rne-9'.*valid contracts: rne-0.5, rne-0.9"):
+        load_config(bad)
+
+
+def test_label_count_must_match_classes(tmp_path, tiny_yaml_text):
+    bad = write_yaml(tmp_path / "l.yaml", tiny_yaml_text.replace("num_classes: 21", "num_classes: 20"))
+    with pytest.raises(ConfigError, match="21 labels for model.num_classes=20"):
+        load_config(bad)
+
+
+def test_unknown_variant_lists_valid_names():
+    cfg = load_config(TINY)
+    with pytest.raises(ExportError, match="unknown variant 'xnnpack_int8'.*valid variants: xnnpack_fp32, coreml_fp16"):
+        cfg.variant("xnnpack_int8")
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_variant_hash_changes_with_options():
+    cfg = load_config(TINY)
+    a, b = cfg.variants
+    assert cfg.variant_hash(a) != cfg.variant_hash(b)
+    assert cfg.variant_hash(a) == load_config(TINY).variant_hash(a)

@@ -1,0 +1,163 @@
+"""Fast tier: the tiny segmentation net through every stage, and every gate shown failing."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import TINY, write_yaml
+from export import pipeline
+from export.config import load_config
+from export.errors import GateError
+from export.files import TMP_PREFIX, sha256_file
+from export.models import MODELS, ModelBuilder, TinySegNet
+from export.verify import Metrics, compare, delegate_ids, parity_gate, worst_of
+from export.config import Tolerances
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny")
+    results = pipeline.build(load_config(TINY), None, "random", out)
+    return out, {r.artifact: r for r in results}
+
+
+@pytest.fixture
+def prev(built, tmp_path):
+    """A copy of a good previous export to prove failures leave it intact."""
+    out = tmp_path / "out"
+    shutil.copytree(built[0], out)
+    return out, {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+
+def _unchanged(out, before):
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert not [n for n in after if n.startswith(TMP_PREFIX)], "temp files left behind"
+    assert after == before
+
+
+def test_build_writes_verified_artifacts_and_manifest(built):
+    out, results = built
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(manifest["artifacts"]) == ["tiny_segnet_coreml_fp16.pte", "tiny_segnet_xnnpack_fp32.pte"]
+    for name, entry in manifest["artifacts"].items():
+        assert entry["sha256"] == sha256_file(out / name)
+        assert entry["bytes"] == (out / name).stat().st_size
+        assert entry["delegation"]["non_delegated_compute_nodes"] == 0
+        assert entry["delegation"]["delegated_nodes"] > 0
+        assert entry["contract"]["name"] == "rne-0.5"
+        assert entry["input"] == {"shape": [1, 3, 32, 32], "dtype": "float32", "layout": "NCHW RGB", "range": [0.0, 1.0]}
+        assert entry["output"]["shape"] == [1, 21, 32, 32] and entry["output"]["index"] == 0
+        assert entry["weights"] == {"kind": "random", "identity": "random(seed=0)"}
+        assert set(entry["versions"]) == {"python", "torch", "torchvision", "executorch", "coremltools"}
+        assert len(entry["config"]["sha256"]) == 64 and entry["export_seconds"] > 0
+        assert entry["parity"]["inputs"] == ["photo:astronaut", "photo:chelsea", "random:0:0", "random:0:1"]
+    xnn = manifest["artifacts"]["tiny_segnet_xnnpack_fp32.pte"]
+    assert xnn["parity"]["mode"] == "executed" and xnn["parity"]["worst"]["argmax_agreement"] >= 0.999
+    assert delegate_ids((out / "tiny_segnet_xnnpack_fp32.pte").read_bytes()) == ["XnnpackBackend"]
+    cml = manifest["artifacts"]["tiny_segnet_coreml_fp16.pte"]
+    assert delegate_ids((out / "tiny_segnet_coreml_fp16.pte").read_bytes()) == ["CoreMLBackend"]
+    # Core ML cannot run on Linux: the numbers must say they were emulated, not executed
+    assert cml["parity"]["mode"] == "emulated"
+    assert cml["coreml"] == {"deployment_target": "iOS17", "compute_units": "ALL"}
+
+
+def test_aux_head_not_shipped(built):
+    cfg = load_config(TINY)
+    from export.weights import load_model
+    from export.wrap import wrap
+
+    model = wrap(load_model(cfg, "random").module, cfg)
+    assert not [k for k in model.state_dict() if "aux" in k]
+    out = model(torch.rand(1, 3, 32, 32))
+    assert isinstance(out, torch.Tensor) and out.shape == (1, 21, 32, 32)
+
+
+def test_parity_gate_fails_on_perturbed_artifact(prev, monkeypatch, capsys):
+    out, before = prev
+    real_lower = pipeline.lower
+
+    def lower_perturbed(program, variant):
+        # lower a copy whose classifier weights were nudged: the file no longer matches eager
+        gm = copy.deepcopy(program.module())  # the unlifted module shares tensors with eager
+        with torch.no_grad():
+            for name, p in gm.named_parameters():
+                if "classifier" in name and p.dim() == 4:
+                    p.add_(0.05 * torch.randn_like(p))
+        return real_lower(torch.export.export(gm, program.example_inputs[0]), variant)
+
+    monkeypatch.setattr(pipeline, "lower", lower_perturbed)
+    with pytest.raises(GateError) as e:
+        pipeline.build(load_config(TINY), ["xnnpack_fp32"], "random", out)
+    msg = str(e.value)
+    assert "parity gate (executed): tiny_segnet_xnnpack_fp32.pte" in msg
+    assert "max_abs=" in msg and "(bound <= 0.0001)" in msg
+    _unchanged(out, before)  # previous artifact and manifest intact, no temp file
+
+
+class CumsumSegNet(TinySegNet):
+    """XNNPACK has no cumsum kernel: this op stays on the portable CPU path."""
+
+    def forward(self, x):
+        out = super().forward(x)
+        return {"out": out["out"] + torch.cumsum(out["out"], dim=1) * 1e-3}
+
+
+@pytest.fixture
+def cumsum_model():
+    MODELS.register("tiny_cumsum", ModelBuilder(lambda n, aux: CumsumSegNet(n, aux)))
+    yield
+    MODELS._items.pop("tiny_cumsum")
+
+
+def test_delegation_gate_fails_on_op_backend_cannot_take(cumsum_model, prev, tiny_yaml_text, tmp_path):
+    out, before = prev
+    cfg_path = write_yaml(tmp_path / "tiny_segnet.yaml", tiny_yaml_text.replace("builder: tiny_segnet", "builder: tiny_cumsum"))
+    with pytest.raises(GateError) as e:
+        pipeline.build(load_config(cfg_path), ["xnnpack_fp32"], "random", out)
+    assert "delegation gate: tiny_segnet_xnnpack_fp32.pte: 1 compute op(s) not delegated to xnnpack: aten.cumsum.default x1" in str(e.value)
+    _unchanged(out, before)
+    # the config can allow it explicitly; then the gate passes and the count is recorded
+    allowed = tiny_yaml_text.replace("builder: tiny_segnet", "builder: tiny_cumsum").replace(
+        "precision: fp32\n", "precision: fp32\n    allow_non_delegated: [aten.cumsum.default]\n")
+    res = pipeline.build(load_config(write_yaml(tmp_path / "tiny_segnet.yaml", allowed)), ["xnnpack_fp32"], "random", out)
+    assert res[0].entry["delegation"]["non_delegated_ops"] == {"aten.cumsum.default": 1}
+
+
+def test_interrupt_mid_serialize_keeps_previous_artifact(prev, monkeypatch):
+    out, before = prev
+
+    def interrupted(fd):
+        raise KeyboardInterrupt  # as if Ctrl-C arrived while the bytes were being written
+
+    monkeypatch.setattr(pipeline.os, "fsync", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.build(load_config(TINY), ["xnnpack_fp32"], "random", out)
+    _unchanged(out, before)
+
+
+def test_rebuild_replaces_artifact_and_keeps_other_entries(prev):
+    out, before = prev
+    pipeline.build(load_config(TINY), ["xnnpack_fp32"], "random", out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(manifest["artifacts"]) == ["tiny_segnet_coreml_fp16.pte", "tiny_segnet_xnnpack_fp32.pte"]
+    assert (out / "tiny_segnet_xnnpack_fp32.pte").read_bytes() == before["tiny_segnet_xnnpack_fp32.pte"]
+
+
+def test_metrics_and_gate_name_metric_value_bound():
+    ref = torch.zeros(1, 3, 2, 2)
+    ref[:, 0] = 1.0
+    assert compare(ref, ref.clone()) == Metrics(0.0, 0.0, float("inf"), pytest.approx(1.0), 1.0)
+    got = ref.clone()
+    got[0, 1, 0, 0] = 2.0  # one pixel flips class
+    m = compare(ref, got)
+    assert m.max_abs == 2.0 and m.argmax_agreement == 0.75
+    tol = Tolerances(max_abs=0.5, rmse=1.0, min_snr_db=0.0, min_cosine=0.0, min_argmax_agreement=0.9)
+    with pytest.raises(GateError, match=r"max_abs=2 \(bound <= 0.5\); argmax_agreement=0.75 \(bound >= 0.9\)"):
+        parity_gate(m, tol, "x.pte", "executed")
+    assert worst_of([m, compare(ref, ref)]).argmax_agreement == 0.75
