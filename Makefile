@@ -9,7 +9,7 @@ OUT ?= artifacts
 VARIANT ?=
 VARIANT_FLAGS := $(foreach v,$(VARIANT),--variant $(v))
 
-.PHONY: export test test-fast venv clean help
+.PHONY: export test test-fast venv clean help publish
 
 help:
 	@echo "make export [WEIGHTS=default|random|PATH] [VARIANT=xnnpack_fp32] [CONFIG=configs/x.yaml] [OUT=artifacts]"
@@ -35,3 +35,7 @@ test-fast: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# make publish REPO=owner/name TAG=v1.0.0 [PUSH=1] — dry run unless PUSH=1 (token: HF_TOKEN or `hf auth login`)
+publish: $(STAMP)
+	$(PY) -m export publish --manifest $(OUT)/manifest.json --repo $(REPO) --tag $(TAG) $(if $(PUSH),--push,)

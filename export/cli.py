@@ -36,7 +36,42 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--weights", default="default",
                    help="default (torchvision pretrained, via its cache) | random (seeded, smoke runs) | PATH to a state dict")
     b.add_argument("--out", default=Path("artifacts"), type=Path, help="output folder (default: artifacts/)")
+    pub = sub.add_parser("publish", help="publish the manifest's files to a Hugging Face repo under a tag (dry run without --push)")
+    pub.add_argument("--manifest", default=Path("artifacts/manifest.json"), type=Path)
+    pub.add_argument("--repo", required=True, help="OWNER/NAME on the Hub")
+    pub.add_argument("--tag", required=True, help="immutable version tag, e.g. v1.0.0")
+    pub.add_argument("--push", action="store_true", help="really publish (default: print the plan, change nothing)")
+    pub.add_argument("--move-tag", action="store_true", help="allow moving an existing tag (breaks apps pinned to it)")
+    pub.add_argument("--endpoint", help="Hub endpoint (default: $HF_ENDPOINT or https://huggingface.co)")
+    chk = sub.add_parser("check-urls", help="check that every URL in generated constants modules resolves")
+    chk.add_argument("modules", nargs="+", type=Path)
     return p
+
+
+def _publish(args) -> int:
+    from .publish import Publisher
+
+    publisher = Publisher(args.manifest, args.repo, args.tag, endpoint=args.endpoint)
+    try:
+        if args.push:
+            publisher.push(move_tag=args.move_tag)
+        else:
+            publisher.dry_run()
+    except ExportError as e:  # any message that reaches the user passes through the redactor
+        raise type(e)(publisher.secret.redact(str(e))) from None
+    return 0
+
+
+def _check_urls(args) -> int:
+    from .codegen import check_urls
+
+    problems = check_urls(args.modules)
+    for url, why in problems:
+        print(f"error: {url} does not resolve: {why}", file=sys.stderr)
+    if problems:
+        return 4
+    print("all URLs resolve")
+    return 0
 
 
 def _build(args) -> int:
@@ -63,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _quiet_toolchains()
     try:
-        return {"build": _build}[args.command](args)
+        return {"build": _build, "publish": _publish, "check-urls": _check_urls}[args.command](args)
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import json
+import uuid
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Iterator
 
 import torch
 from executorch.devtools.backend_debug import get_delegation_info
@@ -78,8 +83,67 @@ def export_program(module: torch.nn.Module, example: torch.Tensor) -> torch.expo
         return torch.export.export(module, (example,), strict=False)
 
 
-def lower(program: torch.export.ExportedProgram, variant: Variant) -> EdgeProgramManager:
-    return to_edge_transform_and_lower(program, partitioner=PARTITIONERS.get(variant.backend)(variant))
+def lower(program: torch.export.ExportedProgram, variant: Variant, seed: str) -> EdgeProgramManager:
+    """`seed` identifies everything that determines the bytes (config, weights, tool versions)."""
+    partitioners = PARTITIONERS.get(variant.backend)(variant)
+    ids = _deterministic_coreml_ids(seed) if variant.backend == "coreml" else contextlib.nullcontext()
+    with ids:
+        return to_edge_transform_and_lower(program, partitioner=partitioners)
+
+
+@contextlib.contextmanager
+def _deterministic_coreml_ids(seed: str) -> Iterator[None]:
+    """Core ML lowering writes random UUIDs into the .pte (the model identifier and the mlpackage's
+    Manifest.json item ids), so two lowerings of one model differ byte for byte. Derive them from
+    `seed` instead: same inputs, same bytes. The identifier is also the on-device compiled-model
+    cache key, and it still changes whenever config, weights or tool versions do."""
+    import coremltools as ct
+    from executorch.backends.apple.coreml.compiler import coreml_preprocess
+
+    counter = itertools.count()
+
+    class _SeededUUID:  # stands in for the `uuid` module inside coreml_preprocess
+        UUID = uuid.UUID
+
+        @staticmethod
+        def uuid4() -> uuid.UUID:
+            return uuid.uuid5(uuid.NAMESPACE_OID, f"{seed}:identifier:{next(counter)}")
+
+    original_save = ct.models.MLModel.save
+
+    def save(self, save_path: str) -> None:
+        original_save(self, save_path)
+        manifest = Path(save_path) / "Manifest.json"
+        if manifest.is_file():
+            _normalize_package_manifest(manifest, seed)
+            for spec_file in Path(save_path).glob("Data/*/model.mlmodel"):
+                _normalize_spec(spec_file, ct.proto.Model_pb2.Model)
+
+    original_uuid = coreml_preprocess.uuid
+    coreml_preprocess.uuid, ct.models.MLModel.save = _SeededUUID, save
+    try:
+        yield
+    finally:
+        coreml_preprocess.uuid, ct.models.MLModel.save = original_uuid, original_save
+
+
+def _normalize_spec(path: Path, model_proto: type) -> None:
+    """Drop the conversion date from the spec metadata and serialize its maps in sorted order."""
+    spec = model_proto()
+    spec.ParseFromString(path.read_bytes())
+    spec.description.metadata.userDefined.pop("com.github.apple.coremltools.conversion_date", None)
+    path.write_bytes(spec.SerializeToString(deterministic=True))
+
+
+def _normalize_package_manifest(path: Path, seed: str) -> None:
+    """Replace an mlpackage's random item ids by ids derived from the item paths, keys sorted."""
+    data = json.loads(path.read_text())
+    entries = data.get("itemInfoEntries", {})
+    new_ids = {old: str(uuid.uuid5(uuid.NAMESPACE_OID, f"{seed}:{item.get('path')}")) for old, item in entries.items()}
+    data["itemInfoEntries"] = {new_ids[old]: item for old, item in entries.items()}
+    if data.get("rootModelIdentifier") in new_ids:
+        data["rootModelIdentifier"] = new_ids[data["rootModelIdentifier"]]
+    path.write_text(json.dumps(data, indent=4, sort_keys=True))
 
 
 def delegation_of(edge: EdgeProgramManager) -> Delegation:

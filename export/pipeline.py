@@ -73,7 +73,7 @@ def export_variant(cfg: ModelConfig, variant: Variant, loaded: LoadedModel, out:
         program = export_program(module, example_input(cfg))
     # 5. lower + delegation gate
     with timer.stage(5, f"lower ({variant.backend})"):
-        edge = lower(program, variant)
+        edge = lower(program, variant, seed=f"{cfg.variant_hash(variant)}|{loaded.identity}|{tool_versions()}")
         delegation = delegation_of(edge)
         delegation_gate(delegation, variant, name)
     # 6. serialize, 7. verify from disk; the temp file replaces `name` only when both succeed

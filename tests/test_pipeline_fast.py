@@ -82,14 +82,14 @@ def test_parity_gate_fails_on_perturbed_artifact(prev, monkeypatch, capsys):
     out, before = prev
     real_lower = pipeline.lower
 
-    def lower_perturbed(program, variant):
+    def lower_perturbed(program, variant, seed):
         # lower a copy whose classifier weights were nudged: the file no longer matches eager
         gm = copy.deepcopy(program.module())  # the unlifted module shares tensors with eager
         with torch.no_grad():
             for name, p in gm.named_parameters():
                 if "classifier" in name and p.dim() == 4:
                     p.add_(0.05 * torch.randn_like(p))
-        return real_lower(torch.export.export(gm, program.example_inputs[0]), variant)
+        return real_lower(torch.export.export(gm, program.example_inputs[0]), variant, seed)
 
     monkeypatch.setattr(pipeline, "lower", lower_perturbed)
     with pytest.raises(GateError) as e:

@@ -1,0 +1,276 @@
+"""Publish the manifest's artifacts to a Hugging Face repo under an immutable tag, verify them by
+downloading every file back from its tag URL, then write published.json and the URL constants.
+
+Reads only the manifest and the files it names; never imports torch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, TypeVar
+
+from .errors import ExportError
+from .files import sha256_file, write_bytes_atomic
+from .manifest import MANIFEST_NAME, read_manifest
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+PUBLISHED_NAME = "published.json"
+TAG_RE = re.compile(r"^v\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
+REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+RETRY_STATUS = (429, 500, 502, 503, 504)
+RETRIES = 4  # attempts after the first; with BACKOFF_S doubling that is ~7.5 s of patience in all
+BACKOFF_S = 0.5
+GIT_HASH_MAX_BYTES = 10 * 1024 * 1024  # the Hub stores smaller text files in git, not LFS
+
+T = TypeVar("T")
+
+
+class PublishError(ExportError):
+    exit_code = 4
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    local: Path
+    path_in_repo: str
+    sha256: str
+    bytes: int
+    status: str  # new | changed | unchanged | unknown
+    artifact: str | None  # manifest key, None for the manifest itself
+
+
+class Secret:
+    """Holds the token; everything printed or raised goes through `redact`."""
+
+    def __init__(self, value: str | None):
+        self.value = value
+
+    def redact(self, text: str) -> str:
+        return text.replace(self.value, "***") if self.value else text
+
+    def __repr__(self) -> str:
+        return "Secret(***)"
+
+
+def resolve_url(endpoint: str, repo: str, tag: str, path: str) -> str:
+    return f"{endpoint.rstrip('/')}/{repo}/resolve/{tag}/{path}"
+
+
+def repo_path(entry: dict) -> str:
+    """RNE's layout: one folder per backend."""
+    return f"{entry['backend']}/{entry['path']}"
+
+
+def local_files(manifest_path: Path) -> list[tuple[Path, str, str | None]]:
+    """(local file, path in repo, manifest key) for every artifact plus the manifest itself.
+    Fails when a named file is missing or does not match its manifest sha256/size."""
+    manifest = read_manifest(manifest_path)
+    folder = manifest_path.parent
+    out = []
+    for name, entry in manifest["artifacts"].items():
+        f = folder / entry["path"]
+        if not f.is_file():
+            raise PublishError(f"{manifest_path}: {name}: file {f} is missing; re-run the export")
+        if f.stat().st_size != entry["bytes"] or sha256_file(f) != entry["sha256"]:
+            raise PublishError(f"{manifest_path}: {name}: {f} does not match its manifest sha256/size; re-run the export")
+        out.append((f, repo_path(entry), name))
+    out.append((manifest_path, MANIFEST_NAME, None))
+    card = folder / "README.md"
+    if card.is_file():  # the model card, when one was generated
+        out.append((card, "README.md", None))
+    return out
+
+
+def _retrying(what: str, fn: Callable[[], T], secret: Secret) -> T:
+    """Retry 429/5xx and dropped connections with exponential backoff; other errors fail at once.
+    (huggingface_hub retries its LFS transfers itself, but not the API calls around them.)"""
+    import httpx2 as httpx
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    for attempt in range(RETRIES + 1):
+        try:
+            return fn()
+        except RepositoryNotFoundError:
+            raise
+        except HfHubHTTPError as e:
+            status = e.response.status_code if e.response is not None else None
+            if status not in RETRY_STATUS or attempt == RETRIES:
+                raise PublishError(secret.redact(f"{what} failed: HTTP {status}: {str(e).splitlines()[0]}")) from None
+            reason = f"HTTP {status}"
+        except (httpx.TransportError, ConnectionError) as e:
+            if attempt == RETRIES:
+                raise PublishError(secret.redact(f"{what} failed: connection error: {e}")) from None
+            reason = type(e).__name__
+        wait = BACKOFF_S * 2**attempt
+        print(f"  {what}: {reason}, retrying in {wait:.1f} s ({attempt + 1}/{RETRIES})", file=sys.stderr, flush=True)
+        time.sleep(wait)
+    raise AssertionError("unreachable")
+
+
+class Publisher:
+    def __init__(self, manifest: Path, repo: str, tag: str, endpoint: str | None = None, token: str | None = None):
+        if not REPO_RE.match(repo):
+            raise PublishError(f"--repo {repo!r}: expected OWNER/NAME")
+        if not TAG_RE.match(tag):
+            raise PublishError(f"--tag {tag!r}: expected a version tag like v1.2.3")
+        self.manifest = Path(manifest)
+        self.repo, self.tag = repo, tag
+        self.endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+        if token is None:
+            from huggingface_hub import get_token  # HF_TOKEN, or the token saved by `hf auth login`
+
+            token = get_token()
+        self.secret = Secret(token)
+        self.files = local_files(self.manifest)
+
+    def _api(self):
+        from huggingface_hub import HfApi
+
+        return HfApi(endpoint=self.endpoint, token=self.secret.value or False)
+
+    def remote_state(self) -> tuple[dict[str, str], dict[str, str], str | None]:
+        """(tags -> commit, path -> remote content id at the tag or main, main head); empty when no repo."""
+        from huggingface_hub.errors import RepositoryNotFoundError
+
+        api = self._api()
+        try:
+            refs = _retrying("list refs", lambda: api.list_repo_refs(self.repo), self.secret)
+        except RepositoryNotFoundError:
+            return {}, {}, None
+        tags = {t.name: t.target_commit for t in refs.tags}
+        main = next((b.target_commit for b in refs.branches if b.name == "main"), None)
+        rev = tags.get(self.tag, main)
+        paths = [p for _, p, _ in self.files]
+        infos = _retrying("paths info", lambda: api.get_paths_info(self.repo, paths, revision=rev), self.secret) if rev else []
+        remote = {i.path: (i.lfs.sha256 if i.lfs else i.blob_id) for i in infos if hasattr(i, "blob_id")}
+        return tags, remote, main
+
+    def plan(self, remote: dict[str, str] | None) -> list[PlannedFile]:
+        from huggingface_hub.utils.sha import git_hash
+
+        out = []
+        for local, path, artifact in self.files:
+            sha = sha256_file(local)
+            if remote is None:
+                status = "unknown"
+            elif path not in remote:
+                status = "new"
+            else:
+                # LFS files are known remotely by sha256, regular (small) ones by git blob sha1
+                small = local.stat().st_size < GIT_HASH_MAX_BYTES
+                same = remote[path] == sha or (small and remote[path] == git_hash(local.read_bytes()))
+                status = "unchanged" if same else "changed"
+            out.append(PlannedFile(local, path, sha, local.stat().st_size, status, artifact))
+        return out
+
+    def print_plan(self, plan: list[PlannedFile], note: str = "") -> None:
+        print(f"plan: {self.repo} @ {self.tag} ({self.endpoint}){note}")
+        rows = [("status", "bytes", "sha256", "path", "url")]
+        rows += [(p.status, str(p.bytes), p.sha256[:12], p.path_in_repo, resolve_url(self.endpoint, self.repo, self.tag, p.path_in_repo)) for p in plan]
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        for r in rows:
+            print("  " + "  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])
+
+    def dry_run(self) -> list[PlannedFile]:
+        try:
+            _, remote, _ = self.remote_state()
+            note = ""
+        except ExportError as e:
+            remote, note = None, f" — remote state unknown: {self.secret.redact(str(e))}"
+        plan = self.plan(remote)
+        self.print_plan(plan, note)
+        print("dry run: nothing was changed (add --push to publish)")
+        return plan
+
+    def push(self, move_tag: bool = False, out_dir: Path | None = None) -> dict:
+        """1. token  2. remote state + plan  3. tag check  4. one commit of every changed file
+        5. tag the commit  6. download every file back from the tag URL and verify
+        7. published.json + constants."""
+        from huggingface_hub import CommitOperationAdd
+
+        # 1. token: a missing one fails before any network write
+        if not self.secret.value:
+            raise PublishError("--push needs a Hugging Face token: set HF_TOKEN or run `hf auth login`")
+        api = self._api()
+        # 2. plan against the tag when it exists, else against main
+        tags, remote, main = self.remote_state()
+        plan = self.plan(remote)
+        self.print_plan(plan)
+        changed = [p for p in plan if p.status != "unchanged"]
+        # 3. tags are immutable: an existing tag may only be re-published with identical files
+        if self.tag in tags and changed and not move_tag:
+            raise PublishError(
+                f"tag {self.tag} already exists on {self.repo} at commit {tags[self.tag][:12]} with different files "
+                f"({', '.join(p.path_in_repo for p in changed)}); tags are immutable: publish a new version tag "
+                f"(or pass --move-tag to force it, breaking apps pinned to it)"
+            )
+        # 4. one commit holding every changed file
+        commit = tags.get(self.tag) if not changed else None
+        if changed:
+            _retrying("create repo", lambda: api.create_repo(self.repo, exist_ok=True), self.secret)
+            if main is None:
+                tags, _, main = self.remote_state()
+            ops = [CommitOperationAdd(path_in_repo=p.path_in_repo, path_or_fileobj=str(p.local)) for p in changed]
+            info = _retrying("commit", lambda: api.create_commit(
+                self.repo, operations=ops, commit_message=f"Publish {self.tag}",
+                commit_description="\n".join(f"{p.path_in_repo} sha256:{p.sha256}" for p in changed),
+                parent_commit=main), self.secret)
+            commit = info.oid
+            print(f"committed {len(changed)} file(s): {commit}")
+        elif commit is None:
+            commit = main
+            print("no file changed: no commit")
+        # 5. tag, only now that the commit holding every file exists
+        if tags.get(self.tag) != commit:
+            if self.tag in tags:
+                print(f"WARNING: --move-tag: moving {self.tag} from {tags[self.tag][:12]} to {commit[:12]}; "
+                      f"apps pinned to {self.tag} will now get different files", file=sys.stderr, flush=True)
+                _retrying("delete tag", lambda: api.delete_tag(self.repo, tag=self.tag), self.secret)
+            _retrying("create tag", lambda: api.create_tag(self.repo, tag=self.tag, revision=commit), self.secret)
+            print(f"tagged {self.tag} -> {commit}")
+        # 6. verify what the tag URL serves
+        files = [self.verify_download(p) for p in plan]
+        # 7. published.json, then the constants generated from it
+        published = {
+            "schema": 1, "repo": self.repo, "tag": self.tag, "commit": commit, "endpoint": self.endpoint,
+            "published_at": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+            "files": files, "manifest": read_manifest(self.manifest),
+        }
+        out = Path(out_dir or self.manifest.parent)
+        write_bytes_atomic(out / PUBLISHED_NAME, (json.dumps(published, indent=2) + "\n").encode())
+        from .codegen import write_modules
+
+        written = write_modules(out / PUBLISHED_NAME, out)
+        print(f"verified {len(files)} file(s) at {self.tag}; wrote {out / PUBLISHED_NAME}, " + ", ".join(str(w) for w in written))
+        return published
+
+    def verify_download(self, p: PlannedFile) -> dict:
+        from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_stream_backoff
+
+        url = resolve_url(self.endpoint, self.repo, self.tag, p.path_in_repo)
+
+        def fetch() -> tuple[str, int]:
+            digest, size = hashlib.sha256(), 0
+            headers = build_hf_headers(token=self.secret.value)
+            with http_stream_backoff("GET", url, headers=headers, follow_redirects=True) as r:
+                hf_raise_for_status(r)
+                for chunk in r.iter_bytes():
+                    digest.update(chunk)
+                    size += len(chunk)
+            return digest.hexdigest(), size
+
+        sha, size = _retrying(f"download {p.path_in_repo}", fetch, self.secret)
+        if sha != p.sha256 or size != p.bytes:
+            raise PublishError(
+                f"verification failed: {url} serves {size} bytes sha256 {sha[:12]}…, "
+                f"manifest says {p.bytes} bytes sha256 {p.sha256[:12]}…; nothing was written locally"
+            )
+        return {"artifact": p.artifact, "path_in_repo": p.path_in_repo, "url": url, "sha256": sha, "bytes": size}

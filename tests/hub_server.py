@@ -1,0 +1,365 @@
+"""A local Hugging Face Hub-protocol server for tests, on 127.0.0.1 only.
+
+Speaks enough of the Hub's HTTP API for the real `huggingface_hub` client: create-repo, refs,
+paths-info, preupload, the LFS batch / upload / verify protocol, ndjson commits, tags and
+resolve downloads. Faults can be injected per request (a status code, or a dropped connection
+half-way through reading the request body), and every request is logged so tests can count
+uploads and commits.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlparse
+
+LFS_SUFFIXES = (".pte", ".bpte", ".bin")
+LFS_MIN_BYTES = 10 * 1024 * 1024  # as the Hub: big files go to LFS whatever their name
+
+
+def git_blob_sha1(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+@dataclass
+class StoredFile:
+    size: int
+    lfs_sha256: str | None  # None: a regular git file
+    content: bytes | None  # regular files only; LFS content lives in the server's LFS store
+
+
+@dataclass
+class Repo:
+    commits: dict[str, dict[str, StoredFile]] = field(default_factory=dict)
+    branches: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Fault:
+    method: str
+    path_re: str
+    action: int | str  # an HTTP status, or "drop" (close the socket mid-request)
+    times: int = 1
+
+
+class HubState:
+    def __init__(self, token: str):
+        self.token = token
+        self.repos: dict[str, Repo] = {}
+        self.lfs: dict[str, bytes] = {}
+        self.faults: list[Fault] = []
+        self.log: list[tuple[str, str, int]] = []
+        self.lock = threading.Lock()
+
+    def inject(self, method: str, path_re: str, action: int | str, times: int = 1) -> None:
+        with self.lock:
+            self.faults.append(Fault(method, path_re, action, times))
+
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        with self.lock:
+            for f in self.faults:
+                if f.times > 0 and f.method == method and re.search(f.path_re, path):
+                    f.times -= 1
+                    return f
+        return None
+
+    def count(self, method: str, path_re: str, status: int | None = 200) -> int:
+        return sum(1 for m, p, s in self.log if m == method and re.search(path_re, p) and (status is None or s == status))
+
+    def tamper(self, repo_id: str, rev: str, path: str, data: bytes) -> None:
+        """Replace the bytes served for `path` without telling anyone (a corrupted remote)."""
+        repo = self.repos[repo_id]
+        f = repo.commits[resolve_rev(repo, rev)][path]
+        if f.lfs_sha256:
+            self.lfs[f.lfs_sha256] = data
+        else:
+            f.content = data
+
+
+def resolve_rev(repo: Repo, rev: str) -> str | None:
+    if rev in repo.branches:
+        return repo.branches[rev]
+    if rev in repo.tags:
+        return repo.tags[rev]
+    return rev if rev in repo.commits else None
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    state: HubState
+    base: str
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+    # --- plumbing -----------------------------------------------------------------------------
+    def _send(self, status: int, body: bytes | dict | list = b"", headers: dict | None = None, head: bool = False):
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+            headers = {"Content-Type": "application/json", **(headers or {})}
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+        self.state.log.append((self.command, urlparse(self.path).path, status))
+
+    def _error(self, status: int, message: str, code: str | None = None):
+        headers = {"X-Error-Message": message}
+        if code:
+            headers["X-Error-Code"] = code
+        self._send(status, {"error": message}, headers)
+
+    def _body(self) -> bytes:
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def _authorized(self) -> bool:
+        if self.headers.get("Authorization") == f"Bearer {self.state.token}":
+            return True
+        self._error(401, "Invalid credentials in Authorization header")
+        return False
+
+    def _repo(self, repo_id: str) -> Repo | None:
+        repo = self.state.repos.get(repo_id)
+        if repo is None:
+            self._error(404, f"Repository Not Found for url: {self.path}", "RepoNotFound")
+        return repo
+
+    def _fault(self) -> bool:
+        f = self.state.take_fault(self.command, urlparse(self.path).path)
+        if f is None:
+            return False
+        if f.action == "drop":
+            n = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(n // 2)  # take half the upload, then hang up
+            self.state.log.append((self.command, urlparse(self.path).path, 0))
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return True
+        self._body()
+        self._error(int(f.action), "injected fault")
+        return True
+
+    def _dispatch(self, routes):
+        if self._fault():
+            return
+        path = urlparse(self.path).path
+        for pattern, fn in routes:
+            m = re.fullmatch(pattern, path)
+            if m:
+                return fn(*[unquote(g) for g in m.groups()])
+        self._error(404, f"no route for {self.command} {path}")
+
+    # --- verbs --------------------------------------------------------------------------------
+    def do_GET(self):
+        self._dispatch([
+            (r"/api/models/([^/]+/[^/]+)/refs", self.refs),
+            (r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", self.resolve),
+        ])
+
+    def do_HEAD(self):
+        self._dispatch([(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", lambda r, v, p: self.resolve(r, v, p, head=True))])
+
+    def do_POST(self):
+        self._dispatch([
+            (r"/api/repos/create", self.create_repo),
+            (r"/api/models/([^/]+/[^/]+)/paths-info/([^/]+)", self.paths_info),
+            (r"/api/models/([^/]+/[^/]+)/preupload/([^/]+)", self.preupload),
+            (r"/([^/]+/[^/]+)\.git/info/lfs/objects/batch", self.lfs_batch),
+            (r"/lfs/([0-9a-f]{64})/verify", self.lfs_verify),
+            (r"/api/models/([^/]+/[^/]+)/commit/([^/]+)", self.commit),
+            (r"/api/models/([^/]+/[^/]+)/tag/([^/]+)", self.create_tag),
+        ])
+
+    def do_PUT(self):
+        self._dispatch([(r"/lfs/([0-9a-f]{64})", self.lfs_put)])
+
+    def do_DELETE(self):
+        self._dispatch([(r"/api/models/([^/]+/[^/]+)/tag/([^/]+)", self.delete_tag)])
+
+    # --- endpoints ----------------------------------------------------------------------------
+    def create_repo(self):
+        payload = json.loads(self._body() or b"{}")
+        if not self._authorized():
+            return
+        repo_id = f"{payload.get('organization')}/{payload['name']}"
+        if repo_id in self.state.repos:
+            return self._error(409, "You already created this model repo")
+        repo = Repo()
+        initial = hashlib.sha1(f"init:{repo_id}".encode()).hexdigest()
+        repo.commits[initial] = {}
+        repo.branches["main"] = initial
+        self.state.repos[repo_id] = repo
+        self._send(200, {"url": f"{self.base}/{repo_id}", "name": repo_id})
+
+    def refs(self, repo_id):
+        repo = self._repo(repo_id)
+        if repo is None:
+            return
+        ref = lambda kind, n, c: {"name": n, "ref": f"refs/{kind}/{n}", "targetCommit": c}  # noqa: E731
+        self._send(200, {
+            "branches": [ref("heads", n, c) for n, c in repo.branches.items()],
+            "tags": [ref("tags", n, c) for n, c in repo.tags.items()],
+            "converts": [],
+        })
+
+    def paths_info(self, repo_id, rev):
+        form = parse_qs(self._body().decode())
+        repo = self._repo(repo_id)
+        if repo is None:
+            return
+        commit = resolve_rev(repo, rev)
+        if commit is None:
+            return self._error(404, f"Invalid rev id: {rev}", "RevisionNotFound")
+        files = repo.commits[commit]
+        out = []
+        for p in form.get("paths", []):
+            if p in files:
+                f = files[p]
+                info = {"type": "file", "path": p, "size": f.size,
+                        "oid": git_blob_sha1(f.content) if f.content is not None else hashlib.sha1(f.lfs_sha256.encode()).hexdigest()}
+                if f.lfs_sha256:
+                    info["lfs"] = {"oid": f.lfs_sha256, "size": f.size, "pointerSize": 134}
+                out.append(info)
+        self._send(200, out)
+
+    def preupload(self, repo_id, rev):
+        payload = json.loads(self._body())
+        if not self._authorized():
+            return
+        repo = self._repo(repo_id)
+        if repo is None:
+            return
+        files = repo.commits[resolve_rev(repo, rev) or repo.branches["main"]]
+        out = []
+        for f in payload["files"]:
+            lfs = f["path"].endswith(LFS_SUFFIXES) or f["size"] >= LFS_MIN_BYTES
+            remote = files.get(f["path"])
+            oid = None
+            if remote is not None:
+                oid = remote.lfs_sha256 if remote.lfs_sha256 else git_blob_sha1(remote.content)
+            out.append({"path": f["path"], "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False, "oid": oid})
+        self._send(200, {"files": out, "commitOid": files and repo.branches["main"]})
+
+    def lfs_batch(self, repo_id):
+        payload = json.loads(self._body())
+        if not self._authorized() or self._repo(repo_id) is None:
+            return
+        objects = []
+        for o in payload["objects"]:
+            entry = {"oid": o["oid"], "size": o["size"]}
+            if o["oid"] not in self.state.lfs:
+                entry["actions"] = {
+                    "upload": {"href": f"{self.base}/lfs/{o['oid']}"},
+                    "verify": {"href": f"{self.base}/lfs/{o['oid']}/verify"},
+                }
+            objects.append(entry)
+        self._send(200, {"transfer": "basic", "objects": objects}, {"Content-Type": "application/vnd.git-lfs+json"})
+
+    def lfs_put(self, oid):
+        data = self._body()
+        if hashlib.sha256(data).hexdigest() != oid:
+            return self._error(400, "sha256 of uploaded content does not match oid")
+        self.state.lfs[oid] = data
+        self._send(200, b"")
+
+    def lfs_verify(self, oid):
+        payload = json.loads(self._body())
+        ok = oid in self.state.lfs and len(self.state.lfs[oid]) == payload.get("size")
+        self._send(200, {"ok": True}) if ok else self._error(404, "object not found")
+
+    def commit(self, repo_id, rev):
+        lines = [json.loads(l) for l in self._body().splitlines() if l.strip()]
+        if not self._authorized():
+            return
+        repo = self._repo(repo_id)
+        if repo is None:
+            return
+        header = lines[0]["value"]
+        head = repo.branches.get(rev)
+        if head is None:
+            return self._error(404, f"Invalid rev id: {rev}", "RevisionNotFound")
+        if header.get("parentCommit") and header["parentCommit"] != head:
+            return self._error(412, "A commit has happened since. Please refresh and try again.")
+        files = dict(repo.commits[head])
+        for item in lines[1:]:
+            v = item["value"]
+            if item["key"] == "file":
+                data = base64.b64decode(v["content"])
+                files[v["path"]] = StoredFile(len(data), None, data)
+            elif item["key"] == "lfsFile":
+                if v["oid"] not in self.state.lfs:
+                    return self._error(422, f"LFS object {v['oid']} was never uploaded")
+                files[v["path"]] = StoredFile(v["size"], v["oid"], None)
+            elif item["key"] == "deletedFile":
+                files.pop(v["path"], None)
+        oid = hashlib.sha1(json.dumps([head, header, lines[1:]], sort_keys=True).encode()).hexdigest()
+        repo.commits[oid] = files
+        repo.branches[rev] = oid
+        self._send(200, {"commitUrl": f"{self.base}/{repo_id}/commit/{oid}", "commitOid": oid, "pullRequestUrl": None})
+
+    def create_tag(self, repo_id, rev):
+        payload = json.loads(self._body())
+        if not self._authorized():
+            return
+        repo = self._repo(repo_id)
+        if repo is None:
+            return
+        commit = resolve_rev(repo, rev)
+        if commit is None:
+            return self._error(404, f"Invalid rev id: {rev}", "RevisionNotFound")
+        if payload["tag"] in repo.tags:
+            return self._error(409, f"Tag {payload['tag']} already exists")
+        repo.tags[payload["tag"]] = commit
+        self._send(200, {})
+
+    def delete_tag(self, repo_id, tag):
+        self._body()
+        if not self._authorized():
+            return
+        repo = self._repo(repo_id)
+        if repo is None:
+            return
+        if repo.tags.pop(tag, None) is None:
+            return self._error(404, f"Invalid rev id: {tag}", "RevisionNotFound")
+        self._send(200, {})
+
+    def resolve(self, repo_id, rev, path, head=False):
+        repo = self.state.repos.get(repo_id)
+        commit = resolve_rev(repo, rev) if repo else None
+        f = repo.commits[commit].get(path) if commit else None
+        if f is None:
+            return self._error(404, f"Entry not found: {repo_id}@{rev}/{path}", "EntryNotFound")
+        data = self.state.lfs[f.lfs_sha256] if f.lfs_sha256 else f.content
+        etag = f.lfs_sha256 or git_blob_sha1(f.content)
+        self._send(200, data, {"ETag": f'"{etag}"', "X-Repo-Commit": commit,
+                               "Content-Type": "application/octet-stream"}, head=head)
+
+
+class HubServer:
+    """`with HubServer(token) as hub:` serves on http://127.0.0.1:<free port> in a thread."""
+
+    def __init__(self, token: str):
+        self.state = HubState(token)
+        handler = type("BoundHandler", (Handler,), {"state": self.state})
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        handler.base = self.url
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> "HubServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
