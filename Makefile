@@ -16,10 +16,11 @@ help:
 	@echo "make test        # all tests (fast tier + real-architecture tier)"
 	@echo "make test-fast   # fast tier only"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml scripts/ts/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	npm ci --prefix scripts/ts --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
 venv: $(STAMP)

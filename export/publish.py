@@ -213,10 +213,9 @@ class Publisher:
                 f"(or pass --move-tag to force it, breaking apps pinned to it)"
             )
         # 4. one commit holding every changed file
-        commit = tags.get(self.tag) if not changed else None
         if changed:
-            _retrying("create repo", lambda: api.create_repo(self.repo, exist_ok=True), self.secret)
-            if main is None:
+            if main is None:  # no repo yet
+                _retrying("create repo", lambda: api.create_repo(self.repo, exist_ok=True), self.secret)
                 tags, _, main = self.remote_state()
             ops = [CommitOperationAdd(path_in_repo=p.path_in_repo, path_or_fileobj=str(p.local)) for p in changed]
             info = _retrying("commit", lambda: api.create_commit(
@@ -225,8 +224,8 @@ class Publisher:
                 parent_commit=main), self.secret)
             commit = info.oid
             print(f"committed {len(changed)} file(s): {commit}")
-        elif commit is None:
-            commit = main
+        else:
+            commit = tags.get(self.tag) or main  # the files are already there
             print("no file changed: no commit")
         # 5. tag, only now that the commit holding every file exists
         if tags.get(self.tag) != commit:

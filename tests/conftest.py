@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import os
+
+# The local Hub server speaks LFS, not Xet: must be set before huggingface_hub is imported.
+os.environ["HF_HUB_DISABLE_XET"] = "1"
 import subprocess
 import sys
 from pathlib import Path

@@ -192,8 +192,9 @@ class Handler(BaseHTTPRequestHandler):
         if not self._authorized():
             return
         repo_id = f"{payload.get('organization')}/{payload['name']}"
-        if repo_id in self.state.repos:
-            return self._error(409, "You already created this model repo")
+        if repo_id in self.state.repos:  # the Hub answers 409 with the existing repo's url
+            return self._send(409, {"error": "You already created this model repo", "url": f"{self.base}/{repo_id}"},
+                              {"X-Error-Message": "You already created this model repo"})
         repo = Repo()
         initial = hashlib.sha1(f"init:{repo_id}".encode()).hexdigest()
         repo.commits[initial] = {}
