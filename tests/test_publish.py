@@ -12,6 +12,7 @@ import pytest
 
 from conftest import ROOT, TINY, run_cli
 from hub_server import HubServer
+from test_codegen import tsc
 
 TOKEN = "hf_TESTtoken_9f8e7d6c5b4a"  # what the local server accepts; must never be printed
 REPO = "rne-test/deeplab"
@@ -73,6 +74,10 @@ def test_push_then_second_push_changes_nothing(arts, hub, capsys):
     assert urls[XNN_PATH] == f"{hub.url}/{REPO}/resolve/v1.0.0/{XNN_PATH}"
     assert published["manifest"] == json.loads((arts / "manifest.json").read_text())
     assert (arts / "modelUrls.ts").exists() and (arts / "model_urls.py").exists()
+    ts = (arts / "modelUrls.ts").read_text()
+    assert f"{hub.url}/{REPO}/resolve/v1.0.0/{CML_PATH}" in ts and f"{hub.url}/{REPO}/resolve/v1.0.0/{XNN_PATH}" in ts
+    proc = tsc(arts, "modelUrls.ts")  # what was really published compiles
+    assert proc.returncode == 0, proc.stdout
     # every file was downloaded back from the tag URL
     assert hub.state.count("GET", r"/resolve/v1.0.0/") == 3
     # a second publish: zero uploads, zero commits, tag untouched, still verified

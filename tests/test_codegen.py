@@ -1,0 +1,104 @@
+"""Generated model-URL constants: deterministic, RNE-style TypeScript that a real tsc accepts."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+
+import pytest
+
+from conftest import ROOT
+from export.codegen import HEADER, constants_from, render_py, render_ts, write_modules
+
+TSC = ROOT / "scripts" / "ts" / "node_modules" / ".bin" / "tsc"
+STUBS = ROOT / "scripts" / "ts" / "stubs" / "react-native" / "index.d.ts"
+BASE = "https://huggingface.co/org/repo/resolve/v1.0.0"
+
+
+def published(with_coreml: bool = True, with_int8: bool = False) -> dict:
+    arts, files = {}, []
+
+    def add(name, backend, precision):
+        arts[name] = {"model": "deeplab_v3_resnet50", "backend": backend, "precision": precision, "path": name}
+        files.append({"artifact": name, "path_in_repo": f"{backend}/{name}", "url": f"{BASE}/{backend}/{name}"})
+
+    add("deeplab_v3_resnet50_xnnpack_fp32.pte", "xnnpack", "fp32")
+    if with_coreml:
+        add("deeplab_v3_resnet50_coreml_fp16.pte", "coreml", "fp16")
+    if with_int8:
+        add("deeplab_v3_resnet50_xnnpack_int8.pte", "xnnpack", "int8")
+    files.append({"artifact": None, "path_in_repo": "manifest.json", "url": f"{BASE}/manifest.json"})
+    return {"repo": "org/repo", "tag": "v1.0.0", "commit": "c" * 40, "files": files,
+            "manifest": {"schema": 1, "artifacts": arts}}
+
+
+def tsc(folder, *sources):
+    assert TSC.exists(), f"{TSC} missing: `make test` installs it with npm ci (scripts/ts)"
+    (folder / "tsconfig.json").write_text(json.dumps({
+        "extends": str(ROOT / "scripts" / "ts" / "tsconfig.base.json"),
+        "files": [*sources, str(STUBS)],
+    }))
+    return subprocess.run([str(TSC), "-p", str(folder)], capture_output=True, text=True, timeout=120)
+
+
+def test_constants_choose_coreml_on_ios_and_xnnpack_on_android():
+    [c] = constants_from(published())
+    assert c == {"name": "DEEPLAB_V3_RESNET50", "modelName": "deeplab-v3-resnet50",
+                 "ios": f"{BASE}/coreml/deeplab_v3_resnet50_coreml_fp16.pte",
+                 "android": f"{BASE}/xnnpack/deeplab_v3_resnet50_xnnpack_fp32.pte"}
+    [only] = constants_from(published(with_coreml=False))
+    assert only["ios"] == only["android"] == f"{BASE}/xnnpack/deeplab_v3_resnet50_xnnpack_fp32.pte"
+    names = [c["name"] for c in constants_from(published(with_int8=True))]
+    assert names == ["DEEPLAB_V3_RESNET50", "DEEPLAB_V3_RESNET50_QUANTIZED"]
+
+
+def test_output_is_deterministic_and_stamped(tmp_path):
+    p = tmp_path / "published.json"
+    p.write_text(json.dumps(published()))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    write_modules(p, tmp_path / "a")
+    write_modules(p, tmp_path / "b")
+    for name in ("modelUrls.ts", "model_urls.py"):
+        a, b = (tmp_path / "a" / name).read_bytes(), (tmp_path / "b" / name).read_bytes()
+        assert a == b and HEADER.encode() in a.splitlines()[0]
+    ts = render_ts(published())
+    assert "import { Platform } from 'react-native';" in ts
+    assert "export const DEEPLAB_V3_RESNET50 = {" in ts and "} as const;" in ts
+    assert "Platform.OS === 'ios'" in ts
+    assert "Platform" not in render_ts(published(with_coreml=False))
+
+
+def test_python_module_has_same_names_and_urls(tmp_path):
+    path = tmp_path / "model_urls.py"
+    path.write_text(render_py(published()))
+    spec = importlib.util.spec_from_file_location("model_urls", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.DEEPLAB_V3_RESNET50["modelName"] == "deeplab-v3-resnet50"
+    assert mod.DEEPLAB_V3_RESNET50["modelSource"]["ios"].endswith("coreml/deeplab_v3_resnet50_coreml_fp16.pte")
+    assert mod.TAG == "v1.0.0" and len(mod.ALL_URLS) == 2
+
+
+@pytest.mark.parametrize("kw", [{}, {"with_coreml": False}, {"with_int8": True}])
+def test_typescript_compiles_with_real_tsc(tmp_path, kw):
+    (tmp_path / "modelUrls.ts").write_text(render_ts(published(**kw)))
+    # usage as an app would write it: literal types survive `as const`
+    (tmp_path / "use.ts").write_text(
+        "import { DEEPLAB_V3_RESNET50 } from './modelUrls';\n"
+        "const name: 'deeplab-v3-resnet50' = DEEPLAB_V3_RESNET50.modelName;\n"
+        "const source: string = DEEPLAB_V3_RESNET50.modelSource;\n"
+        "export { name, source };\n")
+    proc = tsc(tmp_path, "modelUrls.ts", "use.ts")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_tsc_rejects_wrong_usage(tmp_path):
+    """The compile check can fail: a misuse of the generated constants is a type error."""
+    (tmp_path / "modelUrls.ts").write_text(render_ts(published()))
+    (tmp_path / "use.ts").write_text(
+        "import { DEEPLAB_V3_RESNET50 } from './modelUrls';\n"
+        "const name: 'other-model' = DEEPLAB_V3_RESNET50.modelName;\nexport { name };\n")
+    proc = tsc(tmp_path, "modelUrls.ts", "use.ts")
+    assert proc.returncode != 0 and "TS2322" in proc.stdout
