@@ -43,6 +43,13 @@ def _parser() -> argparse.ArgumentParser:
     pub.add_argument("--push", action="store_true", help="really publish (default: print the plan, change nothing)")
     pub.add_argument("--move-tag", action="store_true", help="allow moving an existing tag (breaks apps pinned to it)")
     pub.add_argument("--endpoint", help="Hub endpoint (default: $HF_ENDPOINT or https://huggingface.co)")
+    run = sub.add_parser("run", help="run a .pte as the useImageSegmentation hook would (reference runtime)")
+    run.add_argument("artifact", type=Path)
+    run.add_argument("image", help="path, file:// URI, http(s) URL, data URI or base64 string")
+    run.add_argument("--classes", default="", help="comma-separated labels to return probabilities for, e.g. CAT,PERSON")
+    run.add_argument("--resize", action="store_true", help="return maps at the image's original size")
+    run.add_argument("--overlay", type=Path, help="write a PNG of the photo with the argmax mask and a legend")
+    run.add_argument("--contract", help="rne-0.5 | rne-0.9 (default: as recorded in the manifest beside the artifact)")
     chk = sub.add_parser("check-urls", help="check that every URL in generated constants modules resolves")
     chk.add_argument("modules", nargs="+", type=Path)
     return p
@@ -59,6 +66,32 @@ def _publish(args) -> int:
             publisher.dry_run()
     except ExportError as e:  # any message that reaches the user passes through the redactor
         raise type(e)(publisher.secret.redact(str(e))) from None
+    return 0
+
+
+def _run(args) -> int:
+    import json
+
+    import numpy as np
+
+    from .reference import ARGMAX, SegmentationModel, decode, overlay, read_source, write_png
+
+    model = SegmentationModel(args.artifact, contract=args.contract)
+    bgr = decode(read_source(args.image), args.image)
+    classes = [c for c in args.classes.split(",") if c]
+    result = model.forward(bgr, classes, resize=args.resize)
+    argmax = result[ARGMAX]
+    ids, counts = np.unique(argmax, return_counts=True)
+    summary = {
+        "artifact": str(args.artifact), "contract": model.contract.name, "input": [model.height, model.width],
+        "keys": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in result.items()},
+        "classes_present": {model.labels[int(i)]: round(int(n) / argmax.size, 4) for i, n in zip(ids, counts)},
+        "mean_probability": {c: round(float(result[c].mean()), 4) for c in classes},
+    }
+    if args.overlay:
+        write_png(args.overlay, overlay(bgr, argmax, model.labels))
+        summary["overlay"] = str(args.overlay)
+    print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -98,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _quiet_toolchains()
     try:
-        return {"build": _build, "publish": _publish, "check-urls": _check_urls}[args.command](args)
+        return {"build": _build, "publish": _publish, "check-urls": _check_urls, "run": _run}[args.command](args)
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

@@ -1,0 +1,247 @@
+"""Reference runtime: the `useImageSegmentation` hook's `forward(imageSource, classesOfInterest, resize)`
+in Python, on a .pte through the ExecuTorch runtime, with the native side's preprocessing.
+
+Native preprocessing (OpenCV): decode -> bilinear resize to the model's input H×W (read from the
+program) -> BGR to RGB -> /255 -> (rne-0.9 only) ImageNet mean/std -> NCHW float32. Output 0 is read
+as logits [1,C,H,W]; softmax and argmax follow, as on the device.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .config import CONTRACTS, Contract
+from .errors import ExportError
+from .manifest import MANIFEST_NAME
+
+# Decompression bombs: images above this many pixels are refused from their header, before decoding.
+# 2^26 ≈ 67 MP: far above any phone camera frame the hook would get.
+MAX_PIXELS = 2**26
+
+MAX_IMAGE_BYTES = 64 * 1024 * 1024  # why: larger encoded files are not photos the hook takes
+URL_TIMEOUT_S = 30
+ARGMAX = "ARGMAX"
+
+
+class ImageError(ExportError):
+    pass
+
+
+def read_source(source: str) -> bytes:
+    """The bytes behind an image source as the hook accepts it: path, file:// URI, http(s) URL,
+    data URI or bare base64."""
+    if source.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(source, timeout=URL_TIMEOUT_S) as r:
+                data = r.read(MAX_IMAGE_BYTES + 1)
+        except (urllib.error.URLError, OSError) as e:
+            raise ImageError(f"image {source}: cannot download ({getattr(e, 'reason', e)})") from None
+    elif source.startswith("data:"):
+        header, _, payload = source.partition(",")
+        if ";base64" not in header:
+            raise ImageError("image data URI: only base64 data URIs are supported (data:image/png;base64,...)")
+        data = _b64(payload, "data URI")
+    else:
+        path = Path(source[len("file://"):] if source.startswith("file://") else source)
+        if source.startswith("file://") or _exists(path):
+            data = _read_file(path)
+        else:
+            try:  # the hook also takes bare base64
+                data = base64.b64decode(source, validate=True)
+            except (binascii.Error, ValueError):
+                raise ImageError(f"image {source[:120]}: no such file, and not a URL, data URI or base64") from None
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ImageError(f"image {source[:80]}: over the {MAX_IMAGE_BYTES}-byte limit")
+    return data
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a long base64 string is not a valid file name
+        return False
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > MAX_IMAGE_BYTES:
+            raise ImageError(f"image {path}: {size} bytes, over the {MAX_IMAGE_BYTES}-byte limit")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"image {path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"image {path}: is a folder, not an image file") from None
+
+
+def _b64(text: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ImageError(f"image {what}: not a path, URL or valid base64") from None
+
+
+def decode(data: bytes, source: str = "image") -> np.ndarray:
+    """Encoded bytes -> HxWx3 uint8 BGR, as OpenCV's imread would give the native code."""
+    if not data:
+        raise ImageError(f"{source[:80]}: empty (0 bytes)")
+    w, h = _header_size(data)
+    if w * h > MAX_PIXELS:
+        raise ImageError(f"{source[:80]}: {w}x{h} pixels, over the {MAX_PIXELS}-pixel limit; downscale it first")
+    try:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as e:  # OpenCV raises for over-limit images
+        raise ImageError(f"{source[:80]}: cannot decode ({str(e).strip().splitlines()[-1][:200]})") from None
+    if img is None or img.size == 0:
+        raise ImageError(f"{source[:80]}: not a decodable image (truncated, or not an image format OpenCV reads)")
+    return img
+
+
+def _header_size(data: bytes) -> tuple[int, int]:
+    """Width and height from the image header alone (Pillow reads headers lazily); (0, 0) when
+    Pillow does not know the format, leaving the verdict to OpenCV."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.size
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"image refused: {e}") from None
+    except (UnidentifiedImageError, OSError):
+        return (0, 0)
+
+
+def preprocess(bgr: np.ndarray, height: int, width: int, contract: Contract) -> np.ndarray:
+    """BGR uint8 -> [1,3,H,W] float32 as the hook's native runtime feeds the model."""
+    resized = cv2.resize(bgr, (width, height), interpolation=cv2.INTER_LINEAR)
+    rgb = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
+    if contract.runtime_mean is not None:
+        rgb = (rgb - np.array(contract.runtime_mean, np.float32)) / np.array(contract.runtime_std, np.float32)
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=0, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=0, keepdims=True)
+
+
+class SegmentationModel:
+    """A loaded .pte plus its contract and labels (from the manifest beside it unless given)."""
+
+    def __init__(self, pte: str | Path, contract: str | None = None, labels: list[str] | None = None):
+        import torch  # the ExecuTorch runtime's tensors; imported here so image helpers stay light
+        from executorch.runtime import Runtime
+
+        self._torch = torch
+        self.path = Path(pte)
+        if not self.path.is_file():
+            raise ExportError(f"artifact {self.path}: no such file")
+        entry = self._manifest_entry()
+        recorded = entry["contract"]["name"] if entry else None
+        if contract and recorded and contract != recorded:
+            raise ExportError(
+                f"contract mismatch: {self.path.name} was exported for {recorded} "
+                f"(manifest), not {contract}; feeding it {contract} input gives wrong masks"
+            )
+        name = contract or recorded
+        if name is None:
+            raise ExportError(f"{self.path.name}: no manifest.json beside it records its contract; pass --contract")
+        self.contract = CONTRACTS.get(name)
+        self.labels = list(labels or (entry["labels"] if entry else []))
+        from .verify import delegate_ids
+
+        runtime = Runtime.get()
+        missing = sorted({d for d in delegate_ids(self.path.read_bytes()) if not runtime.backend_registry.is_available(d)})
+        if missing:
+            raise ExportError(
+                f"{self.path.name} needs {', '.join(missing)}, which this ExecuTorch runtime does not have "
+                f"(it has {', '.join(runtime.backend_registry.registered_backend_names)}); Core ML runs only on Apple platforms"
+            )
+        program = runtime.load_program(self.path)
+        meta = program.metadata("forward")
+        _, _, self.height, self.width = meta.input_tensor_meta(0).sizes()
+        self.num_classes = meta.output_tensor_meta(0).sizes()[1]
+        if self.labels and len(self.labels) != self.num_classes:
+            raise ExportError(f"{self.path.name}: {len(self.labels)} labels for {self.num_classes} output classes")
+        self.method = program.load_method("forward")
+
+    def _manifest_entry(self) -> dict | None:
+        manifest = self.path.parent / MANIFEST_NAME
+        if not manifest.is_file():
+            return None
+        return json.loads(manifest.read_text())["artifacts"].get(self.path.name)
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        out = self.method.execute([self._torch.from_numpy(x)])[0]
+        return out.numpy()[0].copy()  # [C,H,W]; copy: the runtime reuses its output buffer
+
+    def forward(self, image_source: str | np.ndarray, classes_of_interest: list[str] | None = None,
+                resize: bool = False) -> dict[str, np.ndarray]:
+        classes = list(classes_of_interest or [])
+        unknown = [c for c in classes if c not in self.labels]
+        if unknown:
+            raise ExportError(f"unknown label(s) {', '.join(unknown)}; valid labels: {', '.join(self.labels)}")
+        bgr = image_source if isinstance(image_source, np.ndarray) else decode(read_source(image_source), str(image_source))
+        logits = self.logits(preprocess(bgr, self.height, self.width, self.contract))
+        probs = softmax(logits)
+        result = {ARGMAX: logits.argmax(axis=0).astype(np.int32)}
+        for c in classes:
+            result[c] = probs[self.labels.index(c)].astype(np.float32)
+        if resize:
+            h, w = bgr.shape[:2]
+            result = {
+                k: cv2.resize(v, (w, h), interpolation=cv2.INTER_NEAREST if k == ARGMAX else cv2.INTER_LINEAR)
+                for k, v in result.items()
+            }
+        return result
+
+
+def voc_palette(n: int = 256) -> np.ndarray:
+    """The Pascal VOC colour map (bit-interleaved class ids), RGB uint8 [n,3]."""
+    pal = np.zeros((n, 3), np.uint8)
+    for i in range(n):
+        c, r, g, b = i, 0, 0, 0
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        pal[i] = (r, g, b)
+    return pal
+
+
+def overlay(bgr: np.ndarray, argmax: np.ndarray, labels: list[str], alpha: float = 0.5) -> np.ndarray:
+    """Photo blended with the argmax mask in VOC colours, plus a legend of the classes present (BGR)."""
+    if argmax.shape != bgr.shape[:2]:
+        argmax = cv2.resize(argmax.astype(np.int32), (bgr.shape[1], bgr.shape[0]), interpolation=cv2.INTER_NEAREST)
+    pal = voc_palette()[:, ::-1]  # to BGR
+    blended = cv2.addWeighted(bgr, 1 - alpha, pal[argmax], alpha, 0)
+    present = [int(i) for i in np.unique(argmax)]
+    row = 22  # legend row height in pixels: readable at 0.5 font scale
+    legend = np.full((row * len(present) + 8, blended.shape[1], 3), 255, np.uint8)
+    for k, cls in enumerate(present):
+        y = 4 + k * row
+        cv2.rectangle(legend, (6, y + 3), (22, y + 17), tuple(int(v) for v in pal[cls]), -1)
+        name = labels[cls] if cls < len(labels) else str(cls)
+        share = float((argmax == cls).mean()) * 100
+        cv2.putText(legend, f"{name} {share:.1f}%", (30, y + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.vstack([blended, legend])
+
+
+def write_png(path: str | Path, bgr: np.ndarray) -> None:
+    from .files import write_bytes_atomic
+
+    ok, buf = cv2.imencode(".png", bgr)
+    if not ok:
+        raise ExportError(f"cannot encode overlay PNG for {path}")
+    write_bytes_atomic(path, buf.tobytes())
