@@ -9,7 +9,7 @@ OUT ?= artifacts
 VARIANT ?=
 VARIANT_FLAGS := $(foreach v,$(VARIANT),--variant $(v))
 
-.PHONY: export test test-fast venv clean help publish
+.PHONY: export test test-fast venv clean help publish bench
 
 help:
 	@echo "make export [WEIGHTS=default|random|PATH] [VARIANT=xnnpack_fp32] [CONFIG=configs/x.yaml] [OUT=artifacts]"
@@ -36,6 +36,11 @@ test-fast: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# make bench [RUNS=20] — latency ratios vs eager and ONNX Runtime, measured in one run; writes $(OUT)/bench.json
+RUNS ?= 20
+bench: $(STAMP)
+	$(PY) -m export bench --manifest $(OUT)/manifest.json --runs $(RUNS) $(if $(filter-out default random,$(WEIGHTS)),--weights $(WEIGHTS),)
 
 # make publish REPO=owner/name TAG=v1.0.0 [PUSH=1] — dry run unless PUSH=1 (token: HF_TOKEN or `hf auth login`)
 publish: $(STAMP)

@@ -50,6 +50,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--resize", action="store_true", help="return maps at the image's original size")
     run.add_argument("--overlay", type=Path, help="write a PNG of the photo with the argmax mask and a legend")
     run.add_argument("--contract", help="rne-0.5 | rne-0.9 (default: as recorded in the manifest beside the artifact)")
+    bench = sub.add_parser("bench", help="latency ratios of each artifact vs eager PyTorch and ONNX Runtime (one run)")
+    bench.add_argument("--manifest", default=Path("artifacts/manifest.json"), type=Path)
+    bench.add_argument("--runs", type=int, default=20, help="timed runs per engine (default 20)")
+    bench.add_argument("--warmup", type=int, default=3, help="untimed warm-up runs per engine (default 3)")
+    bench.add_argument("--weights", help="as for build; default: what the manifest records (random/default)")
+    bench.add_argument("--config", type=Path, help="config the artifacts came from (default: found by name, sha-checked)")
+    card = sub.add_parser("card", help="write the Hugging Face model card (README.md) beside the manifest")
+    card.add_argument("--manifest", default=Path("artifacts/manifest.json"), type=Path)
+    card.add_argument("--no-overlays", action="store_true", help="skip rendering overlay PNGs")
+    probe = sub.add_parser("bench-probe", help=argparse.SUPPRESS)
+    probe.add_argument("artifact", type=Path)
+    probe.add_argument("--runs", type=int, default=3)
     chk = sub.add_parser("check-urls", help="check that every URL in generated constants modules resolves")
     chk.add_argument("modules", nargs="+", type=Path)
     return p
@@ -95,6 +107,31 @@ def _run(args) -> int:
     return 0
 
 
+def _bench(args) -> int:
+    from .bench import run_bench
+
+    if args.runs < 1 or args.warmup < 0:
+        raise ExportError("--runs must be >= 1 and --warmup >= 0")
+    run_bench(args.manifest, args.runs, args.warmup, args.weights, args.config, CONFIG_DIR)
+    return 0
+
+
+def _card(args) -> int:
+    from .card import write_card
+
+    print(f"wrote {write_card(args.manifest, with_overlays=not args.no_overlays)}")
+    return 0
+
+
+def _bench_probe(args) -> int:
+    import json
+
+    from .bench import probe
+
+    print(json.dumps(probe(args.artifact, args.runs)))
+    return 0
+
+
 def _check_urls(args) -> int:
     from .codegen import check_urls
 
@@ -131,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _quiet_toolchains()
     try:
-        return {"build": _build, "publish": _publish, "check-urls": _check_urls, "run": _run}[args.command](args)
+        return {"build": _build, "publish": _publish, "check-urls": _check_urls, "run": _run,
+                "bench": _bench, "bench-probe": _bench_probe, "card": _card}[args.command](args)
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

@@ -121,7 +121,7 @@ def manifest_entry(cfg, variant, loaded, path: Path, delegation: dict, parity: d
         "export_seconds": round(sum(seconds.values()), 3),
         "stage_seconds": seconds,
         "versions": tool_versions(),
-        "config": {"file": cfg.source.name, "sha256": cfg.sha256, "variant_hash": cfg.variant_hash(variant)},
+        "config": {"file": cfg.source.name, "path": str(cfg.source), "sha256": cfg.sha256, "variant_hash": cfg.variant_hash(variant)},
         "weights": {"kind": loaded.kind, "identity": loaded.identity},
         "git_commit": git_commit(),
         "exported_at": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),

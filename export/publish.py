@@ -84,8 +84,9 @@ def local_files(manifest_path: Path) -> list[tuple[Path, str, str | None]]:
         out.append((f, repo_path(entry), name))
     out.append((manifest_path, MANIFEST_NAME, None))
     card = folder / "README.md"
-    if card.is_file():  # the model card, when one was generated
+    if card.is_file():  # the model card, when one was generated, with the overlays it shows
         out.append((card, "README.md", None))
+        out += [(p, f"overlays/{p.name}", None) for p in sorted((folder / "overlays").glob("*.png"))]
     return out
 
 

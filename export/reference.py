@@ -197,13 +197,15 @@ class SegmentationModel:
         result = {ARGMAX: logits.argmax(axis=0).astype(np.int32)}
         for c in classes:
             result[c] = probs[self.labels.index(c)].astype(np.float32)
-        if resize:
-            h, w = bgr.shape[:2]
-            result = {
-                k: cv2.resize(v, (w, h), interpolation=cv2.INTER_NEAREST if k == ARGMAX else cv2.INTER_LINEAR)
-                for k, v in result.items()
-            }
-        return result
+        return resize_outputs(result, *bgr.shape[:2]) if resize else result
+
+
+def resize_outputs(result: dict[str, np.ndarray], height: int, width: int) -> dict[str, np.ndarray]:
+    """Back to the image's size: argmax nearest-neighbour (no invented classes), probabilities bilinear."""
+    return {
+        k: cv2.resize(v, (width, height), interpolation=cv2.INTER_NEAREST if k == ARGMAX else cv2.INTER_LINEAR)
+        for k, v in result.items()
+    }
 
 
 def voc_palette(n: int = 256) -> np.ndarray:

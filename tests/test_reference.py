@@ -97,14 +97,20 @@ def test_forward_output_dict_and_resize(tiny_by_contract):
         model.forward(src, ["KITTEN"])
 
 
-def test_coreml_artifact_says_it_cannot_run_here(tmp_path):
-    pipeline.build(load_config(TINY), ["coreml_fp16"], "random", tmp_path)
+def test_contract_coreml_artifact_runs_or_says_it_cannot(tmp_path):
+    """Core ML: the same contract test where the runtime has CoreMLBackend (macOS), else a clear refusal."""
     from executorch.runtime import Runtime
 
+    cfg = load_config(TINY)
+    pipeline.build(cfg, ["coreml_fp16"], "random", tmp_path)
+    pte = tmp_path / "tiny_segnet_coreml_fp16.pte"
     if Runtime.get().backend_registry.is_available("CoreMLBackend"):
-        pytest.skip("this runtime has CoreMLBackend: the contract test above runs for Core ML here")
-    with pytest.raises(ExportError, match="needs CoreMLBackend.*Core ML runs only on Apple platforms"):
-        SegmentationModel(tmp_path / "tiny_segnet_coreml_fp16.pte")
+        eager = wrap(load_model(cfg, "random").module, cfg)
+        bar = cfg.variant("coreml_fp16").tolerances.min_argmax_agreement  # fp16: the variant's own bar
+        assert agreement(pte, eager, cfg, "rne-0.5") >= bar
+    else:
+        with pytest.raises(ExportError, match="needs CoreMLBackend.*Core ML runs only on Apple platforms"):
+            SegmentationModel(pte)
 
 
 @pytest.fixture

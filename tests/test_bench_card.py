@@ -1,0 +1,101 @@
+"""Benchmark (structure and honesty, never wall-time assertions) and the generated model card."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+import pytest
+import yaml
+
+from conftest import TINY, run_cli, write_yaml
+from export import pipeline
+from export.card import render_card
+from export.config import load_config
+from export.manifest import read_manifest
+from export.publish import local_files
+
+XNN = "tiny_segnet_xnnpack_fp32.pte"
+CML = "tiny_segnet_coreml_fp16.pte"
+
+
+@pytest.fixture(scope="module")
+def benched(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    pipeline.build(load_config(TINY), None, "random", out)
+    proc = run_cli("bench", "--manifest", str(out / "manifest.json"), "--runs", "3", "--warmup", "1", "--config", str(TINY))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out, json.loads((out / "bench.json").read_text()), proc
+
+
+def test_bench_measures_every_engine_in_one_run(benched):
+    out, bench, proc = benched
+    engines = bench["engines"]
+    assert list(engines)[:2] == ["eager fp32", "onnxruntime fp32"] and XNN in engines
+    for name, r in engines.items():
+        assert r["min_ms"] <= r["median_ms"] <= r["max_ms"]
+        assert r["ratio_to_eager"] == pytest.approx(r["median_ms"] / engines["eager fp32"]["median_ms"])
+        assert r["ratio_to_onnxruntime"] == pytest.approx(r["median_ms"] / engines["onnxruntime fp32"]["median_ms"])
+    assert engines["eager fp32"]["ratio_to_eager"] == 1.0
+    assert engines[XNN]["load_ms"] > 0 and engines[XNN]["peak_rss_increment_mb"] >= 0  # from its own process
+    assert CML in bench["not_run"] and "CoreMLBackend" in bench["not_run"][CML]
+    assert bench["resize"]["artifact"] == XNN and bench["resize"]["image"] == "451x300"
+    assert bench["runs"] == 3 and bench["warmup"] == 1
+    assert "x eager" in proc.stdout and "x onnxruntime" in proc.stdout and "not run here" in proc.stdout
+
+
+def test_bench_refuses_mismatched_weights_or_config(benched, tmp_path):
+    out, _, _ = benched
+    proc = run_cli("bench", "--manifest", str(out / "manifest.json"), "--config", str(TINY), "--weights", "default")
+    assert proc.returncode == 2 and "was exported with random(seed=0)" in proc.stderr
+    changed = write_yaml(tmp_path / "tiny_segnet.yaml", TINY.read_text() + "\n# edited\n")
+    proc = run_cli("bench", "--manifest", str(out / "manifest.json"), "--config", str(changed))
+    assert proc.returncode == 2 and "changed since" in proc.stderr
+
+
+def test_card_from_manifest_bench_and_overlays(benched, tmp_path):
+    src, bench, _ = benched
+    out = tmp_path / "a"
+    shutil.copytree(src, out)
+    proc = run_cli("card", "--manifest", str(out / "manifest.json"))
+    assert proc.returncode == 0, proc.stderr
+    text = (out / "README.md").read_text()
+    _, front, body = text.split("---\n", 2)
+    meta = yaml.safe_load(front)
+    assert meta["library_name"] == "executorch" and meta["pipeline_tag"] == "image-segmentation"
+    assert meta["license"] and "react-native-executorch" in meta["tags"]
+    manifest = read_manifest(out / "manifest.json")
+    for name, e in manifest["artifacts"].items():
+        assert e["sha256"][:16] in body and f"{e['backend']}/{name}" in body
+    assert f"{bench['engines'][XNN]['median_ms']:.1f}" in body  # measured, not copied from elsewhere
+    assert "| emulated |" in body and "| executed |" in body
+    assert "useImageSegmentation" in body and "TINY_SEGNET" in body and "random(seed=0)" in body
+    pngs = sorted((out / "overlays").glob("*.png"))
+    assert len(pngs) == 3
+    for p in pngs:
+        assert f"(overlays/{p.name})" in body and cv2.imread(str(p)) is not None
+    # the publish command ships the card and its overlays with the artifacts
+    shipped = {path for _, path, _ in local_files(out / "manifest.json")}
+    assert {"README.md", *(f"overlays/{p.name}" for p in pngs)} <= shipped
+
+
+def test_card_without_bench_says_so():
+    manifest = {"artifacts": {XNN: _entry()}}
+    body = render_card(manifest, None, [])
+    assert "no benchmark was run" in body and "not measured" in body and "Host benchmark" not in body
+
+
+def _entry() -> dict:
+    return {
+        "model": "tiny_segnet", "backend": "xnnpack", "delegate": "XnnpackBackend", "precision": "fp32", "path": XNN,
+        "bytes": 1000, "sha256": "ab" * 32, "labels": ["BACKGROUND", "CAT"],
+        "contract": {"name": "rne-0.5", "description": "d"},
+        "input": {"layout": "NCHW RGB", "dtype": "float32", "shape": [1, 3, 8, 8], "range": [0.0, 1.0]},
+        "output": {"index": 0, "dtype": "float32", "kind": "logits", "shape": [1, 2, 8, 8]},
+        "parity": {"mode": "executed", "worst": {"argmax_agreement": 1.0, "max_abs": 0.0, "snr_db": 99.0}},
+        "versions": {"python": "3", "torch": "t", "torchvision": "tv", "executorch": "e", "coremltools": "c"},
+        "weights": {"identity": "random(seed=0)"}, "config": {"file": "x.yaml", "sha256": "cd" * 32},
+        "git_commit": None, "export_seconds": 1.0,
+        "delegation": {"delegated_nodes": 3, "delegated_subgraphs": 1, "non_delegated_compute_nodes": 0},
+    }
