@@ -8,6 +8,7 @@ Results go to bench.json for the model card. Nothing here asserts on time.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -127,48 +128,69 @@ def run_bench(manifest_path: Path, runs: int, warmup: int, weights: str | None, 
     if not entries:
         raise ExportError(f"{manifest_path} lists no artifacts; run the export first")
     models = sorted({e["model"] for e in entries.values()})
-    if len(models) != 1:
-        raise ExportError(f"{manifest_path} holds several models ({', '.join(models)}); bench one output folder per model")
-    first = next(iter(entries.values()))
-    cfg = config_for(first, config_dir, config)
-    eager = wrap(load_model(cfg, weights_for(first, weights)).module, cfg)
-    rgb = load_photo(PHOTO)
-    bgr = rgb[..., ::-1].copy()
-    x = torch.from_numpy(preprocess(bgr, cfg.input.height, cfg.input.width, CONTRACTS.get(cfg.contract)))
-
+    if config is not None and len(models) > 1:
+        raise ExportError(f"--config fits one model, but {manifest_path} holds {', '.join(models)}")
+    bgr = load_photo(PHOTO)[..., ::-1].copy()
     runtime = Runtime.get()
     engines: dict[str, Callable[[], object]] = {}
-    with torch.no_grad():
-        engines["eager fp32"] = lambda: eager(x)
-        ort_run = _onnx_session(eager, x)
-        engines["onnxruntime fp32"] = lambda: ort_run(x)
-    skipped = {}
-    for name, e in entries.items():
-        if not runtime.backend_registry.is_available(e["delegate"]):
-            skipped[name] = f"{e['delegate']} is not in this ExecuTorch runtime"
-            continue
-        method = runtime.load_program(folder / e["path"]).load_method("forward")
-        engines[name] = lambda m=method: m.execute([x])
-    print(f"bench: {len(engines)} engines, {warmup} warm-up + {runs} runs each, interleaved, input {PHOTO} "
-          f"{cfg.input.height}x{cfg.input.width}", file=sys.stderr, flush=True)
+    baseline: dict[str, tuple[str, str]] = {}
+    skipped: dict[str, str] = {}
+    variant_of = {}
+    for model in models:
+        mine = {n: e for n, e in entries.items() if e["model"] == model}
+        first = next(iter(mine.values()))
+        cfg = config_for(first, config_dir, config)
+        loaded = load_model(cfg, weights_for(first, weights))
+        by_name = {cfg.artifact_name(v): (cfg, v) for v in cfg.variants}
+        unknown = [n for n in mine if n not in by_name]
+        if unknown:
+            raise ExportError(f"{', '.join(unknown)} not in {cfg.source}; re-export or pass the right --config")
+        variant_of.update({n: by_name[n] for n in mine})
+        # Artifacts of one input size and contract share an eager and an ONNX Runtime baseline.
+        groups: dict[tuple, list[str]] = {}
+        for name in mine:
+            v = by_name[name][1]
+            groups.setdefault((v.input.height, v.input.width, v.contract), []).append(name)
+        for (h, w, contract), names in groups.items():
+            tag = f"{model} {h}x{w} {contract}" if len(models) > 1 or len(groups) > 1 else ""
+            eager_key, ort_key = f"eager fp32 {tag}".strip(), f"onnxruntime fp32 {tag}".strip()
+            eager = wrap(loaded.module, cfg, by_name[names[0]][1])
+            x = torch.from_numpy(preprocess(bgr, h, w, CONTRACTS.get(contract)))
+            engines[eager_key] = lambda m=eager, x=x: m(x)
+            engines[ort_key] = lambda f=_onnx_session(eager, x), x=x: f(x)
+            baseline[eager_key] = baseline[ort_key] = (eager_key, ort_key)
+            for name in names:
+                e = mine[name]
+                if not runtime.backend_registry.is_available(e["delegate"]):
+                    skipped[name] = f"{e['delegate']} is not in this ExecuTorch runtime"
+                    continue
+                method = runtime.load_program(folder / e["path"]).load_method("forward")
+                engines[name] = lambda m=method, x=x: m.execute([x])
+                baseline[name] = (eager_key, ort_key)
+    print(f"bench: {len(engines)} engines, {warmup} warm-up + {runs} runs each, interleaved, input photo {PHOTO}",
+          file=sys.stderr, flush=True)
     with torch.no_grad():
         times = interleaved(engines, runs, warmup)
     med = {k: statistics.median(v) for k, v in times.items()}
     results = {
         k: {"median_ms": med[k], "min_ms": min(v), "max_ms": max(v),
-            "ratio_to_eager": med[k] / med["eager fp32"], "ratio_to_onnxruntime": med[k] / med["onnxruntime fp32"]}
+            "ratio_to_eager": med[k] / med[baseline[k][0]], "ratio_to_onnxruntime": med[k] / med[baseline[k][1]]}
         for k, v in times.items()
     }
     for name in entries:
         if name in engines:
             results[name].update(_probe_subprocess(folder / entries[name]["path"], runs=3))
+            cfg_n, v_n = variant_of[name]
+            fp32 = cfg_n.artifact_name(dataclasses.replace(v_n, precision="fp32"))
+            if entries[name]["precision"] == "int8" and fp32 in results:
+                results[name]["ratio_to_fp32"] = med[name] / med[fp32]
     # resize cost: what forward(resize=True) adds to the hook's forward, timed on its own (it is far
     # below the forward's run-to-run noise), for ARGMAX plus one class of interest
     resize = None
     runnable = [n for n in entries if n in engines]
     if runnable:
         ref = SegmentationModel(folder / entries[runnable[0]]["path"])
-        label = [cfg.labels[1]]
+        label = [ref.labels[1]]
         t_forward = interleaved({"forward": lambda: ref.forward(bgr, label)}, runs, warmup)["forward"]
         small = ref.forward(bgr, label)
         h, w = bgr.shape[:2]
@@ -176,7 +198,7 @@ def run_bench(manifest_path: Path, runs: int, warmup: int, weights: str | None, 
         resize = {"artifact": runnable[0], "image": f"{w}x{h}", "classes": 1 + len(label),
                   "forward_ms": statistics.median(t_forward), "resize_cost_ms": statistics.median(t_resize)}
     bench = {
-        "schema": 1, "model": cfg.name, "input": f"photo:{PHOTO} -> {cfg.input.height}x{cfg.input.width}",
+        "schema": 1, "models": models, "input": f"photo:{PHOTO}, resized to each artifact's input",
         "runs": runs, "warmup": warmup,
         "host": {"machine": platform.machine(), "processor": platform.processor() or "?", "cpus": os.cpu_count(),
                  "torch_threads": torch.get_num_threads(), **tool_versions(),
@@ -197,9 +219,10 @@ def _version(pkg: str) -> str:
 
 
 def table(bench: dict) -> str:
-    rows = [("engine", "median ms", "x eager", "x onnxruntime", "load ms", "peak MB")]
+    rows = [("engine", "median ms", "x eager", "x onnxruntime", "x fp32", "load ms", "peak MB")]
     for name, r in bench["engines"].items():
         rows.append((name, f"{r['median_ms']:.2f}", f"{r['ratio_to_eager']:.2f}", f"{r['ratio_to_onnxruntime']:.2f}",
+                     f"{r['ratio_to_fp32']:.2f}" if "ratio_to_fp32" in r else "-",
                      f"{r['load_ms']:.0f}" if "load_ms" in r else "-",
                      f"{r['peak_rss_increment_mb']:.0f}" if "peak_rss_increment_mb" in r else "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

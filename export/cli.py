@@ -31,8 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="export verified .pte files for one model config",
                        epilog=_catalogue(), formatter_class=fmt)
-    b.add_argument("--config", required=True, type=Path, help="configs/<model>.yaml")
+    b.add_argument("--config", required=True, type=Path, action="append",
+                   help="configs/<model>.yaml (repeatable: the matrix of several models)")
     b.add_argument("--variant", action="append", help="variant name, e.g. xnnpack_fp32 (repeatable; default: all)")
+    b.add_argument("--force", action="store_true", help="rebuild even variants that are up to date")
     b.add_argument("--weights", default="default",
                    help="default (torchvision pretrained, via its cache) | random (seeded, smoke runs) | PATH to a state dict")
     b.add_argument("--out", default=Path("artifacts"), type=Path, help="output folder (default: artifacts/)")
@@ -145,15 +147,21 @@ def _check_urls(args) -> int:
 
 
 def _build(args) -> int:
-    cfg = load_config(args.config)
-    if args.variant:
-        for name in args.variant:
-            cfg.variant(name)  # fail on a bad name before importing torch
-    from .pipeline import build, summary_table  # torch is imported only for real work
+    from .pipeline import select  # cheap: torch is imported by the pipeline's steps, not here
 
-    results = build(cfg, args.variant, args.weights, args.out)
+    configs = [load_config(p) for p in args.config]
+    if len(configs) > 1 and args.weights not in ("default", "random"):
+        raise ExportError("--weights PATH fits one model: pass a single --config with it")
+    plan = select(configs, args.variant)  # fail on a bad variant name before any work
+    from .pipeline import build, summary_table
+
+    results = []
+    for cfg, names in plan:
+        results += build(cfg, names, args.weights, args.out, force=args.force)
     print(summary_table(results))
     print(f"manifest: {args.out / 'manifest.json'}")
+    if results and all(r.up_to_date for r in results):
+        print("everything up to date")
     return 0
 
 

@@ -76,7 +76,7 @@ class BackendSpec:
 
 
 BACKENDS: Registry[BackendSpec] = Registry("backend")
-BACKENDS.register("xnnpack", BackendSpec("xnnpack", "XnnpackBackend", ("fp32",)))
+BACKENDS.register("xnnpack", BackendSpec("xnnpack", "XnnpackBackend", ("fp32", "int8")))
 BACKENDS.register("coreml", BackendSpec("coreml", "CoreMLBackend", ("fp16", "fp32")))
 
 # --- config schema ----------------------------------------------------------------------------
@@ -95,6 +95,34 @@ class ModelSpec:
 class InputSpec:
     height: int
     width: int
+
+
+@dataclass(frozen=True)
+class CalibrationSpec:
+    """Images for int8 post-training calibration: scikit-image photos by name, or a folder."""
+
+    images: tuple[str, ...] = ()  # scikit-image bundled photos (offline default)
+    folder: Optional[str] = None  # a folder of images instead (e.g. Pascal VOC JPEGImages in release)
+    count: int = 4
+    seed: int = 0  # shuffles the sample order before taking `count`
+
+
+@dataclass(frozen=True)
+class AccuracyBounds:
+    min_argmax_agreement: float  # fraction of pixels where int8 file and eager fp32 pick the same class
+    min_miou: float  # mean IoU of the int8 file's argmax against eager fp32's, over classes present
+    min_snr_db: float  # logits SNR of the int8 file against eager fp32
+
+
+@dataclass(frozen=True)
+class AccuracySpec:
+    """The int8 accuracy gate: file vs eager fp32 on images held apart from calibration."""
+
+    images: tuple[str, ...]
+    bounds: AccuracyBounds
+    # Random weights (smoke runs) have near-tied logits, so argmax flips under quantization noise
+    # that a trained net shrugs off; their bounds are separate and the manifest says which applied.
+    smoke_bounds: Optional[AccuracyBounds] = None
 
 
 @dataclass(frozen=True)
@@ -117,20 +145,24 @@ class Tolerances:
 class CoreMLOptions:
     deployment_target: str = "iOS17"  # coremltools.target member
     compute_units: str = "ALL"  # coremltools.ComputeUnit member
+    lower_full_graph: bool = False  # True: fail instead of leaving any op outside Core ML
 
 
 @dataclass(frozen=True)
 class Variant:
     backend: str
     precision: str
-    tolerances: Tolerances
+    tolerances: Tolerances  # parity of the file against its eager reference (int8: the quantized model)
     # aten op names (e.g. "aten.cumsum.default") allowed to stay outside the delegate
     allow_non_delegated: tuple[str, ...] = ()
     coreml: Optional[CoreMLOptions] = None
+    input: Optional[InputSpec] = None  # default: the model's
+    contract: Optional[str] = None  # default: the model's
+    name_suffix: str = field(default="", compare=False)  # derived: only what keeps names unique
 
     @property
     def name(self) -> str:
-        return f"{self.backend}_{self.precision}"
+        return f"{self.backend}_{self.precision}{self.name_suffix}"
 
 
 @dataclass(frozen=True)
@@ -142,6 +174,9 @@ class ModelConfig:
     labels: tuple[str, ...]
     parity: ParitySpec
     variants: tuple[Variant, ...]
+    calibration: Optional[CalibrationSpec] = None
+    accuracy: Optional[AccuracySpec] = None
+    license: str = "bsd-3-clause"  # model card license (torchvision's, for its models and weights)
     source: Path = field(default=Path("?"), compare=False)
     sha256: str = field(default="", compare=False)  # of the config file's bytes
 
@@ -155,19 +190,16 @@ class ModelConfig:
         )
 
     def artifact_name(self, variant: Variant) -> str:
-        return f"{self.name}_{variant.backend}_{variant.precision}.pte"
+        return f"{self.name}_{variant.name}.pte"
 
     def variant_hash(self, variant: Variant) -> str:
-        """Hash of everything that determines this variant's bytes (model, input, contract, variant)."""
-        data = {
-            "name": self.name,
-            "model": dataclasses.asdict(self.model),
-            "input": dataclasses.asdict(self.input),
-            "contract": self.contract,
-            "labels": list(self.labels),
-            "variant": dataclasses.asdict(variant),
-        }
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+        """Hash of everything in the config that determines or checks this variant's files: the
+        whole config except the other variants (calibration, parity and accuracy sets included)."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in ("variants", "source", "sha256")}
+        data["variant"] = variant
+        as_json = json.dumps(data, sort_keys=True, default=lambda o: dataclasses.asdict(o))
+        return hashlib.sha256(as_json.encode()).hexdigest()
 
 
 # --- strict loader ----------------------------------------------------------------------------
@@ -175,6 +207,9 @@ class ModelConfig:
 
 class ConfigError(ExportError):
     pass
+
+
+INTERNAL_FIELDS = ("source", "sha256", "name_suffix")  # set by the loader, never by YAML
 
 
 def _fail(source: Path, key: str, msg: str) -> typing.NoReturn:
@@ -223,7 +258,7 @@ def _build(cls: type, data: Any, source: Path, key: str) -> Any:
     if not isinstance(data, dict):
         _fail(source, key, f"expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name not in ("source", "sha256")}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name not in INTERNAL_FIELDS}
     for k in data:
         if k not in fields:
             _fail(source, f"{key}.{k}".lstrip("."), f"unknown key (valid: {', '.join(fields)})")
@@ -237,15 +272,26 @@ def _build(cls: type, data: Any, source: Path, key: str) -> Any:
     return cls(**kwargs)
 
 
-def _validate(cfg: ModelConfig, source: Path) -> None:
+def _resolve_variant(cfg: ModelConfig, v: Variant) -> Variant:
+    """Fill in the model's input size and contract; name the variant by what differs from them."""
+    inp = v.input or cfg.input
+    contract = v.contract or cfg.contract
+    suffix = ""
+    if inp != cfg.input:
+        suffix += f"_{inp.height}" if inp.height == inp.width else f"_{inp.height}x{inp.width}"
+    if contract != cfg.contract:
+        suffix += "_" + contract.replace("-", "").replace(".", "")
+    return dataclasses.replace(v, input=inp, contract=contract, name_suffix=suffix)
+
+
+def _validate(cfg: ModelConfig, source: Path) -> ModelConfig:
     CONTRACTS.get(cfg.contract, where=f"{source}: contract")
     if len(cfg.labels) != cfg.model.num_classes:
         _fail(source, "labels", f"{len(cfg.labels)} labels for model.num_classes={cfg.model.num_classes}")
-    if cfg.input.height <= 0 or cfg.input.width <= 0:
-        _fail(source, "input", "height and width must be positive")
     if not cfg.variants:
         _fail(source, "variants", "at least one variant is required")
     seen = set()
+    variants = []
     for i, v in enumerate(cfg.variants):
         spec = BACKENDS.get(v.backend, where=f"{source}: variants[{i}].backend")
         if v.precision not in spec.precisions:
@@ -253,9 +299,28 @@ def _validate(cfg: ModelConfig, source: Path) -> None:
                   f"{v.precision!r} is not supported by backend {v.backend!r} (valid: {', '.join(spec.precisions)})")
         if v.coreml is not None and v.backend != "coreml":
             _fail(source, f"variants[{i}].coreml", "only valid for backend coreml")
+        if v.contract is not None:
+            CONTRACTS.get(v.contract, where=f"{source}: variants[{i}].contract")
+        v = _resolve_variant(cfg, v)
+        if v.input.height <= 0 or v.input.width <= 0:
+            _fail(source, f"variants[{i}].input" if v.input is not cfg.input else "input", "height and width must be positive")
         if v.name in seen:
             _fail(source, f"variants[{i}]", f"duplicate variant {v.name!r}")
+        if v.precision == "int8" and (cfg.calibration is None or cfg.accuracy is None):
+            _fail(source, f"variants[{i}].precision", "int8 needs `calibration` and `accuracy` sections")
         seen.add(v.name)
+        variants.append(v)
+    if cfg.calibration is not None:
+        cal = cfg.calibration
+        if not cal.images and not cal.folder:
+            _fail(source, "calibration", "give `images` (scikit-image photo names) or a `folder`")
+        if cal.count <= 0:
+            _fail(source, "calibration.count", "must be positive")
+        if cfg.accuracy is not None and not cal.folder:
+            overlap = sorted(set(cal.images) & set(cfg.accuracy.images))
+            if overlap:
+                _fail(source, "accuracy.images", f"{', '.join(overlap)} also calibrate: accuracy needs held-apart images")
+    return dataclasses.replace(cfg, variants=tuple(variants))
 
 
 def load_config(path: str | Path) -> ModelConfig:
@@ -271,8 +336,7 @@ def load_config(path: str | Path) -> ModelConfig:
         data = yaml.safe_load(raw_bytes)
     except yaml.YAMLError as e:
         raise ConfigError(f"{source}: not valid YAML: {e}") from None
-    cfg = _build(ModelConfig, data, source, "")
-    _validate(cfg, source)
+    cfg = _validate(_build(ModelConfig, data, source, ""), source)
     return dataclasses.replace(cfg, source=source, sha256=hashlib.sha256(raw_bytes).hexdigest())
 
 

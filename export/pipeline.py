@@ -1,23 +1,24 @@
-"""The export orchestrator: config + weights -> verified .pte files + manifest entries."""
+"""The export orchestrator: config + weights -> verified .pte/.bpte files + manifest entries."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
+import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 from .config import BACKENDS, CONTRACTS, ModelConfig, Variant
+from .errors import ExportError
 from .files import ensure_writable_dir, sha256_file, staged
 from .lower import delegation_gate, delegation_of, export_program, lower, to_bytes
-from .manifest import git_commit, tool_versions, write_entry
-from .verify import verify
-from .weights import LoadedModel, load_model
-from .wrap import example_input, wrap
+from .manifest import MANIFEST_NAME, git_commit, read_manifest, tool_versions, write_entry
+from .weights import LoadedModel, load_model, weights_identity
 
 
 @dataclass
@@ -26,7 +27,7 @@ class Timer:
     seconds: dict[str, float] = field(default_factory=dict)
 
     @contextlib.contextmanager
-    def stage(self, step: int, name: str) -> Iterator[None]:
+    def stage(self, step: str, name: str) -> Iterator[None]:
         print(f"[{self.label}] {step}. {name} ...", file=sys.stderr, flush=True)
         start = time.perf_counter()
         try:
@@ -41,61 +42,169 @@ class Result:
     artifact: str
     path: Path
     entry: dict
+    up_to_date: bool = False
 
 
-def build(cfg: ModelConfig, variant_names: list[str] | None, weights: str, out_dir: str | Path) -> list[Result]:
+@dataclass
+class Weights:
+    """`--weights` resolved to an identity up front; the model itself is built on first need."""
+
+    cfg: ModelConfig
+    spec: str
+    kind: str
+    identity: str
+    _loaded: LoadedModel | None = None
+    load_seconds: float = 0.0
+
+    def load(self) -> LoadedModel:
+        if self._loaded is None:
+            with Timer(self.cfg.name).stage("2", "load weights"):
+                start = time.perf_counter()
+                self._loaded = load_model(self.cfg, self.spec)
+                self.load_seconds = round(time.perf_counter() - start, 3)
+        return self._loaded
+
+
+def tool_source_hash() -> str:
+    """This tool's own code: a change to it re-exports, as a change of config or weights does."""
+    h = hashlib.sha256()
+    for p in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        h.update(p.name.encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
+
+
+def cache_key(cfg: ModelConfig, variant: Variant, identity: str) -> str:
+    data = [cfg.variant_hash(variant), identity, tool_versions(), tool_source_hash()]
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def up_to_date(out: Path, name: str, key: str) -> dict | None:
+    """The manifest entry when it was made from the same inputs and its files are intact."""
+    path = out / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    entry = read_manifest(path)["artifacts"].get(name)
+    if not entry or entry.get("cache_key") != key:
+        return None
+    files = [(entry["path"], entry["sha256"])] + ([(entry["bundle"]["path"], entry["bundle"]["sha256"])] if entry.get("bundle") else [])
+    for fname, sha in files:
+        f = out / fname
+        if not f.is_file() or sha256_file(f) != sha:
+            return None
+    return entry
+
+
+def build(cfg: ModelConfig, variant_names: list[str] | None, weights: str, out_dir: str | Path,
+          force: bool = False) -> list[Result]:
     """Export the named variants (all when None) of one model.
 
     1. check the request: variants exist, the output folder is writable (before any work)
-    2. load the model and its weights (`default` | `random` | PATH; never a silent fallback)
+    2. resolve the weights (`default` | `random` | PATH; never a silent fallback); skip variants
+       whose config, weights and tool versions are unchanged since their manifest entry
     then, per variant, in `export_variant`:
-    3. wrap (contract)  4. torch.export  5. lower + delegation gate  6. serialize to a temp file
-    7. verify the file read back from disk (parity gate)  8. move into place + manifest entry
+    3. wrap (contract)  4. torch.export  4b. quantize (int8)  5. lower + delegation gate
+    6. serialize to a temp file  7. verify it read back from disk (parity; int8 accuracy)
+    7b. bundle (.bpte) and verify  8. move into place + manifest entry
     """
     # 1. check the request
     variants = [cfg.variant(n) for n in variant_names] if variant_names else list(cfg.variants)
     out = ensure_writable_dir(out_dir)
-    # 2. load
-    timer = Timer(cfg.name)
-    with timer.stage(2, "load weights"):
-        loaded = load_model(cfg, weights)
-    return [export_variant(cfg, v, loaded, out, timer.seconds["load weights"]) for v in variants]
+    # 2. resolve the weights; skip what is up to date
+    kind, identity = weights_identity(cfg, weights)
+    w = Weights(cfg, weights, kind, identity)
+    results = []
+    for v in variants:
+        name, key = cfg.artifact_name(v), cache_key(cfg, v, identity)
+        entry = None if force else up_to_date(out, name, key)
+        if entry is not None:
+            print(f"[{v.name}] up to date: {name} (config, weights and tools unchanged)", file=sys.stderr, flush=True)
+            results.append(Result(name, out / name, entry, up_to_date=True))
+            continue
+        results.append(export_variant(cfg, v, w, out, key))
+    return results
 
 
-def export_variant(cfg: ModelConfig, variant: Variant, loaded: LoadedModel, out: Path, load_s: float) -> Result:
+def export_variant(cfg: ModelConfig, variant: Variant, weights: Weights, out: Path, key: str) -> Result:
+    import torch
+
+    from .bundle import BUNDLED_CASES, verify_bundle, write_bundle
+    from .quantize import accuracy_gate, calibration_set, latency_ratio, quantize
+    from .verify import backend_available, verify
+    from .wrap import example_input, wrap
+
     name = cfg.artifact_name(variant)
+    bundle_name = name[: -len(".pte")] + ".bpte"
+    loaded = weights.load()
     timer = Timer(variant.name)
     # 3. wrap
-    with timer.stage(3, "wrap"):
-        module = wrap(loaded.module, cfg)
+    with timer.stage("3", "wrap"):
+        module = wrap(loaded.module, cfg, variant)
     # 4. torch.export
-    with timer.stage(4, "torch.export"):
-        program = export_program(module, example_input(cfg))
+    with timer.stage("4", "torch.export"):
+        program = export_program(module, example_input(variant))
+    # 4b. quantize: the file's parity reference becomes the quantized eager model
+    reference, calibration = module, None
+    if variant.precision == "int8":
+        with timer.stage("4b", "quantize (int8)"):
+            calibration = calibration_set(cfg)
+            reference, program = quantize(program, cfg, variant, calibration)
     # 5. lower + delegation gate
-    with timer.stage(5, f"lower ({variant.backend})"):
-        edge = lower(program, variant, seed=f"{cfg.variant_hash(variant)}|{loaded.identity}|{tool_versions()}")
+    with timer.stage("5", f"lower ({variant.backend})"):
+        edge = lower(program, variant, seed=f"{cfg.variant_hash(variant)}|{weights.identity}|{tool_versions()}")
         delegation = delegation_of(edge)
         delegation_gate(delegation, variant, name)
-    # 6. serialize, 7. verify from disk; the temp file replaces `name` only when both succeed
+    runnable = backend_available(variant)
+    accuracy = bundle = None
+    # 6. serialize, 7. verify from disk, 7b. bundle; files replace the old ones only if all pass
     with staged(out / name) as tmp:
-        with timer.stage(6, "serialize"):
-            data = to_bytes(edge)
+        with timer.stage("6", "serialize"):
             with open(tmp, "wb") as f:
-                f.write(data)
+                f.write(to_bytes(edge))
                 f.flush()
                 os.fsync(f.fileno())
-        with timer.stage(7, "verify"):
-            parity = verify(tmp, module, cfg, variant, name)
+        with timer.stage("7", "verify"):
+            parity = verify(tmp, reference, cfg, variant, name)
+            if variant.precision == "int8":
+                accuracy = accuracy_gate(tmp, module, cfg, variant, weights.kind, name)
+                accuracy["calibration"] = calibration
+                accuracy["latency_ratio_to_fp32"] = _int8_latency(tmp, cfg, variant, out, latency_ratio)
+        with staged(out / bundle_name) as tmp_b, timer.stage("7b", "bundle (.bpte)"):
+            from .verify import photo_inputs
+
+            with torch.no_grad():
+                cases = [(x, reference(x)) for x in list(photo_inputs(cfg.parity.images, variant).values())[:BUNDLED_CASES]]
+            write_bundle(tmp, tmp_b, cases)
+            tol = variant.tolerances
+            if runnable:
+                verify_bundle(tmp_b, len(cases), atol=tol.max_abs, rtol=0.0, artifact=bundle_name)
+            bundle = {"path": bundle_name, "cases": len(cases), "atol": tol.max_abs, "rtol": 0.0,
+                      "verified": "executed" if runnable else
+                      f"not run here: {BACKENDS.get(variant.backend).runtime_id} is not in this ExecuTorch runtime"}
+        bundle["sha256"] = sha256_file(out / bundle_name)
+        bundle["bytes"] = (out / bundle_name).stat().st_size
     # 8. manifest
-    entry = manifest_entry(cfg, variant, loaded, out / name, delegation.as_dict(), parity.as_dict(),
-                           {"load weights": load_s, **timer.seconds})
+    entry = manifest_entry(cfg, variant, weights, out / name, delegation.as_dict(), parity.as_dict(),
+                           {"load weights": weights.load_seconds, **timer.seconds})
+    entry.update(cache_key=key, accuracy=accuracy, bundle=bundle)
     write_entry(out, name, entry)
     return Result(name, out / name, entry)
 
 
-def manifest_entry(cfg, variant, loaded, path: Path, delegation: dict, parity: dict, seconds: dict) -> dict:
-    contract = CONTRACTS.get(cfg.contract)
-    h, w = cfg.input.height, cfg.input.width
+def _int8_latency(tmp: Path, cfg: ModelConfig, variant: Variant, out: Path, measure) -> dict:
+    """int8/fp32 latency when the fp32 sibling (same backend, input, contract) is in the folder."""
+    from dataclasses import replace
+
+    from .wrap import example_input
+
+    sibling = out / cfg.artifact_name(replace(variant, precision="fp32"))
+    if not sibling.is_file():
+        return {"ratio": None, "why": f"{sibling.name} not built in {out}; export the fp32 variant first"}
+    return measure(tmp, sibling, example_input(variant))
+
+
+def manifest_entry(cfg, variant, weights: Weights, path: Path, delegation: dict, parity: dict, seconds: dict) -> dict:
+    contract = CONTRACTS.get(variant.contract)
+    h, w = variant.input.height, variant.input.width
     return {
         "model": cfg.name,
         "variant": variant.name,
@@ -115,29 +224,44 @@ def manifest_entry(cfg, variant, loaded, path: Path, delegation: dict, parity: d
         "output": {"index": 0, "shape": [1, cfg.model.num_classes, h, w], "dtype": "float32", "kind": "logits"},
         "labels": list(cfg.labels),
         "parity": parity,
-        "tolerances": variant.tolerances.__dict__,
+        "tolerances": asdict(variant.tolerances),
         "delegation": delegation,
-        "coreml": variant.coreml.__dict__ if variant.coreml else None,
+        "coreml": asdict(variant.coreml) if variant.coreml else None,
         "export_seconds": round(sum(seconds.values()), 3),
         "stage_seconds": seconds,
         "versions": tool_versions(),
-        "config": {"file": cfg.source.name, "path": str(cfg.source), "sha256": cfg.sha256, "variant_hash": cfg.variant_hash(variant)},
-        "weights": {"kind": loaded.kind, "identity": loaded.identity},
+        "config": {"file": cfg.source.name, "path": str(cfg.source), "sha256": cfg.sha256,
+                   "variant_hash": cfg.variant_hash(variant)},
+        "weights": {"kind": weights.kind, "identity": weights.identity},
         "git_commit": git_commit(),
         "exported_at": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
     }
 
 
 def summary_table(results: list[Result]) -> str:
-    rows = [("artifact", "MB", "delegated", "non-deleg", "parity", "argmax", "max_abs", "snr dB", "seconds")]
+    rows = [("artifact", "MB", "delegated", "non-deleg", "parity", "argmax", "max_abs", "snr dB", "int8 acc", "seconds")]
     for r in results:
         e = r.entry
         wst = e["parity"]["worst"]
+        acc = e.get("accuracy")
         rows.append((
             r.artifact, f"{e['bytes'] / 1e6:.1f}", str(e["delegation"]["delegated_nodes"]),
             str(e["delegation"]["non_delegated_compute_nodes"]), e["parity"]["mode"],
             f"{wst['argmax_agreement'] * 100:.3f}%", f"{wst['max_abs']:.2e}", f"{wst['snr_db']:.1f}",
-            f"{e['export_seconds']:.1f}",
+            f"{acc['worst']['argmax_agreement'] * 100:.1f}%/{acc['worst']['miou']:.2f}" if acc else "-",
+            "up to date" if r.up_to_date else f"{e['export_seconds']:.1f}",
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows)
+
+
+def select(configs: list[ModelConfig], variant_names: list[str] | None) -> list[tuple[ModelConfig, list[str] | None]]:
+    """Pair each config with the requested variants it has; a name no config has is an error."""
+    if not variant_names:
+        return [(c, None) for c in configs]
+    known = {v.name for c in configs for v in c.variants}
+    missing = [n for n in variant_names if n not in known]
+    if missing:
+        raise ExportError(f"unknown variant(s) {', '.join(missing)}; valid variants: {', '.join(sorted(known))}")
+    pairs = [(c, [n for n in variant_names if n in {v.name for v in c.variants}]) for c in configs]
+    return [(c, names) for c, names in pairs if names]

@@ -64,11 +64,6 @@ def resolve_url(endpoint: str, repo: str, tag: str, path: str) -> str:
     return f"{endpoint.rstrip('/')}/{repo}/resolve/{tag}/{path}"
 
 
-def repo_path(entry: dict) -> str:
-    """RNE's layout: one folder per backend."""
-    return f"{entry['backend']}/{entry['path']}"
-
-
 def local_files(manifest_path: Path) -> list[tuple[Path, str, str | None]]:
     """(local file, path in repo, manifest key) for every artifact plus the manifest itself.
     Fails when a named file is missing or does not match its manifest sha256/size."""
@@ -76,12 +71,17 @@ def local_files(manifest_path: Path) -> list[tuple[Path, str, str | None]]:
     folder = manifest_path.parent
     out = []
     for name, entry in manifest["artifacts"].items():
-        f = folder / entry["path"]
-        if not f.is_file():
-            raise PublishError(f"{manifest_path}: {name}: file {f} is missing; re-run the export")
-        if f.stat().st_size != entry["bytes"] or sha256_file(f) != entry["sha256"]:
-            raise PublishError(f"{manifest_path}: {name}: {f} does not match its manifest sha256/size; re-run the export")
-        out.append((f, repo_path(entry), name))
+        files = [(entry["path"], entry["sha256"], entry["bytes"], name)]
+        if entry.get("bundle"):  # the .bpte for on-device checks travels with its .pte
+            b = entry["bundle"]
+            files.append((b["path"], b["sha256"], b["bytes"], None))
+        for fname, sha, size, artifact in files:
+            f = folder / fname
+            if not f.is_file():
+                raise PublishError(f"{manifest_path}: {name}: file {f} is missing; re-run the export")
+            if f.stat().st_size != size or sha256_file(f) != sha:
+                raise PublishError(f"{manifest_path}: {name}: {f} does not match its manifest sha256/size; re-run the export")
+            out.append((f, f"{entry['backend']}/{fname}", artifact))  # RNE's layout: a folder per backend
     out.append((manifest_path, MANIFEST_NAME, None))
     card = folder / "README.md"
     if card.is_file():  # the model card, when one was generated, with the overlays it shows

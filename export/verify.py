@@ -88,18 +88,28 @@ def parity_gate(worst: Metrics, tol: Tolerances, artifact: str, mode: str) -> No
         raise GateError(f"parity gate ({mode}): {artifact}: " + "; ".join(failed))
 
 
-def parity_inputs(cfg: ModelConfig) -> dict[str, torch.Tensor]:
+def feed(x: torch.Tensor, contract_name: str) -> torch.Tensor:
+    """[0,1] RGB -> what the runtime feeds the graph under `contract_name`."""
+    contract = CONTRACTS.get(contract_name)
+    if contract.runtime_mean is None:
+        return x
+    mean = torch.tensor(contract.runtime_mean).view(1, 3, 1, 1)
+    std = torch.tensor(contract.runtime_std).view(1, 3, 1, 1)
+    return ((x - mean) / std).contiguous()
+
+
+def photo_inputs(names, variant: Variant) -> dict[str, torch.Tensor]:
+    h, w = variant.input.height, variant.input.width
+    return {f"photo:{n}": feed(to_model_input(load_photo(n), h, w), variant.contract) for n in names}
+
+
+def parity_inputs(cfg: ModelConfig, variant: Variant) -> dict[str, torch.Tensor]:
     """Real photos plus seeded uniform inputs, already in the contract's feed format."""
-    h, w = cfg.input.height, cfg.input.width
-    inputs = {f"photo:{n}": to_model_input(load_photo(n), h, w) for n in cfg.parity.images}
+    inputs = photo_inputs(cfg.parity.images, variant)
     gen = torch.Generator().manual_seed(cfg.parity.seed)
     for i in range(cfg.parity.random_inputs):
-        inputs[f"random:{cfg.parity.seed}:{i}"] = torch.rand(1, 3, h, w, generator=gen)
-    contract = CONTRACTS.get(cfg.contract)
-    if contract.runtime_mean is not None:  # the runtime normalizes before feeding the graph
-        mean = torch.tensor(contract.runtime_mean).view(1, 3, 1, 1)
-        std = torch.tensor(contract.runtime_std).view(1, 3, 1, 1)
-        inputs = {k: (v - mean) / std for k, v in inputs.items()}
+        x = torch.rand(1, 3, variant.input.height, variant.input.width, generator=gen)
+        inputs[f"random:{cfg.parity.seed}:{i}"] = feed(x, variant.contract)
     return inputs
 
 
@@ -117,8 +127,8 @@ def check_program(path: Path, cfg: ModelConfig, variant: Variant) -> None:
     if not ids or any(i != backend_id for i in ids):
         raise GateError(f"delegation gate: {name}: delegates in file are {ids or 'none'}, expected only {backend_id}")
     meta = Runtime.get().load_program(path).metadata("forward")
-    want_in = (1, 3, cfg.input.height, cfg.input.width)
-    want_out = (1, cfg.model.num_classes, cfg.input.height, cfg.input.width)
+    want_in = (1, 3, variant.input.height, variant.input.width)
+    want_out = (1, cfg.model.num_classes, variant.input.height, variant.input.width)
     if meta.num_inputs() != 1:
         raise GateError(f"contract: {name}: {meta.num_inputs()} inputs, the hook feeds exactly 1")
     tin = meta.input_tensor_meta(0)
@@ -135,7 +145,7 @@ def backend_available(variant: Variant) -> bool:
 
 def verify(path: Path, eager: torch.nn.Module, cfg: ModelConfig, variant: Variant, artifact: str) -> Parity:
     check_program(path, cfg, variant)
-    inputs = parity_inputs(cfg)
+    inputs = parity_inputs(cfg, variant)
     with torch.no_grad():
         refs = {k: eager(x) for k, x in inputs.items()}
     if backend_available(variant):

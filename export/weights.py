@@ -84,7 +84,9 @@ def cache_path_for(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
 
 
-def _default(cfg: ModelConfig) -> LoadedModel:
+def _default_checkpoint(cfg: ModelConfig) -> tuple[Path, str]:
+    """torchvision's cached checkpoint for the config's weights (downloaded into its cache when
+    missing and reachable) and its identity; fails naming the path to place it at when offline."""
     builder = MODELS.get(cfg.model.builder, where=f"{cfg.source}: model.builder")
     if builder.weights_enum is None or not cfg.model.weights:
         raise ExportError(
@@ -112,8 +114,13 @@ def _default(cfg: ModelConfig) -> LoadedModel:
                 f"Offline? Place the checkpoint file at {target} (or set TORCH_HOME), "
                 f"or pass --weights PATH to a local checkpoint, or --weights random for a smoke run."
             ) from None
+    return target, f"{enum.__name__}.{weights.name} (sha256 {_sha256(target)})"
+
+
+def _default(cfg: ModelConfig) -> LoadedModel:
+    target, identity = _default_checkpoint(cfg)
     model = _load_state_dict(cfg, _torch_load(target, f"cached weights {target}"), f"cached weights {target}")
-    return LoadedModel(model, f"{enum.__name__}.{weights.name} (sha256 {_sha256(target)})", "default")
+    return LoadedModel(model, identity, "default")
 
 
 def _reason(e: Exception) -> str:
@@ -126,6 +133,20 @@ def _check_labels(cfg: ModelConfig, categories) -> None:
     norm = ["BACKGROUND" if c.strip("_").lower() == "background" else c.upper().replace(" ", "") for c in categories]
     if list(cfg.labels) != norm:
         raise ExportError(f"{cfg.source}: labels do not match the weights' categories {list(categories)}")
+
+
+def weights_identity(cfg: ModelConfig, weights: str) -> tuple[str, str]:
+    """(kind, identity) of `--weights` without building the model: what the manifest and the
+    up-to-date check record. Fails like load_model does (before any work)."""
+    MODELS.get(cfg.model.builder, where=f"{cfg.source}: model.builder")
+    if weights == "default":
+        return "default", _default_checkpoint(cfg)[1]
+    if weights == "random":
+        return "random", f"random(seed={cfg.model.random_seed})"
+    path = Path(weights)
+    if not path.is_file():
+        raise ExportError(f"--weights {weights}: no such file; valid values: default, random, or a checkpoint PATH")
+    return "path", f"file {path.name} (sha256 {_sha256(path)})"
 
 
 def load_model(cfg: ModelConfig, weights: str) -> LoadedModel:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import CONTRACTS, IMAGENET_MEAN, IMAGENET_STD, ModelConfig
+from .config import CONTRACTS, IMAGENET_MEAN, IMAGENET_STD, ModelConfig, Variant
 
 
 class ContractWrapper(nn.Module):
@@ -31,10 +31,10 @@ class ContractWrapper(nn.Module):
         return out
 
 
-def wrap(model: nn.Module, cfg: ModelConfig) -> ContractWrapper:
-    contract = CONTRACTS.get(cfg.contract)
+def wrap(model: nn.Module, cfg: ModelConfig, variant: Variant) -> ContractWrapper:
+    contract = CONTRACTS.get(variant.contract)
     return ContractWrapper(model, contract.normalize_in_graph, cfg.model.output_key).eval()
 
 
-def example_input(cfg: ModelConfig) -> torch.Tensor:
-    return torch.zeros(1, 3, cfg.input.height, cfg.input.width)
+def example_input(variant: Variant) -> torch.Tensor:
+    return torch.zeros(1, 3, variant.input.height, variant.input.width)

@@ -108,7 +108,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        if not head:
+        if not head and self.command != "HEAD":  # HEAD answers carry headers only
             self.wfile.write(body)
         self.state.log.append((self.command, urlparse(self.path).path, status))
 

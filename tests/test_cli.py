@@ -21,14 +21,19 @@ def _one_error_line(proc):
 def test_help_lists_models_and_variants():
     proc = run_cli("build", "--help")
     assert proc.returncode == 0
-    assert "deeplab_v3_resnet50" in proc.stdout and "xnnpack_fp32, coreml_fp16" in proc.stdout
+    assert "deeplab_v3_resnet50" in proc.stdout
+    assert "xnnpack_fp32, xnnpack_int8, coreml_fp16, coreml_fp32, xnnpack_fp32_520, xnnpack_fp32_rne09" in proc.stdout
+    for model in ("deeplab_v3_resnet101", "deeplab_v3_mobilenet_v3_large", "lraspp_mobilenet_v3_large",
+                  "fcn_resnet50", "fcn_resnet101"):
+        assert model in proc.stdout
     assert "--weights" in proc.stdout and "random" in proc.stdout
 
 
 def test_unknown_variant_lists_valid_names():
     proc = run_cli("build", "--config", str(DEEPLAB), "--variant", "vulkan_fp32", "--weights", "random")
     assert proc.returncode == 2
-    assert "valid variants: xnnpack_fp32, coreml_fp16" in _one_error_line(proc)
+    line = _one_error_line(proc)
+    assert "unknown variant(s) vulkan_fp32" in line and "xnnpack_fp32_520" in line and "coreml_fp16" in line
 
 
 def test_missing_config_file(tmp_path):
@@ -106,8 +111,8 @@ def test_reproducible_across_processes(tmp_path):
         out = tmp_path / f"o{i}"
         proc = run_cli("build", "--config", str(TINY), "--weights", "random", "--out", str(out))
         assert proc.returncode == 0, proc.stderr
-        shas.append({p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("*.pte"))})
-    assert len(shas[0]) == 2 and shas[0] == shas[1]
+        shas.append({p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("*.*pte"))})
+    assert len(shas[0]) == 6 and shas[0] == shas[1]  # .pte and .bpte of fp32, int8 and Core ML fp16
     # the seeded Core ML package manifest is still a valid mlpackage manifest
     data = (tmp_path / "o0" / "tiny_segnet_coreml_fp16.pte").read_bytes()
     start = data.index(b'{\n    "fileFormatVersion"')

@@ -15,7 +15,14 @@ def test_deeplab_config_is_the_hook_contract():
     assert (cfg.input.height, cfg.input.width) == (224, 224)
     assert cfg.contract == "rne-0.5"
     assert len(cfg.labels) == 21 and cfg.labels[0] == "BACKGROUND" and cfg.labels[-1] == "TVMONITOR"
-    assert [v.name for v in cfg.variants] == ["xnnpack_fp32", "coreml_fp16"]
+    assert [v.name for v in cfg.variants] == [
+        "xnnpack_fp32", "xnnpack_int8", "coreml_fp16", "coreml_fp32", "xnnpack_fp32_520", "xnnpack_fp32_rne09"]
+    big = cfg.variant("xnnpack_fp32_520")
+    assert (big.input.height, big.contract) == (520, "rne-0.5")
+    assert cfg.artifact_name(big) == "deeplab_v3_resnet50_xnnpack_fp32_520.pte"
+    v09 = cfg.variant("xnnpack_fp32_rne09")
+    assert (v09.input.height, v09.contract) == (224, "rne-0.9")
+    assert cfg.variant("xnnpack_fp32").input.height == 224  # the model's defaults fill in
     coreml = cfg.variant("coreml_fp16")
     assert coreml.coreml.deployment_target == "iOS17" and coreml.coreml.compute_units == "ALL"
     assert cfg.artifact_name(cfg.variant("xnnpack_fp32")) == "deeplab_v3_resnet50_xnnpack_fp32.pte"
@@ -62,7 +69,7 @@ def test_unknown_backend_lists_valid_names(tmp_path, tiny_yaml_text):
 
 def test_unknown_precision_and_contract(tmp_path, tiny_yaml_text):
     bad = write_yaml(tmp_path / "p.yaml", tiny_yaml_text.replace("precision: fp32", "precision: int4"))
-    with pytest.raises(ConfigError, match=r"variants\[0\].precision: 'int4' is not supported by backend 'xnnpack' \(valid: fp32\)"):
+    with pytest.raises(ConfigError, match=r"variants\[0\].precision: 'int4' is not supported by backend 'xnnpack' \(valid: fp32, int8\)"):
         load_config(bad)
     bad = write_yaml(tmp_path / "c.yaml", tiny_yaml_text.replace("contract: rne-0.5", "contract: rne-9"))
     with pytest.raises(ExportError, match=r"unknown contract 'rne-9'.*valid contracts: rne-0.5, rne-0.9"):
@@ -77,8 +84,8 @@ def test_label_count_must_match_classes(tmp_path, tiny_yaml_text):
 
 def test_unknown_variant_lists_valid_names():
     cfg = load_config(TINY)
-    with pytest.raises(ExportError, match="unknown variant 'xnnpack_int8'.*valid variants: xnnpack_fp32, coreml_fp16"):
-        cfg.variant("xnnpack_int8")
+    with pytest.raises(ExportError, match="unknown variant 'xnnpack_fp16'.*valid variants: xnnpack_fp32, xnnpack_int8, coreml_fp16"):
+        cfg.variant("xnnpack_fp16")
 
 
 def test_missing_config_file(tmp_path):
@@ -88,6 +95,37 @@ def test_missing_config_file(tmp_path):
 
 def test_variant_hash_changes_with_options():
     cfg = load_config(TINY)
-    a, b = cfg.variants
+    a, _, b = cfg.variants
     assert cfg.variant_hash(a) != cfg.variant_hash(b)
     assert cfg.variant_hash(a) == load_config(TINY).variant_hash(a)
+
+
+def test_calibration_and_accuracy_images_must_be_apart(tmp_path, tiny_yaml_text):
+    bad = write_yaml(tmp_path / "o.yaml", tiny_yaml_text.replace("images: [astronaut, chelsea]   # held", "images: [astronaut, coffee]   # held"))
+    with pytest.raises(ConfigError, match="accuracy.images: coffee also calibrate"):
+        load_config(bad)
+
+
+def test_int8_needs_calibration(tmp_path, tiny_yaml_text):
+    text = tiny_yaml_text[: tiny_yaml_text.index("calibration:")] + tiny_yaml_text[tiny_yaml_text.index("variants:"):]
+    with pytest.raises(ConfigError, match=r"variants\[1\].precision: int8 needs `calibration` and `accuracy`"):
+        load_config(write_yaml(tmp_path / "q.yaml", text))
+
+
+def test_variant_names_only_grow_where_needed(tmp_path, tiny_yaml_text):
+    extra = ("  - backend: xnnpack\n    precision: fp32\n    input: {height: 48, width: 64}\n    contract: rne-0.9\n"
+             "    tolerances: {max_abs: 1.0e-4, rmse: 1.0e-5, min_snr_db: 80.0, min_cosine: 0.99999, min_argmax_agreement: 0.999}\n")
+    cfg = load_config(write_yaml(tmp_path / "tiny_segnet.yaml", tiny_yaml_text + extra))
+    assert [v.name for v in cfg.variants] == ["xnnpack_fp32", "xnnpack_int8", "coreml_fp16", "xnnpack_fp32_48x64_rne09"]
+    dup = tiny_yaml_text + extra.replace("input: {height: 48, width: 64}\n    contract: rne-0.9\n", "contract: rne-0.5\n")
+    with pytest.raises(ConfigError, match=r"variants\[3\]: duplicate variant 'xnnpack_fp32'"):
+        load_config(write_yaml(tmp_path / "d.yaml", dup))
+
+
+def test_every_shipped_config_loads():
+    from conftest import ROOT
+    from export.config import list_configs
+
+    names = {load_config(p).name for p in list_configs(ROOT / "configs")}
+    assert names == {"deeplab_v3_resnet50", "deeplab_v3_resnet101", "deeplab_v3_mobilenet_v3_large",
+                     "lraspp_mobilenet_v3_large", "fcn_resnet50", "fcn_resnet101"}

@@ -44,8 +44,12 @@ def _unchanged(out, before):
 def test_build_writes_verified_artifacts_and_manifest(built):
     out, results = built
     manifest = json.loads((out / "manifest.json").read_text())
-    assert sorted(manifest["artifacts"]) == ["tiny_segnet_coreml_fp16.pte", "tiny_segnet_xnnpack_fp32.pte"]
+    assert sorted(manifest["artifacts"]) == [
+        "tiny_segnet_coreml_fp16.pte", "tiny_segnet_xnnpack_fp32.pte", "tiny_segnet_xnnpack_int8.pte"]
     for name, entry in manifest["artifacts"].items():
+        bundle = entry["bundle"]
+        assert bundle["path"] == name.replace(".pte", ".bpte") and bundle["cases"] == 2
+        assert bundle["sha256"] == sha256_file(out / bundle["path"]) and len(entry["cache_key"]) == 64
         assert entry["sha256"] == sha256_file(out / name)
         assert entry["bytes"] == (out / name).stat().st_size
         assert entry["delegation"]["non_delegated_compute_nodes"] == 0
@@ -59,12 +63,22 @@ def test_build_writes_verified_artifacts_and_manifest(built):
         assert entry["parity"]["inputs"] == ["photo:astronaut", "photo:chelsea", "random:0:0", "random:0:1"]
     xnn = manifest["artifacts"]["tiny_segnet_xnnpack_fp32.pte"]
     assert xnn["parity"]["mode"] == "executed" and xnn["parity"]["worst"]["argmax_agreement"] >= 0.999
+    assert xnn["bundle"]["verified"] == "executed" and xnn["accuracy"] is None
+    q = manifest["artifacts"]["tiny_segnet_xnnpack_int8.pte"]
+    assert q["precision"] == "int8" and q["parity"]["mode"] == "executed"
+    assert q["accuracy"]["reference"] == "eager fp32" and q["accuracy"]["bounds"] == "smoke"
+    assert q["accuracy"]["images"] == ["photo:astronaut", "photo:chelsea"]
+    assert not set(q["accuracy"]["calibration"]) & {"astronaut", "chelsea"} and len(q["accuracy"]["calibration"]) == 2
+    assert q["accuracy"]["latency_ratio_to_fp32"]["fp32_artifact"] == "tiny_segnet_xnnpack_fp32.pte"
+    assert q["accuracy"]["latency_ratio_to_fp32"]["ratio"] > 0
+    assert q["delegation"]["non_delegated_compute_nodes"] == 0
     assert delegate_ids((out / "tiny_segnet_xnnpack_fp32.pte").read_bytes()) == ["XnnpackBackend"]
     cml = manifest["artifacts"]["tiny_segnet_coreml_fp16.pte"]
     assert delegate_ids((out / "tiny_segnet_coreml_fp16.pte").read_bytes()) == ["CoreMLBackend"]
     # Core ML cannot run on Linux: the numbers must say they were emulated, not executed
     assert cml["parity"]["mode"] == "emulated"
-    assert cml["coreml"] == {"deployment_target": "iOS17", "compute_units": "ALL"}
+    assert cml["coreml"] == {"deployment_target": "iOS17", "compute_units": "ALL", "lower_full_graph": False}
+    assert cml["bundle"]["verified"].startswith("not run here: CoreMLBackend")
 
 
 def test_aux_head_not_shipped(built):
@@ -72,7 +86,7 @@ def test_aux_head_not_shipped(built):
     from export.weights import load_model
     from export.wrap import wrap
 
-    model = wrap(load_model(cfg, "random").module, cfg)
+    model = wrap(load_model(cfg, "random").module, cfg, cfg.variants[0])
     assert not [k for k in model.state_dict() if "aux" in k]
     out = model(torch.rand(1, 3, 32, 32))
     assert isinstance(out, torch.Tensor) and out.shape == (1, 21, 32, 32)
@@ -93,7 +107,7 @@ def test_parity_gate_fails_on_perturbed_artifact(prev, monkeypatch, capsys):
 
     monkeypatch.setattr(pipeline, "lower", lower_perturbed)
     with pytest.raises(GateError) as e:
-        pipeline.build(load_config(TINY), ["xnnpack_fp32"], "random", out)
+        pipeline.build(load_config(TINY), ["xnnpack_fp32"], "random", out, force=True)
     msg = str(e.value)
     assert "parity gate (executed): tiny_segnet_xnnpack_fp32.pte" in msg
     assert "max_abs=" in msg and "(bound <= 0.0001)" in msg
@@ -137,15 +151,15 @@ def test_interrupt_mid_serialize_keeps_previous_artifact(prev, monkeypatch):
 
     monkeypatch.setattr(pipeline.os, "fsync", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        pipeline.build(load_config(TINY), ["xnnpack_fp32"], "random", out)
+        pipeline.build(load_config(TINY), ["xnnpack_fp32"], "random", out, force=True)
     _unchanged(out, before)
 
 
 def test_rebuild_replaces_artifact_and_keeps_other_entries(prev):
     out, before = prev
-    pipeline.build(load_config(TINY), ["xnnpack_fp32"], "random", out)
+    pipeline.build(load_config(TINY), ["xnnpack_fp32"], "random", out, force=True)
     manifest = json.loads((out / "manifest.json").read_text())
-    assert sorted(manifest["artifacts"]) == ["tiny_segnet_coreml_fp16.pte", "tiny_segnet_xnnpack_fp32.pte"]
+    assert len(manifest["artifacts"]) == 3
     assert (out / "tiny_segnet_xnnpack_fp32.pte").read_bytes() == before["tiny_segnet_xnnpack_fp32.pte"]
 
 
@@ -161,3 +175,60 @@ def test_metrics_and_gate_name_metric_value_bound():
     with pytest.raises(GateError, match=r"max_abs=2 \(bound <= 0.5\); argmax_agreement=0.75 \(bound >= 0.9\)"):
         parity_gate(m, tol, "x.pte", "executed")
     assert worst_of([m, compare(ref, ref)]).argmax_agreement == 0.75
+
+
+def test_unchanged_variants_are_up_to_date_and_changes_rebuild(prev, monkeypatch, tiny_yaml_text, tmp_path):
+    out, before = prev
+    calls = []
+    real_lower = pipeline.lower
+    monkeypatch.setattr(pipeline, "lower", lambda *a, **k: calls.append(a[1].name) or real_lower(*a, **k))
+    res = pipeline.build(load_config(TINY), None, "random", out)
+    assert calls == [] and all(r.up_to_date for r in res)
+    _unchanged(out, before)
+    # a tampered file is not "up to date"
+    (out / "tiny_segnet_xnnpack_fp32.bpte").write_bytes(b"x")
+    pipeline.build(load_config(TINY), None, "random", out)
+    assert calls == ["xnnpack_fp32"]
+    # a changed config (here a tolerance of one variant) rebuilds that variant only
+    changed = write_yaml(tmp_path / "tiny_segnet.yaml", tiny_yaml_text.replace("max_abs: 0.05,", "max_abs: 0.06,"))
+    pipeline.build(load_config(changed), None, "random", out)
+    assert calls == ["xnnpack_fp32", "coreml_fp16"]
+
+
+def test_accuracy_gate_fails_on_broken_calibration(prev, tiny_yaml_text, tmp_path):
+    """Calibrating on flat grey frames sets activation ranges that real photos overflow."""
+    import numpy as np
+    from PIL import Image
+
+    out, before = prev
+    grey = tmp_path / "grey"
+    grey.mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((64, 64, 3), 128 + i, np.uint8)).save(grey / f"{i}.png")
+    text = tiny_yaml_text.replace("  count: 2", f"  folder: {grey}\n  count: 2")
+    text = text.replace("smoke_bounds: {min_argmax_agreement: 0.5, min_miou: 0.3, min_snr_db: 5.0}",
+                        "smoke_bounds: {min_argmax_agreement: 0.9, min_miou: 0.6, min_snr_db: 20.0}")
+    cfg = load_config(write_yaml(tmp_path / "tiny_segnet.yaml", text))
+    with pytest.raises(GateError, match=r"accuracy gate \(smoke bounds\): tiny_segnet_xnnpack_int8.pte: .*snr_db="):
+        pipeline.build(cfg, ["xnnpack_int8"], "random", out)
+    _unchanged(out, before)
+    # the same bounds pass with the photos the config normally calibrates on
+    good = load_config(write_yaml(tmp_path / "tiny_segnet.yaml", text.replace(f"  folder: {grey}\n", "")))
+    res = pipeline.build(good, ["xnnpack_int8"], "random", out)
+    assert res[0].entry["accuracy"]["worst"]["snr_db"] >= 20.0
+
+
+def test_bundled_verification_fails_on_wrong_expected_output(built, tmp_path):
+    from export.bundle import verify_bundle, write_bundle
+
+    out, _ = built
+    pte = out / "tiny_segnet_xnnpack_fp32.pte"
+    x = torch.rand(1, 3, 32, 32)
+    from executorch.runtime import Runtime
+
+    y = Runtime.get().load_program(pte).load_method("forward").execute([x])[0].clone()
+    write_bundle(pte, tmp_path / "ok.bpte", [(x, y)])
+    verify_bundle(tmp_path / "ok.bpte", 1, atol=1e-4, rtol=0.0, artifact="ok.bpte")
+    write_bundle(pte, tmp_path / "bad.bpte", [(x, y + 0.01)])
+    with pytest.raises(GateError, match="bundled verification: bad.bpte: case 0 differs"):
+        verify_bundle(tmp_path / "bad.bpte", 1, atol=1e-4, rtol=0.0, artifact="bad.bpte")

@@ -18,6 +18,7 @@ TOKEN = "hf_TESTtoken_9f8e7d6c5b4a"  # what the local server accepts; must never
 REPO = "rne-test/deeplab"
 XNN_PATH = "xnnpack/tiny_segnet_xnnpack_fp32.pte"
 CML_PATH = "coreml/tiny_segnet_coreml_fp16.pte"
+Q_PATH = "xnnpack/tiny_segnet_xnnpack_int8.pte"
 
 
 @pytest.fixture(scope="session")
@@ -56,8 +57,9 @@ def writes(hub) -> list:
 def test_dry_run_prints_plan_and_changes_nothing(arts, hub, capsys):
     plan = publisher(arts, hub).dry_run()
     out = capsys.readouterr().out
-    assert [p.status for p in plan] == ["new", "new", "new"]
-    assert {p.path_in_repo for p in plan} == {XNN_PATH, CML_PATH, "manifest.json"}
+    assert [p.status for p in plan] == ["new"] * 7
+    assert {p.path_in_repo for p in plan} == {XNN_PATH, CML_PATH, Q_PATH, "manifest.json",
+                                               *(p.replace(".pte", ".bpte") for p in (XNN_PATH, CML_PATH, Q_PATH))}
     assert f"{hub.url}/{REPO}/resolve/v1.0.0/{XNN_PATH}" in out
     assert "dry run: nothing was changed" in out
     assert writes(hub) == [] and hub.state.repos == {}
@@ -68,7 +70,7 @@ def test_push_then_second_push_changes_nothing(arts, hub, capsys):
     pub = publisher(arts, hub).push()
     repo = hub.state.repos[REPO]
     assert repo.tags["v1.0.0"] == pub["commit"] == repo.branches["main"]
-    assert hub.state.count("POST", r"/commit/main") == 1 and hub.state.count("PUT", r"^/lfs/") == 2
+    assert hub.state.count("POST", r"/commit/main") == 1 and hub.state.count("PUT", r"^/lfs/") == 6
     published = json.loads((arts / "published.json").read_text())
     urls = {f["path_in_repo"]: f["url"] for f in published["files"]}
     assert urls[XNN_PATH] == f"{hub.url}/{REPO}/resolve/v1.0.0/{XNN_PATH}"
@@ -79,7 +81,7 @@ def test_push_then_second_push_changes_nothing(arts, hub, capsys):
     proc = tsc(arts, "modelUrls.ts")  # what was really published compiles
     assert proc.returncode == 0, proc.stdout
     # every file was downloaded back from the tag URL
-    assert hub.state.count("GET", r"/resolve/v1.0.0/") == 3
+    assert hub.state.count("GET", r"/resolve/v1.0.0/") == 7
     # a second publish: zero uploads, zero commits, tag untouched, still verified
     before = list(hub.state.log)
     capsys.readouterr()
@@ -237,4 +239,4 @@ def test_check_urls_against_published_modules(arts, hub, tmp_path):
     assert ok.returncode == 0 and "all URLs resolve" in ok.stdout
     del hub.state.repos[REPO].tags["v1.0.0"]  # the tag disappears: every URL now 404s
     bad = run_cli("check-urls", str(arts / "modelUrls.ts"), env=env)
-    assert bad.returncode == 4 and bad.stderr.count("does not resolve: HTTP 404") == 2
+    assert bad.returncode == 4 and bad.stderr.count("does not resolve: HTTP 404") == 3  # Core ML, fp32, int8

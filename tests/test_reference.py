@@ -43,7 +43,7 @@ def tiny_by_contract(tmp_path_factory):
         cfg_path = write_yaml(folder / "tiny.yaml", TINY.read_text().replace("contract: rne-0.5", f"contract: {contract}"))
         cfg = load_config(cfg_path)
         pipeline.build(cfg, ["xnnpack_fp32"], "random", folder)
-        eager = wrap(load_model(cfg, "random").module, cfg)
+        eager = wrap(load_model(cfg, "random").module, cfg, cfg.variants[0])
         out[contract] = (folder / "tiny_segnet_xnnpack_fp32.pte", eager, cfg)
     return out
 
@@ -105,7 +105,7 @@ def test_contract_coreml_artifact_runs_or_says_it_cannot(tmp_path):
     pipeline.build(cfg, ["coreml_fp16"], "random", tmp_path)
     pte = tmp_path / "tiny_segnet_coreml_fp16.pte"
     if Runtime.get().backend_registry.is_available("CoreMLBackend"):
-        eager = wrap(load_model(cfg, "random").module, cfg)
+        eager = wrap(load_model(cfg, "random").module, cfg, cfg.variants[0])
         bar = cfg.variant("coreml_fp16").tolerances.min_argmax_agreement  # fp16: the variant's own bar
         assert agreement(pte, eager, cfg, "rne-0.5") >= bar
     else:
@@ -179,5 +179,5 @@ def test_cli_run_writes_overlay_and_fails_cleanly(tiny_by_contract, tmp_path):
 def test_contract_deeplab_xnnpack_matches_eager(tmp_path):
     cfg = load_config(DEEPLAB)
     pipeline.build(cfg, ["xnnpack_fp32"], "random", tmp_path)
-    eager = wrap(load_model(cfg, "random").module, cfg)
+    eager = wrap(load_model(cfg, "random").module, cfg, cfg.variants[0])
     assert agreement(tmp_path / "deeplab_v3_resnet50_xnnpack_fp32.pte", eager, cfg, "rne-0.5") >= FP32_AGREEMENT
