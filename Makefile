@@ -1,20 +1,28 @@
-# `make export` and `make test` are the whole set-up: the first use creates .venv with pinned deps.
+# `make export` and `make test` are the whole set-up: the first use creates .venv with pinned deps
+# (and a pinned TypeScript for the generated-constants check).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-CONFIG ?= configs/deeplab_v3_resnet50.yaml
-WEIGHTS ?= default
 OUT ?= artifacts
+WEIGHTS ?= default
+MODEL ?=
 VARIANT ?=
+RUNS ?= 20
+CONFIGS := $(if $(MODEL),configs/$(MODEL).yaml,$(wildcard configs/*.yaml))
 VARIANT_FLAGS := $(foreach v,$(VARIANT),--variant $(v))
+# bench, card and publish work on one model's folder: MODEL, or the seed model
+ONE := $(or $(MODEL),deeplab_v3_resnet50)
 
-.PHONY: export test test-fast venv clean help publish bench
+.PHONY: help venv export test test-fast bench card publish clean
 
 help:
-	@echo "make export [WEIGHTS=default|random|PATH] [VARIANT=xnnpack_fp32] [CONFIG=configs/x.yaml] [OUT=artifacts]"
-	@echo "make test        # all tests (fast tier + real-architecture tier)"
-	@echo "make test-fast   # fast tier only"
+	@echo "make export  [WEIGHTS=default|random|PATH] [MODEL=name] [VARIANT=name ...]  -> $(OUT)/<model>/"
+	@echo "make test       # all tests, offline (fast tier + real-architecture tier)"
+	@echo "make test-fast  # fast tier only"
+	@echo "make bench   [MODEL=name] [RUNS=20]   # latency ratios vs eager and ONNX Runtime -> bench.json"
+	@echo "make card    [MODEL=name]             # Hugging Face model card from manifest + bench"
+	@echo "make publish MODEL=name REPO=owner/name TAG=vX.Y.Z [PUSH=1]   # dry run unless PUSH=1"
 
 $(STAMP): pyproject.toml scripts/ts/package-lock.json
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +33,11 @@ $(STAMP): pyproject.toml scripts/ts/package-lock.json
 
 venv: $(STAMP)
 
+# The whole matrix (every config, every variant); MODEL= / VARIANT= narrow it. Up-to-date variants
+# (same config, weights and tools) are skipped.
 export: $(STAMP)
-	$(PY) -m export build --config $(CONFIG) --weights $(WEIGHTS) --out $(OUT) $(VARIANT_FLAGS)
+	$(PY) -m export build $(foreach c,$(CONFIGS),--config $(c)) --weights $(WEIGHTS) \
+		--out $(if $(MODEL),$(OUT)/$(MODEL),$(OUT)) $(VARIANT_FLAGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -rfEs
@@ -34,14 +45,16 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -rfEs -m "not slow"
 
+bench: $(STAMP)
+	$(PY) -m export bench --manifest $(OUT)/$(ONE)/manifest.json --runs $(RUNS) \
+		$(if $(filter-out default random,$(WEIGHTS)),--weights $(WEIGHTS),)
+
+card: $(STAMP)
+	$(PY) -m export card --manifest $(OUT)/$(ONE)/manifest.json
+
+# token: HF_TOKEN or `hf auth login`
+publish: $(STAMP)
+	$(PY) -m export publish --manifest $(OUT)/$(ONE)/manifest.json --repo $(REPO) --tag $(TAG) $(if $(PUSH),--push,)
+
 clean:
 	rm -rf $(VENV) build *.egg-info
-
-# make bench [RUNS=20] — latency ratios vs eager and ONNX Runtime, measured in one run; writes $(OUT)/bench.json
-RUNS ?= 20
-bench: $(STAMP)
-	$(PY) -m export bench --manifest $(OUT)/manifest.json --runs $(RUNS) $(if $(filter-out default random,$(WEIGHTS)),--weights $(WEIGHTS),)
-
-# make publish REPO=owner/name TAG=v1.0.0 [PUSH=1] — dry run unless PUSH=1 (token: HF_TOKEN or `hf auth login`)
-publish: $(STAMP)
-	$(PY) -m export publish --manifest $(OUT)/manifest.json --repo $(REPO) --tag $(TAG) $(if $(PUSH),--push,)

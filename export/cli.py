@@ -37,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--force", action="store_true", help="rebuild even variants that are up to date")
     b.add_argument("--weights", default="default",
                    help="default (torchvision pretrained, via its cache) | random (seeded, smoke runs) | PATH to a state dict")
-    b.add_argument("--out", default=Path("artifacts"), type=Path, help="output folder (default: artifacts/)")
+    b.add_argument("--out", default=Path("artifacts"), type=Path,
+                   help="output folder (default: artifacts/); with several --config, each model goes to OUT/<model>/")
     pub = sub.add_parser("publish", help="publish the manifest's files to a Hugging Face repo under a tag (dry run without --push)")
     pub.add_argument("--manifest", default=Path("artifacts/manifest.json"), type=Path)
     pub.add_argument("--repo", required=True, help="OWNER/NAME on the Hub")
@@ -64,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     probe = sub.add_parser("bench-probe", help=argparse.SUPPRESS)
     probe.add_argument("artifact", type=Path)
     probe.add_argument("--runs", type=int, default=3)
+    cg = sub.add_parser("codegen", help="model-URL constants (TypeScript + Python) from published.json files")
+    cg.add_argument("published", nargs="+", type=Path, help="published.json of each model repo")
+    cg.add_argument("--out", default=Path("artifacts"), type=Path)
     chk = sub.add_parser("check-urls", help="check that every URL in generated constants modules resolves")
     chk.add_argument("modules", nargs="+", type=Path)
     return p
@@ -134,6 +138,14 @@ def _bench_probe(args) -> int:
     return 0
 
 
+def _codegen(args) -> int:
+    from .codegen import write_modules
+
+    for path in write_modules(list(args.published), args.out):
+        print(f"wrote {path}")
+    return 0
+
+
 def _check_urls(args) -> int:
     from .codegen import check_urls
 
@@ -156,10 +168,14 @@ def _build(args) -> int:
     from .pipeline import build, summary_table
 
     results = []
+    outs = []
     for cfg, names in plan:
-        results += build(cfg, names, args.weights, args.out, force=args.force)
+        out = args.out / cfg.name if len(configs) > 1 else args.out  # one folder per model in a matrix
+        results += build(cfg, names, args.weights, out, force=args.force)
+        outs.append(out / "manifest.json")
     print(summary_table(results))
-    print(f"manifest: {args.out / 'manifest.json'}")
+    for manifest in outs:
+        print(f"manifest: {manifest}")
     if results and all(r.up_to_date for r in results):
         print("everything up to date")
     return 0
@@ -177,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_toolchains()
     try:
         return {"build": _build, "publish": _publish, "check-urls": _check_urls, "run": _run,
-                "bench": _bench, "bench-probe": _bench_probe, "card": _card}[args.command](args)
+                "bench": _bench, "bench-probe": _bench_probe, "card": _card,
+                "codegen": _codegen}[args.command](args)
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

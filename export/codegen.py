@@ -22,30 +22,43 @@ ANDROID_PREFERENCE = (("xnnpack", "fp32"), ("xnnpack", "fp16"))
 IOS_PREFERENCE = (("coreml", "fp16"), ("coreml", "fp32"))
 
 
-def constants_from(published: dict) -> list[dict]:
-    """[{name, modelName, ios, android}] sorted by name; one per model and precision family."""
-    artifacts = published["manifest"]["artifacts"]
-    urls = {f["artifact"]: f["url"] for f in published["files"] if f.get("artifact")}
-    groups: dict[tuple[str, bool], dict[tuple[str, str], str]] = {}
-    for name, url in urls.items():
-        e = artifacts[name]
-        groups.setdefault((e["model"], e["precision"] == "int8"), {})[(e["backend"], e["precision"])] = url
+def constants_from(published: dict | list[dict]) -> list[dict]:
+    """[{name, modelName, ios, android}] sorted by name: one per model and precision family, and per
+    input size / contract where a variant differs from its model's (the variant name's suffix)."""
+    pubs = published if isinstance(published, list) else [published]
+    groups: dict[tuple[str, bool, str], dict[tuple[str, str], str]] = {}
+    for pub in pubs:
+        artifacts = pub["manifest"]["artifacts"]
+        for f in pub["files"]:
+            if not f.get("artifact"):
+                continue
+            e = artifacts[f["artifact"]]
+            suffix = e.get("variant", "")[len(f"{e['backend']}_{e['precision']}"):]
+            key = (e["model"], e["precision"] == "int8", suffix)
+            if (e["backend"], e["precision"]) in groups.get(key, {}):
+                raise ExportError(f"{e['model']}: two published files for {e['backend']} {e['precision']}{suffix}")
+            groups.setdefault(key, {})[(e["backend"], e["precision"])] = f["url"]
     out = []
-    for (model, quantized), by_kind in sorted(groups.items()):
+    for (model, quantized, suffix), by_kind in groups.items():
         if quantized:
             android = ios = next(iter(sorted(by_kind.items())))[1]
         else:
             android = next((by_kind[k] for k in ANDROID_PREFERENCE if k in by_kind), None)
             ios = next((by_kind[k] for k in IOS_PREFERENCE if k in by_kind), android)
             android = android or ios
-        suffix = "_QUANTIZED" if quantized else ""
+        tail = ("_QUANTIZED" if quantized else "") + suffix.upper()
         out.append({
-            "name": f"{model.upper()}{suffix}",
-            "modelName": model.replace("_", "-") + suffix.replace("_", "-").lower(),
+            "name": f"{model.upper()}{tail}",
+            "modelName": (model + tail.lower()).replace("_", "-"),
             "ios": ios,
             "android": android,
         })
-    return out
+    return sorted(out, key=lambda c: c["name"])
+
+
+def _sources(published: dict | list[dict]) -> list[str]:
+    pubs = published if isinstance(published, list) else [published]
+    return [f"{p['repo']} @ {p['tag']} (commit {p['commit']})" for p in pubs]
 
 
 def _ts_str(s: str) -> str:
@@ -54,7 +67,7 @@ def _ts_str(s: str) -> str:
 
 def render_ts(published: dict) -> str:
     consts = constants_from(published)
-    lines = [f"// {HEADER}", f"// {published['repo']} @ {published['tag']} (commit {published['commit']})", ""]
+    lines = [f"// {HEADER}", *[f"// {src}" for src in _sources(published)], ""]
     if any(c["ios"] != c["android"] for c in consts):
         lines += ["import { Platform } from 'react-native';", ""]
     for c in consts:
@@ -75,8 +88,9 @@ def render_ts(published: dict) -> str:
 
 def render_py(published: dict) -> str:
     consts = constants_from(published)
-    lines = [f"# {HEADER}", f'"""Model URLs published to {published["repo"]} @ {published["tag"]}."""', "",
-             f"REPO = {published['repo']!r}", f"TAG = {published['tag']!r}", f"COMMIT = {published['commit']!r}", ""]
+    pubs = published if isinstance(published, list) else [published]
+    lines = [f"# {HEADER}", '"""Model URLs, from:', *_sources(published), '"""', "",
+             f"SOURCES = {tuple((p['repo'], p['tag'], p['commit']) for p in pubs)!r}", ""]
     for c in consts:
         lines += [f"{c['name']} = {{", f"    'modelName': {c['modelName']!r},",
                   f"    'modelSource': {{'ios': {c['ios']!r}, 'android': {c['android']!r}}},", "}", ""]
@@ -85,14 +99,18 @@ def render_py(published: dict) -> str:
     return "\n".join(lines)
 
 
-def write_modules(published_path: str | Path, out_dir: str | Path) -> list[Path]:
-    try:
-        published = json.loads(Path(published_path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ExportError(f"cannot read {published_path}: {e}; run `python -m export publish --push` first") from None
+def write_modules(published_paths: str | Path | list, out_dir: str | Path) -> list[Path]:
+    """modelUrls.ts + model_urls.py from one or several published.json files (one per model repo)."""
+    paths = published_paths if isinstance(published_paths, list) else [published_paths]
+    pubs = []
+    for path in paths:
+        try:
+            pubs.append(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ExportError(f"cannot read {path}: {e}; run `python -m export publish --push` first") from None
     out = Path(out_dir)
     written = []
-    for name, text in ((TS_NAME, render_ts(published)), (PY_NAME, render_py(published))):
+    for name, text in ((TS_NAME, render_ts(pubs)), (PY_NAME, render_py(pubs))):
         write_bytes_atomic(out / name, text.encode())
         written.append(out / name)
     return written

@@ -121,3 +121,20 @@ def test_reproducible_across_processes(tmp_path):
     assert {e["path"] for e in manifest["itemInfoEntries"].values()} == {
         "com.apple.CoreML/model.mlmodel", "com.apple.CoreML/weights"}
     assert b"conversion_date" not in data
+
+
+def test_matrix_of_configs_goes_to_one_folder_per_model(tmp_path):
+    other = tmp_path / "tiny_two.yaml"
+    other.write_text(TINY.read_text().replace("name: tiny_segnet", "name: tiny_two"))
+    out = tmp_path / "o"
+    proc = run_cli("build", "--config", str(TINY), "--config", str(other), "--variant", "xnnpack_fp32",
+                   "--weights", "random", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    for model in ("tiny_segnet", "tiny_two"):
+        manifest = json.loads((out / model / "manifest.json").read_text())
+        assert list(manifest["artifacts"]) == [f"{model}_xnnpack_fp32.pte"]
+    again = run_cli("build", "--config", str(TINY), "--config", str(other), "--variant", "xnnpack_fp32",
+                    "--weights", "random", "--out", str(out))
+    assert again.returncode == 0 and "everything up to date" in again.stdout
+    bad = run_cli("build", "--config", str(TINY), "--config", str(other), "--weights", str(tmp_path / "x.pth"))
+    assert bad.returncode == 2 and "--weights PATH fits one model" in bad.stderr

@@ -19,8 +19,9 @@ BASE = "https://huggingface.co/org/repo/resolve/v1.0.0"
 def published(with_coreml: bool = True, with_int8: bool = False) -> dict:
     arts, files = {}, []
 
-    def add(name, backend, precision):
-        arts[name] = {"model": "deeplab_v3_resnet50", "backend": backend, "precision": precision, "path": name}
+    def add(name, backend, precision, variant=None, model="deeplab_v3_resnet50"):
+        arts[name] = {"model": model, "backend": backend, "precision": precision, "path": name,
+                      "variant": variant or f"{backend}_{precision}"}
         files.append({"artifact": name, "path_in_repo": f"{backend}/{name}", "url": f"{BASE}/{backend}/{name}"})
 
     add("deeplab_v3_resnet50_xnnpack_fp32.pte", "xnnpack", "fp32")
@@ -78,7 +79,7 @@ def test_python_module_has_same_names_and_urls(tmp_path):
     spec.loader.exec_module(mod)
     assert mod.DEEPLAB_V3_RESNET50["modelName"] == "deeplab-v3-resnet50"
     assert mod.DEEPLAB_V3_RESNET50["modelSource"]["ios"].endswith("coreml/deeplab_v3_resnet50_coreml_fp16.pte")
-    assert mod.TAG == "v1.0.0" and len(mod.ALL_URLS) == 2
+    assert mod.SOURCES == (("org/repo", "v1.0.0", "c" * 40),) and len(mod.ALL_URLS) == 2
 
 
 @pytest.mark.parametrize("kw", [{}, {"with_coreml": False}, {"with_int8": True}])
@@ -102,3 +103,29 @@ def test_tsc_rejects_wrong_usage(tmp_path):
         "const name: 'other-model' = DEEPLAB_V3_RESNET50.modelName;\nexport { name };\n")
     proc = tsc(tmp_path, "modelUrls.ts", "use.ts")
     assert proc.returncode != 0 and "TS2322" in proc.stdout
+
+
+def test_several_repos_and_variant_suffixes_merge_into_one_module(tmp_path):
+    a = published(with_int8=True)
+    a["files"].append({"artifact": "deeplab_v3_resnet50_xnnpack_fp32_520.pte", "url": f"{BASE}/xnnpack/x520.pte"})
+    a["manifest"]["artifacts"]["deeplab_v3_resnet50_xnnpack_fp32_520.pte"] = {
+        "model": "deeplab_v3_resnet50", "backend": "xnnpack", "precision": "fp32", "variant": "xnnpack_fp32_520"}
+    b = {"repo": "org/fcn", "tag": "v2.0.0", "commit": "d" * 40,
+         "files": [{"artifact": "fcn_resnet50_xnnpack_fp32.pte", "url": "https://huggingface.co/org/fcn/resolve/v2.0.0/xnnpack/f.pte"}],
+         "manifest": {"artifacts": {"fcn_resnet50_xnnpack_fp32.pte": {
+             "model": "fcn_resnet50", "backend": "xnnpack", "precision": "fp32", "variant": "xnnpack_fp32"}}}}
+    consts = {c["name"]: c for c in constants_from([a, b])}
+    assert sorted(consts) == ["DEEPLAB_V3_RESNET50", "DEEPLAB_V3_RESNET50_520", "DEEPLAB_V3_RESNET50_QUANTIZED", "FCN_RESNET50"]
+    assert consts["DEEPLAB_V3_RESNET50_520"]["modelName"] == "deeplab-v3-resnet50-520"
+    assert consts["DEEPLAB_V3_RESNET50_520"]["android"].endswith("x520.pte")
+    assert consts["DEEPLAB_V3_RESNET50"]["android"].endswith("deeplab_v3_resnet50_xnnpack_fp32.pte")  # not overwritten
+    pa, pb = tmp_path / "a.json", tmp_path / "b.json"
+    pa.write_text(json.dumps(a))
+    pb.write_text(json.dumps(b))
+    from conftest import run_cli
+
+    proc = run_cli("codegen", str(pa), str(pb), "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    ts = (tmp_path / "modelUrls.ts").read_text()
+    assert "// org/repo @ v1.0.0" in ts and "// org/fcn @ v2.0.0" in ts
+    assert tsc(tmp_path, "modelUrls.ts").returncode == 0
