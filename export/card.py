@@ -89,6 +89,16 @@ def render_card(manifest: dict, bench: dict | None, overlays: list[str]) -> str:
             f"`{e['sha256'][:16]}…` | {e['parity']['mode']} | {w['argmax_agreement'] * 100:.3f}% | {w['max_abs']:.2e} | "
             f"{w['snr_db']:.1f} | {_fmt_ms(bench, name, 'median_ms', '.1f')} | {_fmt_ms(bench, name, 'ratio_to_eager', '.2f')} | "
             f"{_fmt_ms(bench, name, 'ratio_to_onnxruntime', '.2f')} | {_fmt_ms(bench, name, 'peak_rss_increment_mb', '.0f')} |")
+    for name, e in arts.items():
+        acc = e.get("accuracy")
+        if acc:
+            wa = acc["worst"]
+            lat = acc.get("latency_ratio_to_fp32") or {}
+            lines.append(
+                f"\n`{name}` vs eager fp32 on held-apart photos ({', '.join(i.split(':')[-1] for i in acc['images'])}): "
+                f"argmax agreement {wa['argmax_agreement'] * 100:.1f}%, mIoU {wa['miou']:.3f}, SNR {wa['snr_db']:.1f} dB "
+                f"({acc['bounds']} bounds); calibrated on {', '.join(Path(c).name for c in acc['calibration'])}"
+                + (f"; {lat['ratio']:.2f}× the fp32 file's latency on the export host." if lat.get("ratio") else "."))
     lines += ["",
               "Parity: the file read back from disk vs eager PyTorch on scikit-image photos and seeded random inputs "
               "(worst input shown). `executed` = run by the ExecuTorch runtime; `emulated` = the backend cannot run on "

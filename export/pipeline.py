@@ -224,6 +224,9 @@ def manifest_entry(cfg, variant, weights: Weights, path: Path, delegation: dict,
         "output": {"index": 0, "shape": [1, cfg.model.num_classes, h, w], "dtype": "float32", "kind": "logits"},
         "labels": list(cfg.labels),
         "parity": parity,
+        # fp16 files: their parity against eager fp32 *is* the fp16 drift; said explicitly here
+        "fp16_drift_vs_fp32": {"reference": "eager fp32", "mode": parity["mode"], **parity["worst"]}
+        if variant.precision == "fp16" else None,
         "tolerances": asdict(variant.tolerances),
         "delegation": delegation,
         "coreml": asdict(variant.coreml) if variant.coreml else None,

@@ -70,6 +70,8 @@ def test_card_from_manifest_bench_and_overlays(benched, tmp_path):
         assert e["sha256"][:16] in body and f"{e['backend']}/{name}" in body
     assert f"{bench['engines'][XNN]['median_ms']:.1f}" in body  # measured, not copied from elsewhere
     assert "| emulated |" in body and "| executed |" in body
+    q = manifest["artifacts"]["tiny_segnet_xnnpack_int8.pte"]["accuracy"]["worst"]
+    assert f"argmax agreement {q['argmax_agreement'] * 100:.1f}%, mIoU {q['miou']:.3f}" in body
     assert "useImageSegmentation" in body and "TINY_SEGNET" in body and "random(seed=0)" in body
     pngs = sorted((out / "overlays").glob("*.png"))
     assert len(pngs) == 3

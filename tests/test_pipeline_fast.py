@@ -79,6 +79,8 @@ def test_build_writes_verified_artifacts_and_manifest(built):
     assert cml["parity"]["mode"] == "emulated"
     assert cml["coreml"] == {"deployment_target": "iOS17", "compute_units": "ALL", "lower_full_graph": False}
     assert cml["bundle"]["verified"].startswith("not run here: CoreMLBackend")
+    assert cml["fp16_drift_vs_fp32"]["reference"] == "eager fp32"
+    assert cml["fp16_drift_vs_fp32"]["snr_db"] == cml["parity"]["worst"]["snr_db"] and xnn["fp16_drift_vs_fp32"] is None
 
 
 def test_aux_head_not_shipped(built):
