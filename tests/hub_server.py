@@ -128,6 +128,15 @@ class Handler(BaseHTTPRequestHandler):
         self._error(401, "Invalid credentials in Authorization header")
         return False
 
+    def _guarded(self, repo_id: str, parse=json.loads):
+        """Read the body, check the token and the repo: (parsed body, repo), or None once an
+        error answer has been sent."""
+        body = parse(self._body())
+        if not self._authorized():
+            return None
+        repo = self._repo(repo_id)
+        return None if repo is None else (body, repo)
+
     def _repo(self, repo_id: str) -> Repo | None:
         repo = self.state.repos.get(repo_id)
         if repo is None:
@@ -234,12 +243,9 @@ class Handler(BaseHTTPRequestHandler):
         self._send(200, out)
 
     def preupload(self, repo_id, rev):
-        payload = json.loads(self._body())
-        if not self._authorized():
+        if (got := self._guarded(repo_id)) is None:
             return
-        repo = self._repo(repo_id)
-        if repo is None:
-            return
+        payload, repo = got
         files = repo.commits[resolve_rev(repo, rev) or repo.branches["main"]]
         out = []
         for f in payload["files"]:
@@ -252,9 +258,9 @@ class Handler(BaseHTTPRequestHandler):
         self._send(200, {"files": out, "commitOid": files and repo.branches["main"]})
 
     def lfs_batch(self, repo_id):
-        payload = json.loads(self._body())
-        if not self._authorized() or self._repo(repo_id) is None:
+        if (got := self._guarded(repo_id)) is None:
             return
+        payload, _ = got
         objects = []
         for o in payload["objects"]:
             entry = {"oid": o["oid"], "size": o["size"]}
@@ -279,12 +285,9 @@ class Handler(BaseHTTPRequestHandler):
         self._send(200, {"ok": True}) if ok else self._error(404, "object not found")
 
     def commit(self, repo_id, rev):
-        lines = [json.loads(l) for l in self._body().splitlines() if l.strip()]
-        if not self._authorized():
+        if (got := self._guarded(repo_id, lambda b: [json.loads(l) for l in b.splitlines() if l.strip()])) is None:
             return
-        repo = self._repo(repo_id)
-        if repo is None:
-            return
+        lines, repo = got
         header = lines[0]["value"]
         head = repo.branches.get(rev)
         if head is None:
@@ -309,12 +312,9 @@ class Handler(BaseHTTPRequestHandler):
         self._send(200, {"commitUrl": f"{self.base}/{repo_id}/commit/{oid}", "commitOid": oid, "pullRequestUrl": None})
 
     def create_tag(self, repo_id, rev):
-        payload = json.loads(self._body())
-        if not self._authorized():
+        if (got := self._guarded(repo_id)) is None:
             return
-        repo = self._repo(repo_id)
-        if repo is None:
-            return
+        payload, repo = got
         commit = resolve_rev(repo, rev)
         if commit is None:
             return self._error(404, f"Invalid rev id: {rev}", "RevisionNotFound")
@@ -324,12 +324,9 @@ class Handler(BaseHTTPRequestHandler):
         self._send(200, {})
 
     def delete_tag(self, repo_id, tag):
-        self._body()
-        if not self._authorized():
+        if (got := self._guarded(repo_id, lambda b: b)) is None:
             return
-        repo = self._repo(repo_id)
-        if repo is None:
-            return
+        _, repo = got
         if repo.tags.pop(tag, None) is None:
             return self._error(404, f"Invalid rev id: {tag}", "RevisionNotFound")
         self._send(200, {})

@@ -8,7 +8,6 @@ import shutil
 
 import pytest
 import torch
-from torch import nn
 
 from conftest import TINY, write_yaml
 from export import pipeline
