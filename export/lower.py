@@ -54,7 +54,7 @@ def _coreml_partitioners(variant: Variant) -> list:
     specs = CoreMLBackend.generate_compile_specs(
         compute_unit=units, minimum_deployment_target=target, compute_precision=precision
     )
-    return [CoreMLPartitioner(compile_specs=specs)]
+    return [CoreMLPartitioner(compile_specs=specs, lower_full_graph=opts.lower_full_graph if opts else False)]
 
 
 PARTITIONERS: Registry[Callable[[Variant], list]] = Registry("backend")

@@ -233,3 +233,22 @@ def test_bundled_verification_fails_on_wrong_expected_output(built, tmp_path):
     write_bundle(pte, tmp_path / "bad.bpte", [(x, y + 0.01)])
     with pytest.raises(GateError, match="bundled verification: bad.bpte: case 0 differs"):
         verify_bundle(tmp_path / "bad.bpte", 1, atol=1e-4, rtol=0.0, artifact="bad.bpte")
+
+
+def test_coreml_options_reach_the_partitioner():
+    import dataclasses
+
+    import coremltools as ct
+
+    from export.config import CoreMLOptions
+    from export.lower import PARTITIONERS
+
+    cfg = load_config(TINY)
+    v = dataclasses.replace(cfg.variant("coreml_fp16"), coreml=CoreMLOptions("iOS18", "CPU_ONLY", True))
+    [p] = PARTITIONERS.get("coreml")(v)
+    assert p.lower_full_graph is True
+    specs = {s.key: s.value for s in p.delegation_spec.compile_specs}
+    assert specs["compute_units"].decode() == ct.ComputeUnit.CPU_ONLY.name.lower()
+    assert specs["min_deployment_target"].decode() == str(ct.target.iOS18.value)
+    with pytest.raises(Exception, match="unknown coreml.deployment_target 'iOS99'"):
+        PARTITIONERS.get("coreml")(dataclasses.replace(v, coreml=CoreMLOptions("iOS99")))
