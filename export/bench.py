@@ -95,7 +95,11 @@ def _onnx_session(module, example):
     import torch
 
     program = torch.onnx.export(module, (example,), dynamo=True, verbose=False)
-    session = ort.InferenceSession(program.model_proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    # No spin-waiting after a run: in an interleaved loop a spinning pool would steal the cores
+    # from whichever engine runs next.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(program.model_proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return lambda x: session.run(None, {name: x.numpy()})[0]
 
