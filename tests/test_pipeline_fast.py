@@ -252,3 +252,21 @@ def test_coreml_options_reach_the_partitioner():
     assert specs["min_deployment_target"].decode() == str(ct.target.iOS18.value)
     with pytest.raises(Exception, match="unknown coreml.deployment_target 'iOS99'"):
         PARTITIONERS.get("coreml")(dataclasses.replace(v, coreml=CoreMLOptions("iOS99")))
+
+
+def test_static_contract_and_delegate_checks_fail_on_the_wrong_file(built):
+    """The file's own I/O and delegate ids are checked against the variant before any run."""
+    import dataclasses
+
+    from export.config import InputSpec
+    from export.verify import check_program
+
+    out, _ = built
+    cfg = load_config(TINY)
+    pte = out / "tiny_segnet_xnnpack_fp32.pte"
+    check_program(pte, cfg, cfg.variant("xnnpack_fp32"))  # the right file passes
+    bigger = dataclasses.replace(cfg.variant("xnnpack_fp32"), input=InputSpec(64, 64))
+    with pytest.raises(GateError, match=r"contract: tiny_segnet_xnnpack_fp32.pte: input 0 is \(1, 3, 32, 32\).*expected \(1, 3, 64, 64\)"):
+        check_program(pte, cfg, bigger)
+    with pytest.raises(GateError, match=r"delegates in file are \['XnnpackBackend'\], expected only CoreMLBackend"):
+        check_program(pte, cfg, cfg.variant("coreml_fp16"))
