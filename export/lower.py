@@ -14,7 +14,7 @@ import torch
 from executorch.devtools.backend_debug import get_delegation_info
 from executorch.exir import EdgeProgramManager, to_edge_transform_and_lower
 
-from .config import Variant
+from .config import CoreMLOptions, Variant
 from .errors import ExportError, GateError
 from .registry import Registry
 
@@ -35,9 +35,8 @@ def _coreml_partitioners(variant: Variant) -> list:
     from executorch.backends.apple.coreml.compiler import CoreMLBackend
     from executorch.backends.apple.coreml.partition import CoreMLPartitioner
 
-    opts = variant.coreml
-    target_name = opts.deployment_target if opts else "iOS17"
-    units_name = opts.compute_units if opts else "ALL"
+    opts = variant.coreml or CoreMLOptions()
+    target_name, units_name = opts.deployment_target, opts.compute_units
     try:
         target = ct.target[target_name]
     except KeyError:
@@ -54,7 +53,7 @@ def _coreml_partitioners(variant: Variant) -> list:
     specs = CoreMLBackend.generate_compile_specs(
         compute_unit=units, minimum_deployment_target=target, compute_precision=precision
     )
-    return [CoreMLPartitioner(compile_specs=specs, lower_full_graph=opts.lower_full_graph if opts else False)]
+    return [CoreMLPartitioner(compile_specs=specs, lower_full_graph=opts.lower_full_graph)]
 
 
 PARTITIONERS: Registry[Callable[[Variant], list]] = Registry("backend")
