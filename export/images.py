@@ -11,27 +11,33 @@ from torchvision.transforms.v2 import functional as TF
 from .errors import ExportError
 
 
-def bundled_image_names() -> list[str]:
-    import skimage
-
-    return sorted(p.stem for p in Path(skimage.data_dir).iterdir() if p.suffix in (".png", ".jpg"))
-
-
-def load_photo(name: str) -> np.ndarray:
-    """HxWx3 uint8 RGB of a scikit-image bundled photo (gray is stacked, alpha dropped)."""
-    import skimage
+def _read_rgb8(path: Path, what: str) -> np.ndarray:
+    """HxWx3 uint8 RGB of an image file (gray is stacked, alpha dropped)."""
     import skimage.io
 
-    files = {p.stem: p for p in Path(skimage.data_dir).iterdir() if p.suffix in (".png", ".jpg")}
-    if name not in files:
-        raise ExportError(f"unknown parity image {name!r}; valid scikit-image photos: {', '.join(sorted(files))}")
-    img = skimage.io.imread(files[name])
+    img = skimage.io.imread(path)
     if img.ndim == 2:
         img = np.stack([img] * 3, axis=-1)
     img = img[..., :3]
     if img.dtype != np.uint8:
-        raise ExportError(f"parity image {name!r} is {img.dtype}, not 8-bit RGB; pick another")
+        raise ExportError(f"{what} is {img.dtype}, not 8-bit RGB; pick another")
     return img
+
+
+def load_photo(name: str) -> np.ndarray:
+    """HxWx3 uint8 RGB of a scikit-image bundled photo."""
+    import skimage
+
+    files = {p.stem: p for p in Path(skimage.data_dir).iterdir() if p.suffix in (".png", ".jpg")}
+    if name not in files:
+        raise ExportError(f"unknown parity image {name!r}; valid scikit-image photos: {', '.join(sorted(files))}")
+    return _read_rgb8(files[name], f"parity image {name!r}")
+
+
+def load_image(name_or_path: str) -> np.ndarray:
+    """An image file by path (e.g. a calibration folder's), else a bundled photo by name."""
+    path = Path(name_or_path)
+    return _read_rgb8(path, f"image {path}") if path.is_file() else load_photo(name_or_path)
 
 
 def to_model_input(img: np.ndarray, height: int, width: int) -> torch.Tensor:

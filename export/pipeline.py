@@ -9,7 +9,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -128,7 +128,7 @@ def export_variant(cfg: ModelConfig, variant: Variant, weights: Weights, out: Pa
     import torch
 
     from .bundle import BUNDLED_CASES, verify_bundle, write_bundle
-    from .quantize import accuracy_gate, calibration_set, latency_ratio, quantize
+    from .quantize import accuracy_gate, calibration_set, quantize
     from .verify import backend_available, verify
     from .wrap import example_input, wrap
 
@@ -167,7 +167,7 @@ def export_variant(cfg: ModelConfig, variant: Variant, weights: Weights, out: Pa
             if variant.precision == "int8":
                 accuracy = accuracy_gate(tmp, module, cfg, variant, weights.kind, name)
                 accuracy["calibration"] = calibration
-                accuracy["latency_ratio_to_fp32"] = _int8_latency(tmp, cfg, variant, out, latency_ratio)
+                accuracy["latency_ratio_to_fp32"] = _int8_latency(tmp, cfg, variant, out)
         with staged(out / bundle_name) as tmp_b, timer.stage("7b", "bundle (.bpte)"):
             from .verify import photo_inputs
 
@@ -190,16 +190,15 @@ def export_variant(cfg: ModelConfig, variant: Variant, weights: Weights, out: Pa
     return Result(name, out / name, entry)
 
 
-def _int8_latency(tmp: Path, cfg: ModelConfig, variant: Variant, out: Path, measure) -> dict:
+def _int8_latency(tmp: Path, cfg: ModelConfig, variant: Variant, out: Path) -> dict:
     """int8/fp32 latency when the fp32 sibling (same backend, input, contract) is in the folder."""
-    from dataclasses import replace
-
+    from .quantize import latency_ratio
     from .wrap import example_input
 
     sibling = out / cfg.artifact_name(replace(variant, precision="fp32"))
     if not sibling.is_file():
         return {"ratio": None, "why": f"{sibling.name} not built in {out}; export the fp32 variant first"}
-    return measure(tmp, sibling, example_input(variant))
+    return latency_ratio(tmp, sibling, example_input(variant))
 
 
 def manifest_entry(cfg, variant, weights: Weights, path: Path, delegation: dict, parity: dict, seconds: dict) -> dict:

@@ -12,8 +12,8 @@ import torch
 
 from .config import AccuracyBounds, ModelConfig, Variant
 from .errors import ExportError, GateError
-from .images import load_photo, to_model_input
-from .verify import feed, photo_inputs
+from .images import load_image, to_model_input
+from .verify import compare, feed, photo_inputs
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -34,16 +34,6 @@ def calibration_set(cfg: ModelConfig) -> list[str]:
     return pool[: cal.count]
 
 
-def _load_any(name: str) -> np.ndarray:
-    if Path(name).is_file():
-        import skimage.io
-
-        img = skimage.io.imread(name)
-        img = np.stack([img] * 3, -1) if img.ndim == 2 else img[..., :3]
-        return img.astype(np.uint8)
-    return load_photo(name)
-
-
 def quantize(program: torch.export.ExportedProgram, cfg: ModelConfig, variant: Variant, images: list[str]):
     """-> (quantized reference module, its ExportedProgram). The reference module runs the same
     quantize/dequantize arithmetic in eager PyTorch: the file's parity is checked against it."""
@@ -58,7 +48,7 @@ def quantize(program: torch.export.ExportedProgram, cfg: ModelConfig, variant: V
     h, w = variant.input.height, variant.input.width
     with torch.no_grad():
         for name in images:
-            prepared(feed(to_model_input(_load_any(name), h, w), variant.contract))
+            prepared(feed(to_model_input(load_image(name), h, w), variant.contract))
     converted = convert_pt2e(prepared)
     example = program.example_inputs[0]
     with torch.no_grad():
@@ -73,15 +63,15 @@ class Accuracy:
 
 
 def compare_accuracy(ref: torch.Tensor, got: torch.Tensor) -> Accuracy:
+    """Parity's argmax agreement and SNR, plus the mean IoU over classes either side predicts."""
     a, b = ref.argmax(1), got.argmax(1)
     ious = []
     for k in torch.unique(torch.cat([a.flatten(), b.flatten()])):
         inter = ((a == k) & (b == k)).sum().item()
         union = ((a == k) | (b == k)).sum().item()
         ious.append(inter / union)
-    err = (got.double() - ref.double()).pow(2).sum().item()
-    snr = float("inf") if err == 0 else 10 * np.log10(ref.double().pow(2).sum().item() / err)
-    return Accuracy(float((a == b).double().mean()), float(np.mean(ious)), float(snr))
+    m = compare(ref, got)
+    return Accuracy(m.argmax_agreement, float(np.mean(ious)), m.snr_db)
 
 
 def accuracy_gate(path: Path, eager_fp32: torch.nn.Module, cfg: ModelConfig, variant: Variant,
@@ -112,19 +102,14 @@ def accuracy_gate(path: Path, eager_fp32: torch.nn.Module, cfg: ModelConfig, var
 def latency_ratio(int8_path: Path, fp32_path: Path, example: torch.Tensor, runs: int = 5) -> dict:
     """Median latency of the int8 file over its fp32 sibling, interleaved in this process."""
     import statistics
-    import time
 
     from executorch.runtime import Runtime
 
+    from .bench import interleaved
+
     rt = Runtime.get()
-    methods = {"int8": rt.load_program(int8_path).load_method("forward"), "fp32": rt.load_program(fp32_path).load_method("forward")}
-    times = {k: [] for k in methods}
-    for r in range(runs + 1):  # +1: the first round warms up
-        for k, m in methods.items():
-            t0 = time.perf_counter()
-            m.execute([example])
-            if r:
-                times[k].append((time.perf_counter() - t0) * 1e3)
+    methods = {k: rt.load_program(p).load_method("forward") for k, p in (("int8", int8_path), ("fp32", fp32_path))}
+    times = interleaved({k: (lambda m=m: m.execute([example])) for k, m in methods.items()}, runs, warmup=1)
     med = {k: statistics.median(v) for k, v in times.items()}
     return {"int8_ms": med["int8"], "fp32_ms": med["fp32"], "ratio": med["int8"] / med["fp32"], "runs": runs,
             "fp32_artifact": fp32_path.name}
