@@ -28,6 +28,17 @@ def write_yaml(path: Path, text: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_build(tmp_path_factory) -> Path:
+    """Every variant of the tiny net, built once per session. Read-only: copy before changing it."""
+    from export import pipeline
+    from export.config import load_config
+
+    out = tmp_path_factory.mktemp("tiny-build")
+    pipeline.build(load_config(TINY), None, "random", out)
+    return out
+
+
 @pytest.fixture
 def tiny_yaml_text() -> str:
     return TINY.read_text()

@@ -10,9 +10,7 @@ import pytest
 import yaml
 
 from conftest import TINY, run_cli, write_yaml
-from export import pipeline
 from export.card import render_card
-from export.config import load_config
 from export.manifest import read_manifest
 from export.publish import local_files
 
@@ -21,9 +19,9 @@ CML = "tiny_segnet_coreml_fp16.pte"
 
 
 @pytest.fixture(scope="module")
-def benched(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bench")
-    pipeline.build(load_config(TINY), None, "random", out)
+def benched(tiny_build, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "artifacts"
+    shutil.copytree(tiny_build, out)  # bench writes bench.json beside the manifest
     proc = run_cli("bench", "--manifest", str(out / "manifest.json"), "--runs", "3", "--warmup", "1", "--config", str(TINY))
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out, json.loads((out / "bench.json").read_text()), proc

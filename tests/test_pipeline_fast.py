@@ -19,18 +19,11 @@ from export.verify import Metrics, compare, delegate_ids, parity_gate, worst_of
 from export.config import Tolerances
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny")
-    results = pipeline.build(load_config(TINY), None, "random", out)
-    return out, {r.artifact: r for r in results}
-
-
 @pytest.fixture
-def prev(built, tmp_path):
+def prev(tiny_build, tmp_path):
     """A copy of a good previous export to prove failures leave it intact."""
     out = tmp_path / "out"
-    shutil.copytree(built[0], out)
+    shutil.copytree(tiny_build, out)
     return out, {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
 
 
@@ -40,8 +33,8 @@ def _unchanged(out, before):
     assert after == before
 
 
-def test_build_writes_verified_artifacts_and_manifest(built):
-    out, results = built
+def test_build_writes_verified_artifacts_and_manifest(tiny_build):
+    out = tiny_build
     manifest = json.loads((out / "manifest.json").read_text())
     assert sorted(manifest["artifacts"]) == [
         "tiny_segnet_coreml_fp16.pte", "tiny_segnet_xnnpack_fp32.pte", "tiny_segnet_xnnpack_int8.pte"]
@@ -82,7 +75,7 @@ def test_build_writes_verified_artifacts_and_manifest(built):
     assert cml["fp16_drift_vs_fp32"]["snr_db"] == cml["parity"]["worst"]["snr_db"] and xnn["fp16_drift_vs_fp32"] is None
 
 
-def test_aux_head_not_shipped(built):
+def test_aux_head_not_shipped():
     cfg = load_config(TINY)
     from export.weights import load_model
     from export.wrap import wrap
@@ -219,10 +212,10 @@ def test_accuracy_gate_fails_on_broken_calibration(prev, tiny_yaml_text, tmp_pat
     assert res[0].entry["accuracy"]["worst"]["snr_db"] >= 20.0
 
 
-def test_bundled_verification_fails_on_wrong_expected_output(built, tmp_path):
+def test_bundled_verification_fails_on_wrong_expected_output(tiny_build, tmp_path):
     from export.bundle import verify_bundle, write_bundle
 
-    out, _ = built
+    out = tiny_build
     pte = out / "tiny_segnet_xnnpack_fp32.pte"
     x = torch.rand(1, 3, 32, 32)
     from executorch.runtime import Runtime
@@ -254,14 +247,14 @@ def test_coreml_options_reach_the_partitioner():
         PARTITIONERS.get("coreml")(dataclasses.replace(v, coreml=CoreMLOptions("iOS99")))
 
 
-def test_static_contract_and_delegate_checks_fail_on_the_wrong_file(built):
+def test_static_contract_and_delegate_checks_fail_on_the_wrong_file(tiny_build):
     """The file's own I/O and delegate ids are checked against the variant before any run."""
     import dataclasses
 
     from export.config import InputSpec
     from export.verify import check_program
 
-    out, _ = built
+    out = tiny_build
     cfg = load_config(TINY)
     pte = out / "tiny_segnet_xnnpack_fp32.pte"
     check_program(pte, cfg, cfg.variant("xnnpack_fp32"))  # the right file passes

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TINY, run_cli
+from conftest import ROOT, run_cli
 from hub_server import HubServer
 from test_codegen import tsc
 
@@ -21,20 +21,10 @@ CML_PATH = "coreml/tiny_segnet_coreml_fp16.pte"
 Q_PATH = "xnnpack/tiny_segnet_xnnpack_int8.pte"
 
 
-@pytest.fixture(scope="session")
-def tiny_artifacts(tmp_path_factory):
-    from export import pipeline
-    from export.config import load_config
-
-    out = tmp_path_factory.mktemp("tiny-artifacts")
-    pipeline.build(load_config(TINY), None, "random", out)
-    return out
-
-
 @pytest.fixture
-def arts(tiny_artifacts, tmp_path):
+def arts(tiny_build, tmp_path):
     out = tmp_path / "artifacts"
-    shutil.copytree(tiny_artifacts, out)
+    shutil.copytree(tiny_build, out)
     return out
 
 
