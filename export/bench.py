@@ -121,7 +121,7 @@ def run_bench(manifest_path: Path, runs: int, warmup: int, weights: str | None, 
     import torch
     from executorch.runtime import Runtime
 
-    from .images import load_photo
+    from .preprocess import load_photo
     from .reference import SegmentationModel, preprocess, resize_outputs
     from .weights import load_model
     from .wrap import wrap
@@ -134,7 +134,7 @@ def run_bench(manifest_path: Path, runs: int, warmup: int, weights: str | None, 
     models = sorted({e["model"] for e in entries.values()})
     if config is not None and len(models) > 1:
         raise ExportError(f"--config fits one model, but {manifest_path} holds {', '.join(models)}")
-    bgr = load_photo(PHOTO)[..., ::-1].copy()
+    bgr = load_photo(PHOTO)
     runtime = Runtime.get()
     engines: dict[str, Callable[[], object]] = {}
     baseline: dict[str, tuple[str, str]] = {}

@@ -22,7 +22,7 @@ def render_overlays(folder: Path, manifest: dict) -> list[Path]:
     """Overlays of the first artifact this runtime can execute, on bundled photos."""
     from executorch.runtime import Runtime
 
-    from .images import load_photo
+    from .preprocess import load_photo
     from .reference import ARGMAX, SegmentationModel, overlay, write_png
 
     runtime = Runtime.get()
@@ -34,7 +34,7 @@ def render_overlays(folder: Path, manifest: dict) -> list[Path]:
     (folder / OVERLAY_DIR).mkdir(exist_ok=True)
     out = []
     for photo in OVERLAY_PHOTOS:
-        bgr = load_photo(photo)[..., ::-1].copy()
+        bgr = load_photo(photo)
         path = folder / OVERLAY_DIR / f"{Path(entry['path']).stem}_{photo}.png"
         write_png(path, overlay(bgr, model.forward(bgr, resize=True)[ARGMAX], model.labels))
         out.append(path)
@@ -79,15 +79,16 @@ def render_card(manifest: dict, bench: dict | None, overlays: list[str]) -> str:
              "## Labels", "", "| id | label |", "| --- | --- |",
              *[f"| {n} | {label} |" for n, label in enumerate(first["labels"])], "",
              "## Artifacts", "",
-             "| file | backend | precision | MB | sha256 | parity | argmax agreement | max abs | SNR dB | "
+             "| file | backend | precision | MB | sha256 | parity | argmax agreement (decisive pixels) | max error / logit range | SNR dB | "
              "host median ms | × eager | × ONNX Runtime | peak MB |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, e in arts.items():
         w = e["parity"]["worst"]
+        nums = (f"{w['decisive_agreement'] * 100:.3f}% | {w['rel_max_abs']:.2e} | {w['snr_db']:.1f}" if w
+                else "not executed here | - | -")
         lines.append(
             f"| `{e['backend']}/{name}` | {e['backend']} | {e['precision']} | {e['bytes'] / 1e6:.1f} | "
-            f"`{e['sha256'][:16]}…` | {e['parity']['mode']} | {w['argmax_agreement'] * 100:.3f}% | {w['max_abs']:.2e} | "
-            f"{w['snr_db']:.1f} | {_fmt_ms(bench, name, 'median_ms', '.1f')} | {_fmt_ms(bench, name, 'ratio_to_eager', '.2f')} | "
+            f"`{e['sha256'][:16]}…` | {e['parity']['mode']} | {nums} | {_fmt_ms(bench, name, 'median_ms', '.1f')} | {_fmt_ms(bench, name, 'ratio_to_eager', '.2f')} | "
             f"{_fmt_ms(bench, name, 'ratio_to_onnxruntime', '.2f')} | {_fmt_ms(bench, name, 'peak_rss_increment_mb', '.0f')} |")
     for name, e in arts.items():
         acc = e.get("accuracy")
@@ -100,10 +101,13 @@ def render_card(manifest: dict, bench: dict | None, overlays: list[str]) -> str:
                 f"({acc['bounds']} bounds); calibrated on {', '.join(Path(c).name for c in acc['calibration'])}"
                 + (f"; {lat['ratio']:.2f}× the fp32 file's latency on the export host." if lat.get("ratio") else "."))
     lines += ["",
-              "Parity: the file read back from disk vs eager PyTorch on scikit-image photos and seeded random inputs "
-              "(worst input shown). `executed` = run by the ExecuTorch runtime; `emulated` = the backend cannot run on "
-              "the export host (Core ML off Apple platforms), so the numbers compare eager at the artifact's precision "
-              "with eager fp32 — an estimate, not a run of the file.", ""]
+              "Parity: the file read back from disk vs eager PyTorch on scikit-image photos (the app's OpenCV "
+              "preprocessing) and seeded random inputs (worst input shown). Argmax agreement counts pixels whose "
+              "top-2 margin is not a near-tie; errors are relative to the logit range, so the numbers mean the same "
+              "for any weights. `executed` = run by the ExecuTorch runtime; `emulated` = the backend cannot run on "
+              "the export host (Core ML off Apple platforms): fp16 rounding of weights and every op output in the "
+              "exported graph vs fp32 — an estimate, not a run of the file; `not executed` = only static checks "
+              "(delegate ids, input/output shapes) ran.", ""]
     if bench:
         h = bench["host"]
         lines += ["## Host benchmark", "",

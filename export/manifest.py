@@ -19,8 +19,11 @@ from .errors import ExportError
 from .files import write_bytes_atomic
 
 MANIFEST_NAME = "manifest.json"
-SCHEMA_VERSION = 1
-TOOL_PACKAGES = ("torch", "torchvision", "executorch", "coremltools")
+SCHEMA_VERSION = 2  # 2: relative parity metrics, `not executed` parity, platform
+# Everything whose version can change a file's bytes or its verdict: torchao quantizes, scikit-image
+# ships the photos, OpenCV decodes and resizes them as the app does.
+TOOL_PACKAGES = ("torch", "torchvision", "executorch", "coremltools", "torchao", "scikit-image",
+                 "opencv-python-headless")
 
 
 def tool_versions() -> dict[str, str]:
@@ -33,6 +36,13 @@ def tool_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[pkg] = "not installed"
     return out
+
+
+def platform_id() -> str:
+    """OS and CPU: which backends can execute here (Core ML on macOS only) depends on it."""
+    import platform
+
+    return f"{platform.system()}-{platform.machine()}"
 
 
 def git_commit(repo: Path | None = None) -> str | None:
@@ -56,7 +66,9 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     except json.JSONDecodeError as e:
         raise ExportError(f"manifest {path} is not valid JSON ({e}); re-run the export to rewrite it") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA_VERSION or not isinstance(data.get("artifacts"), dict):
-        raise ExportError(f"manifest {path}: not a schema-{SCHEMA_VERSION} manifest of this tool")
+        found = data.get("schema") if isinstance(data, dict) else None
+        raise ExportError(f"manifest {path}: schema {found}, this tool reads schema {SCHEMA_VERSION}; "
+                          "re-export to rewrite it (make export)")
     return data
 
 

@@ -1,16 +1,14 @@
 """Reference runtime: the `useImageSegmentation` hook's `forward(imageSource, classesOfInterest, resize)`
 in Python, on a .pte through the ExecuTorch runtime, with the native side's preprocessing.
 
-Native preprocessing (OpenCV): decode -> bilinear resize to the model's input H×W (read from the
-program) -> BGR to RGB -> /255 -> (rne-0.9 only) ImageNet mean/std -> NCHW float32. Output 0 is read
-as logits [1,C,H,W]; softmax and argmax follow, as on the device.
+Native preprocessing is export.preprocess's (the one owner), at the H×W read from the program.
+Output 0 is read as logits [1,C,H,W]; softmax and argmax follow, as on the device.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import io
 import json
 import urllib.error
 import urllib.request
@@ -22,18 +20,12 @@ import numpy as np
 from .config import CONTRACTS, Contract
 from .errors import ExportError
 from .manifest import MANIFEST_NAME
-
-# Decompression bombs: images above this many pixels are refused from their header, before decoding.
-# 2^26 ≈ 67 MP: far above any phone camera frame the hook would get.
-MAX_PIXELS = 2**26
+from .preprocess import MAX_PIXELS, ImageError, decode  # noqa: F401 (the hook's image errors, re-exported)
+from .preprocess import preprocess as _preprocess
 
 MAX_IMAGE_BYTES = 64 * 1024 * 1024  # why: larger encoded files are not photos the hook takes
 URL_TIMEOUT_S = 30
 ARGMAX = "ARGMAX"
-
-
-class ImageError(ExportError):
-    pass
 
 
 def read_source(source: str) -> bytes:
@@ -90,43 +82,9 @@ def _b64(text: str, what: str) -> bytes:
         raise ImageError(f"image {what}: not a path, URL or valid base64") from None
 
 
-def decode(data: bytes, source: str = "image") -> np.ndarray:
-    """Encoded bytes -> HxWx3 uint8 BGR, as OpenCV's imread would give the native code."""
-    if not data:
-        raise ImageError(f"{source[:80]}: empty (0 bytes)")
-    w, h = _header_size(data)
-    if w * h > MAX_PIXELS:
-        raise ImageError(f"{source[:80]}: {w}x{h} pixels, over the {MAX_PIXELS}-pixel limit; downscale it first")
-    try:
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    except cv2.error as e:  # OpenCV raises for over-limit images
-        raise ImageError(f"{source[:80]}: cannot decode ({str(e).strip().splitlines()[-1][:200]})") from None
-    if img is None or img.size == 0:
-        raise ImageError(f"{source[:80]}: not a decodable image (truncated, or not an image format OpenCV reads)")
-    return img
-
-
-def _header_size(data: bytes) -> tuple[int, int]:
-    """Width and height from the image header alone (Pillow reads headers lazily); (0, 0) when
-    Pillow does not know the format, leaving the verdict to OpenCV."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            return im.size
-    except Image.DecompressionBombError as e:
-        raise ImageError(f"image refused: {e}") from None
-    except (UnidentifiedImageError, OSError):
-        return (0, 0)
-
-
 def preprocess(bgr: np.ndarray, height: int, width: int, contract: Contract) -> np.ndarray:
     """BGR uint8 -> [1,3,H,W] float32 as the hook's native runtime feeds the model."""
-    resized = cv2.resize(bgr, (width, height), interpolation=cv2.INTER_LINEAR)
-    rgb = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
-    if contract.runtime_mean is not None:
-        rgb = (rgb - np.array(contract.runtime_mean, np.float32)) / np.array(contract.runtime_std, np.float32)
-    return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
+    return _preprocess(bgr, height, width, contract.runtime_mean, contract.runtime_std)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -1,0 +1,103 @@
+"""Comparing logits: the numbers every gate reads (parity, int8 accuracy, bundles).
+
+Gated metrics mean the same for any weights. Random init gives logits spanning ~1 unit and
+near-tied, trained nets span tens of units with clear winners, so absolute errors (max-abs, RMSE)
+are kept for information only. Gates read:
+- ``rel_max_abs``: worst |got - ref| over the reference's logit range (max - min)
+- ``snr_db``: 10·log10(Σref² / Σerr²) (relative RMSE = 10^(-snr/20))
+- ``cosine`` of the flattened logits
+- ``decisive_agreement``: argmax agreement on pixels whose reference top-2 margin is at least
+  ``near_tie`` × the logit range; below that the winner is a coin toss for any rounding
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+# why 2 %: int8 requantization moves a logit by up to ~1-2 % of the range (measured, configs);
+# a top-2 margin below that decides nothing a device could reproduce
+NEAR_TIE = 0.02
+
+
+@dataclass(frozen=True)
+class Metrics:
+    max_abs: float  # information: scales with the logits
+    rmse: float  # information: scales with the logits
+    ref_range: float  # the reference's logit range (max - min): the scale the relative error uses
+    rel_max_abs: float
+    snr_db: float
+    cosine: float
+    argmax_agreement: float  # all pixels (information for parity; the accuracy gate's metric)
+    decisive_agreement: float
+    decisive_fraction: float  # share of pixels that are not near-ties
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def compare(ref: torch.Tensor, got: torch.Tensor, near_tie: float = NEAR_TIE) -> Metrics:
+    """`got` against `ref`, both logits [N,C,H,W]."""
+    ref = ref.detach().double()
+    got = got.detach().double()
+    err = got - ref
+    noise = float(err.pow(2).sum())
+    signal = float(ref.pow(2).sum())
+    snr = math.inf if noise == 0 else 10 * math.log10(signal / noise) if signal > 0 else -math.inf
+    cos = float(torch.nn.functional.cosine_similarity(ref.flatten(), got.flatten(), dim=0))
+    same = ref.argmax(1) == got.argmax(1)
+    rng = float(ref.max() - ref.min())
+    top2 = ref.topk(2, dim=1).values if ref.shape[1] >= 2 else torch.cat([ref, ref], 1)
+    decisive = (top2[:, 0] - top2[:, 1]) >= near_tie * rng
+    n_dec = int(decisive.sum())
+    max_abs = float(err.abs().max())
+    return Metrics(
+        max_abs=max_abs,
+        rmse=float(err.pow(2).mean().sqrt()),
+        ref_range=rng,
+        rel_max_abs=max_abs / rng if rng > 0 else (0.0 if max_abs == 0 else math.inf),
+        snr_db=snr,
+        cosine=cos,
+        argmax_agreement=float(same.double().mean()),
+        decisive_agreement=float(same[decisive].double().mean()) if n_dec else 1.0,
+        decisive_fraction=n_dec / same.numel(),
+    )
+
+
+def worst_of(ms: list[Metrics]) -> Metrics:
+    """Field-wise worst: largest errors, smallest similarities (not one input's numbers)."""
+    return Metrics(
+        max_abs=max(m.max_abs for m in ms),
+        rmse=max(m.rmse for m in ms),
+        ref_range=min(m.ref_range for m in ms),
+        rel_max_abs=max(m.rel_max_abs for m in ms),
+        snr_db=min(m.snr_db for m in ms),
+        cosine=min(m.cosine for m in ms),
+        argmax_agreement=min(m.argmax_agreement for m in ms),
+        decisive_agreement=min(m.decisive_agreement for m in ms),
+        decisive_fraction=min(m.decisive_fraction for m in ms),
+    )
+
+
+def miou(ref: torch.Tensor, got: torch.Tensor) -> float:
+    """Mean IoU of `got`'s argmax against `ref`'s, over the classes either side predicts."""
+    a, b = ref.argmax(1), got.argmax(1)
+    ious = []
+    for k in torch.unique(torch.cat([a.flatten(), b.flatten()])):
+        inter = ((a == k) & (b == k)).sum().item()
+        union = ((a == k) | (b == k)).sum().item()
+        ious.append(inter / union)
+    return float(sum(ious) / len(ious))
+
+
+def check(values: dict[str, float], bounds: dict[str, tuple[str, float]]) -> list[str]:
+    """Failed checks as 'name=value (bound op b)'; NaN always fails. bounds: name -> (op, bound)."""
+    failed = []
+    for name, (op, bound) in bounds.items():
+        v = values[name]
+        ok = (v <= bound) if op == "<=" else (v >= bound)
+        if not ok or math.isnan(v):
+            failed.append(f"{name}={v:.6g} (bound {op} {bound:g})")
+    return failed

@@ -1,0 +1,202 @@
+"""A seeded, offline checkpoint whose logits look like a trained segmentation model's.
+
+Random init gives near-zero, near-tied logits (DeepLabV3-ResNet50: range ~2, std ~0.3 on photos),
+so every bound measured on it says nothing about trained weights (range tens of units, clear
+winners). The pretrained files cannot be downloaded here; this makes a stand-in in about a
+minute on 2 cores:
+
+1. build the model (seeded random init, aux head included like torchvision's checkpoints)
+2. synthetic scenes with known masks: random ellipses/boxes on real textures (scikit-image's
+   grass, gravel, brick, ...), each filled with a class's colour + stripes or with a crop of a
+   photo labelled with its VOC class (astronaut: PERSON, chelsea: CAT, ...)
+3. BatchNorm re-estimated on scenes + real photos (train-mode forwards, cumulative average):
+   the backbone's activations get the normalized statistics of a trained net
+4. the final 1x1 classifier conv fitted to the masks (cross-entropy) on its cached inputs
+   (torchvision nets: the rest stays frozen, BN-recalibrated), or the whole net (small nets)
+5. the classifier scaled so the median per-photo logit range is `logit_range` (trained nets:
+   tens of units)
+
+Usage: python scripts/realistic_checkpoint.py deeplabv3_resnet50 out.pth [--seed N]
+The manifest then records `file out.pth (sha256 ...)` like any other checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from export.models import MODELS  # noqa: E402
+from export.preprocess import IMAGENET_MEAN, IMAGENET_STD, load_photo  # noqa: E402
+
+TEXTURES = ("grass", "gravel", "brick", "rocket", "hubble_deep_field")  # scene backgrounds
+# Photo crops pasted as objects of a VOC class, so the fixture's masks on photos have a trained
+# net's look (a cat on chelsea, a person on astronaut) instead of one class everywhere.
+PHOTO_OBJECTS = {"astronaut": 15, "camera": 15, "chelsea": 8, "motorcycle_right": 14, "coffee": 11}
+# BN statistics also see real photos so photo activations are in range (disjoint from parity/accuracy
+# is not needed here: this is the model, not a gate's data)
+BN_PHOTOS = ("astronaut", "chelsea", "coffee", "motorcycle_left", "rocket", "camera", "horse")
+SCENE_CLASSES = (15, 8, 12, 7, 2, 14, 5, 19)  # person, cat, dog, car, bicycle, motorbike, bottle, train
+LOGIT_RANGE = 30.0  # why: trained DeepLabV3 logits on photos span tens of units
+
+
+def _class_look(k: int, rng: np.random.Generator) -> tuple[np.ndarray, float, float]:
+    """Colour (RGB 0..1), stripe period (px) and angle for class k: fixed per seed."""
+    return rng.uniform(0.1, 0.9, 3), float(rng.uniform(4, 16)), float(rng.uniform(0, math.pi))
+
+
+def scenes(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n RGB float32 [n,3,S,S] images in [0,1] and int64 masks [n,S,S] (0 = background)."""
+    rng = np.random.default_rng(seed)
+    looks = {k: _class_look(k, np.random.default_rng(1000 + k)) for k in SCENE_CLASSES}
+    rgb = lambda name: cv2.cvtColor(load_photo(name), cv2.COLOR_BGR2RGB).astype(np.float32) / 255  # noqa: E731
+    textures = [rgb(t) for t in TEXTURES]
+    objects = [(rgb(p), k) for p, k in PHOTO_OBJECTS.items()]
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    imgs = np.empty((n, size, size, 3), np.float32)
+    masks = np.zeros((n, size, size), np.int64)
+    for i in range(n):
+        tex = textures[rng.integers(len(textures))]
+        scale = rng.uniform(0.3, 1.0)
+        ch, cw = int(tex.shape[0] * scale), int(tex.shape[1] * scale)
+        y0, x0 = rng.integers(0, tex.shape[0] - ch + 1), rng.integers(0, tex.shape[1] - cw + 1)
+        img = cv2.resize(tex[y0:y0 + ch, x0:x0 + cw], (size, size), interpolation=cv2.INTER_LINEAR)
+        for _ in range(rng.integers(1, 4)):
+            cy, cx = rng.uniform(0.15, 0.85, 2) * size
+            ry, rx = rng.uniform(0.12, 0.4, 2) * size
+            if rng.random() < 0.5:
+                shape = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+            else:
+                shape = (abs(yy - cy) <= ry) & (abs(xx - cx) <= rx)
+            if rng.random() < 0.5:  # a crop of a photo, labelled with its VOC class
+                photo, k = objects[rng.integers(len(objects))]
+                s = rng.uniform(0.4, 0.9)
+                ph, pw = int(photo.shape[0] * s), int(photo.shape[1] * s)
+                py, px = rng.integers(0, photo.shape[0] - ph + 1), rng.integers(0, photo.shape[1] - pw + 1)
+                obj = cv2.resize(photo[py:py + ph, px:px + pw], (size, size), interpolation=cv2.INTER_LINEAR)
+            else:  # a synthetic class: colour + stripes
+                k = int(rng.choice(SCENE_CLASSES))
+                colour, period, angle = looks[k]
+                stripes = 0.5 + 0.5 * np.sin(2 * math.pi * (xx * math.cos(angle) + yy * math.sin(angle)) / period)
+                obj = np.clip(colour[None, None] * rng.uniform(0.7, 1.2) * (0.65 + 0.35 * stripes[..., None]), 0, 1)
+            img[shape] = obj[shape]
+            masks[i][shape] = k
+        img += rng.normal(0, 0.02, img.shape).astype(np.float32)  # sensor noise
+        imgs[i] = np.clip(img, 0, 1)
+    return imgs.transpose(0, 3, 1, 2).copy(), masks
+
+
+def _normalize(x: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def _photos(size: int) -> torch.Tensor:
+    rgb = [cv2.cvtColor(cv2.resize(load_photo(p), (size, size), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
+           for p in BN_PHOTOS]
+    return torch.from_numpy(np.stack(rgb).astype(np.float32) / 255).permute(0, 3, 1, 2).contiguous()
+
+
+def _recalibrate_bn(model: nn.Module, batches: list[torch.Tensor]) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over all batches
+    model.train()
+    with torch.no_grad():
+        for b in batches:
+            model(b)
+    model.eval()
+
+
+def _final_conv(model: nn.Module) -> nn.Conv2d:
+    """The 1x1 conv that produces the logits (torchvision: the classifier's last conv)."""
+    head = getattr(model, "classifier", model)
+    convs = [m for m in head.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)]
+    if not convs:
+        raise ValueError("no 1x1 classifier conv to fit")
+    return convs[-1]
+
+
+def make(builder: str, seed: int = 0, num_classes: int = 21, size: int = 128, n_train: int = 128,
+         steps: int = 300, logit_range: float = LOGIT_RANGE, log=print) -> dict[str, torch.Tensor]:
+    """A state dict (aux head included when the builder has one) with trained-like logits."""
+    torch.manual_seed(seed)
+    has_aux = builder.startswith(("deeplabv3", "fcn"))
+    model = MODELS.get(builder).build(num_classes, has_aux)
+    imgs, masks = scenes(n_train, size, seed)
+    x_all = _normalize(torch.from_numpy(imgs))
+    y_all = torch.from_numpy(masks)
+    photos = _normalize(_photos(size))
+    # 3. BatchNorm statistics of normalized activations, as a trained net has
+    bn_batches = [torch.cat([x_all[i:i + 8], photos[i // 8 % len(photos)][None]]) for i in range(0, min(64, n_train), 8)]
+    _recalibrate_bn(model, bn_batches)
+    # 4. fit: small nets whole; large ones only their final 1x1 conv, on its cached inputs (a
+    # forward hook), the rest frozen in eval mode so training and inference compute the same thing
+    gen = torch.Generator().manual_seed(seed)
+    conv = _final_conv(model)
+    small = False  # every net: see step 4 in the docstring
+    if small:
+        model.train()
+        params, forward, inputs = list(model.parameters()), (lambda x: model(x)["out"]), x_all
+    else:
+        cached = []
+        hook = conv.register_forward_hook(lambda m, i, o: cached.append(i[0].detach()))
+        with torch.no_grad():
+            for i in range(0, n_train, 16):
+                model(x_all[i:i + 16])
+        hook.remove()
+        params, forward, inputs = list(conv.parameters()), conv, torch.cat(cached)
+    opt = torch.optim.Adam(params, lr=1e-2 if not small else 1e-3)
+    for step in range(steps):
+        idx = torch.randint(0, n_train, (16,), generator=gen)
+        logits = forward(inputs[idx])
+        logits = F.interpolate(logits, size=(size, size), mode="bilinear", align_corners=False)
+        loss = F.cross_entropy(logits, y_all[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 50 == 0 or step == steps - 1:
+            log(f"step {step}: loss {loss.item():.3f}")
+    model.eval()
+    # 5. scale the classifier so photos' logits span `logit_range` (median over photos)
+    with torch.no_grad():
+        ranges = [float(o.max() - o.min()) for o in model(photos)["out"]]
+        scale = logit_range / float(np.median(ranges))
+        conv.weight.mul_(scale)
+        if conv.bias is not None:
+            conv.bias.mul_(scale)
+        out = model(x_all[:16])["out"]
+        pixel_acc = float((out.argmax(1) == y_all[:16]).double().mean())
+    log(f"scaled classifier by {scale:.2f}; scene pixel accuracy {pixel_acc:.3f}")
+    return model.state_dict()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("builder", help="a model builder name, e.g. deeplabv3_resnet50 or tiny_segnet")
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--logit-range", type=float, default=LOGIT_RANGE)
+    args = ap.parse_args(argv)
+    state = make(args.builder, seed=args.seed, steps=args.steps, logit_range=args.logit_range)
+    torch.save(state, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
