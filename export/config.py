@@ -110,9 +110,13 @@ class CalibrationSpec:
 
 @dataclass(frozen=True)
 class AccuracyBounds:
-    min_argmax_agreement: float  # fraction of pixels where int8 file and eager fp32 pick the same class
+    min_argmax_agreement: float  # fraction of all pixels where int8 file and eager fp32 pick the same class
     min_miou: float  # mean IoU of the int8 file's argmax against eager fp32's, over classes present
     min_snr_db: float  # logits SNR of the int8 file against eager fp32
+    # argmax agreement on pixels whose fp32 top-2 margin is >= near_tie x the logit range: the
+    # pixels the model itself is sure of (0: not gated)
+    min_decisive_agreement: float = 0.0
+    near_tie: float = 0.05
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .config import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401 (re-exported for scripts)
 from .errors import ExportError
 
 # Decompression bombs: images above this many pixels are refused from their header, before decoding.

@@ -126,12 +126,15 @@ class Accuracy:
     argmax_agreement: float
     miou: float
     snr_db: float
+    decisive_agreement: float
+    decisive_fraction: float
 
 
-def compare_accuracy(ref: torch.Tensor, got: torch.Tensor) -> Accuracy:
-    """All-pixel argmax agreement (what the app shows), mIoU of the masks, SNR of the logits."""
-    m = compare(ref, got)
-    return Accuracy(m.argmax_agreement, miou(ref, got), m.snr_db)
+def compare_accuracy(ref: torch.Tensor, got: torch.Tensor, near_tie: float) -> Accuracy:
+    """All-pixel argmax agreement (what the app shows), mIoU of the masks, SNR of the logits, and
+    agreement on the pixels the fp32 model is sure of."""
+    m = compare(ref, got, near_tie)
+    return Accuracy(m.argmax_agreement, miou(ref, got), m.snr_db, m.decisive_agreement, m.decisive_fraction)
 
 
 def accuracy_gate(path: Path, eager_fp32: torch.nn.Module, cfg: ModelConfig, variant: Variant,
@@ -148,11 +151,11 @@ def accuracy_gate(path: Path, eager_fp32: torch.nn.Module, cfg: ModelConfig, var
     for name, x in photo_inputs(spec.images, variant.input.height, variant.input.width, variant.contract).items():
         with torch.no_grad():
             ref = eager_fp32(x)
-        per_image[name] = compare_accuracy(ref, method.execute([x])[0].clone())
-    worst = Accuracy(min(m.argmax_agreement for m in per_image.values()), min(m.miou for m in per_image.values()),
-                     min(m.snr_db for m in per_image.values()))
+        per_image[name] = compare_accuracy(ref, method.execute([x])[0].clone(), bounds.near_tie)
+    worst = Accuracy(*(min(getattr(m, f) for m in per_image.values()) for f in Accuracy.__dataclass_fields__))
     failed = check(asdict(worst), {"argmax_agreement": (">=", bounds.min_argmax_agreement),
-                                   "miou": (">=", bounds.min_miou), "snr_db": (">=", bounds.min_snr_db)})
+                                   "miou": (">=", bounds.min_miou), "snr_db": (">=", bounds.min_snr_db),
+                                   "decisive_agreement": (">=", bounds.min_decisive_agreement)})
     if failed:
         raise GateError(f"accuracy gate ({'smoke' if smoke else 'release'} bounds): {artifact}: " + "; ".join(failed))
     return {"reference": "eager fp32", "images": list(per_image), "bounds": "smoke" if smoke else "release",

@@ -20,7 +20,7 @@ import numpy as np
 from .config import CONTRACTS, Contract
 from .errors import ExportError
 from .manifest import MANIFEST_NAME
-from .preprocess import MAX_PIXELS, ImageError, decode  # noqa: F401 (the hook's image errors, re-exported)
+from .preprocess import ImageError, decode  # noqa: F401 (ImageError: the hook's image errors, re-exported)
 from .preprocess import preprocess as _preprocess
 
 MAX_IMAGE_BYTES = 64 * 1024 * 1024  # why: larger encoded files are not photos the hook takes

@@ -93,7 +93,7 @@ def _entry() -> dict:
         "contract": {"name": "rne-0.5", "description": "d"},
         "input": {"layout": "NCHW RGB", "dtype": "float32", "shape": [1, 3, 8, 8], "range": [0.0, 1.0]},
         "output": {"index": 0, "dtype": "float32", "kind": "logits", "shape": [1, 2, 8, 8]},
-        "parity": {"mode": "executed", "worst": {"argmax_agreement": 1.0, "max_abs": 0.0, "snr_db": 99.0}},
+        "parity": {"mode": "executed", "worst": {"decisive_agreement": 1.0, "rel_max_abs": 0.0, "snr_db": 99.0}},
         "versions": {"python": "3", "torch": "t", "torchvision": "tv", "executorch": "e", "coremltools": "c"},
         "weights": {"identity": "random(seed=0)"}, "config": {"file": "x.yaml", "sha256": "cd" * 32},
         "git_commit": None, "export_seconds": 1.0,

@@ -31,7 +31,7 @@ def published(with_coreml: bool = True, with_int8: bool = False) -> dict:
         add("deeplab_v3_resnet50_xnnpack_int8.pte", "xnnpack", "int8")
     files.append({"artifact": None, "path_in_repo": "manifest.json", "url": f"{BASE}/manifest.json"})
     return {"repo": "org/repo", "tag": "v1.0.0", "commit": "c" * 40, "files": files,
-            "manifest": {"schema": 1, "artifacts": arts}}
+            "manifest": {"schema": 2, "artifacts": arts}}
 
 
 def tsc(folder, *sources):

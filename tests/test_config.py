@@ -27,7 +27,7 @@ def test_deeplab_config_is_the_hook_contract():
     assert coreml.coreml.deployment_target == "iOS17" and coreml.coreml.compute_units == "ALL"
     assert cfg.artifact_name(cfg.variant("xnnpack_fp32")) == "deeplab_v3_resnet50_xnnpack_fp32.pte"
     assert cfg.artifact_name(coreml) == "deeplab_v3_resnet50_coreml_fp16.pte"
-    assert cfg.variant("xnnpack_fp32").tolerances.min_argmax_agreement >= 0.999
+    assert cfg.variant("xnnpack_fp32").tolerances.min_decisive_agreement >= 0.999
 
 
 def test_config_is_frozen():
@@ -37,11 +37,11 @@ def test_config_is_frozen():
 
 
 def test_unknown_key_names_file_and_key(tmp_path, tiny_yaml_text):
-    bad = write_yaml(tmp_path / "bad.yaml", tiny_yaml_text.replace("max_abs: 1.0e-4", "max_ab: 1.0e-4"))
+    bad = write_yaml(tmp_path / "bad.yaml", tiny_yaml_text.replace("{max_rel_err: 1.0e-5,", "{max_rel_er: 1.0e-5,"))
     with pytest.raises(ConfigError) as e:
         load_config(bad)
     msg = str(e.value)
-    assert str(bad) in msg and "variants[0].tolerances.max_ab" in msg and "unknown key" in msg and "max_abs" in msg
+    assert str(bad) in msg and "variants[0].tolerances.max_rel_er" in msg and "unknown key" in msg and "max_rel_err" in msg
 
 
 def test_unknown_top_level_key(tmp_path, tiny_yaml_text):
@@ -114,7 +114,7 @@ def test_int8_needs_calibration(tmp_path, tiny_yaml_text):
 
 def test_variant_names_only_grow_where_needed(tmp_path, tiny_yaml_text):
     extra = ("  - backend: xnnpack\n    precision: fp32\n    input: {height: 48, width: 64}\n    contract: rne-0.9\n"
-             "    tolerances: {max_abs: 1.0e-4, rmse: 1.0e-5, min_snr_db: 80.0, min_cosine: 0.99999, min_argmax_agreement: 0.999}\n")
+             "    tolerances: {max_rel_err: 1.0e-5, min_snr_db: 80.0, min_cosine: 0.99999, min_decisive_agreement: 0.999}\n")
     cfg = load_config(write_yaml(tmp_path / "tiny_segnet.yaml", tiny_yaml_text + extra))
     assert [v.name for v in cfg.variants] == ["xnnpack_fp32", "xnnpack_int8", "coreml_fp16", "xnnpack_fp32_48x64_rne09"]
     dup = tiny_yaml_text + extra.replace("input: {height: 48, width: 64}\n    contract: rne-0.9\n", "contract: rne-0.5\n")

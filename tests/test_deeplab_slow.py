@@ -14,7 +14,7 @@ import torch
 import torchvision
 from PIL import Image
 
-from conftest import DEEPLAB, ROOT, run_cli, write_yaml
+from conftest import DEEPLAB, ROOT, realistic_checkpoint, run_cli, write_yaml
 from export import pipeline
 from export.config import InputSpec, list_configs, load_config
 from export.weights import cache_path_for, load_model
@@ -52,7 +52,7 @@ def test_xnnpack_fp32_entry(export_random):
     e = arts[XNN]
     assert e["delegation"]["delegated_subgraphs"] >= 1
     assert e["parity"]["mode"] == "executed"
-    assert e["parity"]["worst"]["argmax_agreement"] >= 0.999
+    assert e["parity"]["worst"]["decisive_agreement"] >= 0.999
     assert e["bytes"] <= MAX_BYTES and e["bytes"] == (out / XNN).stat().st_size
     assert e["input"]["shape"] == [1, 3, 224, 224] and e["output"]["shape"] == [1, 21, 224, 224]
     assert e["weights"]["identity"] == "random(seed=0)"
@@ -63,10 +63,10 @@ def test_xnnpack_fp32_entry(export_random):
 def test_resolution_and_contract_variants(export_random):
     _, arts, _ = export_random
     assert arts[X520]["input"]["shape"] == [1, 3, 520, 520] and arts[X520]["output"]["shape"] == [1, 21, 520, 520]
-    assert arts[X520]["contract"]["name"] == "rne-0.5" and arts[X520]["parity"]["worst"]["argmax_agreement"] >= 0.999
+    assert arts[X520]["contract"]["name"] == "rne-0.5" and arts[X520]["parity"]["worst"]["decisive_agreement"] >= 0.999
     assert arts[X09]["contract"]["name"] == "rne-0.9" and arts[X09]["input"]["range"] == "ImageNet-normalized"
     assert arts[X09]["contract"]["normalize_in_graph"] is False
-    assert arts[X09]["parity"]["worst"]["argmax_agreement"] >= 0.999
+    assert arts[X09]["parity"]["worst"]["decisive_agreement"] >= 0.999
 
 
 def test_coreml_entries_say_how_parity_was_obtained(export_random):
@@ -77,11 +77,15 @@ def test_coreml_entries_say_how_parity_was_obtained(export_random):
     for name, precision in ((CML, "fp16"), (CML32, "fp32")):
         e = arts[name]
         assert e["delegate"] == "CoreMLBackend" and e["precision"] == precision
-        assert e["parity"]["mode"] == ("executed" if runnable else "emulated")
+        assert e["parity"]["mode"] == ("executed" if runnable else {"fp16": "emulated", "fp32": "not executed"}[precision])
         assert e["coreml"] == {"deployment_target": "iOS17", "compute_units": "ALL", "lower_full_graph": False}
         assert e["bundle"]["verified"] == "executed" if runnable else e["bundle"]["verified"].startswith("not run here")
-    # fp16 drift against fp32 is what the fp16 entry's parity measures; fp32 emulation drifts by nothing
-    assert arts[CML]["parity"]["worst"]["snr_db"] < arts[CML32]["parity"]["worst"]["snr_db"]
+    if not runnable:  # fp32 Core ML has no emulation worth the name: only static checks, no numbers
+        assert arts[CML32]["parity"]["mode"] == "not executed" and arts[CML32]["parity"]["worst"] is None
+        assert arts[CML32]["parity"]["static_checks"] and "macOS" in arts[CML32]["parity"]["why"]
+        assert "fp16" in arts[CML]["parity"]["why"]
+    # the fp16 estimate is fast (it was 249 s of a 261 s export when eager ran in fp16)
+    assert arts[CML]["stage_seconds"]["verify"] < 20
 
 
 def test_int8_accuracy_gate_passes_on_real_architecture(export_random):
@@ -89,7 +93,7 @@ def test_int8_accuracy_gate_passes_on_real_architecture(export_random):
     e = arts[Q8]
     acc = e["accuracy"]
     assert acc["bounds"] == "smoke"  # random weights; the release bounds apply to trained ones
-    for key in ("min_argmax_agreement", "min_miou", "min_snr_db"):
+    for key in ("min_argmax_agreement", "min_miou", "min_snr_db", "min_decisive_agreement"):
         assert acc["worst"][key[4:]] >= acc["bounds_values"][key]
     assert set(acc["images"]) == {"photo:astronaut", "photo:chelsea", "photo:motorcycle_left"}
     assert not {f"photo:{c}" for c in acc["calibration"]} & set(acc["images"])
@@ -98,14 +102,61 @@ def test_int8_accuracy_gate_passes_on_real_architecture(export_random):
     assert e["parity"]["mode"] == "executed" and e["bundle"]["verified"] == "executed"
 
 
+@pytest.fixture(scope="module")
+def export_realistic(tmp_path_factory):
+    """fp32, int8 and Core ML fp16 from a checkpoint with a trained net's logit scale (seeded
+    fixture, scripts/realistic_checkpoint.py), with the shipped config and its release bounds."""
+    ckpt = realistic_checkpoint("deeplabv3_resnet50", tmp_path_factory.mktemp("dl-ckpt") / "deeplab_realistic.pth")
+    out = tmp_path_factory.mktemp("deeplab-realistic")
+    proc = run_cli("build", "--config", str(DEEPLAB), "--weights", str(ckpt), "--out", str(out),
+                   "--variant", "xnnpack_fp32", "--variant", "xnnpack_int8", "--variant", "coreml_fp16")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, json.loads((out / "manifest.json").read_text())["artifacts"], ckpt
+
+
+def test_realistic_weights_pass_every_gate_with_shipped_bounds(export_realistic):
+    out, arts, _ = export_realistic
+    cfg = load_config(DEEPLAB)
+    for name in (XNN, Q8, CML):
+        e = arts[name]
+        assert e["weights"]["kind"] == "path"
+        w, tol = e["parity"]["worst"], e["tolerances"]
+        assert w["ref_range"] > 10  # a trained net's scale, not random init's
+        assert w["rel_max_abs"] <= tol["max_rel_err"] and w["snr_db"] >= tol["min_snr_db"]
+        assert w["decisive_agreement"] >= tol["min_decisive_agreement"]
+    acc = arts[Q8]["accuracy"]
+    assert acc["bounds"] == "release" and acc["bounds_values"] == dataclasses.asdict(cfg.accuracy.bounds)
+    for key, bound in acc["bounds_values"].items():
+        if key.startswith("min_"):
+            assert acc["worst"][key[4:]] >= bound, key
+    assert arts[Q8]["bytes"] <= 45_000_000  # the issue's size bound for int8
+    assert arts[CML]["parity"]["mode"] in ("emulated", "executed")
+
+
+def test_int8_accuracy_gate_fails_on_broken_calibration_realistic(export_realistic, tmp_path):
+    """The release gate catches flat-grey calibration on realistic weights too."""
+    out, arts, ckpt = export_realistic
+    grey = tmp_path / "grey"
+    grey.mkdir()
+    for i in range(6):
+        Image.fromarray(np.full((240, 320, 3), 110 + 5 * i, np.uint8)).save(grey / f"{i}.png")
+    text = DEEPLAB.read_text().replace("  count: 6", f"  folder: {grey}\n  count: 6")
+    cfg = write_yaml(tmp_path / "deeplab_v3_resnet50.yaml", text)
+    before = (out / Q8).read_bytes()
+    proc = run_cli("build", "--config", str(cfg), "--variant", "xnnpack_int8", "--weights", str(ckpt), "--out", str(out))
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "accuracy gate (release bounds): deeplab_v3_resnet50_xnnpack_int8.pte" in proc.stderr
+    assert (out / Q8).read_bytes() == before
+
+
 def test_int8_accuracy_gate_fails_on_broken_calibration(export_random, tmp_path):
     """Calibration on flat grey frames: real photos then overflow every activation range."""
     out, arts, _ = export_random
     grey = tmp_path / "grey"
     grey.mkdir()
-    for i in range(4):
-        Image.fromarray(np.full((240, 320, 3), 120 + 5 * i, np.uint8)).save(grey / f"{i}.png")
-    text = DEEPLAB.read_text().replace("  count: 4", f"  folder: {grey}\n  count: 4")
+    for i in range(6):
+        Image.fromarray(np.full((240, 320, 3), 110 + 5 * i, np.uint8)).save(grey / f"{i}.png")
+    text = DEEPLAB.read_text().replace("  count: 6", f"  folder: {grey}\n  count: 6")
     cfg = write_yaml(tmp_path / "deeplab_v3_resnet50.yaml", text)
     before = (out / Q8).read_bytes()
     proc = run_cli("build", "--config", str(cfg), "--variant", "xnnpack_int8", "--weights", "random", "--out", str(out))
@@ -147,7 +198,7 @@ def test_every_config_builds_fp32(config, tmp_path):
     small = InputSpec(64, 64)
     cfg = dataclasses.replace(cfg, input=small, variants=tuple(dataclasses.replace(v, input=small) for v in cfg.variants))
     [res] = pipeline.build(cfg, ["xnnpack_fp32"], "random", tmp_path)
-    assert res.entry["parity"]["mode"] == "executed" and res.entry["parity"]["worst"]["argmax_agreement"] >= 0.999
+    assert res.entry["parity"]["mode"] == "executed" and res.entry["parity"]["worst"]["decisive_agreement"] >= 0.999
     assert res.entry["input"]["shape"] == [1, 3, 64, 64] and res.entry["bundle"]["verified"] == "executed"
 
 

@@ -9,21 +9,31 @@ import shutil
 import pytest
 import torch
 
-from conftest import TINY, write_yaml
+from conftest import TINY, WEIGHT_KINDS, write_yaml
 from export import pipeline
-from export.config import load_config
+from export.config import Tolerances, load_config
 from export.errors import GateError
 from export.files import TMP_PREFIX, sha256_file
+from export.metrics import compare, worst_of
 from export.models import MODELS, ModelBuilder, TinySegNet
-from export.verify import Metrics, compare, delegate_ids, parity_gate, worst_of
-from export.config import Tolerances
+from export.verify import delegate_ids, parity_gate
+
+
+@pytest.fixture(params=WEIGHT_KINDS)
+def kind(request):
+    return request.param
 
 
 @pytest.fixture
-def prev(tiny_build, tmp_path):
-    """A copy of a good previous export to prove failures leave it intact."""
+def weights(kind, tiny_weights):
+    return tiny_weights[kind]
+
+
+@pytest.fixture
+def prev(tiny_builds, kind, tmp_path):
+    """A copy of a good previous export (per weight kind) to prove failures leave it intact."""
     out = tmp_path / "out"
-    shutil.copytree(tiny_build, out)
+    shutil.copytree(tiny_builds[kind], out)
     return out, {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
 
 
@@ -33,8 +43,8 @@ def _unchanged(out, before):
     assert after == before
 
 
-def test_build_writes_verified_artifacts_and_manifest(tiny_build):
-    out = tiny_build
+def test_build_writes_verified_artifacts_and_manifest(tiny_builds, kind):
+    out = tiny_builds[kind]
     manifest = json.loads((out / "manifest.json").read_text())
     assert sorted(manifest["artifacts"]) == [
         "tiny_segnet_coreml_fp16.pte", "tiny_segnet_xnnpack_fp32.pte", "tiny_segnet_xnnpack_int8.pte"]
@@ -49,16 +59,24 @@ def test_build_writes_verified_artifacts_and_manifest(tiny_build):
         assert entry["contract"]["name"] == "rne-0.5"
         assert entry["input"] == {"shape": [1, 3, 32, 32], "dtype": "float32", "layout": "NCHW RGB", "range": [0.0, 1.0]}
         assert entry["output"]["shape"] == [1, 21, 32, 32] and entry["output"]["index"] == 0
-        assert entry["weights"] == {"kind": "random", "identity": "random(seed=0)"}
-        assert set(entry["versions"]) == {"python", "torch", "torchvision", "executorch", "coremltools"}
+        if kind == "random":
+            assert entry["weights"] == {"kind": "random", "identity": "random(seed=0)"}
+        else:
+            assert entry["weights"]["kind"] == "path" and entry["weights"]["identity"].startswith("file tiny_realistic.pth (sha256 ")
+        assert set(entry["versions"]) == {"python", "torch", "torchvision", "executorch", "coremltools", "torchao",
+                                          "scikit-image", "opencv-python-headless"}
+        assert entry["platform"]
         assert len(entry["config"]["sha256"]) == 64 and entry["export_seconds"] > 0
         assert entry["parity"]["inputs"] == ["photo:astronaut", "photo:chelsea", "random:0:0", "random:0:1"]
     xnn = manifest["artifacts"]["tiny_segnet_xnnpack_fp32.pte"]
-    assert xnn["parity"]["mode"] == "executed" and xnn["parity"]["worst"]["argmax_agreement"] >= 0.999
+    assert xnn["parity"]["mode"] == "executed" and xnn["parity"]["worst"]["decisive_agreement"] >= 0.999
+    # the realistic fixture has a trained net's logit scale; random init does not
+    assert (xnn["parity"]["worst"]["ref_range"] > 10) == (kind == "realistic")
     assert xnn["bundle"]["verified"] == "executed" and xnn["accuracy"] is None
     q = manifest["artifacts"]["tiny_segnet_xnnpack_int8.pte"]
     assert q["precision"] == "int8" and q["parity"]["mode"] == "executed"
-    assert q["accuracy"]["reference"] == "eager fp32" and q["accuracy"]["bounds"] == "smoke"
+    assert q["accuracy"]["reference"] == "eager fp32"
+    assert q["accuracy"]["bounds"] == ("smoke" if kind == "random" else "release")
     assert q["accuracy"]["images"] == ["photo:astronaut", "photo:chelsea"]
     assert not set(q["accuracy"]["calibration"]) & {"astronaut", "chelsea"} and len(q["accuracy"]["calibration"]) == 2
     assert q["accuracy"]["latency_ratio_to_fp32"]["fp32_artifact"] == "tiny_segnet_xnnpack_fp32.pte"
@@ -86,25 +104,28 @@ def test_aux_head_not_shipped():
     assert isinstance(out, torch.Tensor) and out.shape == (1, 21, 32, 32)
 
 
-def test_parity_gate_fails_on_perturbed_artifact(prev, monkeypatch, capsys):
+@pytest.mark.parametrize("variant", ["xnnpack_fp32", "xnnpack_int8"])
+def test_parity_gate_fails_on_perturbed_artifact(prev, weights, monkeypatch, variant):
+    """Classifier weights nudged by 5 % of their own spread in the file only: the same relative
+    change on either weight kind, and the relative bounds catch it on both."""
     out, before = prev
     real_lower = pipeline.lower
 
     def lower_perturbed(program, variant, seed):
-        # lower a copy whose classifier weights were nudged: the file no longer matches eager
         gm = copy.deepcopy(program.module())  # the unlifted module shares tensors with eager
+        gen = torch.Generator().manual_seed(0)
         with torch.no_grad():
             for name, p in gm.named_parameters():
                 if "classifier" in name and p.dim() == 4:
-                    p.add_(0.05 * torch.randn_like(p))
+                    p.add_(0.05 * p.std() * torch.randn(p.shape, generator=gen))
         return real_lower(torch.export.export(gm, program.example_inputs[0]), variant, seed)
 
     monkeypatch.setattr(pipeline, "lower", lower_perturbed)
     with pytest.raises(GateError) as e:
-        pipeline.build(load_config(TINY), ["xnnpack_fp32"], "random", out, force=True)
+        pipeline.build(load_config(TINY), [variant], weights, out, force=True)
     msg = str(e.value)
-    assert "parity gate (executed): tiny_segnet_xnnpack_fp32.pte" in msg
-    assert "max_abs=" in msg and "(bound <= 0.0001)" in msg
+    assert f"parity gate (executed): tiny_segnet_{variant}.pte" in msg
+    assert "rel_max_abs=" in msg and "snr_db=" in msg
     _unchanged(out, before)  # previous artifact and manifest intact, no temp file
 
 
@@ -123,20 +144,21 @@ def cumsum_model():
     MODELS._items.pop("tiny_cumsum")
 
 
-def test_delegation_gate_fails_on_op_backend_cannot_take(cumsum_model, prev, tiny_yaml_text, tmp_path):
+def test_delegation_gate_fails_on_op_backend_cannot_take(cumsum_model, prev, weights, tiny_yaml_text, tmp_path):
     out, before = prev
     cfg_path = write_yaml(tmp_path / "tiny_segnet.yaml", tiny_yaml_text.replace("builder: tiny_segnet", "builder: tiny_cumsum"))
     with pytest.raises(GateError) as e:
-        pipeline.build(load_config(cfg_path), ["xnnpack_fp32"], "random", out)
+        pipeline.build(load_config(cfg_path), ["xnnpack_fp32"], weights, out)
     assert "delegation gate: tiny_segnet_xnnpack_fp32.pte: 1 compute op(s) not delegated to xnnpack: aten.cumsum.default x1" in str(e.value)
     _unchanged(out, before)
     # the config can allow it explicitly; then the gate passes and the count is recorded
     allowed = tiny_yaml_text.replace("builder: tiny_segnet", "builder: tiny_cumsum").replace(
         "precision: fp32\n", "precision: fp32\n    allow_non_delegated: [aten.cumsum.default]\n")
-    res = pipeline.build(load_config(write_yaml(tmp_path / "tiny_segnet.yaml", allowed)), ["xnnpack_fp32"], "random", out)
+    res = pipeline.build(load_config(write_yaml(tmp_path / "tiny_segnet.yaml", allowed)), ["xnnpack_fp32"], weights, out)
     assert res[0].entry["delegation"]["non_delegated_ops"] == {"aten.cumsum.default": 1}
 
 
+@pytest.mark.parametrize("kind", ["random"])
 def test_interrupt_mid_serialize_keeps_previous_artifact(prev, monkeypatch):
     out, before = prev
 
@@ -149,28 +171,44 @@ def test_interrupt_mid_serialize_keeps_previous_artifact(prev, monkeypatch):
     _unchanged(out, before)
 
 
-def test_rebuild_replaces_artifact_and_keeps_other_entries(prev):
+def test_rebuild_replaces_artifact_and_keeps_other_entries(prev, weights):
     out, before = prev
-    pipeline.build(load_config(TINY), ["xnnpack_fp32"], "random", out, force=True)
+    pipeline.build(load_config(TINY), ["xnnpack_fp32"], weights, out, force=True)
     manifest = json.loads((out / "manifest.json").read_text())
     assert len(manifest["artifacts"]) == 3
     assert (out / "tiny_segnet_xnnpack_fp32.pte").read_bytes() == before["tiny_segnet_xnnpack_fp32.pte"]
 
 
-def test_metrics_and_gate_name_metric_value_bound():
-    ref = torch.zeros(1, 3, 2, 2)
-    ref[:, 0] = 1.0
-    assert compare(ref, ref.clone()) == Metrics(0.0, 0.0, float("inf"), pytest.approx(1.0), 1.0)
-    got = ref.clone()
-    got[0, 1, 0, 0] = 2.0  # one pixel flips class
+@pytest.mark.parametrize("scale", [0.3, 30.0])
+def test_metrics_are_scale_invariant_and_gate_names_metric_value_bound(scale):
+    """The same relative error gives the same verdict at random-init scale and at trained scale."""
+    gen = torch.Generator().manual_seed(0)
+    ref = torch.randn(1, 4, 8, 8, generator=gen) * scale
+    got = ref + 0.01 * scale * torch.randn(ref.shape, generator=gen)
     m = compare(ref, got)
-    assert m.max_abs == 2.0 and m.argmax_agreement == 0.75
-    tol = Tolerances(max_abs=0.5, rmse=1.0, min_snr_db=0.0, min_cosine=0.0, min_argmax_agreement=0.9)
-    with pytest.raises(GateError, match=r"max_abs=2 \(bound <= 0.5\); argmax_agreement=0.75 \(bound >= 0.9\)"):
+    assert 0.002 < m.rel_max_abs < 0.02 and 30 < m.snr_db < 45 and m.max_abs == pytest.approx(m.rel_max_abs * m.ref_range)
+    same = compare(ref / scale, got / scale)
+    assert same.rel_max_abs == pytest.approx(m.rel_max_abs) and same.snr_db == pytest.approx(m.snr_db)
+    assert same.decisive_agreement == m.decisive_agreement and same.decisive_fraction == m.decisive_fraction
+    tol = Tolerances(max_rel_err=0.001, min_snr_db=50.0, min_cosine=0.0, min_decisive_agreement=0.9)
+    with pytest.raises(GateError, match=r"rel_max_abs=0\.0\d+ \(bound <= 0\.001\); snr_db=\d+\.?\d* \(bound >= 50\)"):
         parity_gate(m, tol, "x.pte", "executed")
-    assert worst_of([m, compare(ref, ref)]).argmax_agreement == 0.75
 
 
+def test_near_ties_do_not_count_and_decisive_flips_do():
+    ref = torch.zeros(1, 3, 1, 4)
+    ref[0, 0] = torch.tensor([10.0, 10.0, 10.0, 10.0])
+    ref[0, 1] = torch.tensor([9.99, 0.0, 0.0, 0.0])  # pixel 0: a near-tie (margin 0.01 of range 10)
+    got = ref.clone()
+    got[0, 1, 0, 0] = 10.01  # the near-tie flips: not counted against the file
+    m = compare(ref, got)
+    assert m.argmax_agreement == 0.75 and m.decisive_agreement == 1.0 and m.decisive_fraction == 0.75
+    got[0, 2, 0, 1] = 11.0  # a decisive pixel flips: counted
+    assert compare(ref, got).decisive_agreement == pytest.approx(2 / 3)
+    assert worst_of([m, compare(ref, got)]).decisive_agreement == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("kind", ["random"])
 def test_unchanged_variants_are_up_to_date_and_changes_rebuild(prev, monkeypatch, tiny_yaml_text, tmp_path):
     out, before = prev
     calls = []
@@ -184,13 +222,14 @@ def test_unchanged_variants_are_up_to_date_and_changes_rebuild(prev, monkeypatch
     pipeline.build(load_config(TINY), None, "random", out)
     assert calls == ["xnnpack_fp32"]
     # a changed config (here a tolerance of one variant) rebuilds that variant only
-    changed = write_yaml(tmp_path / "tiny_segnet.yaml", tiny_yaml_text.replace("max_abs: 0.05,", "max_abs: 0.06,"))
+    changed = write_yaml(tmp_path / "tiny_segnet.yaml", tiny_yaml_text.replace("min_snr_db: 50.0,", "min_snr_db: 49.0,"))
     pipeline.build(load_config(changed), None, "random", out)
     assert calls == ["xnnpack_fp32", "coreml_fp16"]
 
 
-def test_accuracy_gate_fails_on_broken_calibration(prev, tiny_yaml_text, tmp_path):
-    """Calibrating on flat grey frames sets activation ranges that real photos overflow."""
+def test_accuracy_gate_fails_on_broken_calibration(prev, kind, weights, tiny_yaml_text, tmp_path):
+    """Calibrating on flat grey frames sets activation ranges that real photos overflow; random
+    weights are held to the smoke bounds, the realistic fixture to the release bounds."""
     import numpy as np
     from PIL import Image
 
@@ -203,29 +242,31 @@ def test_accuracy_gate_fails_on_broken_calibration(prev, tiny_yaml_text, tmp_pat
     text = text.replace("smoke_bounds: {min_argmax_agreement: 0.5, min_miou: 0.3, min_snr_db: 5.0}",
                         "smoke_bounds: {min_argmax_agreement: 0.9, min_miou: 0.6, min_snr_db: 20.0}")
     cfg = load_config(write_yaml(tmp_path / "tiny_segnet.yaml", text))
-    with pytest.raises(GateError, match=r"accuracy gate \(smoke bounds\): tiny_segnet_xnnpack_int8.pte: .*snr_db="):
-        pipeline.build(cfg, ["xnnpack_int8"], "random", out)
+    which = "smoke" if kind == "random" else "release"
+    with pytest.raises(GateError, match=rf"accuracy gate \({which} bounds\): tiny_segnet_xnnpack_int8.pte: .*snr_db="):
+        pipeline.build(cfg, ["xnnpack_int8"], weights, out)
     _unchanged(out, before)
     # the same bounds pass with the photos the config normally calibrates on
     good = load_config(write_yaml(tmp_path / "tiny_segnet.yaml", text.replace(f"  folder: {grey}\n", "")))
-    res = pipeline.build(good, ["xnnpack_int8"], "random", out)
-    assert res[0].entry["accuracy"]["worst"]["snr_db"] >= 20.0
+    res = pipeline.build(good, ["xnnpack_int8"], weights, out)
+    assert res[0].entry["accuracy"]["worst"]["snr_db"] >= 20.0 and res[0].entry["accuracy"]["bounds"] == which
 
 
-def test_bundled_verification_fails_on_wrong_expected_output(tiny_build, tmp_path):
-    from export.bundle import verify_bundle, write_bundle
-
-    out = tiny_build
-    pte = out / "tiny_segnet_xnnpack_fp32.pte"
-    x = torch.rand(1, 3, 32, 32)
+def test_bundled_verification_fails_on_wrong_expected_output(tiny_builds, kind, tmp_path):
+    """An expected output off by 1 % of the logit range fails a bound of 0.01 % of it, at either scale."""
     from executorch.runtime import Runtime
 
+    from export.bundle import verify_bundle, write_bundle
+
+    pte = tiny_builds[kind] / "tiny_segnet_xnnpack_fp32.pte"
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     y = Runtime.get().load_program(pte).load_method("forward").execute([x])[0].clone()
+    scale = float(y.max() - y.min())
     write_bundle(pte, tmp_path / "ok.bpte", [(x, y)])
-    verify_bundle(tmp_path / "ok.bpte", 1, atol=1e-4, rtol=0.0, artifact="ok.bpte")
-    write_bundle(pte, tmp_path / "bad.bpte", [(x, y + 0.01)])
+    verify_bundle(tmp_path / "ok.bpte", 1, atol=1e-4 * scale, rtol=0.0, artifact="ok.bpte")
+    write_bundle(pte, tmp_path / "bad.bpte", [(x, y + 0.01 * scale)])
     with pytest.raises(GateError, match="bundled verification: bad.bpte: case 0 differs"):
-        verify_bundle(tmp_path / "bad.bpte", 1, atol=1e-4, rtol=0.0, artifact="bad.bpte")
+        verify_bundle(tmp_path / "bad.bpte", 1, atol=1e-4 * scale, rtol=0.0, artifact="bad.bpte")
 
 
 def test_coreml_options_reach_the_partitioner():

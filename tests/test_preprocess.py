@@ -4,7 +4,6 @@ shown to use it (one owner: export.preprocess)."""
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 import numpy as np
 import pytest
