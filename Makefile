@@ -14,7 +14,10 @@ VARIANT_FLAGS := $(foreach v,$(VARIANT),--variant $(v))
 # bench, card and publish work on one model's folder: MODEL, or the seed model
 ONE := $(or $(MODEL),deeplab_v3_resnet50)
 
-.PHONY: help venv export test test-fast bench card publish clean
+BUILDER ?= deeplabv3_resnet50
+SEED ?= 0
+
+.PHONY: help venv export test test-fast bench card publish fixture clean
 
 help:
 	@echo "make export  [WEIGHTS=default|random|PATH] [MODEL=name] [VARIANT=name ...]  -> $(OUT)/<model>/"
@@ -23,6 +26,7 @@ help:
 	@echo "make bench   [MODEL=name] [RUNS=20]   # latency ratios vs eager and ONNX Runtime -> bench.json"
 	@echo "make card    [MODEL=name]             # Hugging Face model card from manifest + bench"
 	@echo "make publish MODEL=name REPO=owner/name TAG=vX.Y.Z [PUSH=1]   # dry run unless PUSH=1"
+	@echo "make fixture [BUILDER=deeplabv3_resnet50] [SEED=0]  # a checkpoint with trained-scale logits -> $(OUT)/fixtures/"
 
 $(STAMP): pyproject.toml scripts/ts/package-lock.json
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +59,12 @@ card: $(STAMP)
 # token: HF_TOKEN or `hf auth login`
 publish: $(STAMP)
 	$(PY) -m export publish --manifest $(OUT)/$(ONE)/manifest.json --repo $(REPO) --tag $(TAG) $(if $(PUSH),--push,)
+
+# A seeded stand-in for trained weights (trained-scale, decisive logits), made offline in about a
+# minute: try the gates on it with `make export WEIGHTS=$(OUT)/fixtures/<builder>_seed<N>.pth`.
+fixture: $(STAMP)
+	mkdir -p $(OUT)/fixtures
+	$(PY) scripts/realistic_checkpoint.py $(BUILDER) $(OUT)/fixtures/$(BUILDER)_seed$(SEED).pth --seed $(SEED)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
