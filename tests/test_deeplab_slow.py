@@ -84,8 +84,6 @@ def test_coreml_entries_say_how_parity_was_obtained(export_random):
         assert arts[CML32]["parity"]["mode"] == "not executed" and arts[CML32]["parity"]["worst"] is None
         assert arts[CML32]["parity"]["static_checks"] and "macOS" in arts[CML32]["parity"]["why"]
         assert "fp16" in arts[CML]["parity"]["why"]
-    # the fp16 estimate is fast (it was 249 s of a 261 s export when eager ran in fp16)
-    assert arts[CML]["stage_seconds"]["verify"] < 20
 
 
 def test_int8_accuracy_gate_passes_on_real_architecture(export_random):
