@@ -116,6 +116,20 @@ def interleaved(engines: dict[str, Callable[[], object]], runs: int, warmup: int
     return times
 
 
+def latency_ratio(int8_path: Path, fp32_path: Path, example, runs: int = 5) -> dict:
+    """Median latency of the int8 file over its fp32 sibling, interleaved in this process."""
+    import statistics
+
+    from executorch.runtime import Runtime
+
+    rt = Runtime.get()
+    methods = {k: rt.load_program(p).load_method("forward") for k, p in (("int8", int8_path), ("fp32", fp32_path))}
+    times = interleaved({k: (lambda m=m: m.execute([example])) for k, m in methods.items()}, runs, warmup=1)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"int8_ms": med["int8"], "fp32_ms": med["fp32"], "ratio": med["int8"] / med["fp32"], "runs": runs,
+            "fp32_artifact": fp32_path.name}
+
+
 def run_bench(manifest_path: Path, runs: int, warmup: int, weights: str | None, config: Path | None,
               config_dir: Path, out: Path | None = None) -> dict:
     import torch
@@ -223,14 +237,16 @@ def _version(pkg: str) -> str:
 
 
 def table(bench: dict) -> str:
-    rows = [("engine", "median ms", "x eager", "x onnxruntime", "x fp32", "load ms", "peak MB")]
+    from tabulate import tabulate
+
+    rows = []
     for name, r in bench["engines"].items():
         rows.append((name, f"{r['median_ms']:.2f}", f"{r['ratio_to_eager']:.2f}", f"{r['ratio_to_onnxruntime']:.2f}",
                      f"{r['ratio_to_fp32']:.2f}" if "ratio_to_fp32" in r else "-",
                      f"{r['load_ms']:.0f}" if "load_ms" in r else "-",
                      f"{r['peak_rss_increment_mb']:.0f}" if "peak_rss_increment_mb" in r else "-"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines = [tabulate(rows, headers=("engine", "median ms", "x eager", "x onnxruntime", "x fp32", "load ms", "peak MB"),
+                      tablefmt="plain", disable_numparse=True)]
     for name, why in bench["not_run"].items():
         lines.append(f"{name}: not run here ({why})")
     if bench["resize"]:

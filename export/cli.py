@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .config import BACKENDS, CONTRACTS, list_configs, load_config
+from .config import BACKENDS, CONTRACTS, ModelConfig, list_configs, load_config
 from .errors import ExportError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -158,14 +158,46 @@ def _check_urls(args) -> int:
     return 0
 
 
+def summary_table(results) -> str:
+    """One row per artifact of a build: size, delegation, parity, int8 accuracy, seconds."""
+    from tabulate import tabulate
+
+    rows = []
+    for r in results:
+        e = r.entry
+        wst = e["parity"]["worst"]
+        acc = e.get("accuracy")
+        rows.append((
+            r.artifact, f"{e['bytes'] / 1e6:.1f}", str(e["delegation"]["delegated_nodes"]),
+            str(e["delegation"]["non_delegated_compute_nodes"]), e["parity"]["mode"],
+            *((f"{wst['decisive_agreement'] * 100:.3f}%", f"{wst['rel_max_abs']:.2e}", f"{wst['snr_db']:.1f}")
+              if wst else ("-", "-", "-")),
+            f"{acc['worst']['argmax_agreement'] * 100:.1f}%/{acc['worst']['miou']:.2f}" if acc else "-",
+            "up to date" if r.up_to_date else f"{e['export_seconds']:.1f}",
+        ))
+    headers = ("artifact", "MB", "delegated", "non-deleg", "parity", "decisive argmax", "rel err", "snr dB", "int8 acc", "seconds")
+    return tabulate(rows, headers=headers, tablefmt="plain", disable_numparse=True)
+
+
+def select(configs: list[ModelConfig], variant_names: list[str] | None) -> list[tuple[ModelConfig, list[str] | None]]:
+    """Pair each config with the requested variants it has; a name no config has is an error."""
+    if not variant_names:
+        return [(c, None) for c in configs]
+    known = {v.name for c in configs for v in c.variants}
+    missing = [n for n in variant_names if n not in known]
+    if missing:
+        raise ExportError(f"unknown variant(s) {', '.join(missing)}; valid variants: {', '.join(sorted(known))}")
+    pairs = [(c, [n for n in variant_names if n in {v.name for v in c.variants}]) for c in configs]
+    return [(c, names) for c, names in pairs if names]
+
+
 def _build(args) -> int:
-    from .pipeline import select  # cheap: torch is imported by the pipeline's steps, not here
 
     configs = [load_config(p) for p in args.config]
     if len(configs) > 1 and args.weights not in ("default", "random"):
         raise ExportError("--weights PATH fits one model: pass a single --config with it")
     plan = select(configs, args.variant)  # fail on a bad variant name before any work
-    from .pipeline import build, summary_table
+    from .pipeline import build
 
     results = []
     outs = []

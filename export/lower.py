@@ -1,4 +1,4 @@
-"""Steps 3-5: torch.export, lower to a backend, delegation gate, serialize to bytes."""
+"""Steps 4-6: torch.export, lower to a backend, delegation gate, serialize to disk."""
 
 from __future__ import annotations
 
@@ -179,3 +179,13 @@ def delegation_gate(d: Delegation, variant: Variant, artifact: str) -> None:
 
 def to_bytes(edge: EdgeProgramManager) -> bytes:
     return edge.to_executorch().buffer
+
+
+def serialize(edge: EdgeProgramManager, path: Path) -> None:
+    """Step 6: the program's bytes to `path` (a staged temp file), flushed to disk."""
+    import os
+
+    with open(path, "wb") as f:
+        f.write(to_bytes(edge))
+        f.flush()
+        os.fsync(f.fileno())

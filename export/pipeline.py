@@ -6,7 +6,6 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -14,9 +13,8 @@ from pathlib import Path
 from typing import Iterator
 
 from .config import BACKENDS, CONTRACTS, ModelConfig, QuantizationRecipe, Variant
-from .errors import ExportError
 from .files import ensure_writable_dir, sha256_file, staged
-from .lower import delegation_gate, delegation_of, export_program, lower, to_bytes
+from .lower import delegation_gate, delegation_of, export_program, lower, serialize
 from .manifest import MANIFEST_NAME, git_commit, platform_id, read_manifest, tool_versions, write_entry
 from .weights import LoadedModel, load_model, weights_identity
 
@@ -174,10 +172,7 @@ def export_variant(cfg: ModelConfig, variant: Variant, weights: Weights, out: Pa
     # 6. serialize, 7. verify from disk, 7b. bundle; files replace the old ones only if all pass
     with staged(out / name) as tmp:
         with timer.stage("6", "serialize"):
-            with open(tmp, "wb") as f:
-                f.write(to_bytes(edge))
-                f.flush()
-                os.fsync(f.fileno())
+            serialize(edge, tmp)
         with timer.stage("7", "verify"):
             parity = verify(tmp, reference, program, cfg, variant, name)
             if variant.precision == "int8":
@@ -213,7 +208,7 @@ def export_variant(cfg: ModelConfig, variant: Variant, weights: Weights, out: Pa
 
 def _int8_latency(tmp: Path, cfg: ModelConfig, variant: Variant, out: Path) -> dict:
     """int8/fp32 latency when the fp32 sibling (same backend, input, contract) is in the folder."""
-    from .quantize import latency_ratio
+    from .bench import latency_ratio
     from .wrap import example_input
 
     sibling = out / cfg.artifact_name(replace(variant, precision="fp32"))
@@ -260,33 +255,3 @@ def manifest_entry(cfg, variant, weights: Weights, path: Path, delegation: dict,
         "git_commit": git_commit(),
         "exported_at": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
     }
-
-
-def summary_table(results: list[Result]) -> str:
-    rows = [("artifact", "MB", "delegated", "non-deleg", "parity", "decisive argmax", "rel err", "snr dB", "int8 acc", "seconds")]
-    for r in results:
-        e = r.entry
-        wst = e["parity"]["worst"]
-        acc = e.get("accuracy")
-        rows.append((
-            r.artifact, f"{e['bytes'] / 1e6:.1f}", str(e["delegation"]["delegated_nodes"]),
-            str(e["delegation"]["non_delegated_compute_nodes"]), e["parity"]["mode"],
-            *((f"{wst['decisive_agreement'] * 100:.3f}%", f"{wst['rel_max_abs']:.2e}", f"{wst['snr_db']:.1f}")
-              if wst else ("-", "-", "-")),
-            f"{acc['worst']['argmax_agreement'] * 100:.1f}%/{acc['worst']['miou']:.2f}" if acc else "-",
-            "up to date" if r.up_to_date else f"{e['export_seconds']:.1f}",
-        ))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows)
-
-
-def select(configs: list[ModelConfig], variant_names: list[str] | None) -> list[tuple[ModelConfig, list[str] | None]]:
-    """Pair each config with the requested variants it has; a name no config has is an error."""
-    if not variant_names:
-        return [(c, None) for c in configs]
-    known = {v.name for c in configs for v in c.variants}
-    missing = [n for n in variant_names if n not in known]
-    if missing:
-        raise ExportError(f"unknown variant(s) {', '.join(missing)}; valid variants: {', '.join(sorted(known))}")
-    pairs = [(c, [n for n in variant_names if n in {v.name for v in c.variants}]) for c in configs]
-    return [(c, names) for c, names in pairs if names]

@@ -174,11 +174,11 @@ class Publisher:
 
     def print_plan(self, plan: list[PlannedFile], note: str = "") -> None:
         print(f"plan: {self.repo} @ {self.tag} ({self.endpoint}){note}")
-        rows = [("status", "bytes", "sha256", "path", "url")]
-        rows += [(p.status, str(p.bytes), p.sha256[:12], p.path_in_repo, resolve_url(self.endpoint, self.repo, self.tag, p.path_in_repo)) for p in plan]
-        widths = [max(len(r[i]) for r in rows) for i in range(4)]
-        for r in rows:
-            print("  " + "  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])
+        from tabulate import tabulate
+
+        rows = [(p.status, p.bytes, p.sha256[:12], p.path_in_repo, resolve_url(self.endpoint, self.repo, self.tag, p.path_in_repo))
+                for p in plan]
+        print(tabulate(rows, headers=("status", "bytes", "sha256", "path", "url"), tablefmt="plain"))
 
     def dry_run(self) -> list[PlannedFile]:
         try:

@@ -160,19 +160,3 @@ def accuracy_gate(path: Path, eager_fp32: torch.nn.Module, cfg: ModelConfig, var
         raise GateError(f"accuracy gate ({'smoke' if smoke else 'release'} bounds): {artifact}: " + "; ".join(failed))
     return {"reference": "eager fp32", "images": list(per_image), "bounds": "smoke" if smoke else "release",
             "bounds_values": asdict(bounds), "worst": asdict(worst), "per_image": {k: asdict(v) for k, v in per_image.items()}}
-
-
-def latency_ratio(int8_path: Path, fp32_path: Path, example: torch.Tensor, runs: int = 5) -> dict:
-    """Median latency of the int8 file over its fp32 sibling, interleaved in this process."""
-    import statistics
-
-    from executorch.runtime import Runtime
-
-    from .bench import interleaved
-
-    rt = Runtime.get()
-    methods = {k: rt.load_program(p).load_method("forward") for k, p in (("int8", int8_path), ("fp32", fp32_path))}
-    times = interleaved({k: (lambda m=m: m.execute([example])) for k, m in methods.items()}, runs, warmup=1)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    return {"int8_ms": med["int8"], "fp32_ms": med["fp32"], "ratio": med["int8"] / med["fp32"], "runs": runs,
-            "fp32_artifact": fp32_path.name}

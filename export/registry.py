@@ -21,6 +21,12 @@ class Registry(Generic[T]):
         self._items[name] = item
         return item
 
+    def unregister(self, name: str) -> T:
+        """Remove a registered name (e.g. a test's temporary model); unknown names fail loudly."""
+        item = self.get(name)
+        del self._items[name]
+        return item
+
     def add_source(self, source: Callable[[], Iterable[tuple[str, T]]]) -> None:
         """Names that are only known after an expensive import (e.g. torchvision)."""
         self._lazy.append(source)

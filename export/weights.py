@@ -1,4 +1,4 @@
-"""Step 1 of the pipeline: build the model and put weights in it.
+"""Step 2: build the model and put weights in it.
 
 `--weights` takes:
 - ``default``: the config's torchvision weights enum member, through torchvision's own cache

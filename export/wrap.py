@@ -1,4 +1,4 @@
-"""Step 2: wrap the model in its runtime contract.
+"""Step 3: wrap the model in its runtime contract.
 
 The hook's native runtime feeds one RGB NCHW float32 tensor and reads output 0 only, as float32
 logits [1, C, H, W]. The wrapper makes the graph match that exactly: normalization per contract,

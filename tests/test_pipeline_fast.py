@@ -141,7 +141,7 @@ class CumsumSegNet(TinySegNet):
 def cumsum_model():
     MODELS.register("tiny_cumsum", ModelBuilder(lambda n, aux: CumsumSegNet(n, aux)))
     yield
-    MODELS._items.pop("tiny_cumsum")
+    MODELS.unregister("tiny_cumsum")
 
 
 def test_delegation_gate_fails_on_op_backend_cannot_take(cumsum_model, prev, weights, tiny_yaml_text, tmp_path):
@@ -162,10 +162,13 @@ def test_delegation_gate_fails_on_op_backend_cannot_take(cumsum_model, prev, wei
 def test_interrupt_mid_serialize_keeps_previous_artifact(prev, monkeypatch):
     out, before = prev
 
-    def interrupted(fd):
-        raise KeyboardInterrupt  # as if Ctrl-C arrived while the bytes were being written
+    from export.lower import serialize
 
-    monkeypatch.setattr(pipeline.os, "fsync", interrupted)
+    def interrupted(edge, path):
+        serialize(edge, path)  # the bytes are in the temp file ...
+        raise KeyboardInterrupt  # ... when Ctrl-C arrives, before the rename
+
+    monkeypatch.setattr(pipeline, "serialize", interrupted)
     with pytest.raises(KeyboardInterrupt):
         pipeline.build(load_config(TINY), ["xnnpack_fp32"], "random", out, force=True)
     _unchanged(out, before)
