@@ -131,9 +131,9 @@ def test_realistic_weights_pass_every_gate_with_shipped_bounds(export_realistic)
     assert arts[CML]["parity"]["mode"] in ("emulated", "executed")
 
 
-def test_int8_accuracy_gate_fails_on_broken_calibration_realistic(export_realistic, tmp_path):
-    """The release gate catches flat-grey calibration on realistic weights too."""
-    out, arts, ckpt = export_realistic
+def _grey_calibration_fails_gate(out, weights: str, bounds: str, tmp_path) -> None:
+    """Calibration on flat grey frames: real photos then overflow every activation range; the int8
+    build exits 3 naming the accuracy gate, and the good artifact stays."""
     grey = tmp_path / "grey"
     grey.mkdir()
     for i in range(6):
@@ -141,26 +141,21 @@ def test_int8_accuracy_gate_fails_on_broken_calibration_realistic(export_realist
     text = DEEPLAB.read_text().replace("  count: 6", f"  folder: {grey}\n  count: 6")
     cfg = write_yaml(tmp_path / "deeplab_v3_resnet50.yaml", text)
     before = (out / Q8).read_bytes()
-    proc = run_cli("build", "--config", str(cfg), "--variant", "xnnpack_int8", "--weights", str(ckpt), "--out", str(out))
+    proc = run_cli("build", "--config", str(cfg), "--variant", "xnnpack_int8", "--weights", weights, "--out", str(out))
     assert proc.returncode == 3, proc.stderr[-2000:]
-    assert "accuracy gate (release bounds): deeplab_v3_resnet50_xnnpack_int8.pte" in proc.stderr
+    assert f"accuracy gate ({bounds} bounds): deeplab_v3_resnet50_xnnpack_int8.pte" in proc.stderr
     assert (out / Q8).read_bytes() == before
 
 
+def test_int8_accuracy_gate_fails_on_broken_calibration_realistic(export_realistic, tmp_path):
+    """The release gate catches flat-grey calibration on realistic weights too."""
+    out, _, ckpt = export_realistic
+    _grey_calibration_fails_gate(out, str(ckpt), "release", tmp_path)
+
+
 def test_int8_accuracy_gate_fails_on_broken_calibration(export_random, tmp_path):
-    """Calibration on flat grey frames: real photos then overflow every activation range."""
-    out, arts, _ = export_random
-    grey = tmp_path / "grey"
-    grey.mkdir()
-    for i in range(6):
-        Image.fromarray(np.full((240, 320, 3), 110 + 5 * i, np.uint8)).save(grey / f"{i}.png")
-    text = DEEPLAB.read_text().replace("  count: 6", f"  folder: {grey}\n  count: 6")
-    cfg = write_yaml(tmp_path / "deeplab_v3_resnet50.yaml", text)
-    before = (out / Q8).read_bytes()
-    proc = run_cli("build", "--config", str(cfg), "--variant", "xnnpack_int8", "--weights", "random", "--out", str(out))
-    assert proc.returncode == 3, proc.stderr[-2000:]
-    assert "accuracy gate (smoke bounds): deeplab_v3_resnet50_xnnpack_int8.pte" in proc.stderr
-    assert (out / Q8).read_bytes() == before  # the good artifact stays
+    out, _, _ = export_random
+    _grey_calibration_fails_gate(out, "random", "smoke", tmp_path)
 
 
 def test_summary_table_and_stage_progress(export_random):
