@@ -44,7 +44,7 @@ export: $(STAMP)
 		--out $(if $(MODEL),$(OUT)/$(MODEL),$(OUT)) $(VARIANT_FLAGS)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -rfEs
+	$(PY) -m pytest -q -rfEs --durations=25
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -rfEs -m "not slow"
