@@ -2,6 +2,12 @@
 
 Unknown keys, missing keys and wrong types are rejected with the file and the dotted key path,
 e.g. ``configs/x.yaml: variants[1].tolerances.max_ab: unknown key (valid: max_abs, rmse, …)``.
+
+A model file may say only what differs from a family base: ``extends: base/voc_segmentation.yaml``
+(relative to the file). Mappings merge key by key (the model file wins), lists are replaced, and
+``extra_variants`` appends to the inherited ``variants``. Each file in the chain is checked on its
+own first, so an unknown key names the file it is in. Variants without ``tolerances`` take the
+``tolerances.<precision>`` default. What gets hashed is the expanded config.
 No torch import here: the CLI's --help and the publish path read configs cheaply.
 """
 
@@ -150,6 +156,15 @@ class Tolerances:
 
 
 @dataclass(frozen=True)
+class ToleranceDefaults:
+    """Parity bounds per precision for variants that do not give their own."""
+
+    fp32: Optional[Tolerances] = None
+    fp16: Optional[Tolerances] = None
+    int8: Optional[Tolerances] = None
+
+
+@dataclass(frozen=True)
 class QuantizationRecipe:
     """int8 PT2E recipe for XNNPACK (weights symmetric int8, activations per-tensor int8)."""
 
@@ -169,10 +184,12 @@ class CoreMLOptions:
 class Variant:
     backend: str
     precision: str
-    tolerances: Tolerances  # parity of the file against its eager reference (int8: the quantized model)
+    # parity of the file against its eager reference (int8: the quantized model); default: the
+    # config's tolerances.<precision>. Always set after loading.
+    tolerances: Tolerances = None  # type: ignore[assignment]
     # aten op names (e.g. "aten.cumsum.default") allowed to stay outside the delegate
     allow_non_delegated: tuple[str, ...] = ()
-    coreml: Optional[CoreMLOptions] = None
+    coreml: Optional[CoreMLOptions] = None  # coreml backend only; default: CoreMLOptions()
     quantization: Optional[QuantizationRecipe] = None  # int8 only; default: QuantizationRecipe()
     input: Optional[InputSpec] = None  # default: the model's
     contract: Optional[str] = None  # default: the model's
@@ -194,9 +211,10 @@ class ModelConfig:
     variants: tuple[Variant, ...]
     calibration: Optional[CalibrationSpec] = None
     accuracy: Optional[AccuracySpec] = None
+    tolerances: Optional[ToleranceDefaults] = None  # resolved into each variant (not hashed twice)
     license: str = "bsd-3-clause"  # model card license (torchvision's, for its models and weights)
     source: Path = field(default=Path("?"), compare=False)
-    sha256: str = field(default="", compare=False)  # of the config file's bytes
+    sha256: str = field(default="", compare=False)  # of the expanded config (every file in the chain)
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:
@@ -214,7 +232,7 @@ class ModelConfig:
         """Hash of everything in the config that determines or checks this variant's files: the
         whole config except the other variants (calibration, parity and accuracy sets included)."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if f.name not in ("variants", "source", "sha256")}
+                if f.name not in ("variants", "tolerances", "source", "sha256")}
         data["variant"] = variant
         as_json = json.dumps(data, sort_keys=True, default=lambda o: dataclasses.asdict(o))
         return hashlib.sha256(as_json.encode()).hexdigest()
@@ -236,15 +254,15 @@ def _fail(source: Path, key: str, msg: str) -> typing.NoReturn:
     raise ConfigError(f"{source}: {key or '<top level>'}: {msg}")
 
 
-def _convert(tp: Any, value: Any, source: Path, key: str) -> Any:
+def _convert(tp: Any, value: Any, source: Path, key: str, partial: bool = False) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
-        return _convert(args[0], value, source, key)
+        return _convert(args[0], value, source, key, partial)
     if dataclasses.is_dataclass(tp):
-        return _build(tp, value, source, key)
+        return _build(tp, value, source, key, partial)
     if origin is tuple:
         if not isinstance(value, list):
             _fail(source, key, f"expected a list, got {type(value).__name__}")
@@ -253,8 +271,8 @@ def _convert(tp: Any, value: Any, source: Path, key: str) -> Any:
         if len(args) != 2 or args[1] is not Ellipsis:  # fixed-length tuple
             if len(value) != len(args):
                 _fail(source, key, f"expected {len(args)} items, got {len(value)}")
-            return tuple(_convert(t, v, source, f"{key}[{i}]") for i, (t, v) in enumerate(zip(args, value)))
-        return tuple(_convert(item_tp, v, source, f"{key}[{i}]") for i, v in enumerate(value))
+            return tuple(_convert(t, v, source, f"{key}[{i}]", partial) for i, (t, v) in enumerate(zip(args, value)))
+        return tuple(_convert(item_tp, v, source, f"{key}[{i}]", partial) for i, v in enumerate(value))
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             _fail(source, key, f"expected a number, got {value!r}")
@@ -274,7 +292,8 @@ def _convert(tp: Any, value: Any, source: Path, key: str) -> Any:
     raise TypeError(f"config schema type {tp!r} not supported")  # a bug in this module, not input
 
 
-def _build(cls: type, data: Any, source: Path, key: str) -> Any:
+def _build(cls: type, data: Any, source: Path, key: str, partial: bool = False) -> Any:
+    """`partial`: check keys and types only (a base file need not be a whole config)."""
     if not isinstance(data, dict):
         _fail(source, key, f"expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
@@ -286,22 +305,25 @@ def _build(cls: type, data: Any, source: Path, key: str) -> Any:
     for name, f in fields.items():
         sub = f"{key}.{name}".lstrip(".")
         if name in data:
-            kwargs[name] = _convert(hints[name], data[name], source, sub)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            kwargs[name] = _convert(hints[name], data[name], source, sub, partial)
+        elif not partial and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             _fail(source, sub, "missing required key")
-    return cls(**kwargs)
+    return kwargs if partial else cls(**kwargs)
 
 
 def _resolve_variant(cfg: ModelConfig, v: Variant) -> Variant:
     """Fill in the model's input size and contract; name the variant by what differs from them."""
     inp = v.input or cfg.input
     contract = v.contract or cfg.contract
+    coreml = v.coreml or (CoreMLOptions() if v.backend == "coreml" else None)
+    tolerances = v.tolerances or getattr(cfg.tolerances, v.precision, None)
     suffix = ""
     if inp != cfg.input:
         suffix += f"_{inp.height}" if inp.height == inp.width else f"_{inp.height}x{inp.width}"
     if contract != cfg.contract:
         suffix += "_" + contract.replace("-", "").replace(".", "")
-    return dataclasses.replace(v, input=inp, contract=contract, name_suffix=suffix)
+    return dataclasses.replace(v, input=inp, contract=contract, coreml=coreml, tolerances=tolerances,
+                               name_suffix=suffix)
 
 
 def _validate(cfg: ModelConfig, source: Path) -> ModelConfig:
@@ -327,6 +349,9 @@ def _validate(cfg: ModelConfig, source: Path) -> ModelConfig:
         if v.contract is not None:
             CONTRACTS.get(v.contract, where=f"{source}: variants[{i}].contract")
         v = _resolve_variant(cfg, v)
+        if v.tolerances is None:
+            _fail(source, f"variants[{i}].tolerances",
+                  f"missing: give them here or as a default under tolerances.{v.precision}")
         if v.input.height <= 0 or v.input.width <= 0:
             _fail(source, f"variants[{i}].input" if v.input is not cfg.input else "input", "height and width must be positive")
         if v.name in seen:
@@ -350,11 +375,15 @@ def _validate(cfg: ModelConfig, source: Path) -> ModelConfig:
     return dataclasses.replace(cfg, variants=tuple(variants))
 
 
-def load_config(path: str | Path) -> ModelConfig:
-    source = Path(path)
+MERGE_KEYS = ("extends", "extra_variants")  # read by the loader, not fields of ModelConfig
+
+
+def _read_yaml(source: Path, referrer: str | None = None) -> dict:
     try:
         raw_bytes = source.read_bytes()
     except FileNotFoundError:
+        if referrer:
+            raise ConfigError(f"{referrer}: extends: {source} not found") from None
         found = ", ".join(str(p) for p in list_configs(source.parent)) or "none"
         raise ConfigError(f"config file not found: {source} (configs in {source.parent}: {found})") from None
     except OSError as e:
@@ -363,8 +392,50 @@ def load_config(path: str | Path) -> ModelConfig:
         data = yaml.safe_load(raw_bytes)
     except yaml.YAMLError as e:
         raise ConfigError(f"{source}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        _fail(source, "", f"expected a mapping, got {type(data).__name__}")
+    return data
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """Mappings merge key by key (`over` wins); anything else in `over` replaces the base's."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _expanded(source: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """The file's data with its `extends:` chain applied; each file's own keys checked first."""
+    data = _read_yaml(source, referrer=str(chain[-1]) if chain else None)
+    own = {k: v for k, v in data.items() if k not in MERGE_KEYS}
+    _build(ModelConfig, own, source, "", partial=True)  # unknown keys and types, named in this file
+    extra = data.get("extra_variants", [])
+    if not isinstance(extra, list):
+        _fail(source, "extra_variants", f"expected a list, got {type(extra).__name__}")
+    _convert(tuple[Variant, ...], extra, source, "extra_variants", partial=True)
+    parent = data.get("extends")
+    if parent is None:
+        if extra:
+            _fail(source, "extra_variants", "only valid with `extends:` (append to a base's variants)")
+        return own
+    if not isinstance(parent, str):
+        _fail(source, "extends", f"expected a path relative to {source.parent}, got {parent!r}")
+    base_path = (source.parent / parent).resolve()
+    if base_path in chain or base_path == source.resolve():
+        _fail(source, "extends", f"{parent} extends itself through {' -> '.join(map(str, chain))}")
+    base = _expanded(base_path, (*chain, source.resolve()))
+    merged = _merge(base, own)
+    merged["variants"] = list(merged.get("variants", [])) + extra
+    return merged
+
+
+def load_config(path: str | Path) -> ModelConfig:
+    source = Path(path)
+    data = _expanded(source)
     cfg = _validate(_build(ModelConfig, data, source, ""), source)
-    return dataclasses.replace(cfg, source=source, sha256=hashlib.sha256(raw_bytes).hexdigest())
+    expanded = json.dumps(data, sort_keys=True).encode()
+    return dataclasses.replace(cfg, source=source, sha256=hashlib.sha256(expanded).hexdigest())
 
 
 def list_configs(folder: str | Path) -> list[Path]:

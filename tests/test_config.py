@@ -129,3 +129,91 @@ def test_every_shipped_config_loads():
     names = {load_config(p).name for p in list_configs(ROOT / "configs")}
     assert names == {"deeplab_v3_resnet50", "deeplab_v3_resnet101", "deeplab_v3_mobilenet_v3_large",
                      "lraspp_mobilenet_v3_large", "fcn_resnet50", "fcn_resnet101"}
+
+
+# --- extends: a family base, model files say only what differs ---------------------------------
+
+BASE_TEXT = """\
+model: {num_classes: 21}
+input: {height: 32, width: 32}
+contract: rne-0.5
+labels: [BACKGROUND, AEROPLANE, BICYCLE, BIRD, BOAT, BOTTLE, BUS, CAR, CAT, CHAIR, COW,
+         DININGTABLE, DOG, HORSE, MOTORBIKE, PERSON, POTTEDPLANT, SHEEP, SOFA, TRAIN, TVMONITOR]
+parity: {images: [astronaut]}
+tolerances:
+  fp32: {max_rel_err: 1.0e-5, min_snr_db: 100.0, min_cosine: 0.99999, min_decisive_agreement: 0.999}
+  fp16: {max_rel_err: 0.005, min_snr_db: 50.0, min_cosine: 0.9999, min_decisive_agreement: 0.995}
+variants:
+  - {backend: xnnpack, precision: fp32}
+  - {backend: coreml, precision: fp16}
+"""
+MODEL_TEXT = "extends: base/family.yaml\nname: toy\nmodel: {builder: tiny_segnet}\n"
+
+
+def _family(tmp_path, base=BASE_TEXT, model=MODEL_TEXT):
+    write_yaml(tmp_path / "base" / "family.yaml", base)
+    return write_yaml(tmp_path / "toy.yaml", model)
+
+
+def test_extends_merges_mappings_and_fills_tolerances(tmp_path):
+    cfg = load_config(_family(tmp_path, model=MODEL_TEXT + "input: {height: 48}\n"))
+    assert (cfg.model.builder, cfg.model.num_classes) == ("tiny_segnet", 21)  # merged key by key
+    assert (cfg.input.height, cfg.input.width) == (48, 32)
+    assert [v.name for v in cfg.variants] == ["xnnpack_fp32", "coreml_fp16"]
+    assert cfg.variant("coreml_fp16").tolerances.min_snr_db == 50.0  # the precision's default
+    assert cfg.variant("coreml_fp16").coreml is not None  # Core ML options default filled in
+
+
+def test_extra_variants_append_and_variants_replace(tmp_path):
+    extra = MODEL_TEXT + ("extra_variants:\n  - {backend: xnnpack, precision: fp32, contract: rne-0.9,\n"
+                          "     tolerances: {max_rel_err: 1.0e-4, min_snr_db: 80.0, min_cosine: 0.9999,"
+                          " min_decisive_agreement: 0.99}}\n")
+    cfg = load_config(_family(tmp_path, model=extra))
+    assert [v.name for v in cfg.variants] == ["xnnpack_fp32", "coreml_fp16", "xnnpack_fp32_rne09"]
+    assert cfg.variant("xnnpack_fp32_rne09").tolerances.max_rel_err == 1.0e-4  # its own win
+    only = load_config(_family(tmp_path / "b", model=MODEL_TEXT + "variants: [{backend: coreml, precision: fp16}]\n"))
+    assert [v.name for v in only.variants] == ["coreml_fp16"]
+
+
+def test_extends_errors_name_the_file_and_key(tmp_path):
+    base_bad = BASE_TEXT.replace("parity: {images: [astronaut]}", "parity: {images: [astronaut], sead: 1}")
+    model = _family(tmp_path, base=base_bad)
+    with pytest.raises(ConfigError) as e:
+        load_config(model)
+    assert f"{tmp_path / 'base' / 'family.yaml'}: parity.sead: unknown key" in str(e.value)
+
+    with pytest.raises(ConfigError, match=r"toy.yaml: extends: .*nowhere.yaml not found"):
+        load_config(_family(tmp_path / "m", model=MODEL_TEXT.replace("base/family.yaml", "nowhere.yaml")))
+    with pytest.raises(ConfigError, match=r"toy.yaml: extra_variants: only valid with `extends:`"):
+        load_config(_family(tmp_path / "x", model="name: toy\nextra_variants: [{backend: xnnpack, precision: fp32}]\n"))
+    no_default = BASE_TEXT.replace("  fp16: {max_rel_err: 0.005, min_snr_db: 50.0, min_cosine: 0.9999, "
+                                   "min_decisive_agreement: 0.995}\n", "")
+    with pytest.raises(ConfigError, match=r"toy.yaml: variants\[1\].tolerances: missing: .*tolerances.fp16"):
+        load_config(_family(tmp_path / "t", base=no_default))
+    loop = tmp_path / "loop"
+    write_yaml(loop / "a.yaml", "extends: b.yaml\n")
+    write_yaml(loop / "b.yaml", "extends: a.yaml\n")
+    with pytest.raises(ConfigError, match=r"extends: a.yaml extends itself"):
+        load_config(loop / "a.yaml")
+
+
+def test_expanded_config_is_hashed(tmp_path):
+    """A change in the base changes the model's hashes; a comment does not."""
+    cfg = load_config(_family(tmp_path))
+    same = load_config(_family(tmp_path / "c", model="# a comment\n" + MODEL_TEXT))
+    assert same.sha256 == cfg.sha256 and same.variant_hash(same.variants[0]) == cfg.variant_hash(cfg.variants[0])
+    moved = load_config(_family(tmp_path / "d", base=BASE_TEXT.replace("images: [astronaut]", "images: [chelsea]")))
+    assert moved.sha256 != cfg.sha256 and moved.variant_hash(moved.variants[0]) != cfg.variant_hash(cfg.variants[0])
+
+
+def test_shipped_family_files_say_only_what_differs():
+    """Each shipped model file is short; the bounds and photo lists live once, in the base."""
+    from conftest import ROOT
+    from export.config import list_configs
+
+    for path in list_configs(ROOT / "configs"):
+        text = path.read_text()
+        assert "extends: base/voc_segmentation.yaml" in text, path
+        assert len(text.splitlines()) <= 25 and "tolerances" not in text and "labels" not in text, path
+    assert not list_configs(ROOT / "configs" / "base") or all(
+        "name:" not in p.read_text() for p in list_configs(ROOT / "configs" / "base"))

@@ -138,8 +138,9 @@ def _grey_calibration_fails_gate(out, weights: str, bounds: str, tmp_path) -> No
     grey.mkdir()
     for i in range(6):
         Image.fromarray(np.full((240, 320, 3), 110 + 5 * i, np.uint8)).save(grey / f"{i}.png")
-    text = DEEPLAB.read_text().replace("  count: 6", f"  folder: {grey}\n  count: 6")
-    cfg = write_yaml(tmp_path / "deeplab_v3_resnet50.yaml", text)
+    # the shipped model file, its base now absolute, plus one key: the calibration folder
+    text = DEEPLAB.read_text().replace("extends: base/", f"extends: {DEEPLAB.parent}/base/")
+    cfg = write_yaml(tmp_path / "deeplab_v3_resnet50.yaml", text + f"\ncalibration: {{folder: {grey}}}\n")
     before = (out / Q8).read_bytes()
     proc = run_cli("build", "--config", str(cfg), "--variant", "xnnpack_int8", "--weights", weights, "--out", str(out))
     assert proc.returncode == 3, proc.stderr[-2000:]
