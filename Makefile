@@ -17,11 +17,12 @@ ONE := $(or $(MODEL),deeplab_v3_resnet50)
 BUILDER ?= deeplabv3_resnet50
 SEED ?= 0
 
-.PHONY: help venv export test test-fast bench card publish fixture clean
+.PHONY: help venv export lint test test-fast bench card publish fixture clean
 
 help:
 	@echo "make export  [WEIGHTS=default|random|PATH] [MODEL=name] [VARIANT=name ...]  -> $(OUT)/<model>/"
-	@echo "make test       # all tests, offline (fast tier + real-architecture tier)"
+	@echo "make test       # lint, then all tests, offline (fast tier + real-architecture tier)"
+	@echo "make lint       # ruff check, ruff format --check, mypy (export/)"
 	@echo "make test-fast  # fast tier only"
 	@echo "make bench   [MODEL=name] [RUNS=20]   # latency ratios vs eager and ONNX Runtime -> bench.json"
 	@echo "make card    [MODEL=name]             # Hugging Face model card from manifest + bench"
@@ -43,10 +44,16 @@ export: $(STAMP)
 	$(PY) -m export build $(foreach c,$(CONFIGS),--config $(c)) --weights $(WEIGHTS) \
 		--out $(if $(MODEL),$(OUT)/$(MODEL),$(OUT)) $(VARIANT_FLAGS)
 
-test: $(STAMP)
+# ruff (lint + format check) and mypy on export/: seconds, and they run first
+lint: $(STAMP)
+	$(VENV)/bin/ruff check
+	$(VENV)/bin/ruff format --check
+	$(VENV)/bin/mypy
+
+test: lint
 	$(PY) -m pytest -q -rfEs --durations=25
 
-test-fast: $(STAMP)
+test-fast: lint
 	$(PY) -m pytest -q -rfEs -m "not slow"
 
 bench: $(STAMP)

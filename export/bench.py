@@ -9,6 +9,7 @@ Results go to bench.json for the model card. Nothing here asserts on time.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import platform
@@ -16,41 +17,41 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .config import CONTRACTS, ModelConfig, load_config
 from .errors import ExportError
 from .files import sha256_file, write_bytes_atomic
-from .manifest import read_manifest, tool_versions
+from .manifest import Entry, read_manifest, tool_versions
 
 BENCH_NAME = "bench.json"
 PHOTO = "chelsea"  # why: a real photo at a size the hook typically gets (451x300)
 
 
-def config_for(entry: dict, config_dir: Path, explicit: Path | None) -> ModelConfig:
+def config_for(entry: Entry, config_dir: Path, explicit: Path | None) -> ModelConfig:
     """The config the artifact was exported from, checked by sha256 so eager matches the file."""
-    candidates = [explicit] if explicit else [Path(entry["config"].get("path", "")), config_dir / entry["config"]["file"]]
+    candidates = [explicit] if explicit else [Path(entry.config.path), config_dir / entry.config.file]
     for path in candidates:
         if path and path.is_file():
             cfg = load_config(path)
-            if cfg.sha256 != entry["config"]["sha256"]:
-                raise ExportError(f"{path} changed since {entry['path']} was exported (sha256 differs); re-export first")
+            if cfg.sha256 != entry.config.sha256:
+                raise ExportError(f"{path} changed since {entry.path} was exported (sha256 differs); re-export first")
             return cfg
-    raise ExportError(f"config {entry['config']['file']} of {entry['path']} not found; pass --config")
+    raise ExportError(f"config {entry.config.file} of {entry.path} not found; pass --config")
 
 
-def weights_for(entry: dict, explicit: str | None) -> str:
+def weights_for(entry: Entry, explicit: str | None) -> str:
     """`--weights` value that reproduces the artifact's weights; refuses a mismatch."""
-    kind, identity = entry["weights"]["kind"], entry["weights"]["identity"]
+    kind, identity = entry.weights.kind, entry.weights.identity
     if explicit:
         if explicit in ("default", "random") and explicit != kind:
-            raise ExportError(f"--weights {explicit}, but {entry['path']} was exported with {identity}")
+            raise ExportError(f"--weights {explicit}, but {entry.path} was exported with {identity}")
         if explicit not in ("default", "random") and sha256_file(explicit) not in identity:
-            raise ExportError(f"--weights {explicit} is not the checkpoint {entry['path']} was exported with ({identity})")
+            raise ExportError(f"--weights {explicit} is not the checkpoint {entry.path} was exported with ({identity})")
         return explicit
     if kind == "path":
-        raise ExportError(f"{entry['path']} was exported from {identity}; pass --weights PATH to that checkpoint")
+        raise ExportError(f"{entry.path} was exported from {identity}; pass --weights PATH to that checkpoint")
     return kind
 
 
@@ -83,8 +84,11 @@ def probe(artifact: Path, runs: int) -> dict:
 
 
 def _probe_subprocess(artifact: Path, runs: int) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "export", "bench-probe", str(artifact), "--runs", str(runs)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "export", "bench-probe", str(artifact), "--runs", str(runs)],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         raise ExportError(f"memory probe of {artifact} failed: {proc.stderr.strip().splitlines()[-1:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -124,14 +128,26 @@ def latency_ratio(int8_path: Path, fp32_path: Path, example, runs: int = 5) -> d
 
     rt = Runtime.get()
     methods = {k: rt.load_program(p).load_method("forward") for k, p in (("int8", int8_path), ("fp32", fp32_path))}
-    times = interleaved({k: (lambda m=m: m.execute([example])) for k, m in methods.items()}, runs, warmup=1)
+    times = interleaved({k: functools.partial(m.execute, [example]) for k, m in methods.items()}, runs, warmup=1)
     med = {k: statistics.median(v) for k, v in times.items()}
-    return {"int8_ms": med["int8"], "fp32_ms": med["fp32"], "ratio": med["int8"] / med["fp32"], "runs": runs,
-            "fp32_artifact": fp32_path.name}
+    return {
+        "int8_ms": med["int8"],
+        "fp32_ms": med["fp32"],
+        "ratio": med["int8"] / med["fp32"],
+        "runs": runs,
+        "fp32_artifact": fp32_path.name,
+    }
 
 
-def run_bench(manifest_path: Path, runs: int, warmup: int, weights: str | None, config: Path | None,
-              config_dir: Path, out: Path | None = None) -> dict:
+def run_bench(
+    manifest_path: Path,
+    runs: int,
+    warmup: int,
+    weights: str | None,
+    config: Path | None,
+    config_dir: Path,
+    out: Path | None = None,
+) -> dict:
     import torch
     from executorch.runtime import Runtime
 
@@ -142,10 +158,10 @@ def run_bench(manifest_path: Path, runs: int, warmup: int, weights: str | None, 
 
     manifest = read_manifest(manifest_path)
     folder = manifest_path.parent
-    entries = manifest["artifacts"]
+    entries = manifest.artifacts
     if not entries:
         raise ExportError(f"{manifest_path} lists no artifacts; run the export first")
-    models = sorted({e["model"] for e in entries.values()})
+    models = sorted({e.model for e in entries.values()})
     if config is not None and len(models) > 1:
         raise ExportError(f"--config fits one model, but {manifest_path} holds {', '.join(models)}")
     bgr = load_photo(PHOTO)
@@ -155,7 +171,7 @@ def run_bench(manifest_path: Path, runs: int, warmup: int, weights: str | None, 
     skipped: dict[str, str] = {}
     variant_of = {}
     for model in models:
-        mine = {n: e for n, e in entries.items() if e["model"] == model}
+        mine = {n: e for n, e in entries.items() if e.model == model}
         first = next(iter(mine.values()))
         cfg = config_for(first, config_dir, config)
         loaded = load_model(cfg, weights_for(first, weights))
@@ -174,54 +190,77 @@ def run_bench(manifest_path: Path, runs: int, warmup: int, weights: str | None, 
             eager_key, ort_key = f"eager fp32 {tag}".strip(), f"onnxruntime fp32 {tag}".strip()
             eager = wrap(loaded.module, cfg, by_name[names[0]][1])
             x = torch.from_numpy(preprocess(bgr, h, w, CONTRACTS.get(contract)))
-            engines[eager_key] = lambda m=eager, x=x: m(x)
-            engines[ort_key] = lambda f=_onnx_session(eager, x), x=x: f(x)
+            engines[eager_key] = functools.partial(eager, x)
+            engines[ort_key] = functools.partial(_onnx_session(eager, x), x)
             baseline[eager_key] = baseline[ort_key] = (eager_key, ort_key)
             for name in names:
                 e = mine[name]
-                if not runtime.backend_registry.is_available(e["delegate"]):
-                    skipped[name] = f"{e['delegate']} is not in this ExecuTorch runtime"
+                if not runtime.backend_registry.is_available(e.delegate):
+                    skipped[name] = f"{e.delegate} is not in this ExecuTorch runtime"
                     continue
-                method = runtime.load_program(folder / e["path"]).load_method("forward")
-                engines[name] = lambda m=method, x=x: m.execute([x])
+                method = runtime.load_program(folder / e.path).load_method("forward")
+                engines[name] = functools.partial(method.execute, [x])
                 baseline[name] = (eager_key, ort_key)
-    print(f"bench: {len(engines)} engines, {warmup} warm-up + {runs} runs each, interleaved, input photo {PHOTO}",
-          file=sys.stderr, flush=True)
+    print(
+        f"bench: {len(engines)} engines, {warmup} warm-up + {runs} runs each, interleaved, input photo {PHOTO}",
+        file=sys.stderr,
+        flush=True,
+    )
     with torch.no_grad():
         times = interleaved(engines, runs, warmup)
     med = {k: statistics.median(v) for k, v in times.items()}
     results = {
-        k: {"median_ms": med[k], "min_ms": min(v), "max_ms": max(v),
-            "ratio_to_eager": med[k] / med[baseline[k][0]], "ratio_to_onnxruntime": med[k] / med[baseline[k][1]]}
+        k: {
+            "median_ms": med[k],
+            "min_ms": min(v),
+            "max_ms": max(v),
+            "ratio_to_eager": med[k] / med[baseline[k][0]],
+            "ratio_to_onnxruntime": med[k] / med[baseline[k][1]],
+        }
         for k, v in times.items()
     }
     for name in entries:
         if name in engines:
-            results[name].update(_probe_subprocess(folder / entries[name]["path"], runs=3))
+            results[name].update(_probe_subprocess(folder / entries[name].path, runs=3))
             cfg_n, v_n = variant_of[name]
             fp32 = cfg_n.artifact_name(dataclasses.replace(v_n, precision="fp32"))
-            if entries[name]["precision"] == "int8" and fp32 in results:
+            if entries[name].precision == "int8" and fp32 in results:
                 results[name]["ratio_to_fp32"] = med[name] / med[fp32]
     # resize cost: what forward(resize=True) adds to the hook's forward, timed on its own (it is far
     # below the forward's run-to-run noise), for ARGMAX plus one class of interest
     resize = None
     runnable = [n for n in entries if n in engines]
     if runnable:
-        ref = SegmentationModel(folder / entries[runnable[0]]["path"])
+        ref = SegmentationModel(folder / entries[runnable[0]].path)
         label = [ref.labels[1]]
         t_forward = interleaved({"forward": lambda: ref.forward(bgr, label)}, runs, warmup)["forward"]
         small = ref.forward(bgr, label)
         h, w = bgr.shape[:2]
         t_resize = interleaved({"resize": lambda: resize_outputs(small, h, w)}, runs * 10, warmup)["resize"]
-        resize = {"artifact": runnable[0], "image": f"{w}x{h}", "classes": 1 + len(label),
-                  "forward_ms": statistics.median(t_forward), "resize_cost_ms": statistics.median(t_resize)}
+        resize = {
+            "artifact": runnable[0],
+            "image": f"{w}x{h}",
+            "classes": 1 + len(label),
+            "forward_ms": statistics.median(t_forward),
+            "resize_cost_ms": statistics.median(t_resize),
+        }
     bench = {
-        "schema": 1, "models": models, "input": f"photo:{PHOTO}, resized to each artifact's input",
-        "runs": runs, "warmup": warmup,
-        "host": {"machine": platform.machine(), "processor": platform.processor() or "?", "cpus": os.cpu_count(),
-                 "torch_threads": torch.get_num_threads(), **tool_versions(),
-                 "onnxruntime": _version("onnxruntime")},
-        "engines": results, "not_run": skipped, "resize": resize,
+        "schema": 1,
+        "models": models,
+        "input": f"photo:{PHOTO}, resized to each artifact's input",
+        "runs": runs,
+        "warmup": warmup,
+        "host": {
+            "machine": platform.machine(),
+            "processor": platform.processor() or "?",
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            **tool_versions(),
+            "onnxruntime": _version("onnxruntime"),
+        },
+        "engines": results,
+        "not_run": skipped,
+        "resize": resize,
     }
     target = out or folder / BENCH_NAME
     write_bytes_atomic(target, (json.dumps(bench, indent=2) + "\n").encode())
@@ -241,17 +280,34 @@ def table(bench: dict) -> str:
 
     rows = []
     for name, r in bench["engines"].items():
-        rows.append((name, f"{r['median_ms']:.2f}", f"{r['ratio_to_eager']:.2f}", f"{r['ratio_to_onnxruntime']:.2f}",
-                     f"{r['ratio_to_fp32']:.2f}" if "ratio_to_fp32" in r else "-",
-                     f"{r['load_ms']:.0f}" if "load_ms" in r else "-",
-                     f"{r['peak_rss_increment_mb']:.0f}" if "peak_rss_increment_mb" in r else "-"))
-    lines = [tabulate(rows, headers=("engine", "median ms", "x eager", "x onnxruntime", "x fp32", "load ms", "peak MB"),
-                      tablefmt="plain", disable_numparse=True)]
+        rows.append(
+            (
+                name,
+                f"{r['median_ms']:.2f}",
+                f"{r['ratio_to_eager']:.2f}",
+                f"{r['ratio_to_onnxruntime']:.2f}",
+                f"{r['ratio_to_fp32']:.2f}" if "ratio_to_fp32" in r else "-",
+                f"{r['load_ms']:.0f}" if "load_ms" in r else "-",
+                f"{r['peak_rss_increment_mb']:.0f}" if "peak_rss_increment_mb" in r else "-",
+            )
+        )
+    lines = [
+        tabulate(
+            rows,
+            headers=("engine", "median ms", "x eager", "x onnxruntime", "x fp32", "load ms", "peak MB"),
+            tablefmt="plain",
+            disable_numparse=True,
+        )
+    ]
     for name, why in bench["not_run"].items():
         lines.append(f"{name}: not run here ({why})")
     if bench["resize"]:
         rz = bench["resize"]
-        lines.append(f"resize=True adds {rz['resize_cost_ms']:.3f} ms ({rz['classes']} maps to {rz['image']}) "
-                     f"to a {rz['forward_ms']:.1f} ms forward of {rz['artifact']}")
-    lines.append("ratios: median latency / median latency of eager fp32 (x eager) or ONNX Runtime (x onnxruntime); < 1 is faster")
+        lines.append(
+            f"resize=True adds {rz['resize_cost_ms']:.3f} ms ({rz['classes']} maps to {rz['image']}) "
+            f"to a {rz['forward_ms']:.1f} ms forward of {rz['artifact']}"
+        )
+    lines.append(
+        "ratios: median latency / median latency of eager fp32 (x eager) or ONNX Runtime (x onnxruntime); < 1 is faster"
+    )
     return "\n".join(lines)

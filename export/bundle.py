@@ -37,5 +37,7 @@ def verify_bundle(path: Path, n_cases: int, atol: float, rtol: float, artifact: 
         try:  # loads bundled input i, runs the method, compares with bundled expected output i
             bundle.verify_result_with_bundled_expected_output("forward", i, rtol, atol)
         except RuntimeError as e:
-            raise GateError(f"bundled verification: {artifact}: case {i} differs from its expected output "
-                            f"beyond atol={atol:g} rtol={rtol:g} ({str(e).splitlines()[0][:200]})") from None
+            raise GateError(
+                f"bundled verification: {artifact}: case {i} differs from its expected output "
+                f"beyond atol={atol:g} rtol={rtol:g} ({str(e).splitlines()[0][:200]})"
+            ) from None

@@ -29,17 +29,32 @@ def _parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     p = argparse.ArgumentParser(prog="python -m export", description=__doc__, epilog=_catalogue(), formatter_class=fmt)
     sub = p.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("build", help="export verified .pte files for one model config",
-                       epilog=_catalogue(), formatter_class=fmt)
-    b.add_argument("--config", required=True, type=Path, action="append",
-                   help="configs/<model>.yaml (repeatable: the matrix of several models)")
+    b = sub.add_parser(
+        "build", help="export verified .pte files for one model config", epilog=_catalogue(), formatter_class=fmt
+    )
+    b.add_argument(
+        "--config",
+        required=True,
+        type=Path,
+        action="append",
+        help="configs/<model>.yaml (repeatable: the matrix of several models)",
+    )
     b.add_argument("--variant", action="append", help="variant name, e.g. xnnpack_fp32 (repeatable; default: all)")
     b.add_argument("--force", action="store_true", help="rebuild even variants that are up to date")
-    b.add_argument("--weights", default="default",
-                   help="default (torchvision pretrained, via its cache) | random (seeded, smoke runs) | PATH to a state dict")
-    b.add_argument("--out", default=Path("artifacts"), type=Path,
-                   help="output folder (default: artifacts/); with several --config, each model goes to OUT/<model>/")
-    pub = sub.add_parser("publish", help="publish the manifest's files to a Hugging Face repo under a tag (dry run without --push)")
+    b.add_argument(
+        "--weights",
+        default="default",
+        help="default (torchvision pretrained, via its cache) | random (seeded, smoke runs) | PATH to a state dict",
+    )
+    b.add_argument(
+        "--out",
+        default=Path("artifacts"),
+        type=Path,
+        help="output folder (default: artifacts/); with several --config, each model goes to OUT/<model>/",
+    )
+    pub = sub.add_parser(
+        "publish", help="publish the manifest's files to a Hugging Face repo under a tag (dry run without --push)"
+    )
     pub.add_argument("--manifest", default=Path("artifacts/manifest.json"), type=Path)
     pub.add_argument("--repo", required=True, help="OWNER/NAME on the Hub")
     pub.add_argument("--tag", required=True, help="immutable version tag, e.g. v1.0.0")
@@ -49,7 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a .pte as the useImageSegmentation hook would (reference runtime)")
     run.add_argument("artifact", type=Path)
     run.add_argument("image", help="path, file:// URI, http(s) URL, data URI or base64 string")
-    run.add_argument("--classes", default="", help="comma-separated labels to return probabilities for, e.g. CAT,PERSON")
+    run.add_argument(
+        "--classes", default="", help="comma-separated labels to return probabilities for, e.g. CAT,PERSON"
+    )
     run.add_argument("--resize", action="store_true", help="return maps at the image's original size")
     run.add_argument("--overlay", type=Path, help="write a PNG of the photo with the argmax mask and a legend")
     run.add_argument("--contract", help="rne-0.5 | rne-0.9 (default: as recorded in the manifest beside the artifact)")
@@ -58,7 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--runs", type=int, default=20, help="timed runs per engine (default 20)")
     bench.add_argument("--warmup", type=int, default=3, help="untimed warm-up runs per engine (default 3)")
     bench.add_argument("--weights", help="as for build; default: what the manifest records (random/default)")
-    bench.add_argument("--config", type=Path, help="config the artifacts came from (default: found by name, sha-checked)")
+    bench.add_argument(
+        "--config", type=Path, help="config the artifacts came from (default: found by name, sha-checked)"
+    )
     card = sub.add_parser("card", help="write the Hugging Face model card (README.md) beside the manifest")
     card.add_argument("--manifest", default=Path("artifacts/manifest.json"), type=Path)
     card.add_argument("--no-overlays", action="store_true", help="skip rendering overlay PNGs")
@@ -101,9 +120,13 @@ def _run(args) -> int:
     argmax = result[ARGMAX]
     ids, counts = np.unique(argmax, return_counts=True)
     summary = {
-        "artifact": str(args.artifact), "contract": model.contract.name, "input": [model.height, model.width],
+        "artifact": str(args.artifact),
+        "contract": model.contract.name,
+        "input": [model.height, model.width],
         "keys": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in result.items()},
-        "classes_present": {model.labels[int(i)]: round(int(n) / argmax.size, 4) for i, n in zip(ids, counts)},
+        "classes_present": {
+            model.labels[int(i)]: round(int(n) / argmax.size, 4) for i, n in zip(ids, counts, strict=True)
+        },
         "mean_probability": {c: round(float(result[c].mean()), 4) for c in classes},
     }
     if args.overlay:
@@ -165,17 +188,36 @@ def summary_table(results) -> str:
     rows = []
     for r in results:
         e = r.entry
-        wst = e["parity"]["worst"]
-        acc = e.get("accuracy")
-        rows.append((
-            r.artifact, f"{e['bytes'] / 1e6:.1f}", str(e["delegation"]["delegated_nodes"]),
-            str(e["delegation"]["non_delegated_compute_nodes"]), e["parity"]["mode"],
-            *((f"{wst['decisive_agreement'] * 100:.3f}%", f"{wst['rel_max_abs']:.2e}", f"{wst['snr_db']:.1f}")
-              if wst else ("-", "-", "-")),
-            f"{acc['worst']['argmax_agreement'] * 100:.1f}%/{acc['worst']['miou']:.2f}" if acc else "-",
-            "up to date" if r.up_to_date else f"{e['export_seconds']:.1f}",
-        ))
-    headers = ("artifact", "MB", "delegated", "non-deleg", "parity", "decisive argmax", "rel err", "snr dB", "int8 acc", "seconds")
+        wst = e.parity.worst
+        acc = e.accuracy
+        rows.append(
+            (
+                r.artifact,
+                f"{e.bytes / 1e6:.1f}",
+                str(e.delegation.delegated_nodes),
+                str(e.delegation.non_delegated_compute_nodes),
+                e.parity.mode,
+                *(
+                    (f"{wst.decisive_agreement * 100:.3f}%", f"{wst.rel_max_abs:.2e}", f"{wst.snr_db:.1f}")
+                    if wst
+                    else ("-", "-", "-")
+                ),
+                f"{acc.worst.argmax_agreement * 100:.1f}%/{acc.worst.miou:.2f}" if acc else "-",
+                "up to date" if r.up_to_date else f"{e.export_seconds:.1f}",
+            )
+        )
+    headers = (
+        "artifact",
+        "MB",
+        "delegated",
+        "non-deleg",
+        "parity",
+        "decisive argmax",
+        "rel err",
+        "snr dB",
+        "int8 acc",
+        "seconds",
+    )
     return tabulate(rows, headers=headers, tablefmt="plain", disable_numparse=True)
 
 
@@ -224,9 +266,16 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _quiet_toolchains()
     try:
-        return {"build": _build, "publish": _publish, "check-urls": _check_urls, "run": _run,
-                "bench": _bench, "bench-probe": _bench_probe, "card": _card,
-                "codegen": _codegen}[args.command](args)
+        return {
+            "build": _build,
+            "publish": _publish,
+            "check-urls": _check_urls,
+            "run": _run,
+            "bench": _bench,
+            "bench-probe": _bench_probe,
+            "card": _card,
+            "codegen": _codegen,
+        }[args.command](args)
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

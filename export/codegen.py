@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .errors import ExportError
 from .files import write_bytes_atomic
+from .manifest import manifest_from_dict
 
 TS_NAME = "modelUrls.ts"
 PY_NAME = "model_urls.py"
@@ -28,17 +29,21 @@ def constants_from(published: dict | list[dict]) -> list[dict]:
     pubs = published if isinstance(published, list) else [published]
     groups: dict[tuple[str, bool, str], dict[tuple[str, str], str]] = {}
     for pub in pubs:
-        artifacts = pub["manifest"]["artifacts"]
+        artifacts = manifest_from_dict(
+            pub.get("manifest"), f"published record for {pub.get('repo')}@{pub.get('tag')}"
+        ).artifacts
         for f in pub["files"]:
             if not f.get("artifact"):
                 continue
             e = artifacts[f["artifact"]]
-            suffix = e.get("variant", "")[len(f"{e['backend']}_{e['precision']}"):]
-            key = (e["model"], e["precision"] == "int8", suffix)
-            if (e["backend"], e["precision"]) in groups.get(key, {}):
-                raise ExportError(f"{e['model']}: two published files for {e['backend']} {e['precision']}{suffix}")
-            groups.setdefault(key, {})[(e["backend"], e["precision"])] = f["url"]
+            suffix = e.variant[len(f"{e.backend}_{e.precision}") :]
+            key = (e.model, e.precision == "int8", suffix)
+            if (e.backend, e.precision) in groups.get(key, {}):
+                raise ExportError(f"{e.model}: two published files for {e.backend} {e.precision}{suffix}")
+            groups.setdefault(key, {})[(e.backend, e.precision)] = f["url"]
     out = []
+    android: str | None
+    ios: str | None
     for (model, quantized, suffix), by_kind in groups.items():
         if quantized:
             android = ios = next(iter(sorted(by_kind.items())))[1]
@@ -47,12 +52,14 @@ def constants_from(published: dict | list[dict]) -> list[dict]:
             ios = next((by_kind[k] for k in IOS_PREFERENCE if k in by_kind), android)
             android = android or ios
         tail = ("_QUANTIZED" if quantized else "") + suffix.upper()
-        out.append({
-            "name": f"{model.upper()}{tail}",
-            "modelName": (model + tail.lower()).replace("_", "-"),
-            "ios": ios,
-            "android": android,
-        })
+        out.append(
+            {
+                "name": f"{model.upper()}{tail}",
+                "modelName": (model + tail.lower()).replace("_", "-"),
+                "ios": ios,
+                "android": android,
+            }
+        )
     return sorted(out, key=lambda c: c["name"])
 
 
@@ -65,7 +72,7 @@ def _ts_str(s: str) -> str:
     return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def render_ts(published: dict) -> str:
+def render_ts(published: dict | list[dict]) -> str:
     consts = constants_from(published)
     lines = [f"// {HEADER}", *[f"// {src}" for src in _sources(published)], ""]
     if any(c["ios"] != c["android"] for c in consts):
@@ -86,14 +93,26 @@ def render_ts(published: dict) -> str:
     return "\n".join(lines)
 
 
-def render_py(published: dict) -> str:
+def render_py(published: dict | list[dict]) -> str:
     consts = constants_from(published)
     pubs = published if isinstance(published, list) else [published]
-    lines = [f"# {HEADER}", '"""Model URLs, from:', *_sources(published), '"""', "",
-             f"SOURCES = {tuple((p['repo'], p['tag'], p['commit']) for p in pubs)!r}", ""]
+    lines = [
+        f"# {HEADER}",
+        '"""Model URLs, from:',
+        *_sources(published),
+        '"""',
+        "",
+        f"SOURCES = {tuple((p['repo'], p['tag'], p['commit']) for p in pubs)!r}",
+        "",
+    ]
     for c in consts:
-        lines += [f"{c['name']} = {{", f"    'modelName': {c['modelName']!r},",
-                  f"    'modelSource': {{'ios': {c['ios']!r}, 'android': {c['android']!r}}},", "}", ""]
+        lines += [
+            f"{c['name']} = {{",
+            f"    'modelName': {c['modelName']!r},",
+            f"    'modelSource': {{'ios': {c['ios']!r}, 'android': {c['android']!r}}},",
+            "}",
+            "",
+        ]
     urls = sorted({u for c in consts for u in (c["ios"], c["android"])})
     lines += ["ALL_URLS = (", *[f"    {u!r}," for u in urls], ")", ""]
     return "\n".join(lines)

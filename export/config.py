@@ -20,7 +20,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 
@@ -63,8 +63,7 @@ CONTRACTS.register(
     "rne-0.9",
     Contract(
         "rne-0.9",
-        "RGB NCHW float32 (pixel/255 - ImageNet mean)/std, applied by the runtime; "
-        "output 0 = float32 logits [1,C,H,W]",
+        "RGB NCHW float32 (pixel/255 - ImageNet mean)/std, applied by the runtime; output 0 = float32 logits [1,C,H,W]",
         normalize_in_graph=False,
         runtime_mean=IMAGENET_MEAN,
         runtime_std=IMAGENET_STD,
@@ -91,7 +90,7 @@ BACKENDS.register("coreml", BackendSpec("coreml", "CoreMLBackend", ("fp16", "fp3
 @dataclass(frozen=True)
 class ModelSpec:
     builder: str  # a name in export.models.MODELS (torchvision segmentation builders + tiny test nets)
-    weights: Optional[str] = None  # torchvision weights enum member used by `--weights default`
+    weights: str | None = None  # torchvision weights enum member used by `--weights default`
     output_key: str = "out"  # torchvision returns {"out", "aux"}: ship "out" only
     num_classes: int = 21
     random_seed: int = 0  # seed for `--weights random`
@@ -108,7 +107,7 @@ class CalibrationSpec:
     """Images for int8 post-training calibration: scikit-image photos by name, or a folder."""
 
     images: tuple[str, ...] = ()  # scikit-image bundled photos (offline default)
-    folder: Optional[str] = None  # a folder of images instead (e.g. Pascal VOC JPEGImages in release)
+    folder: str | None = None  # a folder of images instead (e.g. Pascal VOC JPEGImages in release)
     count: int = 4
     seed: int = 0  # shuffles the sample order before taking `count`
     views: int = 1  # framings per image: the full frame, then seeded crops (50-100 % side) and mirrors
@@ -133,7 +132,7 @@ class AccuracySpec:
     bounds: AccuracyBounds
     # Random weights (smoke runs) have near-tied logits, so argmax flips under quantization noise
     # that a trained net shrugs off; their bounds are separate and the manifest says which applied.
-    smoke_bounds: Optional[AccuracyBounds] = None
+    smoke_bounds: AccuracyBounds | None = None
 
 
 @dataclass(frozen=True)
@@ -159,9 +158,9 @@ class Tolerances:
 class ToleranceDefaults:
     """Parity bounds per precision for variants that do not give their own."""
 
-    fp32: Optional[Tolerances] = None
-    fp16: Optional[Tolerances] = None
-    int8: Optional[Tolerances] = None
+    fp32: Tolerances | None = None
+    fp16: Tolerances | None = None
+    int8: Tolerances | None = None
 
 
 @dataclass(frozen=True)
@@ -189,10 +188,11 @@ class Variant:
     tolerances: Tolerances = None  # type: ignore[assignment]
     # aten op names (e.g. "aten.cumsum.default") allowed to stay outside the delegate
     allow_non_delegated: tuple[str, ...] = ()
-    coreml: Optional[CoreMLOptions] = None  # coreml backend only; default: CoreMLOptions()
-    quantization: Optional[QuantizationRecipe] = None  # int8 only; default: QuantizationRecipe()
-    input: Optional[InputSpec] = None  # default: the model's
-    contract: Optional[str] = None  # default: the model's
+    coreml: CoreMLOptions | None = None  # coreml backend only; default: CoreMLOptions()
+    quantization: QuantizationRecipe | None = None  # int8 only; default: QuantizationRecipe()
+    # default: the model's; the loader fills both in, so they are never None after loading
+    input: InputSpec = None  # type: ignore[assignment]
+    contract: str = None  # type: ignore[assignment]
     name_suffix: str = field(default="", compare=False)  # derived: only what keeps names unique
 
     @property
@@ -209,9 +209,9 @@ class ModelConfig:
     labels: tuple[str, ...]
     parity: ParitySpec
     variants: tuple[Variant, ...]
-    calibration: Optional[CalibrationSpec] = None
-    accuracy: Optional[AccuracySpec] = None
-    tolerances: Optional[ToleranceDefaults] = None  # resolved into each variant (not hashed twice)
+    calibration: CalibrationSpec | None = None
+    accuracy: AccuracySpec | None = None
+    tolerances: ToleranceDefaults | None = None  # resolved into each variant (not hashed twice)
     license: str = "bsd-3-clause"  # model card license (torchvision's, for its models and weights)
     source: Path = field(default=Path("?"), compare=False)
     sha256: str = field(default="", compare=False)  # of the expanded config (every file in the chain)
@@ -231,8 +231,11 @@ class ModelConfig:
     def variant_hash(self, variant: Variant) -> str:
         """Hash of everything in the config that determines or checks this variant's files: the
         whole config except the other variants (calibration, parity and accuracy sets included)."""
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if f.name not in ("variants", "tolerances", "source", "sha256")}
+        data = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("variants", "tolerances", "source", "sha256")
+        }
         data["variant"] = variant
         as_json = json.dumps(data, sort_keys=True, default=lambda o: dataclasses.asdict(o))
         return hashlib.sha256(as_json.encode()).hexdigest()
@@ -262,16 +265,19 @@ def _convert(tp: Any, value: Any, source: Path, key: str, partial: bool = False)
             return None
         return _convert(args[0], value, source, key, partial)
     if dataclasses.is_dataclass(tp):
-        return _build(tp, value, source, key, partial)
+        return _build(typing.cast(type, tp), value, source, key, partial)
     if origin is tuple:
         if not isinstance(value, list):
             _fail(source, key, f"expected a list, got {type(value).__name__}")
-        args = typing.get_args(tp)
-        item_tp = args[0]
-        if len(args) != 2 or args[1] is not Ellipsis:  # fixed-length tuple
-            if len(value) != len(args):
-                _fail(source, key, f"expected {len(args)} items, got {len(value)}")
-            return tuple(_convert(t, v, source, f"{key}[{i}]", partial) for i, (t, v) in enumerate(zip(args, value)))
+        items = typing.get_args(tp)
+        item_tp = items[0]
+        if len(items) != 2 or items[1] is not Ellipsis:  # fixed-length tuple
+            if len(value) != len(items):
+                _fail(source, key, f"expected {len(items)} items, got {len(value)}")
+            return tuple(
+                _convert(t, v, source, f"{key}[{i}]", partial)
+                for i, (t, v) in enumerate(zip(items, value, strict=True))
+            )
         return tuple(_convert(item_tp, v, source, f"{key}[{i}]", partial) for i, v in enumerate(value))
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -311,19 +317,26 @@ def _build(cls: type, data: Any, source: Path, key: str, partial: bool = False) 
     return kwargs if partial else cls(**kwargs)
 
 
-def _resolve_variant(cfg: ModelConfig, v: Variant) -> Variant:
+def _resolve_variant(cfg: ModelConfig, v: Variant, source: Path, i: int) -> Variant:
     """Fill in the model's input size and contract; name the variant by what differs from them."""
     inp = v.input or cfg.input
     contract = v.contract or cfg.contract
     coreml = v.coreml or (CoreMLOptions() if v.backend == "coreml" else None)
     tolerances = v.tolerances or getattr(cfg.tolerances, v.precision, None)
+    if tolerances is None:
+        _fail(
+            source,
+            f"variants[{i}].tolerances",
+            f"missing: give them here or as a default under tolerances.{v.precision}",
+        )
     suffix = ""
     if inp != cfg.input:
         suffix += f"_{inp.height}" if inp.height == inp.width else f"_{inp.height}x{inp.width}"
     if contract != cfg.contract:
         suffix += "_" + contract.replace("-", "").replace(".", "")
-    return dataclasses.replace(v, input=inp, contract=contract, coreml=coreml, tolerances=tolerances,
-                               name_suffix=suffix)
+    return dataclasses.replace(
+        v, input=inp, contract=contract, coreml=coreml, tolerances=tolerances, name_suffix=suffix
+    )
 
 
 def _validate(cfg: ModelConfig, source: Path) -> ModelConfig:
@@ -337,23 +350,30 @@ def _validate(cfg: ModelConfig, source: Path) -> ModelConfig:
     for i, v in enumerate(cfg.variants):
         spec = BACKENDS.get(v.backend, where=f"{source}: variants[{i}].backend")
         if v.precision not in spec.precisions:
-            _fail(source, f"variants[{i}].precision",
-                  f"{v.precision!r} is not supported by backend {v.backend!r} (valid: {', '.join(spec.precisions)})")
+            _fail(
+                source,
+                f"variants[{i}].precision",
+                f"{v.precision!r} is not supported by backend {v.backend!r} (valid: {', '.join(spec.precisions)})",
+            )
         if v.coreml is not None and v.backend != "coreml":
             _fail(source, f"variants[{i}].coreml", "only valid for backend coreml")
         if v.quantization is not None and v.precision != "int8":
             _fail(source, f"variants[{i}].quantization", "only valid for precision int8")
         if v.quantization is not None and v.quantization.activation_observer not in ACTIVATION_OBSERVERS:
-            _fail(source, f"variants[{i}].quantization.activation_observer",
-                  f"{v.quantization.activation_observer!r} is not one of {', '.join(ACTIVATION_OBSERVERS)}")
+            _fail(
+                source,
+                f"variants[{i}].quantization.activation_observer",
+                f"{v.quantization.activation_observer!r} is not one of {', '.join(ACTIVATION_OBSERVERS)}",
+            )
         if v.contract is not None:
             CONTRACTS.get(v.contract, where=f"{source}: variants[{i}].contract")
-        v = _resolve_variant(cfg, v)
-        if v.tolerances is None:
-            _fail(source, f"variants[{i}].tolerances",
-                  f"missing: give them here or as a default under tolerances.{v.precision}")
+        v = _resolve_variant(cfg, v, source, i)
         if v.input.height <= 0 or v.input.width <= 0:
-            _fail(source, f"variants[{i}].input" if v.input is not cfg.input else "input", "height and width must be positive")
+            _fail(
+                source,
+                f"variants[{i}].input" if v.input is not cfg.input else "input",
+                "height and width must be positive",
+            )
         if v.name in seen:
             _fail(source, f"variants[{i}]", f"duplicate variant {v.name!r}")
         if v.precision == "int8" and (cfg.calibration is None or cfg.accuracy is None):
@@ -371,7 +391,9 @@ def _validate(cfg: ModelConfig, source: Path) -> ModelConfig:
         if cfg.accuracy is not None and not cal.folder:
             overlap = sorted(set(cal.images) & set(cfg.accuracy.images))
             if overlap:
-                _fail(source, "accuracy.images", f"{', '.join(overlap)} also calibrate: accuracy needs held-apart images")
+                _fail(
+                    source, "accuracy.images", f"{', '.join(overlap)} also calibrate: accuracy needs held-apart images"
+                )
     return dataclasses.replace(cfg, variants=tuple(variants))
 
 

@@ -6,9 +6,9 @@ import contextlib
 import itertools
 import json
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 from executorch.devtools.backend_debug import get_delegation_info
@@ -161,7 +161,9 @@ def delegation_of(edge: EdgeProgramManager) -> Delegation:
     non_delegated = info.num_non_delegated_nodes - ignored
     if non_delegated != sum(leftover.values()):  # two views of one graph must agree
         raise AssertionError(f"delegation count mismatch: {non_delegated} vs {leftover}")
-    return Delegation(info.num_delegated_nodes, non_delegated, info.num_delegated_subgraphs, dict(sorted(leftover.items())))
+    return Delegation(
+        info.num_delegated_nodes, non_delegated, info.num_delegated_subgraphs, dict(sorted(leftover.items()))
+    )
 
 
 def delegation_gate(d: Delegation, variant: Variant, artifact: str) -> None:

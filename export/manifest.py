@@ -1,4 +1,7 @@
-"""manifest.json: what each artifact in the output folder is. No torch import (publish reads it).
+"""manifest.json: what each artifact in the output folder is — the contract between export and
+publish, codegen, card, bench and run. This module owns it: the typed records below, reading
+(validated, old schemas refused with a "re-export" message), writing, and the JSON Schema that is
+generated from the records and shipped beside it (manifest.schema.json). No torch import.
 
 One entry per artifact file name; an entry is written only after its file passed every gate.
 The manifest itself is rewritten atomically (temp + rename) under a lock file, so concurrent or
@@ -11,19 +14,292 @@ import contextlib
 import fcntl
 import json
 import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Literal
+
+import pydantic
 
 from .errors import ExportError
 from .files import write_bytes_atomic
 
+# --- the records (stdlib dataclasses; pydantic validates them and writes their JSON Schema) -------
+
+STRICT = pydantic.ConfigDict(extra="forbid")  # a key this tool does not know is a wrong manifest
+
+
+@dataclass(frozen=True)
+class ContractInfo:
+    __pydantic_config__ = STRICT
+    name: str
+    description: str
+    normalize_in_graph: bool
+    runtime_mean: tuple[float, float, float] | None
+    runtime_std: tuple[float, float, float] | None
+
+
+@dataclass(frozen=True)
+class InputInfo:
+    __pydantic_config__ = STRICT
+    shape: tuple[int, int, int, int]
+    dtype: str
+    layout: str
+    range: tuple[float, float] | Literal["ImageNet-normalized"]
+
+
+@dataclass(frozen=True)
+class OutputInfo:
+    __pydantic_config__ = STRICT
+    index: int
+    shape: tuple[int, int, int, int]
+    dtype: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class MetricValues:
+    """export.metrics.Metrics as recorded (see there for what each means)."""
+
+    __pydantic_config__ = STRICT
+    max_abs: float
+    rmse: float
+    ref_range: float
+    rel_max_abs: float
+    snr_db: float
+    cosine: float
+    argmax_agreement: float
+    decisive_agreement: float
+    decisive_fraction: float
+
+
+@dataclass(frozen=True)
+class ParityRecord:
+    __pydantic_config__ = STRICT
+    mode: Literal["executed", "emulated", "not executed"]
+    why: str | None
+    static_checks: tuple[str, ...]
+    inputs: tuple[str, ...]
+    bounds: dict[str, tuple[Literal["<=", ">="], float] | float]
+    worst: MetricValues | None  # None: not executed here (Core ML fp32 on Linux)
+    per_input: dict[str, MetricValues]
+
+
+@dataclass(frozen=True)
+class DriftRecord(MetricValues):
+    """fp16 files: their parity against eager fp32 *is* the fp16 drift; said explicitly."""
+
+    __pydantic_config__ = STRICT
+    reference: str
+    mode: str
+
+
+@dataclass(frozen=True)
+class ToleranceValues:
+    __pydantic_config__ = STRICT
+    max_rel_err: float
+    min_snr_db: float
+    min_cosine: float
+    min_decisive_agreement: float
+    near_tie: float
+
+
+@dataclass(frozen=True)
+class DelegationRecord:
+    __pydantic_config__ = STRICT
+    delegated_nodes: int
+    non_delegated_compute_nodes: int
+    delegated_subgraphs: int
+    non_delegated_ops: dict[str, int]
+
+
+@dataclass(frozen=True)
+class CoreMLRecord:
+    __pydantic_config__ = STRICT
+    deployment_target: str
+    compute_units: str
+    lower_full_graph: bool
+
+
+@dataclass(frozen=True)
+class AccuracyValues:
+    __pydantic_config__ = STRICT
+    argmax_agreement: float
+    miou: float
+    snr_db: float
+    decisive_agreement: float
+    decisive_fraction: float
+
+
+@dataclass(frozen=True)
+class AccuracyBoundValues:
+    __pydantic_config__ = STRICT
+    min_argmax_agreement: float
+    min_miou: float
+    min_snr_db: float
+    min_decisive_agreement: float
+    near_tie: float
+
+
+@dataclass(frozen=True)
+class RecipeRecord:
+    __pydantic_config__ = STRICT
+    activation_observer: str
+    per_channel: bool
+    keep_fp32: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LatencyRecord:
+    """int8/fp32 median latency, interleaved runs; ratio None (with why) when fp32 was not built."""
+
+    __pydantic_config__ = STRICT
+    ratio: float | None
+    why: str | None = None
+    int8_ms: float | None = None
+    fp32_ms: float | None = None
+    runs: int | None = None
+    fp32_artifact: str | None = None
+
+
+@dataclass(frozen=True)
+class AccuracyRecord:
+    __pydantic_config__ = STRICT
+    reference: str
+    images: tuple[str, ...]
+    bounds: Literal["smoke", "release"]
+    bounds_values: AccuracyBoundValues
+    worst: AccuracyValues
+    per_image: dict[str, AccuracyValues]
+    calibration: tuple[str, ...]
+    calibration_samples: int
+    recipe: RecipeRecord
+    latency_ratio_to_fp32: LatencyRecord
+
+
+@dataclass(frozen=True)
+class BundleRecord:
+    __pydantic_config__ = STRICT
+    path: str
+    cases: int
+    atol: float
+    rtol: float
+    verified: str  # "executed", or why not
+    sha256: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class ConfigRef:
+    __pydantic_config__ = STRICT
+    file: str
+    path: str
+    sha256: str  # of the expanded config
+    variant_hash: str
+
+
+@dataclass(frozen=True)
+class WeightsRef:
+    __pydantic_config__ = STRICT
+    kind: Literal["default", "path", "random"]
+    identity: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One artifact: written only after its file passed every gate."""
+
+    __pydantic_config__ = STRICT
+    model: str
+    variant: str
+    path: str
+    sha256: str
+    bytes: int
+    backend: str
+    delegate: str
+    precision: Literal["fp32", "fp16", "int8"]
+    contract: ContractInfo
+    input: InputInfo
+    output: OutputInfo
+    labels: tuple[str, ...]
+    parity: ParityRecord
+    fp16_drift_vs_fp32: DriftRecord | None
+    tolerances: ToleranceValues
+    delegation: DelegationRecord
+    coreml: CoreMLRecord | None
+    export_seconds: float
+    stage_seconds: dict[str, float]
+    versions: dict[str, str]
+    platform: str
+    config: ConfigRef
+    weights: WeightsRef
+    git_commit: str | None
+    exported_at: str
+    cache_key: str
+    accuracy: AccuracyRecord | None  # int8 only
+    bundle: BundleRecord
+
+
+@dataclass(frozen=True)
+class Manifest:
+    __pydantic_config__ = STRICT
+    schema: int
+    artifacts: dict[str, Entry] = field(default_factory=dict)
+
+
+ENTRY = pydantic.TypeAdapter(Entry)
+MANIFEST = pydantic.TypeAdapter(Manifest)
+
+
+def entry_from_dict(data: dict[str, Any], where: str) -> Entry:
+    """A manifest entry from plain data (what the export stages produce), checked field by field."""
+    try:
+        return ENTRY.validate_python(data)
+    except pydantic.ValidationError as e:
+        raise ExportError(f"{where}: not a manifest entry of schema {SCHEMA_VERSION}: {_first_error(e)}") from None
+
+
+def entry_dict(entry: Entry) -> dict[str, Any]:
+    return ENTRY.dump_python(entry, mode="json")
+
+
+def manifest_dict(manifest: Manifest) -> dict[str, Any]:
+    return MANIFEST.dump_python(manifest, mode="json")
+
+
+def json_schema() -> dict[str, Any]:
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": f"rne-export manifest, schema {SCHEMA_VERSION}",
+        **MANIFEST.json_schema(),
+    }
+
+
+def _first_error(e: pydantic.ValidationError) -> str:
+    err = e.errors()[0]
+    return (
+        f"{'.'.join(str(p) for p in err['loc']) or '<top level>'}: {err['msg']} (and {e.error_count() - 1} more)"
+        if e.error_count() > 1
+        else f"{'.'.join(str(p) for p in err['loc']) or '<top level>'}: {err['msg']}"
+    )
+
+
 MANIFEST_NAME = "manifest.json"
-SCHEMA_VERSION = 2  # 2: relative parity metrics, `not executed` parity, platform
+SCHEMA_NAME = "manifest.schema.json"
+SCHEMA_VERSION = 3  # 2: relative parity metrics, `not executed` parity, platform; 3: typed, schema file
 # Everything whose version can change a file's bytes or its verdict: torchao quantizes, scikit-image
 # ships the photos, OpenCV decodes and resizes them as the app does.
-TOOL_PACKAGES = ("torch", "torchvision", "executorch", "coremltools", "torchao", "scikit-image",
-                 "opencv-python-headless")
+TOOL_PACKAGES = (
+    "torch",
+    "torchvision",
+    "executorch",
+    "coremltools",
+    "torchao",
+    "scikit-image",
+    "opencv-python-headless",
+)
 
 
 def tool_versions() -> dict[str, str]:
@@ -49,27 +325,78 @@ def git_commit(repo: Path | None = None) -> str | None:
     """HEAD of the checkout this tool runs from, with '+dirty' when it has uncommitted changes."""
     where = repo or Path(__file__).resolve().parent.parent
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     return head + ("+dirty" if dirty else "")
 
 
-def read_manifest(path: str | Path) -> dict[str, Any]:
+class StaleManifest(ExportError):
+    """A manifest from another schema: readers stop; an export starts it afresh."""
+
+
+def read_manifest(path: str | Path) -> Manifest:
     path = Path(path)
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ExportError(f"manifest not found: {path}; run `make export` (or `python -m export build`) first") from None
+        raise ExportError(
+            f"manifest not found: {path}; run `make export` (or `python -m export build`) first"
+        ) from None
     except json.JSONDecodeError as e:
-        raise ExportError(f"manifest {path} is not valid JSON ({e}); re-run the export to rewrite it") from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA_VERSION or not isinstance(data.get("artifacts"), dict):
+        raise StaleManifest(f"manifest {path} is not valid JSON ({e}); re-run the export to rewrite it") from None
+    if (
+        not isinstance(data, dict)
+        or data.get("schema") != SCHEMA_VERSION
+        or not isinstance(data.get("artifacts"), dict)
+    ):
         found = data.get("schema") if isinstance(data, dict) else None
-        raise ExportError(f"manifest {path}: schema {found}, this tool reads schema {SCHEMA_VERSION}; "
-                          "re-export to rewrite it (make export)")
-    return data
+        raise StaleManifest(
+            f"manifest {path}: schema {found}, this tool reads schema {SCHEMA_VERSION}; "
+            "re-export to rewrite it (make export)"
+        )
+    try:
+        return MANIFEST.validate_python(data)
+    except pydantic.ValidationError as e:
+        raise StaleManifest(
+            f"manifest {path}: artifacts.{_first_error(e).removeprefix('artifacts.')}; "
+            "it was not written by this tool's schema "
+            f"{SCHEMA_VERSION}: re-export to rewrite it (make export)"
+        ) from None
+
+
+def manifest_from_dict(data: Any, where: str) -> Manifest:
+    """A manifest embedded elsewhere (the publish record), checked like a file."""
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA_VERSION:
+        found = data.get("schema") if isinstance(data, dict) else None
+        raise ExportError(
+            f"{where}: manifest schema {found}, this tool reads schema {SCHEMA_VERSION}; re-export and re-publish"
+        )
+    try:
+        return MANIFEST.validate_python(data)
+    except pydantic.ValidationError as e:
+        raise ExportError(f"{where}: manifest {_first_error(e)}; re-export and re-publish") from None
+
+
+def current_entries(path: Path) -> dict[str, Entry]:
+    """What an export builds on: the manifest's entries, or none when it is missing or stale (its
+    entries cannot be trusted, so their variants are rebuilt and the manifest starts afresh)."""
+    if not path.exists():
+        return {}
+    try:
+        return read_manifest(path).artifacts
+    except StaleManifest as e:
+        print(f"note: {e}; starting it afresh", file=sys.stderr, flush=True)
+        return {}
 
 
 @contextlib.contextmanager
@@ -82,13 +409,15 @@ def _locked(folder: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def write_entry(folder: str | Path, name: str, entry: dict[str, Any]) -> Path:
-    """Add or replace one artifact's entry; other entries are kept as they are."""
+def write_entry(folder: str | Path, name: str, entry: Entry) -> Path:
+    """Add or replace one artifact's entry; other entries are kept as they are. The JSON Schema
+    is written beside it, so a consumer can validate the manifest without this tool."""
     folder = Path(folder)
     path = folder / MANIFEST_NAME
     with _locked(folder):
-        data = read_manifest(path) if path.exists() else {"schema": SCHEMA_VERSION, "artifacts": {}}
-        data["artifacts"][name] = entry
-        data["artifacts"] = dict(sorted(data["artifacts"].items()))
+        arts = dict(current_entries(path))
+        arts[name] = entry
+        data = manifest_dict(Manifest(SCHEMA_VERSION, dict(sorted(arts.items()))))
         write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
+        write_bytes_atomic(folder / SCHEMA_NAME, (json.dumps(json_schema(), indent=2) + "\n").encode())
     return path

@@ -6,8 +6,9 @@ a dict with at least "out" (torchvision's convention). Weights are applied by ex
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -15,12 +16,15 @@ from torch.nn import functional as F
 
 from .registry import Registry
 
+if TYPE_CHECKING:  # annotation only: torchvision is imported where builders are listed
+    from torchvision.models import WeightsEnum
+
 
 @dataclass(frozen=True)
 class ModelBuilder:
     build: Callable[[int, bool], nn.Module]
     # torchvision weights enum (e.g. DeepLabV3_ResNet50_Weights) for `--weights default`, if any
-    weights_enum: Optional[Callable[[], type]] = None
+    weights_enum: Callable[[], type[WeightsEnum]] | None = None
 
 
 MODELS: Registry[ModelBuilder] = Registry("model builder")

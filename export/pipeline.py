@@ -8,15 +8,31 @@ import hashlib
 import json
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING
 
 from .config import BACKENDS, CONTRACTS, ModelConfig, QuantizationRecipe, Variant
 from .files import ensure_writable_dir, sha256_file, staged
-from .lower import delegation_gate, delegation_of, export_program, lower, serialize
-from .manifest import MANIFEST_NAME, git_commit, platform_id, read_manifest, tool_versions, write_entry
+from .lower import Delegation, delegation_gate, delegation_of, export_program, lower, serialize
+from .manifest import (
+    MANIFEST_NAME,
+    Entry,
+    current_entries,
+    entry_from_dict,
+    git_commit,
+    platform_id,
+    tool_versions,
+    write_entry,
+)
 from .weights import LoadedModel, load_model, weights_identity
+
+if TYPE_CHECKING:  # annotations only: the stages import these where they run
+    import torch
+    from executorch.exir import EdgeProgramManager
+
+    from .verify import Parity
 
 
 @dataclass
@@ -39,7 +55,7 @@ class Timer:
 class Result:
     artifact: str
     path: Path
-    entry: dict
+    entry: Entry
     up_to_date: bool = False
 
 
@@ -87,20 +103,23 @@ def cache_key(cfg: ModelConfig, variant: Variant, identity: str) -> str:
     """Everything that changes a variant's bytes or verdict: config, weights, tool versions (incl.
     torchao, scikit-image's photos, OpenCV's resize), this tool's code, calibration folder contents
     and the platform (an `emulated` Core ML entry made on Linux executes on macOS)."""
-    data = [cfg.variant_hash(variant), identity, tool_versions(), tool_source_hash(),
-            calibration_hash(cfg) if variant.precision == "int8" else None, platform_id()]
+    data = [
+        cfg.variant_hash(variant),
+        identity,
+        tool_versions(),
+        tool_source_hash(),
+        calibration_hash(cfg) if variant.precision == "int8" else None,
+        platform_id(),
+    ]
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-def up_to_date(out: Path, name: str, key: str) -> dict | None:
+def up_to_date(out: Path, name: str, key: str) -> Entry | None:
     """The manifest entry when it was made from the same inputs and its files are intact."""
-    path = out / MANIFEST_NAME
-    if not path.is_file():
+    entry = current_entries(out / MANIFEST_NAME).get(name)
+    if not entry or entry.cache_key != key:
         return None
-    entry = read_manifest(path)["artifacts"].get(name)
-    if not entry or entry.get("cache_key") != key:
-        return None
-    files = [(entry["path"], entry["sha256"])] + ([(entry["bundle"]["path"], entry["bundle"]["sha256"])] if entry.get("bundle") else [])
+    files = [(entry.path, entry.sha256), (entry.bundle.path, entry.bundle.sha256)]
     for fname, sha in files:
         f = out / fname
         if not f.is_file() or sha256_file(f) != sha:
@@ -108,8 +127,9 @@ def up_to_date(out: Path, name: str, key: str) -> dict | None:
     return entry
 
 
-def build(cfg: ModelConfig, variant_names: list[str] | None, weights: str, out_dir: str | Path,
-          force: bool = False) -> list[Result]:
+def build(
+    cfg: ModelConfig, variant_names: list[str] | None, weights: str, out_dir: str | Path, force: bool = False
+) -> list[Result]:
     """Export the named variants (all when None) of one model.
 
     1. check the request: variants exist, the output folder is writable (before any work)
@@ -139,71 +159,139 @@ def build(cfg: ModelConfig, variant_names: list[str] | None, weights: str, out_d
 
 
 def export_variant(cfg: ModelConfig, variant: Variant, weights: Weights, out: Path, key: str) -> Result:
+    """Steps 3-8 of `build` for one variant; each step is a function below with typed in and out."""
+    name, timer = cfg.artifact_name(variant), Timer(variant.name)
+    # 3. wrap (contract)  4. torch.export  4b. quantize (int8)
+    exported = export_stage(cfg, variant, weights, timer)
+    # 5. lower + delegation gate
+    with timer.stage("5", f"lower ({variant.backend})"):
+        lowered = lower_stage(exported, cfg, variant, weights, name)
+    # 6. serialize  7. verify from disk  7b. bundle: both files replace the old ones only if all pass
+    with staged(out / name) as pte, staged(out / bundle_name(name)) as bpte:
+        with timer.stage("6", "serialize"):
+            serialize(lowered.edge, pte)
+        with timer.stage("7", "verify"):
+            checked = verify_stage(pte, exported, cfg, variant, weights.kind, name, out)
+        with timer.stage("7b", "bundle (.bpte)"):
+            bundle = bundle_stage(pte, bpte, exported.reference, cfg, variant, bundle_name(name))
+    # 8. manifest entry
+    entry = manifest_entry(
+        cfg,
+        variant,
+        weights,
+        out,
+        name,
+        lowered,
+        checked,
+        bundle,
+        key,
+        {"load weights": weights.load_seconds, **timer.seconds},
+    )
+    write_entry(out, name, entry)
+    return Result(name, out / name, entry)
+
+
+def bundle_name(artifact: str) -> str:
+    return artifact[: -len(".pte")] + ".bpte"
+
+
+@dataclass(frozen=True)
+class Exported:
+    """Steps 3-4b: the eager model under its contract, and what gets lowered."""
+
+    module: torch.nn.Module  # eager fp32 with the contract's wrapper (int8's accuracy reference)
+    program: torch.export.ExportedProgram  # what is lowered (int8: the quantized program)
+    reference: torch.nn.Module  # what the file must match (int8: the quantized eager model)
+    calibration: list[str] | None = None  # int8: the calibration images, in order
+    samples: int = 0  # int8: calibration samples fed (images x views)
+
+
+def export_stage(cfg: ModelConfig, variant: Variant, weights: Weights, timer: Timer) -> Exported:
+    from .quantize import calibration_set, quantize
+    from .wrap import example_input, wrap
+
+    loaded = weights.load()
+    with timer.stage("3", "wrap"):
+        module = wrap(loaded.module, cfg, variant)
+    with timer.stage("4", "torch.export"):
+        program = export_program(module, example_input(variant))
+    if variant.precision != "int8":
+        return Exported(module, program, module)
+    with timer.stage("4b", "quantize (int8)"):
+        calibration = calibration_set(cfg)
+        reference, quantized, samples = quantize(program, cfg, variant, calibration)
+    return Exported(module, quantized, reference, calibration, samples)
+
+
+@dataclass(frozen=True)
+class Lowered:
+    edge: EdgeProgramManager
+    delegation: Delegation
+
+
+def lower_stage(exported: Exported, cfg: ModelConfig, variant: Variant, weights: Weights, name: str) -> Lowered:
+    """Lower for the variant's backend, then the delegation gate. The seed (config, weights, tools)
+    makes Core ML's otherwise random identifiers reproducible."""
+    edge = lower(exported.program, variant, seed=f"{cfg.variant_hash(variant)}|{weights.identity}|{tool_versions()}")
+    delegation = delegation_of(edge)
+    delegation_gate(delegation, variant, name)
+    return Lowered(edge, delegation)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """Step 7: the file read back from disk against its reference; int8 also against fp32."""
+
+    parity: Parity
+    accuracy: dict | None
+
+
+def verify_stage(
+    pte: Path, exported: Exported, cfg: ModelConfig, variant: Variant, weights_kind: str, name: str, out: Path
+) -> Checked:
+    from .quantize import accuracy_gate
+    from .verify import verify
+
+    parity = verify(pte, exported.reference, exported.program, cfg, variant, name)
+    if variant.precision != "int8":
+        return Checked(parity, None)
+    accuracy = accuracy_gate(pte, exported.module, cfg, variant, weights_kind, name)
+    accuracy.update(
+        calibration=exported.calibration,
+        calibration_samples=exported.samples,
+        recipe=asdict(variant.quantization or QuantizationRecipe()),
+        latency_ratio_to_fp32=_int8_latency(pte, cfg, variant, out),
+    )
+    return Checked(parity, accuracy)
+
+
+def bundle_stage(pte: Path, bpte: Path, reference, cfg: ModelConfig, variant: Variant, name: str) -> dict:
+    """Step 7b: the .bpte with real-photo cases and their eager expected outputs, verified by the
+    runtime's bundled verification where the backend runs here."""
     import torch
 
     from .bundle import BUNDLED_CASES, verify_bundle, write_bundle
-    from .quantize import accuracy_gate, calibration_set, quantize
-    from .verify import backend_available, verify
-    from .wrap import example_input, wrap
+    from .verify import backend_available, variant_photo_inputs
 
-    name = cfg.artifact_name(variant)
-    bundle_name = name[: -len(".pte")] + ".bpte"
-    loaded = weights.load()
-    timer = Timer(variant.name)
-    # 3. wrap
-    with timer.stage("3", "wrap"):
-        module = wrap(loaded.module, cfg, variant)
-    # 4. torch.export
-    with timer.stage("4", "torch.export"):
-        program = export_program(module, example_input(variant))
-    # 4b. quantize: the file's parity reference becomes the quantized eager model
-    reference, calibration, samples = module, None, 0
-    if variant.precision == "int8":
-        with timer.stage("4b", "quantize (int8)"):
-            calibration = calibration_set(cfg)
-            reference, program, samples = quantize(program, cfg, variant, calibration)
-    # 5. lower + delegation gate
-    with timer.stage("5", f"lower ({variant.backend})"):
-        edge = lower(program, variant, seed=f"{cfg.variant_hash(variant)}|{weights.identity}|{tool_versions()}")
-        delegation = delegation_of(edge)
-        delegation_gate(delegation, variant, name)
+    with torch.no_grad():
+        photos = list(variant_photo_inputs(cfg.parity.images, variant).values())[:BUNDLED_CASES]
+        cases = [(x, reference(x)) for x in photos]
+    # ExecuTorch's check is absolute (|got - want| <= atol): the parity bound, scaled by the
+    # expected logits' range, means the same for any weights
+    atol = variant.tolerances.max_rel_err * max(float(y.max() - y.min()) for _, y in cases)
+    write_bundle(pte, bpte, cases)
     runnable = backend_available(variant)
-    accuracy = bundle = None
-    # 6. serialize, 7. verify from disk, 7b. bundle; files replace the old ones only if all pass
-    with staged(out / name) as tmp:
-        with timer.stage("6", "serialize"):
-            serialize(edge, tmp)
-        with timer.stage("7", "verify"):
-            parity = verify(tmp, reference, program, cfg, variant, name)
-            if variant.precision == "int8":
-                accuracy = accuracy_gate(tmp, module, cfg, variant, weights.kind, name)
-                accuracy["calibration"] = calibration
-                accuracy["calibration_samples"] = samples
-                accuracy["recipe"] = asdict(variant.quantization or QuantizationRecipe())
-                accuracy["latency_ratio_to_fp32"] = _int8_latency(tmp, cfg, variant, out)
-        with staged(out / bundle_name) as tmp_b, timer.stage("7b", "bundle (.bpte)"):
-            from .verify import variant_photo_inputs
-
-            with torch.no_grad():
-                photos = list(variant_photo_inputs(cfg.parity.images, variant).values())[:BUNDLED_CASES]
-                cases = [(x, reference(x)) for x in photos]
-            # ExecuTorch's check is absolute (|got - want| <= atol): the parity bound, scaled by
-            # the expected logits' range, means the same for any weights
-            atol = variant.tolerances.max_rel_err * max(float(y.max() - y.min()) for _, y in cases)
-            write_bundle(tmp, tmp_b, cases)
-            if runnable:
-                verify_bundle(tmp_b, len(cases), atol=atol, rtol=0.0, artifact=bundle_name)
-            bundle = {"path": bundle_name, "cases": len(cases), "atol": atol, "rtol": 0.0,
-                      "verified": "executed" if runnable else
-                      f"not run here: {BACKENDS.get(variant.backend).runtime_id} is not in this ExecuTorch runtime"}
-        bundle["sha256"] = sha256_file(out / bundle_name)
-        bundle["bytes"] = (out / bundle_name).stat().st_size
-    # 8. manifest
-    entry = manifest_entry(cfg, variant, weights, out / name, delegation.as_dict(), parity.as_dict(),
-                           {"load weights": weights.load_seconds, **timer.seconds})
-    entry.update(cache_key=key, accuracy=accuracy, bundle=bundle)
-    write_entry(out, name, entry)
-    return Result(name, out / name, entry)
+    if runnable:
+        verify_bundle(bpte, len(cases), atol=atol, rtol=0.0, artifact=name)
+    return {
+        "path": name,
+        "cases": len(cases),
+        "atol": atol,
+        "rtol": 0.0,
+        "verified": "executed"
+        if runnable
+        else f"not run here: {BACKENDS.get(variant.backend).runtime_id} is not in this ExecuTorch runtime",
+    }
 
 
 def _int8_latency(tmp: Path, cfg: ModelConfig, variant: Variant, out: Path) -> dict:
@@ -217,41 +305,66 @@ def _int8_latency(tmp: Path, cfg: ModelConfig, variant: Variant, out: Path) -> d
     return latency_ratio(tmp, sibling, example_input(variant))
 
 
-def manifest_entry(cfg, variant, weights: Weights, path: Path, delegation: dict, parity: dict, seconds: dict) -> dict:
+def manifest_entry(
+    cfg: ModelConfig,
+    variant: Variant,
+    weights: Weights,
+    out: Path,
+    name: str,
+    lowered: Lowered,
+    checked: Checked,
+    bundle: dict,
+    key: str,
+    seconds: dict[str, float],
+) -> Entry:
+    """Step 8: what the files are, as the typed manifest record (checked against its schema)."""
     contract = CONTRACTS.get(variant.contract)
     h, w = variant.input.height, variant.input.width
-    return {
-        "model": cfg.name,
-        "variant": variant.name,
-        "path": path.name,
-        "sha256": sha256_file(path),
-        "bytes": path.stat().st_size,
-        "backend": variant.backend,
-        "delegate": BACKENDS.get(variant.backend).runtime_id,
-        "precision": variant.precision,
-        "contract": contract.as_dict(),
-        "input": {
-            "shape": [1, 3, h, w],
-            "dtype": "float32",
-            "layout": "NCHW RGB",
-            "range": [0.0, 1.0] if contract.normalize_in_graph else "ImageNet-normalized",
+    path, parity = out / name, checked.parity.as_dict()
+    bpte = out / bundle["path"]
+    return entry_from_dict(
+        {
+            "model": cfg.name,
+            "variant": variant.name,
+            "path": path.name,
+            "sha256": sha256_file(path),
+            "bytes": path.stat().st_size,
+            "backend": variant.backend,
+            "delegate": BACKENDS.get(variant.backend).runtime_id,
+            "precision": variant.precision,
+            "contract": contract.as_dict(),
+            "input": {
+                "shape": [1, 3, h, w],
+                "dtype": "float32",
+                "layout": "NCHW RGB",
+                "range": [0.0, 1.0] if contract.normalize_in_graph else "ImageNet-normalized",
+            },
+            "output": {"index": 0, "shape": [1, cfg.model.num_classes, h, w], "dtype": "float32", "kind": "logits"},
+            "labels": list(cfg.labels),
+            "parity": parity,
+            # fp16 files: their parity against eager fp32 *is* the fp16 drift; said explicitly here
+            "fp16_drift_vs_fp32": {"reference": "eager fp32", "mode": parity["mode"], **parity["worst"]}
+            if variant.precision == "fp16" and parity["worst"]
+            else None,
+            "tolerances": asdict(variant.tolerances),
+            "delegation": lowered.delegation.as_dict(),
+            "coreml": asdict(variant.coreml) if variant.coreml else None,
+            "export_seconds": round(sum(seconds.values()), 3),
+            "stage_seconds": seconds,
+            "versions": tool_versions(),
+            "platform": platform_id(),
+            "config": {
+                "file": cfg.source.name,
+                "path": str(cfg.source),
+                "sha256": cfg.sha256,
+                "variant_hash": cfg.variant_hash(variant),
+            },
+            "weights": {"kind": weights.kind, "identity": weights.identity},
+            "git_commit": git_commit(),
+            "exported_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+            "cache_key": key,
+            "accuracy": checked.accuracy,
+            "bundle": {**bundle, "sha256": sha256_file(bpte), "bytes": bpte.stat().st_size},
         },
-        "output": {"index": 0, "shape": [1, cfg.model.num_classes, h, w], "dtype": "float32", "kind": "logits"},
-        "labels": list(cfg.labels),
-        "parity": parity,
-        # fp16 files: their parity against eager fp32 *is* the fp16 drift; said explicitly here
-        "fp16_drift_vs_fp32": {"reference": "eager fp32", "mode": parity["mode"], **parity["worst"]}
-        if variant.precision == "fp16" and parity["worst"] else None,
-        "tolerances": asdict(variant.tolerances),
-        "delegation": delegation,
-        "coreml": asdict(variant.coreml) if variant.coreml else None,
-        "export_seconds": round(sum(seconds.values()), 3),
-        "stage_seconds": seconds,
-        "versions": tool_versions(),
-        "platform": platform_id(),
-        "config": {"file": cfg.source.name, "path": str(cfg.source), "sha256": cfg.sha256,
-                   "variant_hash": cfg.variant_hash(variant)},
-        "weights": {"kind": weights.kind, "identity": weights.identity},
-        "git_commit": git_commit(),
-        "exported_at": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
-    }
+        f"{name} (a bug in this tool: its record does not match the manifest schema)",
+    )

@@ -72,9 +72,9 @@ def read_image(path: str | Path, what: str | None = None) -> np.ndarray:
 
 def bundled_photos() -> dict[str, Path]:
     """scikit-image's bundled photos (offline, nothing committed), by name."""
-    import skimage
+    import skimage.data
 
-    return {p.stem: p for p in sorted(Path(skimage.data_dir).iterdir()) if p.suffix in (".png", ".jpg")}
+    return {p.stem: p for p in sorted(Path(skimage.data.data_dir).iterdir()) if p.suffix in (".png", ".jpg")}
 
 
 def load_photo(name: str) -> np.ndarray:
@@ -98,7 +98,7 @@ def preprocess(bgr: np.ndarray, height: int, width: int, runtime_mean=None, runt
     resized = cv2.resize(bgr, (width, height), interpolation=cv2.INTER_LINEAR)
     rgb = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
     if runtime_mean is not None:
-        rgb = (rgb - np.array(runtime_mean, np.float32)) / np.array(runtime_std, np.float32)
+        rgb = np.divide(rgb - np.array(runtime_mean, np.float32), np.array(runtime_std, np.float32), dtype=np.float32)
     return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
 
 
@@ -140,6 +140,7 @@ def similarity(a: np.ndarray, b: np.ndarray, side: int = 32) -> float:
     """How alike two BGR images look, in [-1, 1]: correlation of small grey thumbnails, best over
     horizontal shifts up to 1/8 of the width and a mirror (catches copies, re-encodes, resizes,
     flips and stereo pairs; not tight crops)."""
+
     def thumb(img):
         g = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
         return cv2.resize(g, (side, side), interpolation=cv2.INTER_AREA).astype(np.float64)
@@ -148,8 +149,8 @@ def similarity(a: np.ndarray, b: np.ndarray, side: int = 32) -> float:
     best = -1.0
     for tb in (thumb(b), thumb(b)[:, ::-1]):
         for dx in range(-side // 8, side // 8 + 1):
-            pa = ta[:, max(dx, 0): side + min(dx, 0)]
-            pb = tb[:, max(-dx, 0): side + min(-dx, 0)]
+            pa = ta[:, max(dx, 0) : side + min(dx, 0)]
+            pb = tb[:, max(-dx, 0) : side + min(-dx, 0)]
             pa, pb = pa - pa.mean(), pb - pb.mean()
             denom = np.sqrt((pa * pa).sum() * (pb * pb).sum())
             best = max(best, float((pa * pb).sum() / denom) if denom > 0 else 0.0)

@@ -13,13 +13,14 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from .errors import ExportError
 from .files import sha256_file, write_bytes_atomic
-from .manifest import MANIFEST_NAME, read_manifest
+from .manifest import MANIFEST_NAME, manifest_dict, read_manifest
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 PUBLISHED_NAME = "published.json"
@@ -70,18 +71,18 @@ def local_files(manifest_path: Path) -> list[tuple[Path, str, str | None]]:
     manifest = read_manifest(manifest_path)
     folder = manifest_path.parent
     out = []
-    for name, entry in manifest["artifacts"].items():
-        files = [(entry["path"], entry["sha256"], entry["bytes"], name)]
-        if entry.get("bundle"):  # the .bpte for on-device checks travels with its .pte
-            b = entry["bundle"]
-            files.append((b["path"], b["sha256"], b["bytes"], None))
+    for name, entry in manifest.artifacts.items():
+        b = entry.bundle  # the .bpte for on-device checks travels with its .pte
+        files = [(entry.path, entry.sha256, entry.bytes, name), (b.path, b.sha256, b.bytes, None)]
         for fname, sha, size, artifact in files:
             f = folder / fname
             if not f.is_file():
                 raise PublishError(f"{manifest_path}: {name}: file {f} is missing; re-run the export")
             if f.stat().st_size != size or sha256_file(f) != sha:
-                raise PublishError(f"{manifest_path}: {name}: {f} does not match its manifest sha256/size; re-run the export")
-            out.append((f, f"{entry['backend']}/{fname}", artifact))  # RNE's layout: a folder per backend
+                raise PublishError(
+                    f"{manifest_path}: {name}: {f} does not match its manifest sha256/size; re-run the export"
+                )
+            out.append((f, f"{entry.backend}/{fname}", artifact))  # RNE's layout: a folder per backend
     out.append((manifest_path, MANIFEST_NAME, None))
     card = folder / "README.md"
     if card.is_file():  # the model card, when one was generated, with the overlays it shows
@@ -150,7 +151,11 @@ class Publisher:
         main = next((b.target_commit for b in refs.branches if b.name == "main"), None)
         rev = tags.get(self.tag, main)
         paths = [p for _, p, _ in self.files]
-        infos = _retrying("paths info", lambda: api.get_paths_info(self.repo, paths, revision=rev), self.secret) if rev else []
+        infos = (
+            _retrying("paths info", lambda: api.get_paths_info(self.repo, paths, revision=rev), self.secret)
+            if rev
+            else []
+        )
         remote = {i.path: (i.lfs.sha256 if i.lfs else i.blob_id) for i in infos if hasattr(i, "blob_id")}
         return tags, remote, main
 
@@ -176,8 +181,16 @@ class Publisher:
         print(f"plan: {self.repo} @ {self.tag} ({self.endpoint}){note}")
         from tabulate import tabulate
 
-        rows = [(p.status, p.bytes, p.sha256[:12], p.path_in_repo, resolve_url(self.endpoint, self.repo, self.tag, p.path_in_repo))
-                for p in plan]
+        rows = [
+            (
+                p.status,
+                p.bytes,
+                p.sha256[:12],
+                p.path_in_repo,
+                resolve_url(self.endpoint, self.repo, self.tag, p.path_in_repo),
+            )
+            for p in plan
+        ]
         print(tabulate(rows, headers=("status", "bytes", "sha256", "path", "url"), tablefmt="plain"))
 
     def dry_run(self) -> list[PlannedFile]:
@@ -219,10 +232,17 @@ class Publisher:
                 _retrying("create repo", lambda: api.create_repo(self.repo, exist_ok=True), self.secret)
                 tags, _, main = self.remote_state()
             ops = [CommitOperationAdd(path_in_repo=p.path_in_repo, path_or_fileobj=str(p.local)) for p in changed]
-            info = _retrying("commit", lambda: api.create_commit(
-                self.repo, operations=ops, commit_message=f"Publish {self.tag}",
-                commit_description="\n".join(f"{p.path_in_repo} sha256:{p.sha256}" for p in changed),
-                parent_commit=main), self.secret)
+            info = _retrying(
+                "commit",
+                lambda: api.create_commit(
+                    self.repo,
+                    operations=ops,
+                    commit_message=f"Publish {self.tag}",
+                    commit_description="\n".join(f"{p.path_in_repo} sha256:{p.sha256}" for p in changed),
+                    parent_commit=main,
+                ),
+                self.secret,
+            )
             commit = info.oid
             print(f"committed {len(changed)} file(s): {commit}")
         else:
@@ -231,8 +251,12 @@ class Publisher:
         # 5. tag, only now that the commit holding every file exists
         if tags.get(self.tag) != commit:
             if self.tag in tags:
-                print(f"WARNING: --move-tag: moving {self.tag} from {tags[self.tag][:12]} to {commit[:12]}; "
-                      f"apps pinned to {self.tag} will now get different files", file=sys.stderr, flush=True)
+                print(
+                    f"WARNING: --move-tag: moving {self.tag} from {tags[self.tag][:12]} to {commit[:12]}; "
+                    f"apps pinned to {self.tag} will now get different files",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 _retrying("delete tag", lambda: api.delete_tag(self.repo, tag=self.tag), self.secret)
             _retrying("create tag", lambda: api.create_tag(self.repo, tag=self.tag, revision=commit), self.secret)
             print(f"tagged {self.tag} -> {commit}")
@@ -240,16 +264,24 @@ class Publisher:
         files = [self.verify_download(p) for p in plan]
         # 7. published.json, then the constants generated from it
         published = {
-            "schema": 1, "repo": self.repo, "tag": self.tag, "commit": commit, "endpoint": self.endpoint,
-            "published_at": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
-            "files": files, "manifest": read_manifest(self.manifest),
+            "schema": 1,
+            "repo": self.repo,
+            "tag": self.tag,
+            "commit": commit,
+            "endpoint": self.endpoint,
+            "published_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+            "files": files,
+            "manifest": manifest_dict(read_manifest(self.manifest)),
         }
         out = Path(out_dir or self.manifest.parent)
         write_bytes_atomic(out / PUBLISHED_NAME, (json.dumps(published, indent=2) + "\n").encode())
         from .codegen import write_modules
 
         written = write_modules(out / PUBLISHED_NAME, out)
-        print(f"verified {len(files)} file(s) at {self.tag}; wrote {out / PUBLISHED_NAME}, " + ", ".join(str(w) for w in written))
+        print(
+            f"verified {len(files)} file(s) at {self.tag}; wrote {out / PUBLISHED_NAME}, "
+            + ", ".join(str(w) for w in written)
+        )
         return published
 
     def verify_download(self, p: PlannedFile) -> dict:

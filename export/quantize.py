@@ -24,6 +24,7 @@ def calibration_set(cfg: ModelConfig) -> list[str]:
     """Names (photos) or paths (folder) of the calibration images, in seeded order, `count` of
     them; refused when any looks like an accuracy image (a copy, mirror or stereo twin)."""
     cal = cfg.calibration
+    assert cal is not None, "the loader refuses int8 variants without `calibration`"
     if cal.folder:
         folder = Path(cal.folder)
         if not folder.is_dir():
@@ -48,7 +49,8 @@ def check_disjoint(calibration: list[str], held_apart: list[str], source) -> Non
             if s >= NEAR_DUPLICATE:
                 raise ExportError(
                     f"{source}: calibration image {c} looks like accuracy image {n} (similarity {s:.2f} >= "
-                    f"{NEAR_DUPLICATE}): accuracy needs photos held apart; drop one of them")
+                    f"{NEAR_DUPLICATE}): accuracy needs photos held apart; drop one of them"
+                )
 
 
 def views(bgr: np.ndarray, n: int, seed: int) -> list[np.ndarray]:
@@ -60,16 +62,19 @@ def views(bgr: np.ndarray, n: int, seed: int) -> list[np.ndarray]:
     for _ in range(n - 1):
         ch, cw = int(h * rng.uniform(0.5, 1.0)), int(w * rng.uniform(0.5, 1.0))
         y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
-        crop = bgr[y:y + ch, x:x + cw]
+        crop = bgr[y : y + ch, x : x + cw]
         out.append(np.ascontiguousarray(cv2.flip(crop, 1) if rng.random() < 0.5 else crop))
     return out
 
 
 def calibration_inputs(cfg: ModelConfig, variant: Variant, images: list[str]) -> list[torch.Tensor]:
-    h, w = variant.input.height, variant.input.width
-    return [model_input(v, h, w, variant.contract)
-            for i, name in enumerate(images)
-            for v in views(load_image(name), cfg.calibration.views, cfg.calibration.seed + i)]
+    h, w, cal = variant.input.height, variant.input.width, cfg.calibration
+    assert cal is not None, "the loader refuses int8 variants without `calibration`"
+    return [
+        model_input(v, h, w, variant.contract)
+        for i, name in enumerate(images)
+        for v in views(load_image(name), cal.views, cal.seed + i)
+    ]
 
 
 def quantizer_for(recipe: QuantizationRecipe):
@@ -117,8 +122,10 @@ def _check_module_names(program: torch.export.ExportedProgram, recipe: Quantizat
     unknown = [m for m in recipe.keep_fp32 if m not in known]
     if unknown:
         close = sorted(k for k in known if k and any(k.startswith(u.rsplit(".", 1)[0]) for u in unknown))[:12]
-        raise ExportError(f"quantization.keep_fp32: no module named {', '.join(unknown)} in the wrapped model"
-                          f"{'; modules there: ' + ', '.join(close) if close else ''}")
+        raise ExportError(
+            f"quantization.keep_fp32: no module named {', '.join(unknown)} in the wrapped model"
+            f"{'; modules there: ' + ', '.join(close) if close else ''}"
+        )
 
 
 @dataclass(frozen=True)
@@ -137,15 +144,17 @@ def compare_accuracy(ref: torch.Tensor, got: torch.Tensor, near_tie: float) -> A
     return Accuracy(m.argmax_agreement, miou(ref, got), m.snr_db, m.decisive_agreement, m.decisive_fraction)
 
 
-def accuracy_gate(path: Path, eager_fp32: torch.nn.Module, cfg: ModelConfig, variant: Variant,
-                  weights_kind: str, artifact: str) -> dict:
+def accuracy_gate(
+    path: Path, eager_fp32: torch.nn.Module, cfg: ModelConfig, variant: Variant, weights_kind: str, artifact: str
+) -> dict:
     """The int8 file vs eager fp32 on held-apart photos (app preprocessing): argmax agreement,
     mIoU-vs-eager, SNR."""
     from executorch.runtime import Runtime
 
     spec = cfg.accuracy
+    assert spec is not None, "the loader refuses int8 variants without `accuracy`"
     smoke = weights_kind == "random" and spec.smoke_bounds is not None
-    bounds: AccuracyBounds = spec.smoke_bounds if smoke else spec.bounds
+    bounds: AccuracyBounds = spec.smoke_bounds if smoke and spec.smoke_bounds is not None else spec.bounds
     method = Runtime.get().load_program(path).load_method("forward")
     per_image = {}
     for name, x in photo_inputs(spec.images, variant.input.height, variant.input.width, variant.contract).items():
@@ -153,10 +162,22 @@ def accuracy_gate(path: Path, eager_fp32: torch.nn.Module, cfg: ModelConfig, var
             ref = eager_fp32(x)
         per_image[name] = compare_accuracy(ref, method.execute([x])[0].clone(), bounds.near_tie)
     worst = Accuracy(*(min(getattr(m, f) for m in per_image.values()) for f in Accuracy.__dataclass_fields__))
-    failed = check(asdict(worst), {"argmax_agreement": (">=", bounds.min_argmax_agreement),
-                                   "miou": (">=", bounds.min_miou), "snr_db": (">=", bounds.min_snr_db),
-                                   "decisive_agreement": (">=", bounds.min_decisive_agreement)})
+    failed = check(
+        asdict(worst),
+        {
+            "argmax_agreement": (">=", bounds.min_argmax_agreement),
+            "miou": (">=", bounds.min_miou),
+            "snr_db": (">=", bounds.min_snr_db),
+            "decisive_agreement": (">=", bounds.min_decisive_agreement),
+        },
+    )
     if failed:
         raise GateError(f"accuracy gate ({'smoke' if smoke else 'release'} bounds): {artifact}: " + "; ".join(failed))
-    return {"reference": "eager fp32", "images": list(per_image), "bounds": "smoke" if smoke else "release",
-            "bounds_values": asdict(bounds), "worst": asdict(worst), "per_image": {k: asdict(v) for k, v in per_image.items()}}
+    return {
+        "reference": "eager fp32",
+        "images": list(per_image),
+        "bounds": "smoke" if smoke else "release",
+        "bounds_values": asdict(bounds),
+        "worst": asdict(worst),
+        "per_image": {k: asdict(v) for k, v in per_image.items()},
+    }

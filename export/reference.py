@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 
 from .config import CONTRACTS, Contract
 from .errors import ExportError
-from .manifest import MANIFEST_NAME
+from .manifest import MANIFEST_NAME, Entry, read_manifest
 from .preprocess import ImageError, decode  # noqa: F401 (ImageError: the hook's image errors, re-exported)
 from .preprocess import preprocess as _preprocess
 
@@ -43,7 +42,7 @@ def read_source(source: str) -> bytes:
             raise ImageError("image data URI: only base64 data URIs are supported (data:image/png;base64,...)")
         data = _b64(payload, "data URI")
     else:
-        path = Path(source[len("file://"):] if source.startswith("file://") else source)
+        path = Path(source[len("file://") :] if source.startswith("file://") else source)
         if source.startswith("file://") or _exists(path):
             data = _read_file(path)
         else:
@@ -105,7 +104,7 @@ class SegmentationModel:
         if not self.path.is_file():
             raise ExportError(f"artifact {self.path}: no such file")
         entry = self._manifest_entry()
-        recorded = entry["contract"]["name"] if entry else None
+        recorded = entry.contract.name if entry else None
         if contract and recorded and contract != recorded:
             raise ExportError(
                 f"contract mismatch: {self.path.name} was exported for {recorded} "
@@ -115,11 +114,13 @@ class SegmentationModel:
         if name is None:
             raise ExportError(f"{self.path.name}: no manifest.json beside it records its contract; pass --contract")
         self.contract = CONTRACTS.get(name)
-        self.labels = list(labels or (entry["labels"] if entry else []))
+        self.labels = list(labels or (entry.labels if entry else []))
         from .verify import delegate_ids
 
         runtime = Runtime.get()
-        missing = sorted({d for d in delegate_ids(self.path.read_bytes()) if not runtime.backend_registry.is_available(d)})
+        missing = sorted(
+            {d for d in delegate_ids(self.path.read_bytes()) if not runtime.backend_registry.is_available(d)}
+        )
         if missing:
             raise ExportError(
                 f"{self.path.name} needs {', '.join(missing)}, which this ExecuTorch runtime does not have "
@@ -133,23 +134,28 @@ class SegmentationModel:
             raise ExportError(f"{self.path.name}: {len(self.labels)} labels for {self.num_classes} output classes")
         self.method = program.load_method("forward")
 
-    def _manifest_entry(self) -> dict | None:
+    def _manifest_entry(self) -> Entry | None:
         manifest = self.path.parent / MANIFEST_NAME
         if not manifest.is_file():
             return None
-        return json.loads(manifest.read_text())["artifacts"].get(self.path.name)
+        return read_manifest(manifest).artifacts.get(self.path.name)
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         out = self.method.execute([self._torch.from_numpy(x)])[0]
         return out.numpy()[0].copy()  # [C,H,W]; copy: the runtime reuses its output buffer
 
-    def forward(self, image_source: str | np.ndarray, classes_of_interest: list[str] | None = None,
-                resize: bool = False) -> dict[str, np.ndarray]:
+    def forward(
+        self, image_source: str | np.ndarray, classes_of_interest: list[str] | None = None, resize: bool = False
+    ) -> dict[str, np.ndarray]:
         classes = list(classes_of_interest or [])
         unknown = [c for c in classes if c not in self.labels]
         if unknown:
             raise ExportError(f"unknown label(s) {', '.join(unknown)}; valid labels: {', '.join(self.labels)}")
-        bgr = image_source if isinstance(image_source, np.ndarray) else decode(read_source(image_source), str(image_source))
+        bgr = (
+            image_source
+            if isinstance(image_source, np.ndarray)
+            else decode(read_source(image_source), str(image_source))
+        )
         logits = self.logits(preprocess(bgr, self.height, self.width, self.contract))
         probs = softmax(logits)
         result = {ARGMAX: logits.argmax(axis=0).astype(np.int32)}
@@ -194,7 +200,9 @@ def overlay(bgr: np.ndarray, argmax: np.ndarray, labels: list[str], alpha: float
         cv2.rectangle(legend, (6, y + 3), (22, y + 17), tuple(int(v) for v in pal[cls]), -1)
         name = labels[cls] if cls < len(labels) else str(cls)
         share = float((argmax == cls).mean()) * 100
-        cv2.putText(legend, f"{name} {share:.1f}%", (30, y + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            legend, f"{name} {share:.1f}%", (30, y + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA
+        )
     return np.vstack([blended, legend])
 
 

@@ -101,10 +101,14 @@ def check_program(path: Path, cfg: ModelConfig, variant: Variant) -> None:
         raise GateError(f"contract: {name}: {meta.num_inputs()} inputs, the hook feeds exactly 1")
     tin = meta.input_tensor_meta(0)
     if tuple(tin.sizes()) != want_in or int(tin.dtype()) != _DTYPE_FLOAT:
-        raise GateError(f"contract: {name}: input 0 is {tuple(tin.sizes())} dtype {tin.dtype()}, expected {want_in} float32")
+        raise GateError(
+            f"contract: {name}: input 0 is {tuple(tin.sizes())} dtype {tin.dtype()}, expected {want_in} float32"
+        )
     tout = meta.output_tensor_meta(0)
     if tuple(tout.sizes()) != want_out or int(tout.dtype()) != _DTYPE_FLOAT:
-        raise GateError(f"contract: {name}: output 0 is {tuple(tout.sizes())} dtype {tout.dtype()}, expected {want_out} float32")
+        raise GateError(
+            f"contract: {name}: output 0 is {tuple(tout.sizes())} dtype {tout.dtype()}, expected {want_out} float32"
+        )
 
 
 def backend_available(variant: Variant) -> bool:
@@ -140,8 +144,14 @@ def fp16_emulation(program: torch.export.ExportedProgram) -> torch.nn.Module:
     return gm
 
 
-def verify(path: Path, eager: torch.nn.Module, program: torch.export.ExportedProgram, cfg: ModelConfig,
-           variant: Variant, artifact: str) -> Parity:
+def verify(
+    path: Path,
+    eager: torch.nn.Module,
+    program: torch.export.ExportedProgram,
+    cfg: ModelConfig,
+    variant: Variant,
+    artifact: str,
+) -> Parity:
     """`eager` is the parity reference (int8: the quantized model); `program` what was lowered."""
     check_program(path, cfg, variant)
     tol = variant.tolerances
@@ -155,14 +165,24 @@ def verify(path: Path, eager: torch.nn.Module, program: torch.export.ExportedPro
         run = lambda x: method.execute([x.contiguous()])[0].clone()  # noqa: E731
     elif variant.precision == "fp16":
         mode = "emulated"
-        why = (f"{runtime_id} is not in this ExecuTorch runtime; estimate: the exported graph with "
-               "weights, input and every op output rounded to fp16, vs fp32")
+        why = (
+            f"{runtime_id} is not in this ExecuTorch runtime; estimate: the exported graph with "
+            "weights, input and every op output rounded to fp16, vs fp32"
+        )
         emulated = fp16_emulation(program)
         run = emulated
     else:
-        return Parity("not executed", [], None, {}, why=(
-            f"{runtime_id} is not in this ExecuTorch runtime and {variant.precision} has no emulation "
-            "worth the name; only the static checks ran. Run the export on macOS to execute it."), bounds=bounds)
+        return Parity(
+            "not executed",
+            [],
+            None,
+            {},
+            why=(
+                f"{runtime_id} is not in this ExecuTorch runtime and {variant.precision} has no emulation "
+                "worth the name; only the static checks ran. Run the export on macOS to execute it."
+            ),
+            bounds=bounds,
+        )
     inputs = parity_inputs(cfg, variant)
     with torch.no_grad():
         per_input = {k: compare(eager(x), run(x), tol.near_tie) for k, x in inputs.items()}

@@ -22,6 +22,9 @@ class ContractWrapper(nn.Module):
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
+    mean: torch.Tensor  # buffers, registered in __init__
+    std: torch.Tensor
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.normalize:
             x = (x - self.mean) / self.std

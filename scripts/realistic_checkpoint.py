@@ -42,8 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from export.models import MODELS  # noqa: E402
 from export.config import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from export.models import MODELS  # noqa: E402
 from export.preprocess import load_photo  # noqa: E402
 
 TEXTURES = ("grass", "gravel", "brick", "rocket", "hubble_deep_field")  # scene backgrounds
@@ -80,7 +80,7 @@ def scenes(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         scale = rng.uniform(0.3, 1.0)
         ch, cw = int(tex.shape[0] * scale), int(tex.shape[1] * scale)
         y0, x0 = rng.integers(0, tex.shape[0] - ch + 1), rng.integers(0, tex.shape[1] - cw + 1)
-        img = cv2.resize(tex[y0:y0 + ch, x0:x0 + cw], (size, size), interpolation=cv2.INTER_LINEAR)
+        img = cv2.resize(tex[y0 : y0 + ch, x0 : x0 + cw], (size, size), interpolation=cv2.INTER_LINEAR)
         for _ in range(rng.integers(1, 4)):
             cy, cx = rng.uniform(0.15, 0.85, 2) * size
             ry, rx = rng.uniform(0.12, 0.4, 2) * size
@@ -93,7 +93,7 @@ def scenes(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
                 s = rng.uniform(0.4, 0.9)
                 ph, pw = int(photo.shape[0] * s), int(photo.shape[1] * s)
                 py, px = rng.integers(0, photo.shape[0] - ph + 1), rng.integers(0, photo.shape[1] - pw + 1)
-                obj = cv2.resize(photo[py:py + ph, px:px + pw], (size, size), interpolation=cv2.INTER_LINEAR)
+                obj = cv2.resize(photo[py : py + ph, px : px + pw], (size, size), interpolation=cv2.INTER_LINEAR)
             else:  # a synthetic class: colour + stripes
                 k = int(rng.choice(SCENE_CLASSES))
                 colour, period, angle = looks[k]
@@ -113,8 +113,10 @@ def _normalize(x: torch.Tensor) -> torch.Tensor:
 
 
 def _photos(size: int) -> torch.Tensor:
-    rgb = [cv2.cvtColor(cv2.resize(load_photo(p), (size, size), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
-           for p in BN_PHOTOS]
+    rgb = [
+        cv2.cvtColor(cv2.resize(load_photo(p), (size, size), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
+        for p in BN_PHOTOS
+    ]
     return torch.from_numpy(np.stack(rgb).astype(np.float32) / 255).permute(0, 3, 1, 2).contiguous()
 
 
@@ -148,8 +150,16 @@ def _final_conv(model: nn.Module) -> nn.Conv2d:
     return convs[-1]
 
 
-def make(builder: str, seed: int = 0, num_classes: int = 21, size: int = 128, n_train: int = 128,
-         steps: int = 300, logit_range: float = LOGIT_RANGE, log=print) -> dict[str, torch.Tensor]:
+def make(
+    builder: str,
+    seed: int = 0,
+    num_classes: int = 21,
+    size: int = 128,
+    n_train: int = 128,
+    steps: int = 300,
+    logit_range: float = LOGIT_RANGE,
+    log=print,
+) -> dict[str, torch.Tensor]:
     """A state dict (aux head included when the builder has one) with trained-like logits."""
     torch.manual_seed(seed)
     has_aux = builder.startswith(("deeplabv3", "fcn"))
@@ -159,7 +169,9 @@ def make(builder: str, seed: int = 0, num_classes: int = 21, size: int = 128, n_
     y_all = torch.from_numpy(masks)
     photos = _normalize(_photos(size))
     # 3. BatchNorm statistics of normalized activations, as a trained net has
-    bn_batches = [torch.cat([x_all[i:i + 8], photos[i // 8 % len(photos)][None]]) for i in range(0, min(64, n_train), 8)]
+    bn_batches = [
+        torch.cat([x_all[i : i + 8], photos[i // 8 % len(photos)][None]]) for i in range(0, min(64, n_train), 8)
+    ]
     _recalibrate_bn(model, bn_batches)
     # 4. fit the head's last layers on their cached inputs (a forward hook), the rest frozen in eval
     # mode so training and inference compute the same thing; L2 keeps the fit on high-variance
@@ -172,7 +184,7 @@ def make(builder: str, seed: int = 0, num_classes: int = 21, size: int = 128, n_
     model.eval()
     with torch.no_grad():
         for i in range(0, n_train, 16):
-            model(x_all[i:i + 16])
+            model(x_all[i : i + 16])
     hook.remove()
     params, inputs = list(head.parameters()), torch.cat(cached)
     forward = head

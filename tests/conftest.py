@@ -19,8 +19,9 @@ DEEPLAB = ROOT / "configs" / "deeplab_v3_resnet50.yaml"
 def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run `python -m export ...` in a fresh process, as a user or release pipeline would."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "export", *args], cwd=ROOT, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "export", *args], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def write_yaml(path: Path, text: str) -> Path:
@@ -80,3 +81,90 @@ def tiny_build(tiny_builds) -> Path:
 @pytest.fixture
 def tiny_yaml_text() -> str:
     return TINY.read_text()
+
+
+def sample_entry(
+    path: str,
+    model: str = "tiny_segnet",
+    backend: str = "xnnpack",
+    precision: str = "fp32",
+    variant: str | None = None,
+    **over,
+) -> dict:
+    """A complete manifest entry (schema 3) for tests that need one without an export."""
+    metrics = {
+        "max_abs": 0.0,
+        "rmse": 0.0,
+        "ref_range": 1.0,
+        "rel_max_abs": 0.0,
+        "snr_db": 99.0,
+        "cosine": 1.0,
+        "argmax_agreement": 1.0,
+        "decisive_agreement": 1.0,
+        "decisive_fraction": 0.9,
+    }
+    entry = {
+        "model": model,
+        "variant": variant or f"{backend}_{precision}",
+        "path": path,
+        "sha256": "ab" * 32,
+        "bytes": 1000,
+        "backend": backend,
+        "delegate": {"xnnpack": "XnnpackBackend"}.get(backend, "CoreMLBackend"),
+        "precision": precision,
+        "contract": {
+            "name": "rne-0.5",
+            "description": "d",
+            "normalize_in_graph": True,
+            "runtime_mean": None,
+            "runtime_std": None,
+        },
+        "input": {"shape": [1, 3, 8, 8], "dtype": "float32", "layout": "NCHW RGB", "range": [0.0, 1.0]},
+        "output": {"index": 0, "shape": [1, 2, 8, 8], "dtype": "float32", "kind": "logits"},
+        "labels": ["BACKGROUND", "CAT"],
+        "parity": {
+            "mode": "executed",
+            "why": None,
+            "static_checks": [],
+            "inputs": ["photo:chelsea"],
+            "bounds": {"snr_db": [">=", 40.0]},
+            "worst": metrics,
+            "per_input": {"photo:chelsea": metrics},
+        },
+        "fp16_drift_vs_fp32": None,
+        "tolerances": {
+            "max_rel_err": 1e-4,
+            "min_snr_db": 80.0,
+            "min_cosine": 0.99999,
+            "min_decisive_agreement": 0.999,
+            "near_tie": 0.02,
+        },
+        "delegation": {
+            "delegated_nodes": 3,
+            "non_delegated_compute_nodes": 0,
+            "delegated_subgraphs": 1,
+            "non_delegated_ops": {},
+        },
+        "coreml": None,
+        "export_seconds": 1.0,
+        "stage_seconds": {"lower": 1.0},
+        "versions": {"python": "3", "torch": "t", "torchvision": "tv", "executorch": "e", "coremltools": "c"},
+        "platform": "Linux-x86_64",
+        "config": {"file": "x.yaml", "path": "configs/x.yaml", "sha256": "cd" * 32, "variant_hash": "ef" * 32},
+        "weights": {"kind": "random", "identity": "random(seed=0)"},
+        "git_commit": None,
+        "exported_at": "2026-11-25T00:00:00+00:00",
+        "cache_key": "00" * 32,
+        "accuracy": None,
+        "bundle": {
+            "path": path.replace(".pte", ".bpte"),
+            "cases": 2,
+            "atol": 1e-4,
+            "rtol": 0.0,
+            "verified": "executed",
+            "sha256": "12" * 32,
+            "bytes": 2000,
+        },
+    }
+    entry.update(over)
+    return entry

@@ -70,7 +70,9 @@ class HubState:
         return None
 
     def count(self, method: str, path_re: str, status: int | None = 200) -> int:
-        return sum(1 for m, p, s in self.log if m == method and re.search(path_re, p) and (status is None or s == status))
+        return sum(
+            1 for m, p, s in self.log if m == method and re.search(path_re, p) and (status is None or s == status)
+        )
 
     def tamper(self, repo_id: str, rev: str, path: str, data: bytes) -> None:
         """Replace the bytes served for `path` without telling anyone (a corrupted remote)."""
@@ -170,24 +172,28 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- verbs --------------------------------------------------------------------------------
     def do_GET(self):
-        self._dispatch([
-            (r"/api/models/([^/]+/[^/]+)/refs", self.refs),
-            (r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", self.resolve),
-        ])
+        self._dispatch(
+            [
+                (r"/api/models/([^/]+/[^/]+)/refs", self.refs),
+                (r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", self.resolve),
+            ]
+        )
 
     def do_HEAD(self):
         self._dispatch([(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", lambda r, v, p: self.resolve(r, v, p, head=True))])
 
     def do_POST(self):
-        self._dispatch([
-            (r"/api/repos/create", self.create_repo),
-            (r"/api/models/([^/]+/[^/]+)/paths-info/([^/]+)", self.paths_info),
-            (r"/api/models/([^/]+/[^/]+)/preupload/([^/]+)", self.preupload),
-            (r"/([^/]+/[^/]+)\.git/info/lfs/objects/batch", self.lfs_batch),
-            (r"/lfs/([0-9a-f]{64})/verify", self.lfs_verify),
-            (r"/api/models/([^/]+/[^/]+)/commit/([^/]+)", self.commit),
-            (r"/api/models/([^/]+/[^/]+)/tag/([^/]+)", self.create_tag),
-        ])
+        self._dispatch(
+            [
+                (r"/api/repos/create", self.create_repo),
+                (r"/api/models/([^/]+/[^/]+)/paths-info/([^/]+)", self.paths_info),
+                (r"/api/models/([^/]+/[^/]+)/preupload/([^/]+)", self.preupload),
+                (r"/([^/]+/[^/]+)\.git/info/lfs/objects/batch", self.lfs_batch),
+                (r"/lfs/([0-9a-f]{64})/verify", self.lfs_verify),
+                (r"/api/models/([^/]+/[^/]+)/commit/([^/]+)", self.commit),
+                (r"/api/models/([^/]+/[^/]+)/tag/([^/]+)", self.create_tag),
+            ]
+        )
 
     def do_PUT(self):
         self._dispatch([(r"/lfs/([0-9a-f]{64})", self.lfs_put)])
@@ -202,8 +208,11 @@ class Handler(BaseHTTPRequestHandler):
             return
         repo_id = f"{payload.get('organization')}/{payload['name']}"
         if repo_id in self.state.repos:  # the Hub answers 409 with the existing repo's url
-            return self._send(409, {"error": "You already created this model repo", "url": f"{self.base}/{repo_id}"},
-                              {"X-Error-Message": "You already created this model repo"})
+            return self._send(
+                409,
+                {"error": "You already created this model repo", "url": f"{self.base}/{repo_id}"},
+                {"X-Error-Message": "You already created this model repo"},
+            )
         repo = Repo()
         initial = hashlib.sha1(f"init:{repo_id}".encode()).hexdigest()
         repo.commits[initial] = {}
@@ -216,11 +225,14 @@ class Handler(BaseHTTPRequestHandler):
         if repo is None:
             return
         ref = lambda kind, n, c: {"name": n, "ref": f"refs/{kind}/{n}", "targetCommit": c}  # noqa: E731
-        self._send(200, {
-            "branches": [ref("heads", n, c) for n, c in repo.branches.items()],
-            "tags": [ref("tags", n, c) for n, c in repo.tags.items()],
-            "converts": [],
-        })
+        self._send(
+            200,
+            {
+                "branches": [ref("heads", n, c) for n, c in repo.branches.items()],
+                "tags": [ref("tags", n, c) for n, c in repo.tags.items()],
+                "converts": [],
+            },
+        )
 
     def paths_info(self, repo_id, rev):
         form = parse_qs(self._body().decode())
@@ -235,8 +247,14 @@ class Handler(BaseHTTPRequestHandler):
         for p in form.get("paths", []):
             if p in files:
                 f = files[p]
-                info = {"type": "file", "path": p, "size": f.size,
-                        "oid": git_blob_sha1(f.content) if f.content is not None else hashlib.sha1(f.lfs_sha256.encode()).hexdigest()}
+                info = {
+                    "type": "file",
+                    "path": p,
+                    "size": f.size,
+                    "oid": git_blob_sha1(f.content)
+                    if f.content is not None
+                    else hashlib.sha1(f.lfs_sha256.encode()).hexdigest(),
+                }
                 if f.lfs_sha256:
                     info["lfs"] = {"oid": f.lfs_sha256, "size": f.size, "pointerSize": 134}
                 out.append(info)
@@ -254,7 +272,9 @@ class Handler(BaseHTTPRequestHandler):
             oid = None
             if remote is not None:
                 oid = remote.lfs_sha256 if remote.lfs_sha256 else git_blob_sha1(remote.content)
-            out.append({"path": f["path"], "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False, "oid": oid})
+            out.append(
+                {"path": f["path"], "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False, "oid": oid}
+            )
         self._send(200, {"files": out, "commitOid": files and repo.branches["main"]})
 
     def lfs_batch(self, repo_id):
@@ -285,7 +305,9 @@ class Handler(BaseHTTPRequestHandler):
         self._send(200, {"ok": True}) if ok else self._error(404, "object not found")
 
     def commit(self, repo_id, rev):
-        if (got := self._guarded(repo_id, lambda b: [json.loads(l) for l in b.splitlines() if l.strip()])) is None:
+        if (
+            got := self._guarded(repo_id, lambda b: [json.loads(line) for line in b.splitlines() if line.strip()])
+        ) is None:
             return
         lines, repo = got
         header = lines[0]["value"]
@@ -339,8 +361,12 @@ class Handler(BaseHTTPRequestHandler):
             return self._error(404, f"Entry not found: {repo_id}@{rev}/{path}", "EntryNotFound")
         data = self.state.lfs[f.lfs_sha256] if f.lfs_sha256 else f.content
         etag = f.lfs_sha256 or git_blob_sha1(f.content)
-        self._send(200, data, {"ETag": f'"{etag}"', "X-Repo-Commit": commit,
-                               "Content-Type": "application/octet-stream"}, head=head)
+        self._send(
+            200,
+            data,
+            {"ETag": f'"{etag}"', "X-Repo-Commit": commit, "Content-Type": "application/octet-stream"},
+            head=head,
+        )
 
 
 class HubServer:
@@ -354,7 +380,7 @@ class HubServer:
         handler.base = self.url
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def __enter__(self) -> "HubServer":
+    def __enter__(self) -> HubServer:
         self.thread.start()
         return self
 

@@ -8,10 +8,10 @@ import shutil
 import cv2
 import pytest
 import yaml
+from conftest import TINY, run_cli, sample_entry, write_yaml
 
-from conftest import TINY, run_cli, write_yaml
 from export.card import render_card
-from export.manifest import read_manifest
+from export.manifest import manifest_from_dict, read_manifest
 from export.publish import local_files
 
 XNN = "tiny_segnet_xnnpack_fp32.pte"
@@ -22,7 +22,9 @@ CML = "tiny_segnet_coreml_fp16.pte"
 def benched(tiny_build, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "artifacts"
     shutil.copytree(tiny_build, out)  # bench writes bench.json beside the manifest
-    proc = run_cli("bench", "--manifest", str(out / "manifest.json"), "--runs", "3", "--warmup", "1", "--config", str(TINY))
+    proc = run_cli(
+        "bench", "--manifest", str(out / "manifest.json"), "--runs", "3", "--warmup", "1", "--config", str(TINY)
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out, json.loads((out / "bench.json").read_text()), proc
 
@@ -31,7 +33,7 @@ def test_bench_measures_every_engine_in_one_run(benched):
     out, bench, proc = benched
     engines = bench["engines"]
     assert list(engines)[:2] == ["eager fp32", "onnxruntime fp32"] and XNN in engines
-    for name, r in engines.items():
+    for r in engines.values():
         assert r["min_ms"] <= r["median_ms"] <= r["max_ms"]
         assert r["ratio_to_eager"] == pytest.approx(r["median_ms"] / engines["eager fp32"]["median_ms"])
         assert r["ratio_to_onnxruntime"] == pytest.approx(r["median_ms"] / engines["onnxruntime fp32"]["median_ms"])
@@ -47,7 +49,10 @@ def test_bench_refuses_mismatched_weights_or_config(benched, tmp_path):
     out, _, _ = benched
     proc = run_cli("bench", "--manifest", str(out / "manifest.json"), "--config", str(TINY), "--weights", "default")
     assert proc.returncode == 2 and "was exported with random(seed=0)" in proc.stderr
-    changed = write_yaml(tmp_path / "tiny_segnet.yaml", TINY.read_text() + "\n# edited\n")
+    # a changed setting (a comment alone does not change the expanded config's hash)
+    changed = write_yaml(
+        tmp_path / "tiny_segnet.yaml", TINY.read_text().replace("random_inputs: 2", "random_inputs: 3")
+    )
     proc = run_cli("bench", "--manifest", str(out / "manifest.json"), "--config", str(changed))
     assert proc.returncode == 2 and "changed since" in proc.stderr
 
@@ -64,12 +69,12 @@ def test_card_from_manifest_bench_and_overlays(benched, tmp_path):
     assert meta["library_name"] == "executorch" and meta["pipeline_tag"] == "image-segmentation"
     assert meta["license"] and "react-native-executorch" in meta["tags"]
     manifest = read_manifest(out / "manifest.json")
-    for name, e in manifest["artifacts"].items():
-        assert e["sha256"][:16] in body and f"{e['backend']}/{name}" in body
+    for name, e in manifest.artifacts.items():
+        assert e.sha256[:16] in body and f"{e.backend}/{name}" in body
     assert f"{bench['engines'][XNN]['median_ms']:.1f}" in body  # measured, not copied from elsewhere
     assert "| emulated |" in body and "| executed |" in body
-    q = manifest["artifacts"]["tiny_segnet_xnnpack_int8.pte"]["accuracy"]["worst"]
-    assert f"argmax agreement {q['argmax_agreement'] * 100:.1f}%, mIoU {q['miou']:.3f}" in body
+    q = manifest.artifacts["tiny_segnet_xnnpack_int8.pte"].accuracy.worst
+    assert f"argmax agreement {q.argmax_agreement * 100:.1f}%, mIoU {q.miou:.3f}" in body
     assert "useImageSegmentation" in body and "TINY_SEGNET" in body and "random(seed=0)" in body
     pngs = sorted((out / "overlays").glob("*.png"))
     assert len(pngs) == 3
@@ -81,21 +86,10 @@ def test_card_from_manifest_bench_and_overlays(benched, tmp_path):
 
 
 def test_card_without_bench_says_so():
-    manifest = {"artifacts": {XNN: _entry()}}
+    manifest = manifest_from_dict({"schema": 3, "artifacts": {XNN: _entry()}}, "test")
     body = render_card(manifest, None, [])
     assert "no benchmark was run" in body and "not measured" in body and "Host benchmark" not in body
 
 
 def _entry() -> dict:
-    return {
-        "model": "tiny_segnet", "backend": "xnnpack", "delegate": "XnnpackBackend", "precision": "fp32", "path": XNN,
-        "bytes": 1000, "sha256": "ab" * 32, "labels": ["BACKGROUND", "CAT"],
-        "contract": {"name": "rne-0.5", "description": "d"},
-        "input": {"layout": "NCHW RGB", "dtype": "float32", "shape": [1, 3, 8, 8], "range": [0.0, 1.0]},
-        "output": {"index": 0, "dtype": "float32", "kind": "logits", "shape": [1, 2, 8, 8]},
-        "parity": {"mode": "executed", "worst": {"decisive_agreement": 1.0, "rel_max_abs": 0.0, "snr_db": 99.0}},
-        "versions": {"python": "3", "torch": "t", "torchvision": "tv", "executorch": "e", "coremltools": "c"},
-        "weights": {"identity": "random(seed=0)"}, "config": {"file": "x.yaml", "sha256": "cd" * 32},
-        "git_commit": None, "export_seconds": 1.0,
-        "delegation": {"delegated_nodes": 3, "delegated_subgraphs": 1, "non_delegated_compute_nodes": 0},
-    }
+    return sample_entry(XNN)

@@ -6,13 +6,13 @@ import hashlib
 import json
 
 import torch
-
 from conftest import DEEPLAB, TINY, run_cli
+
 from export.models import TinySegNet
 
 
 def _one_error_line(proc):
-    lines = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert len(lines) == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     return lines[0]
@@ -23,8 +23,13 @@ def test_help_lists_models_and_variants():
     assert proc.returncode == 0
     assert "deeplab_v3_resnet50" in proc.stdout
     assert "xnnpack_fp32, xnnpack_int8, coreml_fp16, coreml_fp32, xnnpack_fp32_520, xnnpack_fp32_rne09" in proc.stdout
-    for model in ("deeplab_v3_resnet101", "deeplab_v3_mobilenet_v3_large", "lraspp_mobilenet_v3_large",
-                  "fcn_resnet50", "fcn_resnet101"):
+    for model in (
+        "deeplab_v3_resnet101",
+        "deeplab_v3_mobilenet_v3_large",
+        "lraspp_mobilenet_v3_large",
+        "fcn_resnet50",
+        "fcn_resnet101",
+    ):
         assert model in proc.stdout
     assert "--weights" in proc.stdout and "random" in proc.stdout
 
@@ -96,7 +101,9 @@ def test_torchvision_format_checkpoint_with_aux_head_loads(tmp_path):
     assert any(k.startswith("aux_classifier.") for k in state)
     torch.save(state, ckpt)
     out = tmp_path / "o"
-    proc = run_cli("build", "--config", str(TINY), "--variant", "xnnpack_fp32", "--weights", str(ckpt), "--out", str(out))
+    proc = run_cli(
+        "build", "--config", str(TINY), "--variant", "xnnpack_fp32", "--weights", str(ckpt), "--out", str(out)
+    )
     assert proc.returncode == 0, proc.stderr
     entry = json.loads((out / "manifest.json").read_text())["artifacts"]["tiny_segnet_xnnpack_fp32.pte"]
     sha = hashlib.sha256(ckpt.read_bytes()).hexdigest()
@@ -119,7 +126,9 @@ def test_reproducible_across_processes(tmp_path):
     manifest, _ = json.JSONDecoder().raw_decode(data[start:].decode("latin-1"))
     assert manifest["rootModelIdentifier"] in manifest["itemInfoEntries"]
     assert {e["path"] for e in manifest["itemInfoEntries"].values()} == {
-        "com.apple.CoreML/model.mlmodel", "com.apple.CoreML/weights"}
+        "com.apple.CoreML/model.mlmodel",
+        "com.apple.CoreML/weights",
+    }
     assert b"conversion_date" not in data
 
 
@@ -127,14 +136,13 @@ def test_matrix_of_configs_goes_to_one_folder_per_model(tmp_path):
     other = tmp_path / "tiny_two.yaml"
     other.write_text(TINY.read_text().replace("name: tiny_segnet", "name: tiny_two"))
     out = tmp_path / "o"
-    proc = run_cli("build", "--config", str(TINY), "--config", str(other), "--variant", "xnnpack_fp32",
-                   "--weights", "random", "--out", str(out))
+    both = ["build", "--config", str(TINY), "--config", str(other), "--variant", "xnnpack_fp32"]
+    proc = run_cli(*both, "--weights", "random", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     for model in ("tiny_segnet", "tiny_two"):
         manifest = json.loads((out / model / "manifest.json").read_text())
         assert list(manifest["artifacts"]) == [f"{model}_xnnpack_fp32.pte"]
-    again = run_cli("build", "--config", str(TINY), "--config", str(other), "--variant", "xnnpack_fp32",
-                    "--weights", "random", "--out", str(out))
+    again = run_cli(*both, "--weights", "random", "--out", str(out))
     assert again.returncode == 0 and "everything up to date" in again.stdout
     bad = run_cli("build", "--config", str(TINY), "--config", str(other), "--weights", str(tmp_path / "x.pth"))
     assert bad.returncode == 2 and "--weights PATH fits one model" in bad.stderr

@@ -7,8 +7,8 @@ import json
 import subprocess
 
 import pytest
+from conftest import ROOT, sample_entry
 
-from conftest import ROOT
 from export.codegen import HEADER, constants_from, render_py, render_ts, write_modules
 
 TSC = ROOT / "scripts" / "ts" / "node_modules" / ".bin" / "tsc"
@@ -20,8 +20,7 @@ def published(with_coreml: bool = True, with_int8: bool = False) -> dict:
     arts, files = {}, []
 
     def add(name, backend, precision, variant=None, model="deeplab_v3_resnet50"):
-        arts[name] = {"model": model, "backend": backend, "precision": precision, "path": name,
-                      "variant": variant or f"{backend}_{precision}"}
+        arts[name] = sample_entry(name, model, backend, precision, variant)
         files.append({"artifact": name, "path_in_repo": f"{backend}/{name}", "url": f"{BASE}/{backend}/{name}"})
 
     add("deeplab_v3_resnet50_xnnpack_fp32.pte", "xnnpack", "fp32")
@@ -30,24 +29,36 @@ def published(with_coreml: bool = True, with_int8: bool = False) -> dict:
     if with_int8:
         add("deeplab_v3_resnet50_xnnpack_int8.pte", "xnnpack", "int8")
     files.append({"artifact": None, "path_in_repo": "manifest.json", "url": f"{BASE}/manifest.json"})
-    return {"repo": "org/repo", "tag": "v1.0.0", "commit": "c" * 40, "files": files,
-            "manifest": {"schema": 2, "artifacts": arts}}
+    return {
+        "repo": "org/repo",
+        "tag": "v1.0.0",
+        "commit": "c" * 40,
+        "files": files,
+        "manifest": {"schema": 3, "artifacts": arts},
+    }
 
 
 def tsc(folder, *sources):
     assert TSC.exists(), f"{TSC} missing: `make test` installs it with npm ci (scripts/ts)"
-    (folder / "tsconfig.json").write_text(json.dumps({
-        "extends": str(ROOT / "scripts" / "ts" / "tsconfig.base.json"),
-        "files": [*sources, str(STUBS)],
-    }))
+    (folder / "tsconfig.json").write_text(
+        json.dumps(
+            {
+                "extends": str(ROOT / "scripts" / "ts" / "tsconfig.base.json"),
+                "files": [*sources, str(STUBS)],
+            }
+        )
+    )
     return subprocess.run([str(TSC), "-p", str(folder)], capture_output=True, text=True, timeout=120)
 
 
 def test_constants_choose_coreml_on_ios_and_xnnpack_on_android():
     [c] = constants_from(published())
-    assert c == {"name": "DEEPLAB_V3_RESNET50", "modelName": "deeplab-v3-resnet50",
-                 "ios": f"{BASE}/coreml/deeplab_v3_resnet50_coreml_fp16.pte",
-                 "android": f"{BASE}/xnnpack/deeplab_v3_resnet50_xnnpack_fp32.pte"}
+    assert c == {
+        "name": "DEEPLAB_V3_RESNET50",
+        "modelName": "deeplab-v3-resnet50",
+        "ios": f"{BASE}/coreml/deeplab_v3_resnet50_coreml_fp16.pte",
+        "android": f"{BASE}/xnnpack/deeplab_v3_resnet50_xnnpack_fp32.pte",
+    }
     [only] = constants_from(published(with_coreml=False))
     assert only["ios"] == only["android"] == f"{BASE}/xnnpack/deeplab_v3_resnet50_xnnpack_fp32.pte"
     names = [c["name"] for c in constants_from(published(with_int8=True))]
@@ -90,7 +101,8 @@ def test_typescript_compiles_with_real_tsc(tmp_path, kw):
         "import { DEEPLAB_V3_RESNET50 } from './modelUrls';\n"
         "const name: 'deeplab-v3-resnet50' = DEEPLAB_V3_RESNET50.modelName;\n"
         "const source: string = DEEPLAB_V3_RESNET50.modelSource;\n"
-        "export { name, source };\n")
+        "export { name, source };\n"
+    )
     proc = tsc(tmp_path, "modelUrls.ts", "use.ts")
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -100,7 +112,8 @@ def test_tsc_rejects_wrong_usage(tmp_path):
     (tmp_path / "modelUrls.ts").write_text(render_ts(published()))
     (tmp_path / "use.ts").write_text(
         "import { DEEPLAB_V3_RESNET50 } from './modelUrls';\n"
-        "const name: 'other-model' = DEEPLAB_V3_RESNET50.modelName;\nexport { name };\n")
+        "const name: 'other-model' = DEEPLAB_V3_RESNET50.modelName;\nexport { name };\n"
+    )
     proc = tsc(tmp_path, "modelUrls.ts", "use.ts")
     assert proc.returncode != 0 and "TS2322" in proc.stdout
 
@@ -108,14 +121,33 @@ def test_tsc_rejects_wrong_usage(tmp_path):
 def test_several_repos_and_variant_suffixes_merge_into_one_module(tmp_path):
     a = published(with_int8=True)
     a["files"].append({"artifact": "deeplab_v3_resnet50_xnnpack_fp32_520.pte", "url": f"{BASE}/xnnpack/x520.pte"})
-    a["manifest"]["artifacts"]["deeplab_v3_resnet50_xnnpack_fp32_520.pte"] = {
-        "model": "deeplab_v3_resnet50", "backend": "xnnpack", "precision": "fp32", "variant": "xnnpack_fp32_520"}
-    b = {"repo": "org/fcn", "tag": "v2.0.0", "commit": "d" * 40,
-         "files": [{"artifact": "fcn_resnet50_xnnpack_fp32.pte", "url": "https://huggingface.co/org/fcn/resolve/v2.0.0/xnnpack/f.pte"}],
-         "manifest": {"artifacts": {"fcn_resnet50_xnnpack_fp32.pte": {
-             "model": "fcn_resnet50", "backend": "xnnpack", "precision": "fp32", "variant": "xnnpack_fp32"}}}}
+    a["manifest"]["artifacts"]["deeplab_v3_resnet50_xnnpack_fp32_520.pte"] = sample_entry(
+        "deeplab_v3_resnet50_xnnpack_fp32_520.pte", "deeplab_v3_resnet50", variant="xnnpack_fp32_520"
+    )
+    b = {
+        "repo": "org/fcn",
+        "tag": "v2.0.0",
+        "commit": "d" * 40,
+        "files": [
+            {
+                "artifact": "fcn_resnet50_xnnpack_fp32.pte",
+                "url": "https://huggingface.co/org/fcn/resolve/v2.0.0/xnnpack/f.pte",
+            }
+        ],
+        "manifest": {
+            "schema": 3,
+            "artifacts": {
+                "fcn_resnet50_xnnpack_fp32.pte": sample_entry("fcn_resnet50_xnnpack_fp32.pte", "fcn_resnet50")
+            },
+        },
+    }
     consts = {c["name"]: c for c in constants_from([a, b])}
-    assert sorted(consts) == ["DEEPLAB_V3_RESNET50", "DEEPLAB_V3_RESNET50_520", "DEEPLAB_V3_RESNET50_QUANTIZED", "FCN_RESNET50"]
+    assert sorted(consts) == [
+        "DEEPLAB_V3_RESNET50",
+        "DEEPLAB_V3_RESNET50_520",
+        "DEEPLAB_V3_RESNET50_QUANTIZED",
+        "FCN_RESNET50",
+    ]
     assert consts["DEEPLAB_V3_RESNET50_520"]["modelName"] == "deeplab-v3-resnet50-520"
     assert consts["DEEPLAB_V3_RESNET50_520"]["android"].endswith("x520.pte")
     assert consts["DEEPLAB_V3_RESNET50"]["android"].endswith("deeplab_v3_resnet50_xnnpack_fp32.pte")  # not overwritten

@@ -3,10 +3,10 @@
 import dataclasses
 
 import pytest
+from conftest import DEEPLAB, TINY, write_yaml
 
 from export.config import ConfigError, load_config
 from export.errors import ExportError
-from conftest import DEEPLAB, TINY, write_yaml
 
 
 def test_deeplab_config_is_the_hook_contract():
@@ -16,7 +16,13 @@ def test_deeplab_config_is_the_hook_contract():
     assert cfg.contract == "rne-0.5"
     assert len(cfg.labels) == 21 and cfg.labels[0] == "BACKGROUND" and cfg.labels[-1] == "TVMONITOR"
     assert [v.name for v in cfg.variants] == [
-        "xnnpack_fp32", "xnnpack_int8", "coreml_fp16", "coreml_fp32", "xnnpack_fp32_520", "xnnpack_fp32_rne09"]
+        "xnnpack_fp32",
+        "xnnpack_int8",
+        "coreml_fp16",
+        "coreml_fp32",
+        "xnnpack_fp32_520",
+        "xnnpack_fp32_rne09",
+    ]
     big = cfg.variant("xnnpack_fp32_520")
     assert (big.input.height, big.contract) == (520, "rne-0.5")
     assert cfg.artifact_name(big) == "deeplab_v3_resnet50_xnnpack_fp32_520.pte"
@@ -41,7 +47,9 @@ def test_unknown_key_names_file_and_key(tmp_path, tiny_yaml_text):
     with pytest.raises(ConfigError) as e:
         load_config(bad)
     msg = str(e.value)
-    assert str(bad) in msg and "variants[0].tolerances.max_rel_er" in msg and "unknown key" in msg and "max_rel_err" in msg
+    assert (
+        str(bad) in msg and "variants[0].tolerances.max_rel_er" in msg and "unknown key" in msg and "max_rel_err" in msg
+    )
 
 
 def test_unknown_top_level_key(tmp_path, tiny_yaml_text):
@@ -69,7 +77,10 @@ def test_unknown_backend_lists_valid_names(tmp_path, tiny_yaml_text):
 
 def test_unknown_precision_and_contract(tmp_path, tiny_yaml_text):
     bad = write_yaml(tmp_path / "p.yaml", tiny_yaml_text.replace("precision: fp32", "precision: int4"))
-    with pytest.raises(ConfigError, match=r"variants\[0\].precision: 'int4' is not supported by backend 'xnnpack' \(valid: fp32, int8\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"variants\[0\].precision: 'int4' is not supported by backend 'xnnpack' \(valid: fp32, int8\)",
+    ):
         load_config(bad)
     bad = write_yaml(tmp_path / "c.yaml", tiny_yaml_text.replace("contract: rne-0.5", "contract: rne-9"))
     with pytest.raises(ExportError, match=r"unknown contract 'rne-9'.*valid contracts: rne-0.5, rne-0.9"):
@@ -84,7 +95,9 @@ def test_label_count_must_match_classes(tmp_path, tiny_yaml_text):
 
 def test_unknown_variant_lists_valid_names():
     cfg = load_config(TINY)
-    with pytest.raises(ExportError, match="unknown variant 'xnnpack_fp16'.*valid variants: xnnpack_fp32, xnnpack_int8, coreml_fp16"):
+    with pytest.raises(
+        ExportError, match="unknown variant 'xnnpack_fp16'.*valid variants: xnnpack_fp32, xnnpack_int8, coreml_fp16"
+    ):
         cfg.variant("xnnpack_fp16")
 
 
@@ -101,34 +114,48 @@ def test_variant_hash_changes_with_options():
 
 
 def test_calibration_and_accuracy_images_must_be_apart(tmp_path, tiny_yaml_text):
-    bad = write_yaml(tmp_path / "o.yaml", tiny_yaml_text.replace("images: [astronaut, chelsea]   # held", "images: [astronaut, coffee]   # held"))
+    bad = write_yaml(
+        tmp_path / "o.yaml",
+        tiny_yaml_text.replace("images: [astronaut, chelsea]   # held", "images: [astronaut, coffee]   # held"),
+    )
     with pytest.raises(ConfigError, match="accuracy.images: coffee also calibrate"):
         load_config(bad)
 
 
 def test_int8_needs_calibration(tmp_path, tiny_yaml_text):
-    text = tiny_yaml_text[: tiny_yaml_text.index("calibration:")] + tiny_yaml_text[tiny_yaml_text.index("variants:"):]
+    text = tiny_yaml_text[: tiny_yaml_text.index("calibration:")] + tiny_yaml_text[tiny_yaml_text.index("variants:") :]
     with pytest.raises(ConfigError, match=r"variants\[1\].precision: int8 needs `calibration` and `accuracy`"):
         load_config(write_yaml(tmp_path / "q.yaml", text))
 
 
 def test_variant_names_only_grow_where_needed(tmp_path, tiny_yaml_text):
-    extra = ("  - backend: xnnpack\n    precision: fp32\n    input: {height: 48, width: 64}\n    contract: rne-0.9\n"
-             "    tolerances: {max_rel_err: 1.0e-5, min_snr_db: 80.0, min_cosine: 0.99999, min_decisive_agreement: 0.999}\n")
+    extra = (
+        "  - backend: xnnpack\n    precision: fp32\n    input: {height: 48, width: 64}\n    contract: rne-0.9\n"
+        "    tolerances: {max_rel_err: 1.0e-5, min_snr_db: 80.0, min_cosine: 0.99999, min_decisive_agreement: 0.999}\n"
+    )
     cfg = load_config(write_yaml(tmp_path / "tiny_segnet.yaml", tiny_yaml_text + extra))
     assert [v.name for v in cfg.variants] == ["xnnpack_fp32", "xnnpack_int8", "coreml_fp16", "xnnpack_fp32_48x64_rne09"]
-    dup = tiny_yaml_text + extra.replace("input: {height: 48, width: 64}\n    contract: rne-0.9\n", "contract: rne-0.5\n")
+    dup = tiny_yaml_text + extra.replace(
+        "input: {height: 48, width: 64}\n    contract: rne-0.9\n", "contract: rne-0.5\n"
+    )
     with pytest.raises(ConfigError, match=r"variants\[3\]: duplicate variant 'xnnpack_fp32'"):
         load_config(write_yaml(tmp_path / "d.yaml", dup))
 
 
 def test_every_shipped_config_loads():
     from conftest import ROOT
+
     from export.config import list_configs
 
     names = {load_config(p).name for p in list_configs(ROOT / "configs")}
-    assert names == {"deeplab_v3_resnet50", "deeplab_v3_resnet101", "deeplab_v3_mobilenet_v3_large",
-                     "lraspp_mobilenet_v3_large", "fcn_resnet50", "fcn_resnet101"}
+    assert names == {
+        "deeplab_v3_resnet50",
+        "deeplab_v3_resnet101",
+        "deeplab_v3_mobilenet_v3_large",
+        "lraspp_mobilenet_v3_large",
+        "fcn_resnet50",
+        "fcn_resnet101",
+    }
 
 
 # --- extends: a family base, model files say only what differs ---------------------------------
@@ -165,9 +192,11 @@ def test_extends_merges_mappings_and_fills_tolerances(tmp_path):
 
 
 def test_extra_variants_append_and_variants_replace(tmp_path):
-    extra = MODEL_TEXT + ("extra_variants:\n  - {backend: xnnpack, precision: fp32, contract: rne-0.9,\n"
-                          "     tolerances: {max_rel_err: 1.0e-4, min_snr_db: 80.0, min_cosine: 0.9999,"
-                          " min_decisive_agreement: 0.99}}\n")
+    extra = MODEL_TEXT + (
+        "extra_variants:\n  - {backend: xnnpack, precision: fp32, contract: rne-0.9,\n"
+        "     tolerances: {max_rel_err: 1.0e-4, min_snr_db: 80.0, min_cosine: 0.9999,"
+        " min_decisive_agreement: 0.99}}\n"
+    )
     cfg = load_config(_family(tmp_path, model=extra))
     assert [v.name for v in cfg.variants] == ["xnnpack_fp32", "coreml_fp16", "xnnpack_fp32_rne09"]
     assert cfg.variant("xnnpack_fp32_rne09").tolerances.max_rel_err == 1.0e-4  # its own win
@@ -186,8 +215,9 @@ def test_extends_errors_name_the_file_and_key(tmp_path):
         load_config(_family(tmp_path / "m", model=MODEL_TEXT.replace("base/family.yaml", "nowhere.yaml")))
     with pytest.raises(ConfigError, match=r"toy.yaml: extra_variants: only valid with `extends:`"):
         load_config(_family(tmp_path / "x", model="name: toy\nextra_variants: [{backend: xnnpack, precision: fp32}]\n"))
-    no_default = BASE_TEXT.replace("  fp16: {max_rel_err: 0.005, min_snr_db: 50.0, min_cosine: 0.9999, "
-                                   "min_decisive_agreement: 0.995}\n", "")
+    no_default = BASE_TEXT.replace(
+        "  fp16: {max_rel_err: 0.005, min_snr_db: 50.0, min_cosine: 0.9999, min_decisive_agreement: 0.995}\n", ""
+    )
     with pytest.raises(ConfigError, match=r"toy.yaml: variants\[1\].tolerances: missing: .*tolerances.fp16"):
         load_config(_family(tmp_path / "t", base=no_default))
     loop = tmp_path / "loop"
@@ -209,6 +239,7 @@ def test_expanded_config_is_hashed(tmp_path):
 def test_shipped_family_files_say_only_what_differs():
     """Each shipped model file is short; the bounds and photo lists live once, in the base."""
     from conftest import ROOT
+
     from export.config import list_configs
 
     for path in list_configs(ROOT / "configs"):
@@ -216,4 +247,5 @@ def test_shipped_family_files_say_only_what_differs():
         assert "extends: base/voc_segmentation.yaml" in text, path
         assert len(text.splitlines()) <= 25 and "tolerances" not in text and "labels" not in text, path
     assert not list_configs(ROOT / "configs" / "base") or all(
-        "name:" not in p.read_text() for p in list_configs(ROOT / "configs" / "base"))
+        "name:" not in p.read_text() for p in list_configs(ROOT / "configs" / "base")
+    )

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from conftest import DEEPLAB, ROOT, realistic_checkpoint, run_cli, write_yaml
 from PIL import Image
 
-from conftest import DEEPLAB, ROOT, realistic_checkpoint, run_cli, write_yaml
 from export import pipeline
 from export.config import InputSpec, list_configs, load_config
 from export.weights import cache_path_for, load_model
@@ -77,7 +77,9 @@ def test_coreml_entries_say_how_parity_was_obtained(export_random):
     for name, precision in ((CML, "fp16"), (CML32, "fp32")):
         e = arts[name]
         assert e["delegate"] == "CoreMLBackend" and e["precision"] == precision
-        assert e["parity"]["mode"] == ("executed" if runnable else {"fp16": "emulated", "fp32": "not executed"}[precision])
+        assert e["parity"]["mode"] == (
+            "executed" if runnable else {"fp16": "emulated", "fp32": "not executed"}[precision]
+        )
         assert e["coreml"] == {"deployment_target": "iOS17", "compute_units": "ALL", "lower_full_graph": False}
         assert e["bundle"]["verified"] == "executed" if runnable else e["bundle"]["verified"].startswith("not run here")
     if not runnable:  # fp32 Core ML has no emulation worth the name: only static checks, no numbers
@@ -106,8 +108,21 @@ def export_realistic(tmp_path_factory):
     fixture, scripts/realistic_checkpoint.py), with the shipped config and its release bounds."""
     ckpt = realistic_checkpoint("deeplabv3_resnet50", tmp_path_factory.mktemp("dl-ckpt") / "deeplab_realistic.pth")
     out = tmp_path_factory.mktemp("deeplab-realistic")
-    proc = run_cli("build", "--config", str(DEEPLAB), "--weights", str(ckpt), "--out", str(out),
-                   "--variant", "xnnpack_fp32", "--variant", "xnnpack_int8", "--variant", "coreml_fp16")
+    proc = run_cli(
+        "build",
+        "--config",
+        str(DEEPLAB),
+        "--weights",
+        str(ckpt),
+        "--out",
+        str(out),
+        "--variant",
+        "xnnpack_fp32",
+        "--variant",
+        "xnnpack_int8",
+        "--variant",
+        "coreml_fp16",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, json.loads((out / "manifest.json").read_text())["artifacts"], ckpt
 
@@ -162,8 +177,15 @@ def test_int8_accuracy_gate_fails_on_broken_calibration(export_random, tmp_path)
 def test_summary_table_and_stage_progress(export_random):
     _, _, proc = export_random
     assert XNN in proc.stdout and CML in proc.stdout and Q8 in proc.stdout and "emulated" in proc.stdout
-    for stage in ("load weights", "4. torch.export", "4b. quantize (int8)", "5. lower (xnnpack)",
-                  "6. serialize", "7. verify", "7b. bundle (.bpte)"):
+    for stage in (
+        "load weights",
+        "4. torch.export",
+        "4b. quantize (int8)",
+        "5. lower (xnnpack)",
+        "6. serialize",
+        "7. verify",
+        "7b. bundle (.bpte)",
+    ):
         assert stage in proc.stderr
 
 
@@ -177,8 +199,16 @@ def test_second_run_is_up_to_date(export_random):
 def test_byte_identical_across_processes(export_random, tmp_path):
     out, arts, _ = export_random
     variants = ["xnnpack_fp32", "xnnpack_int8", "coreml_fp16"]
-    proc = run_cli("build", "--config", str(DEEPLAB), "--weights", "random", "--out", str(tmp_path),
-                   *[a for v in variants for a in ("--variant", v)])
+    proc = run_cli(
+        "build",
+        "--config",
+        str(DEEPLAB),
+        "--weights",
+        "random",
+        "--out",
+        str(tmp_path),
+        *[a for v in variants for a in ("--variant", v)],
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     for name in (XNN, Q8, CML):
         assert hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() == arts[name]["sha256"], name
@@ -190,10 +220,12 @@ def test_every_config_builds_fp32(config, tmp_path):
     cost does not depend on it, but eager parity runs and file sizes do, and CI has 2 cores."""
     cfg = load_config(config)
     small = InputSpec(64, 64)
-    cfg = dataclasses.replace(cfg, input=small, variants=tuple(dataclasses.replace(v, input=small) for v in cfg.variants))
+    cfg = dataclasses.replace(
+        cfg, input=small, variants=tuple(dataclasses.replace(v, input=small) for v in cfg.variants)
+    )
     [res] = pipeline.build(cfg, ["xnnpack_fp32"], "random", tmp_path)
-    assert res.entry["parity"]["mode"] == "executed" and res.entry["parity"]["worst"]["decisive_agreement"] >= 0.999
-    assert res.entry["input"]["shape"] == [1, 3, 64, 64] and res.entry["bundle"]["verified"] == "executed"
+    assert res.entry.parity.mode == "executed" and res.entry.parity.worst.decisive_agreement >= 0.999
+    assert res.entry.input.shape == (1, 3, 64, 64) and res.entry.bundle.verified == "executed"
 
 
 def test_default_weights_load_from_torchvision_cache(tmp_path, monkeypatch):
@@ -204,7 +236,8 @@ def test_default_weights_load_from_torchvision_cache(tmp_path, monkeypatch):
     weights = torchvision.models.segmentation.DeepLabV3_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1
     torch.manual_seed(3)
     ref = torchvision.models.segmentation.deeplabv3_resnet50(
-        weights=None, weights_backbone=None, num_classes=21, aux_loss=True).eval()
+        weights=None, weights_backbone=None, num_classes=21, aux_loss=True
+    ).eval()
     path = cache_path_for(weights.url)
     path.parent.mkdir(parents=True)
     torch.save(ref.state_dict(), path)

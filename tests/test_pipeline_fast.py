@@ -8,12 +8,13 @@ import shutil
 
 import pytest
 import torch
-
 from conftest import TINY, WEIGHT_KINDS, write_yaml
+
 from export import pipeline
 from export.config import Tolerances, load_config
-from export.errors import GateError
+from export.errors import ExportError, GateError
 from export.files import TMP_PREFIX, sha256_file
+from export.manifest import TOOL_PACKAGES
 from export.metrics import compare, worst_of
 from export.models import MODELS, ModelBuilder, TinySegNet
 from export.verify import delegate_ids, parity_gate
@@ -47,7 +48,10 @@ def test_build_writes_verified_artifacts_and_manifest(tiny_builds, kind):
     out = tiny_builds[kind]
     manifest = json.loads((out / "manifest.json").read_text())
     assert sorted(manifest["artifacts"]) == [
-        "tiny_segnet_coreml_fp16.pte", "tiny_segnet_xnnpack_fp32.pte", "tiny_segnet_xnnpack_int8.pte"]
+        "tiny_segnet_coreml_fp16.pte",
+        "tiny_segnet_xnnpack_fp32.pte",
+        "tiny_segnet_xnnpack_int8.pte",
+    ]
     for name, entry in manifest["artifacts"].items():
         bundle = entry["bundle"]
         assert bundle["path"] == name.replace(".pte", ".bpte") and bundle["cases"] == 2
@@ -57,14 +61,21 @@ def test_build_writes_verified_artifacts_and_manifest(tiny_builds, kind):
         assert entry["delegation"]["non_delegated_compute_nodes"] == 0
         assert entry["delegation"]["delegated_nodes"] > 0
         assert entry["contract"]["name"] == "rne-0.5"
-        assert entry["input"] == {"shape": [1, 3, 32, 32], "dtype": "float32", "layout": "NCHW RGB", "range": [0.0, 1.0]}
+        assert entry["input"] == {
+            "shape": [1, 3, 32, 32],
+            "dtype": "float32",
+            "layout": "NCHW RGB",
+            "range": [0.0, 1.0],
+        }
         assert entry["output"]["shape"] == [1, 21, 32, 32] and entry["output"]["index"] == 0
         if kind == "random":
             assert entry["weights"] == {"kind": "random", "identity": "random(seed=0)"}
         else:
-            assert entry["weights"]["kind"] == "path" and entry["weights"]["identity"].startswith("file tiny_realistic.pth (sha256 ")
-        assert set(entry["versions"]) == {"python", "torch", "torchvision", "executorch", "coremltools", "torchao",
-                                          "scikit-image", "opencv-python-headless"}
+            assert entry["weights"]["kind"] == "path" and entry["weights"]["identity"].startswith(
+                "file tiny_realistic.pth (sha256 "
+            )
+        assert set(entry["versions"]) == {"python", *TOOL_PACKAGES}
+        assert {"torch", "executorch", "torchao", "scikit-image", "opencv-python-headless"} <= set(TOOL_PACKAGES)
         assert entry["platform"]
         assert len(entry["config"]["sha256"]) == 64 and entry["export_seconds"] > 0
         assert entry["parity"]["inputs"] == ["photo:astronaut", "photo:chelsea", "random:0:0", "random:0:1"]
@@ -116,8 +127,7 @@ def test_parity_gate_fails_on_perturbed_artifact(prev, weights, monkeypatch, var
     def lower_perturbed(program, variant, seed):
         gm = copy.deepcopy(program.module())  # the unlifted module shares tensors with eager
         gen = torch.Generator().manual_seed(0)
-        used = {n.target for n in gm.graph.nodes if n.op == "get_attr"} | {
-            k for k, _ in gm.named_parameters()}
+        used = {n.target for n in gm.graph.nodes if n.op == "get_attr"} | {k for k, _ in gm.named_parameters()}
         nudged = []
         with torch.no_grad():
             for name, t in [*gm.named_parameters(), *gm.named_buffers()]:
@@ -157,16 +167,24 @@ def cumsum_model():
 
 def test_delegation_gate_fails_on_op_backend_cannot_take(cumsum_model, prev, weights, tiny_yaml_text, tmp_path):
     out, before = prev
-    cfg_path = write_yaml(tmp_path / "tiny_segnet.yaml", tiny_yaml_text.replace("builder: tiny_segnet", "builder: tiny_cumsum"))
+    cfg_path = write_yaml(
+        tmp_path / "tiny_segnet.yaml", tiny_yaml_text.replace("builder: tiny_segnet", "builder: tiny_cumsum")
+    )
     with pytest.raises(GateError) as e:
         pipeline.build(load_config(cfg_path), ["xnnpack_fp32"], weights, out)
-    assert "delegation gate: tiny_segnet_xnnpack_fp32.pte: 1 compute op(s) not delegated to xnnpack: aten.cumsum.default x1" in str(e.value)
+    assert (
+        "delegation gate: tiny_segnet_xnnpack_fp32.pte: 1 compute op(s) not delegated to xnnpack: aten.cumsum.default x1"
+        in str(e.value)
+    )
     _unchanged(out, before)
     # the config can allow it explicitly; then the gate passes and the count is recorded
     allowed = tiny_yaml_text.replace("builder: tiny_segnet", "builder: tiny_cumsum").replace(
-        "precision: fp32\n", "precision: fp32\n    allow_non_delegated: [aten.cumsum.default]\n")
-    res = pipeline.build(load_config(write_yaml(tmp_path / "tiny_segnet.yaml", allowed)), ["xnnpack_fp32"], weights, out)
-    assert res[0].entry["delegation"]["non_delegated_ops"] == {"aten.cumsum.default": 1}
+        "precision: fp32\n", "precision: fp32\n    allow_non_delegated: [aten.cumsum.default]\n"
+    )
+    res = pipeline.build(
+        load_config(write_yaml(tmp_path / "tiny_segnet.yaml", allowed)), ["xnnpack_fp32"], weights, out
+    )
+    assert res[0].entry.delegation.non_delegated_ops == {"aten.cumsum.default": 1}
 
 
 @pytest.mark.parametrize("kind", ["random"])
@@ -200,7 +218,9 @@ def test_metrics_are_scale_invariant_and_gate_names_metric_value_bound(scale):
     ref = torch.randn(1, 4, 8, 8, generator=gen) * scale
     got = ref + 0.01 * scale * torch.randn(ref.shape, generator=gen)
     m = compare(ref, got)
-    assert 0.002 < m.rel_max_abs < 0.02 and 30 < m.snr_db < 45 and m.max_abs == pytest.approx(m.rel_max_abs * m.ref_range)
+    assert (
+        0.002 < m.rel_max_abs < 0.02 and 30 < m.snr_db < 45 and m.max_abs == pytest.approx(m.rel_max_abs * m.ref_range)
+    )
     same = compare(ref / scale, got / scale)
     assert same.rel_max_abs == pytest.approx(m.rel_max_abs) and same.snr_db == pytest.approx(m.snr_db)
     assert same.decisive_agreement == m.decisive_agreement and same.decisive_fraction == m.decisive_fraction
@@ -236,7 +256,9 @@ def test_unchanged_variants_are_up_to_date_and_changes_rebuild(prev, monkeypatch
     pipeline.build(load_config(TINY), None, "random", out)
     assert calls == ["xnnpack_fp32"]
     # a changed config (here a tolerance of one variant) rebuilds that variant only
-    changed = write_yaml(tmp_path / "tiny_segnet.yaml", tiny_yaml_text.replace("min_snr_db: 50.0,", "min_snr_db: 49.0,"))
+    changed = write_yaml(
+        tmp_path / "tiny_segnet.yaml", tiny_yaml_text.replace("min_snr_db: 50.0,", "min_snr_db: 49.0,")
+    )
     pipeline.build(load_config(changed), None, "random", out)
     assert calls == ["xnnpack_fp32", "coreml_fp16"]
 
@@ -253,8 +275,10 @@ def test_accuracy_gate_fails_on_broken_calibration(prev, kind, weights, tiny_yam
     for i in range(2):
         Image.fromarray(np.full((64, 64, 3), 128 + i, np.uint8)).save(grey / f"{i}.png")
     text = tiny_yaml_text.replace("  count: 2", f"  folder: {grey}\n  count: 2")
-    text = text.replace("smoke_bounds: {min_argmax_agreement: 0.5, min_miou: 0.3, min_snr_db: 5.0}",
-                        "smoke_bounds: {min_argmax_agreement: 0.9, min_miou: 0.6, min_snr_db: 20.0}")
+    text = text.replace(
+        "smoke_bounds: {min_argmax_agreement: 0.5, min_miou: 0.3, min_snr_db: 5.0}",
+        "smoke_bounds: {min_argmax_agreement: 0.9, min_miou: 0.6, min_snr_db: 20.0}",
+    )
     cfg = load_config(write_yaml(tmp_path / "tiny_segnet.yaml", text))
     which = "smoke" if kind == "random" else "release"
     with pytest.raises(GateError, match=rf"accuracy gate \({which} bounds\): tiny_segnet_xnnpack_int8.pte: .*snr_db="):
@@ -263,7 +287,7 @@ def test_accuracy_gate_fails_on_broken_calibration(prev, kind, weights, tiny_yam
     # the same bounds pass with the photos the config normally calibrates on
     good = load_config(write_yaml(tmp_path / "tiny_segnet.yaml", text.replace(f"  folder: {grey}\n", "")))
     res = pipeline.build(good, ["xnnpack_int8"], weights, out)
-    assert res[0].entry["accuracy"]["worst"]["snr_db"] >= 20.0 and res[0].entry["accuracy"]["bounds"] == which
+    assert res[0].entry.accuracy.worst.snr_db >= 20.0 and res[0].entry.accuracy.bounds == which
 
 
 def test_bundled_verification_fails_on_wrong_expected_output(tiny_builds, kind, tmp_path):
@@ -314,7 +338,52 @@ def test_static_contract_and_delegate_checks_fail_on_the_wrong_file(tiny_build):
     pte = out / "tiny_segnet_xnnpack_fp32.pte"
     check_program(pte, cfg, cfg.variant("xnnpack_fp32"))  # the right file passes
     bigger = dataclasses.replace(cfg.variant("xnnpack_fp32"), input=InputSpec(64, 64))
-    with pytest.raises(GateError, match=r"contract: tiny_segnet_xnnpack_fp32.pte: input 0 is \(1, 3, 32, 32\).*expected \(1, 3, 64, 64\)"):
+    with pytest.raises(
+        GateError,
+        match=r"contract: tiny_segnet_xnnpack_fp32.pte: input 0 is \(1, 3, 32, 32\).*expected \(1, 3, 64, 64\)",
+    ):
         check_program(pte, cfg, bigger)
     with pytest.raises(GateError, match=r"delegates in file are \['XnnpackBackend'\], expected only CoreMLBackend"):
         check_program(pte, cfg, cfg.variant("coreml_fp16"))
+
+
+def test_manifest_is_typed_and_ships_its_json_schema(tiny_builds, tmp_path):
+    """The schema beside the manifest is the one generated from the records, an independent
+    validator accepts the manifest with it and rejects a broken one; old or broken manifests make
+    readers say "re-export", and an export starts them afresh."""
+    import jsonschema
+
+    from export.manifest import SCHEMA_NAME, json_schema, read_manifest
+
+    out = tiny_builds["random"]
+    data = json.loads((out / "manifest.json").read_text())
+    shipped = json.loads((out / SCHEMA_NAME).read_text())
+    assert shipped == json_schema() and data["schema"] == 3
+    jsonschema.validate(data, shipped)
+    entry = data["artifacts"]["tiny_segnet_xnnpack_int8.pte"]
+    for broken in (
+        {k: v for k, v in entry.items() if k != "sha256"},  # a required key gone
+        {**entry, "parity": {**entry["parity"], "mode": "guessed"}},  # not a parity mode
+        {**entry, "surprise": 1},
+    ):  # a key this schema does not know
+        bad = {**data, "artifacts": {**data["artifacts"], "tiny_segnet_xnnpack_int8.pte": broken}}
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, shipped)
+        (tmp_path / "manifest.json").write_text(json.dumps(bad))
+        with pytest.raises(ExportError, match=r"tiny_segnet_xnnpack_int8.pte.*re-export"):
+            read_manifest(tmp_path / "manifest.json")
+    assert read_manifest(out / "manifest.json").artifacts["tiny_segnet_xnnpack_int8.pte"].accuracy.worst.miou > 0
+    (tmp_path / "manifest.json").write_text(json.dumps({**data, "schema": 2}))
+    with pytest.raises(ExportError, match=r"schema 2, this tool reads schema 3; re-export"):
+        read_manifest(tmp_path / "manifest.json")
+    # an export over that old manifest: nothing counts as up to date, the new entry starts it afresh
+    from export.manifest import write_entry
+
+    stale = tmp_path / "manifest.json"
+    assert pipeline.up_to_date(tmp_path, "tiny_segnet_xnnpack_int8.pte", entry["cache_key"]) is None
+    write_entry(
+        tmp_path,
+        "tiny_segnet_xnnpack_int8.pte",
+        read_manifest(out / "manifest.json").artifacts["tiny_segnet_xnnpack_int8.pte"],
+    )
+    assert list(read_manifest(stale).artifacts) == ["tiny_segnet_xnnpack_int8.pte"]

@@ -8,8 +8,8 @@ import ast
 import numpy as np
 import pytest
 import torch
-
 from conftest import ROOT
+
 from export.config import IMAGENET_MEAN, IMAGENET_STD
 from export.preprocess import NEAR_DUPLICATE, load_photo, model_input, preprocess, similarity
 
@@ -26,11 +26,17 @@ def ramp_bgr() -> np.ndarray:
 # B at x=0: (4*1 + 4*4)/2 = 10, at x=1: (4*25 + 4*36)/2 = 122; G likewise by row;
 # R at x=0: (4*36 + 4*25)/2 = 122, at x=1: (4*4 + 4*1)/2 = 10.
 # Channel order after BGR->RGB is R, G, B; then /255.
-EXPECTED_RNE05 = np.array([
-    [[122, 10], [122, 10]],  # R
-    [[10, 10], [122, 122]],  # G
-    [[10, 122], [10, 122]],  # B
-], np.float32)[None] / 255
+EXPECTED_RNE05 = (
+    np.array(
+        [
+            [[122, 10], [122, 10]],  # R
+            [[10, 10], [122, 122]],  # G
+            [[10, 122], [10, 122]],  # B
+        ],
+        np.float32,
+    )[None]
+    / 255
+)
 
 
 def test_hand_computed_values_rne05():
@@ -42,7 +48,8 @@ def test_hand_computed_values_rne05():
 def test_hand_computed_values_rne09_apply_imagenet_mean_std_after_div255():
     got = model_input(ramp_bgr(), 2, 2, "rne-0.9").numpy()
     want = (EXPECTED_RNE05 - np.array(IMAGENET_MEAN, np.float32).reshape(1, 3, 1, 1)) / np.array(
-        IMAGENET_STD, np.float32).reshape(1, 3, 1, 1)
+        IMAGENET_STD, np.float32
+    ).reshape(1, 3, 1, 1)
     np.testing.assert_allclose(got, want, atol=1e-6)
     # rne-0.5 feeds [0,1] and leaves mean/std to the graph
     np.testing.assert_allclose(model_input(ramp_bgr(), 2, 2, "rne-0.5").numpy(), EXPECTED_RNE05, atol=1e-7)
@@ -60,7 +67,9 @@ def test_the_pin_catches_each_wrong_pipeline(wrong):
         t = TF.resize(t, [2, 2], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
         got = (t.float() / 255).unsqueeze(0).numpy()
     else:
-        interp = {"area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST, "cubic": cv2.INTER_CUBIC}.get(wrong, cv2.INTER_LINEAR)
+        interp = {"area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST, "cubic": cv2.INTER_CUBIC}.get(
+            wrong, cv2.INTER_LINEAR
+        )
         resized = cv2.resize(bgr, (2, 2), interpolation=interp)
         img = resized if wrong == "bgr_not_swapped" else cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)
         got = img.astype(np.float32).transpose(2, 0, 1)[None] / (1.0 if wrong == "no_div255" else 255.0)
@@ -80,7 +89,10 @@ def test_near_duplicate_check_catches_stereo_twin_and_mirror_not_distinct_photos
     left, right, cat = load_photo("motorcycle_left"), load_photo("motorcycle_right"), load_photo("chelsea")
     assert similarity(left, right) >= NEAR_DUPLICATE
     assert similarity(cat, np.ascontiguousarray(cat[:, ::-1])) >= NEAR_DUPLICATE
-    assert similarity(cat, left) < NEAR_DUPLICATE and similarity(load_photo("astronaut"), load_photo("coffee")) < NEAR_DUPLICATE
+    assert (
+        similarity(cat, left) < NEAR_DUPLICATE
+        and similarity(load_photo("astronaut"), load_photo("coffee")) < NEAR_DUPLICATE
+    )
 
 
 RESIZE_CALLS = ("cv2.resize", "F.interpolate", "TF.resize", "torch.nn.functional.interpolate")
@@ -113,6 +125,7 @@ def test_no_other_resize_path_in_the_package():
 def test_consumers_feed_exactly_the_preprocessed_photo(tmp_path):
     """Calibration, parity/bundles and the reference runtime give the same tensor for a photo."""
     from conftest import TINY
+
     from export.config import CONTRACTS, load_config
     from export.quantize import calibration_inputs
     from export.reference import preprocess as hook_preprocess

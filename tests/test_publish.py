@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -9,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, run_cli
 from hub_server import HubServer
 from test_codegen import tsc
@@ -48,8 +48,13 @@ def test_dry_run_prints_plan_and_changes_nothing(arts, hub, capsys):
     plan = publisher(arts, hub).dry_run()
     out = capsys.readouterr().out
     assert [p.status for p in plan] == ["new"] * 7
-    assert {p.path_in_repo for p in plan} == {XNN_PATH, CML_PATH, Q_PATH, "manifest.json",
-                                               *(p.replace(".pte", ".bpte") for p in (XNN_PATH, CML_PATH, Q_PATH))}
+    assert {p.path_in_repo for p in plan} == {
+        XNN_PATH,
+        CML_PATH,
+        Q_PATH,
+        "manifest.json",
+        *(p.replace(".pte", ".bpte") for p in (XNN_PATH, CML_PATH, Q_PATH)),
+    }
     assert f"{hub.url}/{REPO}/resolve/v1.0.0/{XNN_PATH}" in out
     assert "dry run: nothing was changed" in out
     assert writes(hub) == [] and hub.state.repos == {}
@@ -76,8 +81,10 @@ def test_push_then_second_push_changes_nothing(arts, hub, capsys):
     before = list(hub.state.log)
     capsys.readouterr()
     publisher(arts, hub).push()
-    new = hub.state.log[len(before):]
-    assert not [r for r in new if r[0] in ("PUT", "DELETE") or "/commit/" in r[1] or "/tag/" in r[1] or "preupload" in r[1]]
+    new = hub.state.log[len(before) :]
+    assert not [
+        r for r in new if r[0] in ("PUT", "DELETE") or "/commit/" in r[1] or "/tag/" in r[1] or "preupload" in r[1]
+    ]
     assert "no file changed: no commit" in capsys.readouterr().out
     assert repo.tags["v1.0.0"] == pub["commit"]
 
@@ -85,8 +92,10 @@ def test_push_then_second_push_changes_nothing(arts, hub, capsys):
 def _change_manifest(arts: Path) -> None:
     from export.manifest import read_manifest, write_entry
 
-    entry = read_manifest(arts / "manifest.json")["artifacts"]["tiny_segnet_xnnpack_fp32.pte"]
-    write_entry(arts, "tiny_segnet_xnnpack_fp32.pte", {**entry, "exported_at": "2030-01-01T00:00:00+00:00"})
+    entry = read_manifest(arts / "manifest.json").artifacts["tiny_segnet_xnnpack_fp32.pte"]
+    write_entry(
+        arts, "tiny_segnet_xnnpack_fp32.pte", dataclasses.replace(entry, exported_at="2030-01-01T00:00:00+00:00")
+    )
 
 
 def test_existing_tag_is_immutable(arts, hub, capsys):
@@ -114,14 +123,17 @@ def test_move_tag_is_explicit_and_loud(arts, hub, capsys):
     assert "WARNING: --move-tag: moving v1.0.0" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("method,path,action", [
-    ("POST", r"/preupload/", 429),
-    ("POST", r"/commit/", 503),
-    ("POST", r"\.git/info/lfs/objects/batch", 502),
-    ("PUT", r"^/lfs/", "drop"),
-    ("GET", r"/resolve/", 503),
-    ("POST", r"/tag/", 429),
-])
+@pytest.mark.parametrize(
+    "method,path,action",
+    [
+        ("POST", r"/preupload/", 429),
+        ("POST", r"/commit/", 503),
+        ("POST", r"\.git/info/lfs/objects/batch", 502),
+        ("PUT", r"^/lfs/", "drop"),
+        ("GET", r"/resolve/", 503),
+        ("POST", r"/tag/", 429),
+    ],
+)
 def test_transient_faults_are_retried(arts, hub, method, path, action):
     hub.state.inject(method, path, action)
     pub = publisher(arts, hub).push()
@@ -199,7 +211,9 @@ def test_cli_dry_run_push_and_token_never_printed(arts, hub, tmp_path):
 
 def test_cli_missing_token(arts, hub, tmp_path):
     env = {**_hf_env(tmp_path, hub), "HF_TOKEN": ""}
-    proc = run_cli("publish", "--manifest", str(arts / "manifest.json"), "--repo", REPO, "--tag", "v1.0.0", "--push", env=env)
+    proc = run_cli(
+        "publish", "--manifest", str(arts / "manifest.json"), "--repo", REPO, "--tag", "v1.0.0", "--push", env=env
+    )
     assert proc.returncode == 4 and "set HF_TOKEN" in proc.stderr
     assert writes(hub) == []
 
@@ -216,8 +230,10 @@ def test_bad_tag_and_repo_names(arts, hub):
 
 
 def test_publish_and_codegen_never_import_torch():
-    code = ("import sys, export.cli, export.publish, export.codegen, export.manifest; "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys, export.cli, export.publish, export.codegen, export.manifest; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
 

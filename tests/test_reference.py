@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from conftest import DEEPLAB, TINY, run_cli, write_yaml
+
 from export import pipeline
 from export.config import CONTRACTS, load_config
 from export.errors import ExportError
@@ -40,7 +40,9 @@ def tiny_by_contract(tmp_path_factory):
     out = {}
     for contract in CONTRACTS.names():
         folder = tmp_path_factory.mktemp(contract)
-        cfg_path = write_yaml(folder / "tiny.yaml", TINY.read_text().replace("contract: rne-0.5", f"contract: {contract}"))
+        cfg_path = write_yaml(
+            folder / "tiny.yaml", TINY.read_text().replace("contract: rne-0.5", f"contract: {contract}")
+        )
         cfg = load_config(cfg_path)
         pipeline.build(cfg, ["xnnpack_fp32"], "random", folder)
         eager = wrap(load_model(cfg, "random").module, cfg, cfg.variants[0])
@@ -161,7 +163,9 @@ def test_bad_images_fail_clearly(tmp_path, served):
 def test_cli_run_writes_overlay_and_fails_cleanly(tiny_by_contract, tmp_path):
     pte, _, _ = tiny_by_contract["rne-0.5"]
     out = tmp_path / "overlay.png"
-    proc = run_cli("run", str(pte), str(photo_path("chelsea")), "--classes", "CAT,PERSON", "--resize", "--overlay", str(out))
+    proc = run_cli(
+        "run", str(pte), str(photo_path("chelsea")), "--classes", "CAT,PERSON", "--resize", "--overlay", str(out)
+    )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     h, w = cv2.imread(str(photo_path("chelsea"))).shape[:2]
