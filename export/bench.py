@@ -23,7 +23,7 @@ from pathlib import Path
 from .config import CONTRACTS, ModelConfig, load_config
 from .errors import ExportError
 from .files import sha256_file, write_bytes_atomic
-from .manifest import Entry, read_manifest, tool_versions
+from .manifest import Entry, checked_files, read_manifest, tool_versions
 
 BENCH_NAME = "bench.json"
 PHOTO = "chelsea"  # why: a real photo at a size the hook typically gets (451x300)
@@ -198,7 +198,8 @@ def run_bench(
                 if not runtime.backend_registry.is_available(e.delegate):
                     skipped[name] = f"{e.delegate} is not in this ExecuTorch runtime"
                     continue
-                method = runtime.load_program(folder / e.path).load_method("forward")
+                pte, _ = checked_files(folder, name, e)
+                method = runtime.load_program(pte).load_method("forward")
                 engines[name] = functools.partial(method.execute, [x])
                 baseline[name] = (eager_key, ort_key)
     print(

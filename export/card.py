@@ -10,7 +10,7 @@ import yaml
 
 from .errors import ExportError
 from .files import write_bytes_atomic
-from .manifest import Manifest, read_manifest
+from .manifest import Manifest, checked_files, read_manifest
 
 CARD_NAME = "README.md"
 OVERLAY_DIR = "overlays"
@@ -26,11 +26,12 @@ def render_overlays(folder: Path, manifest: Manifest) -> list[Path]:
     from .reference import ARGMAX, SegmentationModel, overlay, write_png
 
     runtime = Runtime.get()
-    runnable = [e for e in manifest.artifacts.values() if runtime.backend_registry.is_available(e.delegate)]
+    runnable = [(n, e) for n, e in manifest.artifacts.items() if runtime.backend_registry.is_available(e.delegate)]
     if not runnable:
         return []
-    entry = runnable[0]
-    model = SegmentationModel(folder / entry.path)
+    name, entry = runnable[0]
+    pte, _ = checked_files(folder, name, entry)
+    model = SegmentationModel(pte)
     (folder / OVERLAY_DIR).mkdir(exist_ok=True)
     out = []
     for photo in OVERLAY_PHOTOS:
@@ -193,6 +194,8 @@ def render_card(manifest: Manifest, bench: dict | None, overlays: list[str]) -> 
 def write_card(manifest_path: Path, with_overlays: bool = True) -> Path:
     folder = manifest_path.parent
     manifest = read_manifest(manifest_path)
+    for name, entry in manifest.artifacts.items():  # the card describes these very files
+        checked_files(folder, name, entry)
     bench_path = folder / "bench.json"
     bench = json.loads(bench_path.read_text()) if bench_path.is_file() else None
     overlays = [str(p.relative_to(folder)) for p in render_overlays(folder, manifest)] if with_overlays else []

@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -280,8 +282,8 @@ def _convert(tp: Any, value: Any, source: Path, key: str, partial: bool = False)
             )
         return tuple(_convert(item_tp, v, source, f"{key}[{i}]", partial) for i, v in enumerate(value))
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            _fail(source, key, f"expected a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            _fail(source, key, f"expected a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -339,8 +341,38 @@ def _resolve_variant(cfg: ModelConfig, v: Variant, source: Path, i: int) -> Vari
     )
 
 
+# Why: the name becomes file names (<name>_<backend>_<precision>.pte, inside --out) and generated
+# TypeScript/Python identifiers (NAME_UPPER), so only what both can carry.
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
+# Why 2048: the largest side a phone camera frame is fed at in practice; the [1,21,H,W] fp32 output
+# alone is 350 MB there, and eager parity at that size already needs several GB of RAM.
+MAX_INPUT_SIDE = 2048
+
+
+def bundled_photos() -> dict[str, Path]:
+    """scikit-image's bundled photos (offline, nothing committed), by name: the names configs may
+    use. Imported lazily: 15 ms, no OpenCV or torch."""
+    import skimage.data
+
+    return {p.stem: p for p in sorted(Path(skimage.data.data_dir).iterdir()) if p.suffix in (".png", ".jpg")}
+
+
+def _check_photos(names: tuple[str, ...], source: Path, key: str) -> None:
+    known = bundled_photos()
+    for i, name in enumerate(names):
+        if name not in known:
+            _fail(source, f"{key}[{i}]", f"unknown photo {name!r} (scikit-image photos: {', '.join(known)})")
+
+
 def _validate(cfg: ModelConfig, source: Path) -> ModelConfig:
+    if not NAME_PATTERN.fullmatch(cfg.name):
+        _fail(source, "name", f"{cfg.name!r}: use lowercase letters, digits and _ (it names files and constants)")
     CONTRACTS.get(cfg.contract, where=f"{source}: contract")
+    _check_photos(cfg.parity.images, source, "parity.images")
+    if cfg.accuracy is not None:
+        _check_photos(cfg.accuracy.images, source, "accuracy.images")
+    if cfg.calibration is not None and not cfg.calibration.folder:
+        _check_photos(cfg.calibration.images, source, "calibration.images")
     if len(cfg.labels) != cfg.model.num_classes:
         _fail(source, "labels", f"{len(cfg.labels)} labels for model.num_classes={cfg.model.num_classes}")
     if not cfg.variants:
@@ -368,11 +400,11 @@ def _validate(cfg: ModelConfig, source: Path) -> ModelConfig:
         if v.contract is not None:
             CONTRACTS.get(v.contract, where=f"{source}: variants[{i}].contract")
         v = _resolve_variant(cfg, v, source, i)
-        if v.input.height <= 0 or v.input.width <= 0:
+        if not (0 < v.input.height <= MAX_INPUT_SIDE and 0 < v.input.width <= MAX_INPUT_SIDE):
             _fail(
                 source,
                 f"variants[{i}].input" if v.input is not cfg.input else "input",
-                "height and width must be positive",
+                f"height and width must be 1..{MAX_INPUT_SIDE}, got {v.input.height}x{v.input.width}",
             )
         if v.name in seen:
             _fail(source, f"variants[{i}]", f"duplicate variant {v.name!r}")
@@ -400,6 +432,21 @@ def _validate(cfg: ModelConfig, source: Path) -> ModelConfig:
 MERGE_KEYS = ("extends", "extra_variants")  # read by the loader, not fields of ModelConfig
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(source: Path, referrer: str | None = None) -> dict:
     try:
         raw_bytes = source.read_bytes()
@@ -411,9 +458,13 @@ def _read_yaml(source: Path, referrer: str | None = None) -> dict:
     except OSError as e:
         raise ConfigError(f"cannot read config {source}: {e.strerror}") from None
     try:
-        data = yaml.safe_load(raw_bytes)
+        data = yaml.load(raw_bytes, Loader=_StrictLoader)  # a SafeLoader subclass
+    except yaml.MarkedYAMLError as e:  # one line: what and where
+        mark = e.problem_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"{source}: not valid YAML: {e.problem}{where}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{source}: not valid YAML: {e}") from None
+        raise ConfigError(f"{source}: not valid YAML: {' '.join(str(e).split())}") from None
     if not isinstance(data, dict):
         _fail(source, "", f"expected a mapping, got {type(data).__name__}")
     return data

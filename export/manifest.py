@@ -19,16 +19,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 
 from .errors import ExportError
-from .files import write_bytes_atomic
+from .files import sha256_file, write_bytes_atomic
 
 # --- the records (stdlib dataclasses; pydantic validates them and writes their JSON Schema) -------
 
 STRICT = pydantic.ConfigDict(extra="forbid")  # a key this tool does not know is a wrong manifest
+# A file the manifest names is a bare name in the manifest's own folder: nothing it says can make
+# publish, bench, card or run read or upload a file elsewhere ("../x", "/etc/x", ".hidden").
+FileName = Annotated[str, pydantic.StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}$")]
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,7 @@ class AccuracyRecord:
 @dataclass(frozen=True)
 class BundleRecord:
     __pydantic_config__ = STRICT
-    path: str
+    path: FileName
     cases: int
     atol: float
     rtol: float
@@ -214,7 +217,7 @@ class Entry:
     __pydantic_config__ = STRICT
     model: str
     variant: str
-    path: str
+    path: FileName
     sha256: str
     bytes: int
     backend: str
@@ -251,6 +254,25 @@ class Manifest:
 
 ENTRY = pydantic.TypeAdapter(Entry)
 MANIFEST = pydantic.TypeAdapter(Manifest)
+
+
+def checked_files(folder: Path, name: str, entry: Entry) -> tuple[Path, Path]:
+    """The .pte and .bpte an entry names, each checked against its recorded size and sha256 before
+    anyone uses it: a file changed since export is refused, not benchmarked, described or shipped."""
+    out = []
+    for fname, sha, size in (
+        (entry.path, entry.sha256, entry.bytes),
+        (entry.bundle.path, entry.bundle.sha256, entry.bundle.bytes),
+    ):
+        f = folder / fname
+        if not f.is_file():
+            raise ExportError(f"{folder / MANIFEST_NAME}: {name}: file {f} is missing; re-run the export")
+        if f.stat().st_size != size or sha256_file(f) != sha:
+            raise ExportError(
+                f"{folder / MANIFEST_NAME}: {name}: {f} does not match its manifest sha256/size; re-run the export"
+            )
+        out.append(f)
+    return out[0], out[1]
 
 
 def entry_from_dict(data: dict[str, Any], where: str) -> Entry:

@@ -143,6 +143,10 @@ def build(
     # 1. check the request
     variants = [cfg.variant(n) for n in variant_names] if variant_names else list(cfg.variants)
     out = ensure_writable_dir(out_dir)
+    if any(v.precision == "int8" for v in variants):  # folder, count, held apart: before fp32 is built
+        from .quantize import calibration_set
+
+        calibration_set(cfg)
     # 2. resolve the weights; skip what is up to date
     kind, identity = weights_identity(cfg, weights)
     w = Weights(cfg, weights, kind, identity)

@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .config import bundled_photos
 from .errors import ExportError
 
 # Decompression bombs: images above this many pixels are refused from their header, before decoding.
@@ -68,13 +69,6 @@ def read_image(path: str | Path, what: str | None = None) -> np.ndarray:
     except IsADirectoryError:
         raise ImageError(f"{what or 'image'} {path}: is a folder, not an image file") from None
     return decode(data, f"{what or 'image'} {path}")
-
-
-def bundled_photos() -> dict[str, Path]:
-    """scikit-image's bundled photos (offline, nothing committed), by name."""
-    import skimage.data
-
-    return {p.stem: p for p in sorted(Path(skimage.data.data_dir).iterdir()) if p.suffix in (".png", ".jpg")}
 
 
 def load_photo(name: str) -> np.ndarray:

@@ -20,7 +20,7 @@ from typing import TypeVar
 
 from .errors import ExportError
 from .files import sha256_file, write_bytes_atomic
-from .manifest import MANIFEST_NAME, manifest_dict, read_manifest
+from .manifest import MANIFEST_NAME, checked_files, manifest_dict, read_manifest
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 PUBLISHED_NAME = "published.json"
@@ -72,17 +72,9 @@ def local_files(manifest_path: Path) -> list[tuple[Path, str, str | None]]:
     folder = manifest_path.parent
     out = []
     for name, entry in manifest.artifacts.items():
-        b = entry.bundle  # the .bpte for on-device checks travels with its .pte
-        files = [(entry.path, entry.sha256, entry.bytes, name), (b.path, b.sha256, b.bytes, None)]
-        for fname, sha, size, artifact in files:
-            f = folder / fname
-            if not f.is_file():
-                raise PublishError(f"{manifest_path}: {name}: file {f} is missing; re-run the export")
-            if f.stat().st_size != size or sha256_file(f) != sha:
-                raise PublishError(
-                    f"{manifest_path}: {name}: {f} does not match its manifest sha256/size; re-run the export"
-                )
-            out.append((f, f"{entry.backend}/{fname}", artifact))  # RNE's layout: a folder per backend
+        pte, bpte = checked_files(folder, name, entry)  # the .bpte for on-device checks travels with its .pte
+        # RNE's layout: a folder per backend
+        out += [(pte, f"{entry.backend}/{pte.name}", name), (bpte, f"{entry.backend}/{bpte.name}", None)]
     out.append((manifest_path, MANIFEST_NAME, None))
     card = folder / "README.md"
     if card.is_file():  # the model card, when one was generated, with the overlays it shows

@@ -18,7 +18,7 @@ import numpy as np
 
 from .config import CONTRACTS, Contract
 from .errors import ExportError
-from .manifest import MANIFEST_NAME, Entry, read_manifest
+from .manifest import MANIFEST_NAME, Entry, checked_files, read_manifest
 from .preprocess import ImageError, decode  # noqa: F401 (ImageError: the hook's image errors, re-exported)
 from .preprocess import preprocess as _preprocess
 
@@ -138,7 +138,10 @@ class SegmentationModel:
         manifest = self.path.parent / MANIFEST_NAME
         if not manifest.is_file():
             return None
-        return read_manifest(manifest).artifacts.get(self.path.name)
+        entry = read_manifest(manifest).artifacts.get(self.path.name)
+        if entry is not None:
+            checked_files(self.path.parent, self.path.name, entry)  # the file the manifest describes
+        return entry
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         out = self.method.execute([self._torch.from_numpy(x)])[0]

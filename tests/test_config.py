@@ -249,3 +249,58 @@ def test_shipped_family_files_say_only_what_differs():
     assert not list_configs(ROOT / "configs" / "base") or all(
         "name:" not in p.read_text() for p in list_configs(ROOT / "configs" / "base")
     )
+
+
+# --- bad input: each refused at load, naming the file and the key --------------------------------
+
+BAD_CONFIGS = [
+    # (what, text change (old, new), the key named, words of the message)
+    ("name with a dash", ("name: tiny_segnet", "name: tiny-seg"), "name", "lowercase letters"),
+    ("name that climbs out of --out", ("name: tiny_segnet", "name: ../../evil"), "name", "lowercase letters"),
+    ("name with a dot", ("name: tiny_segnet", "name: tiny.seg"), "name", "lowercase letters"),
+    (
+        "duplicate key",
+        ("name: tiny_segnet", "name: tiny_segnet\nname: other"),
+        "",
+        "key 'name' is given twice in one mapping (line 3",
+    ),
+    ("not YAML", ("name: tiny_segnet", "name: [tiny"), "", "not valid YAML"),
+    ("NaN bound", ("min_snr_db: 15.0}", "min_snr_db: .nan}"), "accuracy.bounds.min_snr_db", "finite number"),
+    (
+        "infinite bound",
+        ("{max_rel_err: 1.0e-5,", "{max_rel_err: .inf,"),
+        "variants[0].tolerances.max_rel_err",
+        "finite",
+    ),
+    ("huge input", ("height: 32", "height: 100000"), "input", "1..2048"),
+    ("zero input", ("width: 32", "width: 0"), "input", "1..2048"),
+    (
+        "unknown parity photo",
+        ("images: [astronaut, chelsea]\n  random_inputs", "images: [astronaut, selfie]\n  random_inputs"),
+        "parity.images[1]",
+        "unknown photo 'selfie'",
+    ),
+    (
+        "unknown calibration photo",
+        ("images: [coffee, rocket,", "images: [cofee, rocket,"),
+        "calibration.images[0]",
+        "unknown photo 'cofee'",
+    ),
+    (
+        "unknown accuracy photo",
+        ("images: [astronaut, chelsea]   # held", "images: [astronaut, kitten]   # held"),
+        "accuracy.images[1]",
+        "unknown photo 'kitten'",
+    ),
+]
+
+
+@pytest.mark.parametrize("what, change, key, words", BAD_CONFIGS, ids=[c[0] for c in BAD_CONFIGS])
+def test_bad_config_is_refused_at_load(tmp_path, tiny_yaml_text, what, change, key, words):
+    assert change[0] in tiny_yaml_text, f"the fixture no longer has {change[0]!r}"
+    bad = write_yaml(tmp_path / "bad.yaml", tiny_yaml_text.replace(change[0], change[1], 1))
+    with pytest.raises(ConfigError) as e:
+        load_config(bad)
+    msg = str(e.value)
+    assert str(bad) in msg and (f": {key}:" in msg if key else True), msg
+    assert words in msg and "\n" not in msg, msg  # one line

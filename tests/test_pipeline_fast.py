@@ -364,8 +364,10 @@ def test_manifest_is_typed_and_ships_its_json_schema(tiny_builds, tmp_path):
     for broken in (
         {k: v for k, v in entry.items() if k != "sha256"},  # a required key gone
         {**entry, "parity": {**entry["parity"], "mode": "guessed"}},  # not a parity mode
-        {**entry, "surprise": 1},
-    ):  # a key this schema does not know
+        {**entry, "surprise": 1},  # a key this schema does not know
+        {**entry, "path": "../secret.txt"},  # a file outside the manifest's folder
+        {**entry, "bundle": {**entry["bundle"], "path": "/etc/passwd"}},
+    ):
         bad = {**data, "artifacts": {**data["artifacts"], "tiny_segnet_xnnpack_int8.pte": broken}}
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, shipped)
@@ -387,3 +389,13 @@ def test_manifest_is_typed_and_ships_its_json_schema(tiny_builds, tmp_path):
         read_manifest(out / "manifest.json").artifacts["tiny_segnet_xnnpack_int8.pte"],
     )
     assert list(read_manifest(stale).artifacts) == ["tiny_segnet_xnnpack_int8.pte"]
+
+
+def test_calibration_problems_stop_the_build_before_any_work(tmp_path, tiny_yaml_text):
+    """A missing calibration folder fails in step 1, naming file and key, before fp32 is built."""
+    text = tiny_yaml_text.replace("  count: 2", f"  folder: {tmp_path / 'nowhere'}\n  count: 2")
+    cfg = load_config(write_yaml(tmp_path / "tiny_segnet.yaml", text))
+    out = tmp_path / "out"
+    with pytest.raises(ExportError, match=r"tiny_segnet.yaml: calibration.folder .*nowhere is not a folder"):
+        pipeline.build(cfg, None, "random", out)
+    assert not list(out.iterdir())  # nothing built, nothing written

@@ -175,11 +175,14 @@ def test_missing_token_fails_before_any_network_write(arts, hub):
 
 
 def test_missing_artifact_file_is_named(arts, hub):
+    """A local problem is bad input (exit 2), found before any request, not a publishing failure."""
+    from export.errors import ExportError
     from export.publish import PublishError
 
     (arts / "tiny_segnet_coreml_fp16.pte").unlink()
-    with pytest.raises(PublishError, match="tiny_segnet_coreml_fp16.pte is missing"):
+    with pytest.raises(ExportError, match="tiny_segnet_coreml_fp16.pte is missing") as e:
         publisher(arts, hub)
+    assert not isinstance(e.value, PublishError) and e.value.exit_code == 2
 
 
 def _hf_env(tmp_path, hub, token=TOKEN) -> dict:
