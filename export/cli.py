@@ -240,6 +240,19 @@ def _build(args) -> int:
         raise ExportError("--weights PATH fits one model: pass a single --config with it")
     plan = select(configs, args.variant)  # fail on a bad variant name before any work
     from .pipeline import build
+    from .weights import weights_identity
+
+    # every model's weights before any work: offline, name every checkpoint to place, not the first
+    problems = []
+    for cfg, _ in plan:
+        try:
+            weights_identity(cfg, args.weights)
+        except ExportError as e:
+            problems.append(str(e))
+    if len(problems) == 1:
+        raise ExportError(problems[0])
+    if problems:
+        raise ExportError(f"{len(problems)} of {len(plan)} models cannot get their weights: " + " | ".join(problems))
 
     results = []
     outs = []

@@ -6,8 +6,9 @@ import hashlib
 import json
 
 import torch
-from conftest import DEEPLAB, TINY, run_cli
+from conftest import DEEPLAB, ROOT, TINY, run_cli
 
+from export.config import list_configs
 from export.models import TinySegNet
 
 
@@ -65,12 +66,15 @@ def test_unwritable_out(tmp_path):
 def test_offline_default_weights_names_cache_path_and_alternatives(tmp_path):
     # An unreachable proxy makes the download fail at once, whether or not this machine has internet.
     env = {"TORCH_HOME": str(tmp_path / "th"), "HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
-    proc = run_cli("build", "--config", str(DEEPLAB), "--out", str(tmp_path / "o"), env=env)
+    # `make export`'s matrix: every checkpoint to place is named at once, not the first one only
+    configs = [a for p in list_configs(ROOT / "configs") for a in ("--config", str(p))]
+    proc = run_cli("build", *configs, "--out", str(tmp_path / "o"), env=env)
     line = _one_error_line(proc)
-    assert proc.returncode == 2
+    assert proc.returncode == 2 and line.startswith(f"error: {len(configs) // 2} of {len(configs) // 2} models")
     assert str(tmp_path / "th" / "hub" / "checkpoints" / "deeplabv3_resnet50_coco-cd0a2569.pth") in line
+    assert line.count(str(tmp_path / "th" / "hub" / "checkpoints")) == len(configs) // 2
     assert "--weights PATH" in line and "--weights random" in line
-    assert not list((tmp_path / "o").glob("*.pte")), "nothing may be built when weights are missing"
+    assert not list((tmp_path / "o").rglob("*.pte")), "nothing may be built when weights are missing"
 
 
 def test_corrupt_checkpoint(tmp_path):
