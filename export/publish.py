@@ -111,10 +111,18 @@ def _retrying(what: str, fn: Callable[[], T], secret: Secret) -> T:
 
 class Publisher:
     def __init__(self, manifest: Path, repo: str, tag: str, endpoint: str | None = None, token: str | None = None):
-        if not REPO_RE.match(repo):
-            raise PublishError(f"--repo {repo!r}: expected OWNER/NAME")
-        if not TAG_RE.match(tag):
-            raise PublishError(f"--tag {tag!r}: expected a version tag like v1.2.3")
+        # bad input (exit 2), refused before any request; fullmatch: `$` alone accepts a trailing newline
+        from huggingface_hub.errors import HFValidationError
+        from huggingface_hub.utils import validate_repo_id
+
+        if not REPO_RE.fullmatch(repo):
+            raise ExportError(f"--repo {repo!r}: expected OWNER/NAME")
+        try:
+            validate_repo_id(repo)  # the Hub's own rules (no `--` or `..`, no leading/trailing `-`/`.`)
+        except HFValidationError as e:
+            raise ExportError(f"--repo {repo!r}: {' '.join(str(e).split())}") from None
+        if not TAG_RE.fullmatch(tag):
+            raise ExportError(f"--tag {tag!r}: expected a version tag like v1.2.3")
         self.manifest = Path(manifest)
         self.repo, self.tag = repo, tag
         self.endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")

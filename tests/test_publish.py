@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -221,15 +222,28 @@ def test_cli_missing_token(arts, hub, tmp_path):
     assert writes(hub) == []
 
 
-def test_bad_tag_and_repo_names(arts, hub):
-    from export.publish import PublishError
+@pytest.mark.parametrize(
+    "repo, tag, words",
+    [
+        ("org/repo", "latest", "expected a version tag"),
+        ("org/repo", "v1.0.0\n", "expected a version tag"),  # `$` alone would take it
+        ("org/repo", "v1.0", "expected a version tag"),
+        ("no-slash", "v1.0.0", "expected OWNER/NAME"),
+        ("org/repo\n", "v1.0.0", "expected OWNER/NAME"),
+        ("org--x/repo", "v1.0.0", "Cannot have -- or .."),  # the Hub's own validator
+        ("org/re..po", "v1.0.0", "Cannot have -- or .."),
+        ("org/repo-", "v1.0.0", "cannot start or end"),
+    ],
+)
+def test_bad_tag_and_repo_names(arts, hub, repo, tag, words):
+    """Bad --repo/--tag is bad input (exit 2), refused before any request."""
+    from export.errors import ExportError
+    from export.publish import Publisher, PublishError
 
-    with pytest.raises(PublishError, match="expected a version tag"):
-        publisher(arts, hub, tag="latest")
-    from export.publish import Publisher
-
-    with pytest.raises(PublishError, match="expected OWNER/NAME"):
-        Publisher(arts / "manifest.json", "no-slash", "v1.0.0", endpoint=hub.url, token=TOKEN)
+    before = len(hub.state.log)
+    with pytest.raises(ExportError, match=re.escape(words)) as e:
+        Publisher(arts / "manifest.json", repo, tag, endpoint=hub.url, token=TOKEN)
+    assert not isinstance(e.value, PublishError) and len(hub.state.log) == before
 
 
 def test_publish_and_codegen_never_import_torch():
