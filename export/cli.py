@@ -295,3 +295,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: previous artifacts are left as they were", file=sys.stderr)
         return 130
+    except Exception as e:  # not swallowed: one line here, the full traceback in a file for the bug report
+        where = _write_traceback()
+        first = " ".join(str(e).split())[:300]
+        print(
+            f"error: unexpected {type(e).__name__}: {first} (a bug in this tool; traceback: {where})", file=sys.stderr
+        )
+        return 1
+
+
+def _write_traceback() -> str:
+    import tempfile
+    import traceback
+
+    fd, path = tempfile.mkstemp(prefix="rne-export-traceback-", suffix=".txt")
+    with open(fd, "w") as f:
+        f.write(traceback.format_exc())
+    return path

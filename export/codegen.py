@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from .errors import ExportError
-from .files import write_bytes_atomic
+from .files import ensure_writable_dir, write_bytes_atomic
 from .manifest import manifest_from_dict
 
 TS_NAME = "modelUrls.ts"
@@ -118,16 +118,40 @@ def render_py(published: dict | list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _checked_published(pub: object, path: str | Path) -> dict:
+    """published.json as `publish --push` writes it, with at least one published artifact."""
+    files = pub.get("files") if isinstance(pub, dict) else None
+    if (
+        not isinstance(pub, dict)
+        or not isinstance(files, list)
+        or not all(isinstance(f, dict) and isinstance(f.get("url"), str) for f in files)
+        or not all(isinstance(pub.get(k), str) for k in ("repo", "tag"))
+    ):
+        raise ExportError(
+            f"{path}: not a published.json from `python -m export publish --push` "
+            "(needs repo, tag, files with url, manifest); re-publish to rewrite it"
+        )
+    if not any(f.get("artifact") for f in files):
+        raise ExportError(f"{path}: lists no published artifact; nothing to generate constants for")
+    names = manifest_from_dict(pub.get("manifest"), f"{path}").artifacts
+    unknown = [f["artifact"] for f in files if f.get("artifact") and f["artifact"] not in names]
+    if unknown:
+        raise ExportError(f"{path}: {', '.join(unknown)} published but not in its manifest; re-publish")
+    return pub
+
+
 def write_modules(published_paths: str | Path | list, out_dir: str | Path) -> list[Path]:
     """modelUrls.ts + model_urls.py from one or several published.json files (one per model repo)."""
     paths = published_paths if isinstance(published_paths, list) else [published_paths]
     pubs = []
     for path in paths:
         try:
-            pubs.append(json.loads(Path(path).read_text()))
-        except (OSError, json.JSONDecodeError) as e:
-            raise ExportError(f"cannot read {path}: {e}; run `python -m export publish --push` first") from None
-    out = Path(out_dir)
+            pub = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as e:  # ValueError: not JSON, or not text at all
+            reason = e.strerror if isinstance(e, OSError) else "not a JSON file"
+            raise ExportError(f"cannot read {path}: {reason}; run `python -m export publish --push` first") from None
+        pubs.append(_checked_published(pub, path))
+    out = ensure_writable_dir(out_dir)
     written = []
     for name, text in ((TS_NAME, render_ts(pubs)), (PY_NAME, render_py(pubs))):
         write_bytes_atomic(out / name, text.encode())
