@@ -114,6 +114,11 @@ def _run(args) -> int:
     from .reference import ARGMAX, SegmentationModel, decode, overlay, read_source, write_png
 
     model = SegmentationModel(args.artifact, contract=args.contract)
+    if model.entry is None:
+        print(
+            f"note: no manifest.json beside {args.artifact}: its sha256 cannot be checked and labels are class ids",
+            file=sys.stderr,
+        )
     bgr = decode(read_source(args.image), args.image)
     classes = [c for c in args.classes.split(",") if c]
     result = model.forward(bgr, classes, resize=args.resize)

@@ -92,6 +92,9 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=0, keepdims=True)
 
 
+PTE_MAGIC, BPTE_MAGIC = b"ET12", b"BP08"  # flatbuffer file identifiers (bytes 4-8) of .pte and .bpte
+
+
 class SegmentationModel:
     """A loaded .pte plus its contract and labels (from the manifest beside it unless given)."""
 
@@ -103,7 +106,11 @@ class SegmentationModel:
         self.path = Path(pte)
         if not self.path.is_file():
             raise ExportError(f"artifact {self.path}: no such file")
-        entry = self._manifest_entry()
+        head = self.path.read_bytes()[:8]
+        if head[4:8] != PTE_MAGIC:
+            hint = " (a bundle: pass the .pte beside it)" if head[4:8] == BPTE_MAGIC else ""
+            raise ExportError(f"artifact {self.path}: not an ExecuTorch program (.pte){hint}")
+        entry = self.entry = self._manifest_entry()
         recorded = entry.contract.name if entry else None
         if contract and recorded and contract != recorded:
             raise ExportError(
@@ -119,7 +126,11 @@ class SegmentationModel:
 
         runtime = Runtime.get()
         missing = sorted(
-            {d for d in delegate_ids(self.path.read_bytes()) if not runtime.backend_registry.is_available(d)}
+            {
+                d
+                for d in delegate_ids(self.path.read_bytes(), f"artifact {self.path}")
+                if not runtime.backend_registry.is_available(d)
+            }
         )
         if missing:
             raise ExportError(
@@ -132,6 +143,7 @@ class SegmentationModel:
         self.num_classes = meta.output_tensor_meta(0).sizes()[1]
         if self.labels and len(self.labels) != self.num_classes:
             raise ExportError(f"{self.path.name}: {len(self.labels)} labels for {self.num_classes} output classes")
+        self.labels = self.labels or [f"CLASS_{i}" for i in range(self.num_classes)]  # no manifest: class ids
         self.method = program.load_method("forward")
 
     def _manifest_entry(self) -> Entry | None:

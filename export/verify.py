@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import copy
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from executorch.exir._serialize._program import deserialize_pte_binary
 from executorch.runtime import Runtime
 
 from .config import BACKENDS, ModelConfig, Tolerances, Variant
-from .errors import GateError
+from .errors import ExportError, GateError
 from .metrics import Metrics, check, compare, worst_of
 from .preprocess import normalize_unit_input, photo_inputs
 
@@ -81,8 +82,11 @@ def parity_inputs(cfg: ModelConfig, variant: Variant) -> dict[str, torch.Tensor]
     return inputs
 
 
-def delegate_ids(pte_bytes: bytes) -> list[str]:
-    pte = deserialize_pte_binary(pte_bytes)
+def delegate_ids(pte_bytes: bytes, name: str = "file") -> list[str]:
+    try:
+        pte = deserialize_pte_binary(pte_bytes)
+    except (struct.error, ValueError, IndexError) as e:  # what a cut or corrupt flatbuffer raises
+        raise ExportError(f"{name}: not a readable ExecuTorch program: truncated or corrupt ({e})") from None
     program = getattr(pte, "program", pte)
     return [d.id for plan in program.execution_plan for d in plan.delegates]
 
@@ -91,7 +95,7 @@ def check_program(path: Path, cfg: ModelConfig, variant: Variant) -> None:
     """Static checks on the file: delegate ids and the I/O the hook reads."""
     name = path.name
     backend_id = BACKENDS.get(variant.backend).runtime_id
-    ids = delegate_ids(path.read_bytes())
+    ids = delegate_ids(path.read_bytes(), name)
     if not ids or any(i != backend_id for i in ids):
         raise GateError(f"delegation gate: {name}: delegates in file are {ids or 'none'}, expected only {backend_id}")
     meta = Runtime.get().load_program(path).metadata("forward")
