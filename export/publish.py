@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from .errors import ExportError
-from .files import sha256_file, write_bytes_atomic
+from .files import ensure_writable_dir, sha256_file, write_bytes_atomic
 from .manifest import MANIFEST_NAME, checked_files, manifest_dict, read_manifest
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -210,9 +210,10 @@ class Publisher:
         7. published.json + constants."""
         from huggingface_hub import CommitOperationAdd
 
-        # 1. token: a missing one fails before any network write
+        # 1. token and the output folder: either problem fails before any network write
         if not self.secret.value:
             raise PublishError("--push needs a Hugging Face token: set HF_TOKEN or run `hf auth login`")
+        ensure_writable_dir(out_dir or self.manifest.parent, "published.json folder")
         api = self._api()
         # 2. plan against the tag when it exists, else against main
         tags, remote, main = self.remote_state()

@@ -175,6 +175,16 @@ def test_missing_token_fails_before_any_network_write(arts, hub):
     assert hub.state.log == []
 
 
+def test_unwritable_output_folder_fails_before_any_network_write(arts, hub, tmp_path):
+    """published.json must be writable before the Hub sees a commit or a tag (exit 2)."""
+    from export.errors import ExportError
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ExportError, match=r"published.json folder .*file/sub: cannot write there"):
+        publisher(arts, hub).push(out_dir=tmp_path / "file" / "sub")
+    assert hub.state.log == []
+
+
 def test_missing_artifact_file_is_named(arts, hub):
     """A local problem is bad input (exit 2), found before any request, not a publishing failure."""
     from export.errors import ExportError
