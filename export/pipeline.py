@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import BACKENDS, CONTRACTS, ModelConfig, QuantizationRecipe, Variant
+from .errors import ExportError
 from .files import ensure_writable_dir, sha256_file, staged
 from .lower import Delegation, delegation_gate, delegation_of, export_program, lower, serialize
 from .manifest import (
@@ -143,6 +144,8 @@ def build(
     # 1. check the request
     variants = [cfg.variant(n) for n in variant_names] if variant_names else list(cfg.variants)
     out = ensure_writable_dir(out_dir)
+    if (out / MANIFEST_NAME).exists() and not (out / MANIFEST_NAME).is_file():
+        raise ExportError(f"{out / MANIFEST_NAME} is not a file; move it away so the export can write its manifest")
     if any(v.precision == "int8" for v in variants):  # folder, count, held apart: before fp32 is built
         from .quantize import calibration_set
 

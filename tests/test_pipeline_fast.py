@@ -399,3 +399,11 @@ def test_calibration_problems_stop_the_build_before_any_work(tmp_path, tiny_yaml
     with pytest.raises(ExportError, match=r"tiny_segnet.yaml: calibration.folder .*nowhere is not a folder"):
         pipeline.build(cfg, None, "random", out)
     assert not list(out.iterdir())  # nothing built, nothing written
+
+
+def test_manifest_that_is_a_folder_stops_the_build_before_any_work(tmp_path):
+    out = tmp_path / "out"
+    (out / "manifest.json").mkdir(parents=True)
+    with pytest.raises(ExportError, match=r"manifest.json is not a file; move it away"):
+        pipeline.build(load_config(TINY), None, "random", out)
+    assert [p.name for p in out.iterdir()] == ["manifest.json"]  # nothing built
