@@ -374,8 +374,15 @@ def read_manifest(path: str | Path) -> Manifest:
         raise ExportError(
             f"manifest not found: {path}; run `make export` (or `python -m export build`) first"
         ) from None
+    except IsADirectoryError:
+        raise ExportError(f"{path} is a folder; pass the manifest.json file in it") from None
     except json.JSONDecodeError as e:
         raise StaleManifest(f"manifest {path} is not valid JSON ({e}); re-run the export to rewrite it") from None
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) else "not text"
+        raise StaleManifest(
+            f"manifest {path}: cannot read it ({reason}); re-export to rewrite it (make export)"
+        ) from None
     if (
         not isinstance(data, dict)
         or data.get("schema") != SCHEMA_VERSION
