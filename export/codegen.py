@@ -163,7 +163,17 @@ URL_RE = re.compile(r"""https?://[^\s'"]+""")
 
 
 def urls_in(path: str | Path) -> list[str]:
-    return sorted(set(URL_RE.findall(Path(path).read_text())))
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) else "not a text file"
+        raise ExportError(
+            f"{path}: cannot read it ({reason}); pass the generated modelUrls.ts or model_urls.py"
+        ) from None
+    urls = sorted(set(URL_RE.findall(text)))
+    if not urls:
+        raise ExportError(f"{path}: holds no URL; pass the generated modelUrls.ts or model_urls.py")
+    return urls
 
 
 def check_urls(paths: list[Path]) -> list[tuple[str, str]]:

@@ -221,3 +221,19 @@ def test_unexpected_exception_is_one_line_and_a_traceback_file(monkeypatch, caps
     )
     path = err[0].rsplit("traceback: ", 1)[1].rstrip(")")
     assert "Traceback (most recent call last)" in open(path).read() and "surprise" in open(path).read()
+
+
+def test_check_urls_refuses_what_it_cannot_read(tmp_path):
+    from conftest import run_cli
+
+    (tmp_path / "bin.ts").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe")
+    (tmp_path / "empty.ts").write_text("export {};\n")
+    for target, words in (
+        (tmp_path / "none.ts", "No such file"),
+        (tmp_path, "Is a directory"),
+        (tmp_path / "bin.ts", "not a text file"),
+        (tmp_path / "empty.ts", "holds no URL"),
+    ):
+        proc = run_cli("check-urls", str(target))
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+        assert proc.returncode == 2 and len(errors) == 1 and words in errors[0], proc.stderr
