@@ -162,3 +162,20 @@ def test_manifest_flag_given_a_folder_or_binary(tmp_path, command):
     for target, words in ((tmp_path, "is a folder; pass the manifest.json file"), (binary, "re-export")):
         proc = run_cli(command, "--manifest", str(target), *extra)
         assert proc.returncode == 2 and words in _one_error_line(proc), proc.stderr
+
+
+def test_config_errors_come_before_any_torch_import(tmp_path):
+    """Bad configs and arguments are answered without importing torch (which alone takes seconds):
+    checked by what is loaded, not by timing."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nbogus: 1\n")
+    code = (
+        "import sys; from export.cli import main; rc = main(['build', '--config', sys.argv[1]]); "
+        "print('torch' in sys.modules, rc)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(bad)], cwd=ROOT, capture_output=True, text=True)
+    assert proc.stdout.split() == ["False", "2"], proc.stdout + proc.stderr
+    assert "bogus: unknown key" in proc.stderr
