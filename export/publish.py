@@ -20,7 +20,7 @@ from typing import TypeVar
 
 from .errors import ExportError
 from .files import ensure_writable_dir, sha256_file, write_bytes_atomic
-from .manifest import MANIFEST_NAME, checked_files, manifest_dict, read_manifest
+from .manifest import MANIFEST_NAME, SCHEMA_NAME, checked_files, manifest_dict, read_manifest
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 PUBLISHED_NAME = "published.json"
@@ -76,6 +76,8 @@ def local_files(manifest_path: Path) -> list[tuple[Path, str, str | None]]:
         # RNE's layout: a folder per backend
         out += [(pte, f"{entry.backend}/{pte.name}", name), (bpte, f"{entry.backend}/{bpte.name}", None)]
     out.append((manifest_path, MANIFEST_NAME, None))
+    if (folder / SCHEMA_NAME).is_file():  # the manifest's JSON Schema travels with it
+        out.append((folder / SCHEMA_NAME, SCHEMA_NAME, None))
     card = folder / "README.md"
     if card.is_file():  # the model card, when one was generated, with the overlays it shows
         out.append((card, "README.md", None))

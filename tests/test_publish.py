@@ -48,12 +48,13 @@ def writes(hub) -> list:
 def test_dry_run_prints_plan_and_changes_nothing(arts, hub, capsys):
     plan = publisher(arts, hub).dry_run()
     out = capsys.readouterr().out
-    assert [p.status for p in plan] == ["new"] * 7
+    assert [p.status for p in plan] == ["new"] * 8
     assert {p.path_in_repo for p in plan} == {
         XNN_PATH,
         CML_PATH,
         Q_PATH,
         "manifest.json",
+        "manifest.schema.json",  # consumers validate the manifest without this tool
         *(p.replace(".pte", ".bpte") for p in (XNN_PATH, CML_PATH, Q_PATH)),
     }
     assert f"{hub.url}/{REPO}/resolve/v1.0.0/{XNN_PATH}" in out
@@ -77,7 +78,7 @@ def test_push_then_second_push_changes_nothing(arts, hub, capsys):
     proc = tsc(arts, "modelUrls.ts")  # what was really published compiles
     assert proc.returncode == 0, proc.stdout
     # every file was downloaded back from the tag URL
-    assert hub.state.count("GET", r"/resolve/v1.0.0/") == 7
+    assert hub.state.count("GET", r"/resolve/v1.0.0/") == 8  # 6 files, manifest, its schema
     # a second publish: zero uploads, zero commits, tag untouched, still verified
     before = list(hub.state.log)
     capsys.readouterr()
