@@ -191,13 +191,23 @@ def render_card(manifest: Manifest, bench: dict | None, overlays: list[str]) -> 
     return "\n".join(lines)
 
 
+def _read_bench(path: Path) -> dict:
+    try:
+        bench = json.loads(path.read_text())
+    except (OSError, ValueError):
+        bench = None
+    if not isinstance(bench, dict) or not isinstance(bench.get("engines"), dict) or "host" not in bench:
+        raise ExportError(f"{path}: not a bench.json from `make bench`; re-run `make bench` or delete it")
+    return bench
+
+
 def write_card(manifest_path: Path, with_overlays: bool = True) -> Path:
     folder = manifest_path.parent
     manifest = read_manifest(manifest_path)
     for name, entry in manifest.artifacts.items():  # the card describes these very files
         checked_files(folder, name, entry)
     bench_path = folder / "bench.json"
-    bench = json.loads(bench_path.read_text()) if bench_path.is_file() else None
+    bench = _read_bench(bench_path) if bench_path.is_file() else None
     overlays = [str(p.relative_to(folder)) for p in render_overlays(folder, manifest)] if with_overlays else []
     target = folder / CARD_NAME
     write_bytes_atomic(target, render_card(manifest, bench, overlays).encode())

@@ -113,6 +113,10 @@ def _run(args) -> int:
 
     from .reference import ARGMAX, SegmentationModel, decode, overlay, read_source, write_png
 
+    if args.overlay:  # before any work: the overlay's folder must take a file
+        from .files import ensure_writable_dir
+
+        ensure_writable_dir(Path(args.overlay).parent, "--overlay")
     model = SegmentationModel(args.artifact, contract=args.contract)
     if model.entry is None:
         print(

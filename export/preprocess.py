@@ -28,20 +28,25 @@ class ImageError(ExportError):
     pass
 
 
+def _shown(source: str) -> str:
+    """A source as named in errors: whole (a path), or cut when it is inline data (base64)."""
+    return source if len(source) <= 300 else source[:80] + "…"
+
+
 def decode(data: bytes, source: str = "image") -> np.ndarray:
     """Encoded bytes -> HxWx3 uint8 BGR, as OpenCV's imread gives the native code (gray is
     expanded to 3 channels, alpha dropped)."""
     if not data:
-        raise ImageError(f"{source[:80]}: empty (0 bytes)")
+        raise ImageError(f"{_shown(source)}: empty (0 bytes)")
     w, h = _header_size(data)
     if w * h > MAX_PIXELS:
-        raise ImageError(f"{source[:80]}: {w}x{h} pixels, over the {MAX_PIXELS}-pixel limit; downscale it first")
+        raise ImageError(f"{_shown(source)}: {w}x{h} pixels, over the {MAX_PIXELS}-pixel limit; downscale it first")
     try:
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     except cv2.error as e:  # OpenCV raises for over-limit images
-        raise ImageError(f"{source[:80]}: cannot decode ({str(e).strip().splitlines()[-1][:200]})") from None
+        raise ImageError(f"{_shown(source)}: cannot decode ({str(e).strip().splitlines()[-1][:200]})") from None
     if img is None or img.size == 0:
-        raise ImageError(f"{source[:80]}: not a decodable image (truncated, or not an image format OpenCV reads)")
+        raise ImageError(f"{_shown(source)}: not a decodable image (truncated, or not an image format OpenCV reads)")
     return img
 
 

@@ -36,6 +36,8 @@ def read_source(source: str) -> bytes:
                 data = r.read(MAX_IMAGE_BYTES + 1)
         except (urllib.error.URLError, OSError) as e:
             raise ImageError(f"image {source}: cannot download ({getattr(e, 'reason', e)})") from None
+        except ValueError as e:  # what urllib raises for a URL it cannot parse, e.g. http://[::1
+            raise ImageError(f"image {source[:120]}: not a valid URL ({e})") from None
     elif source.startswith("data:"):
         header, _, payload = source.partition(",")
         if ";base64" not in header:
