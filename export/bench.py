@@ -31,6 +31,8 @@ PHOTO = "chelsea"  # why: a real photo at a size the hook typically gets (451x30
 
 def config_for(entry: Entry, config_dir: Path, explicit: Path | None) -> ModelConfig:
     """The config the artifact was exported from, checked by sha256 so eager matches the file."""
+    if explicit and not explicit.is_file():
+        raise ExportError(f"--config {explicit}: no such file")
     candidates = [explicit] if explicit else [Path(entry.config.path), config_dir / entry.config.file]
     for path in candidates:
         if path and path.is_file():

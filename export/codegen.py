@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .errors import ExportError
 from .files import ensure_writable_dir, write_bytes_atomic
+from .hubnames import check_repo_and_tag
 from .manifest import manifest_from_dict
 
 TS_NAME = "modelUrls.ts"
@@ -131,6 +132,7 @@ def _checked_published(pub: object, path: str | Path) -> dict:
             f"{path}: not a published.json from `python -m export publish --push` "
             "(needs repo, tag, files with url, manifest); re-publish to rewrite it"
         )
+    check_repo_and_tag(pub["repo"], pub["tag"], f"{path}: repo", f"{path}: tag")
     if not any(f.get("artifact") for f in files):
         raise ExportError(f"{path}: lists no published artifact; nothing to generate constants for")
     names = manifest_from_dict(pub.get("manifest"), f"{path}").artifacts

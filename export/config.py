@@ -256,6 +256,8 @@ INTERNAL_FIELDS = ("source", "sha256", "name_suffix")  # set by the loader, neve
 
 
 def _fail(source: Path, key: str, msg: str) -> typing.NoReturn:
+    if not key.isprintable():  # a YAML key may hold a newline; the error stays one line
+        key = key.encode("unicode_escape").decode()
     raise ConfigError(f"{source}: {key or '<top level>'}: {msg}")
 
 

@@ -366,6 +366,12 @@ class StaleManifest(ExportError):
     """A manifest from another schema: readers stop; an export starts it afresh."""
 
 
+def _strict(data: dict[str, Any]) -> Manifest:
+    """Validated as the JSON it is, strictly: `"bytes": "12"` or `"atol": "1e-5"` is a wrong manifest,
+    as its JSON Schema says, not a value to coerce (python-mode lax validation would take them)."""
+    return MANIFEST.validate_json(json.dumps(data), strict=True)
+
+
 def read_manifest(path: str | Path) -> Manifest:
     path = Path(path)
     try:
@@ -394,7 +400,7 @@ def read_manifest(path: str | Path) -> Manifest:
             "re-export to rewrite it (make export)"
         )
     try:
-        return MANIFEST.validate_python(data)
+        return _strict(data)
     except pydantic.ValidationError as e:
         raise StaleManifest(
             f"manifest {path}: artifacts.{_first_error(e).removeprefix('artifacts.')}; "
@@ -411,7 +417,7 @@ def manifest_from_dict(data: Any, where: str) -> Manifest:
             f"{where}: manifest schema {found}, this tool reads schema {SCHEMA_VERSION}; re-export and re-publish"
         )
     try:
-        return MANIFEST.validate_python(data)
+        return _strict(data)
     except pydantic.ValidationError as e:
         raise ExportError(f"{where}: manifest {_first_error(e)}; re-export and re-publish") from None
 

@@ -10,7 +10,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -20,12 +19,11 @@ from typing import TypeVar
 
 from .errors import ExportError
 from .files import ensure_writable_dir, sha256_file, write_bytes_atomic
+from .hubnames import check_repo_and_tag
 from .manifest import MANIFEST_NAME, SCHEMA_NAME, checked_files, manifest_dict, read_manifest
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 PUBLISHED_NAME = "published.json"
-TAG_RE = re.compile(r"^v\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
-REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 RETRY_STATUS = (429, 500, 502, 503, 504)
 RETRIES = 4  # attempts after the first; with BACKOFF_S doubling that is ~7.5 s of patience in all
 BACKOFF_S = 0.5
@@ -113,18 +111,7 @@ def _retrying(what: str, fn: Callable[[], T], secret: Secret) -> T:
 
 class Publisher:
     def __init__(self, manifest: Path, repo: str, tag: str, endpoint: str | None = None, token: str | None = None):
-        # bad input (exit 2), refused before any request; fullmatch: `$` alone accepts a trailing newline
-        from huggingface_hub.errors import HFValidationError
-        from huggingface_hub.utils import validate_repo_id
-
-        if not REPO_RE.fullmatch(repo):
-            raise ExportError(f"--repo {repo!r}: expected OWNER/NAME")
-        try:
-            validate_repo_id(repo)  # the Hub's own rules (no `--` or `..`, no leading/trailing `-`/`.`)
-        except HFValidationError as e:
-            raise ExportError(f"--repo {repo!r}: {' '.join(str(e).split())}") from None
-        if not TAG_RE.fullmatch(tag):
-            raise ExportError(f"--tag {tag!r}: expected a version tag like v1.2.3")
+        check_repo_and_tag(repo, tag)  # bad input (exit 2), refused before any request
         self.manifest = Path(manifest)
         self.repo, self.tag = repo, tag
         self.endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")

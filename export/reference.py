@@ -112,6 +112,10 @@ class SegmentationModel:
         if head[4:8] != PTE_MAGIC:
             hint = " (a bundle: pass the .pte beside it)" if head[4:8] == BPTE_MAGIC else ""
             raise ExportError(f"artifact {self.path}: not an ExecuTorch program (.pte){hint}")
+        from .verify import delegate_ids
+
+        # the file itself first (a cut-short program is that, whatever a manifest or --contract says)
+        delegates = delegate_ids(self.path.read_bytes(), f"artifact {self.path}")
         entry = self.entry = self._manifest_entry()
         recorded = entry.contract.name if entry else None
         if contract and recorded and contract != recorded:
@@ -124,16 +128,8 @@ class SegmentationModel:
             raise ExportError(f"{self.path.name}: no manifest.json beside it records its contract; pass --contract")
         self.contract = CONTRACTS.get(name)
         self.labels = list(labels or (entry.labels if entry else []))
-        from .verify import delegate_ids
-
         runtime = Runtime.get()
-        missing = sorted(
-            {
-                d
-                for d in delegate_ids(self.path.read_bytes(), f"artifact {self.path}")
-                if not runtime.backend_registry.is_available(d)
-            }
-        )
+        missing = sorted({d for d in delegates if not runtime.backend_registry.is_available(d)})
         if missing:
             raise ExportError(
                 f"{self.path.name} needs {', '.join(missing)}, which this ExecuTorch runtime does not have "

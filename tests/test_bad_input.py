@@ -1,174 +1,354 @@
-"""Bad input across the commands, table-driven and in-process (fast): each case exits with the
-documented code, prints exactly one `error:` line naming the thing, no traceback, and leaves a good
-output folder byte-identical. Subprocess cases (the real CLI) live in test_cli, test_codegen,
-test_reference, test_publish and test_bench_card; configs in test_config and test_properties."""
+"""Bad input across all seven commands, table-driven and in-process (fast): each case exits with the
+documented code (2 bad input), prints exactly one `error:` line naming the thing, no traceback,
+and leaves every folder it was pointed at byte-identical (nothing written, nothing half-done).
+Generated configs and manifests: test_properties. The Hub sees no request for bad --repo/--tag:
+test_publish. Config errors without importing torch: test_cli."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from conftest import TINY
+from test_codegen import published
 
 from export import cli
 from export.config import bundled_photos
 
 PHOTO = str(bundled_photos()["chelsea"])
 XNN = "tiny_segnet_xnnpack_fp32.pte"
+INT8 = "tiny_segnet_xnnpack_int8.pte"
+BINARY = b"\x89PNG\r\n\x1a\n\x00\xff\xfe"
+
+Case = tuple[str, list[str], int, tuple[str, ...]]  # (what, argv, exit code, words the one error line holds)
 
 
-def _tiny_text(old: str, new: str) -> str:
-    text = TINY.read_text()
-    assert old in text, old
-    return text.replace(old, new, 1)
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def _cases(arts: Path, tmp: Path) -> list[tuple[str, list[str], int, str]]:
-    """(what, argv, exit code, words of the one error line). `arts` is a copy of a good build."""
-    (tmp / "file").write_text("x")
-    (tmp / "bench.json").write_text("{")
-    bad_cfg = {
-        "dash-name": _tiny_text("name: tiny_segnet", "name: tiny-seg"),
-        "nan": _tiny_text("min_snr_db: 15.0}", "min_snr_db: .nan}"),
-        "dup": _tiny_text("name: tiny_segnet", "name: tiny_segnet\nname: x"),
-        "huge": _tiny_text("height: 32", "height: 100000"),
-        "photo": _tiny_text("images: [astronaut, chelsea]\n  random_inputs", "images: [selfie]\n  random_inputs"),
-        "list": "- just\n- a list\n",
-        "empty": "",
-        "builder": _tiny_text("builder: tiny_segnet", "builder: deeplabv4"),
-        "contract": _tiny_text("contract: rne-0.5", "contract: rne-9"),
-        "backend": _tiny_text("backend: xnnpack", "backend: vulkan"),
-        "precision": _tiny_text("precision: fp32", "precision: fp64"),
-        "labels": _tiny_text("labels: [BACKGROUND,", "labels: ["),
-    }
-    fake = tmp / "fake-photos"  # a calibration folder whose JPEGs are not images / are cut short
-    fake.mkdir()
-    (fake / "a.jpg").write_text("not a jpeg")
-    (fake / "b.jpg").write_bytes(Path(PHOTO).read_bytes()[:300])
-    bad_cfg["calib-fake-jpeg"] = _tiny_text("  count: 2", f"  folder: {fake}\n  count: 2")
-    for name, text in bad_cfg.items():
-        (tmp / f"{name}.yaml").write_text(text)
-    pte, manifest = str(arts / XNN), str(arts / "manifest.json")
-    publish = ["publish", "--manifest", manifest]
-    cases = [
-        *[
-            (
-                f"build: config {n}",
-                ["build", "--config", str(tmp / f"{n}.yaml"), "--weights", "random", "--out", str(tmp / "o")],
-                2,
-                ".jpg: not a decodable image" if n == "calib-fake-jpeg" else f"{n}.yaml",
-            )
-            for n in bad_cfg
-        ],
-        ("build: missing config", ["build", "--config", str(tmp / "none.yaml")], 2, "config file not found"),
-        ("build: config is a folder", ["build", "--config", str(tmp)], 2, "cannot read config"),
-        ("build: unknown variant", ["build", "--config", str(TINY), "--variant", "xnnpack_fp64"], 2, "valid variants"),
-        (
-            "build: weights file missing",
-            ["build", "--config", str(TINY), "--weights", str(tmp / "w.pth")],
-            2,
-            "no such file",
-        ),
-        (
-            "build: weights not a checkpoint",
-            ["build", "--config", str(TINY), "--weights", str(tmp / "file")],
-            2,
-            "file",
-        ),
-        (
-            "build: --out under a file",
-            ["build", "--config", str(TINY), "--weights", "random", "--out", str(tmp / "file" / "o")],
-            2,
-            "cannot write there",
-        ),
-        ("run: no such artifact", ["run", str(tmp / "x.pte"), PHOTO], 2, "no such file"),
-        ("run: artifact is a folder", ["run", str(tmp), PHOTO], 2, "no such file"),
-        ("run: bundle as artifact", ["run", str(arts / XNN.replace(".pte", ".bpte")), PHOTO], 2, "a bundle"),
-        ("run: text as artifact", ["run", str(tmp / "file"), PHOTO], 2, "not an ExecuTorch program"),
-        ("run: no such image", ["run", pte, str(tmp / "nope.jpg")], 2, "no such file"),
-        ("run: image is text", ["run", pte, str(tmp / "file")], 2, "file"),
-        ("run: malformed URL", ["run", pte, "http://[::1"], 2, "not a valid URL"),
-        ("run: bad data URI", ["run", pte, "data:image/png,abc"], 2, "only base64 data URIs"),
-        ("run: unknown class", ["run", pte, PHOTO, "--classes", "KITTEN"], 2, "valid labels"),
-        ("run: wrong contract", ["run", pte, PHOTO, "--contract", "rne-0.9"], 2, "contract mismatch"),
-        ("run: unknown contract", ["run", pte, PHOTO, "--contract", "rne-7"], 2, "rne-7"),
-        ("run: overlay under a file", ["run", pte, PHOTO, "--overlay", str(tmp / "file" / "o.png")], 2, "--overlay"),
-        ("card: manifest missing", ["card", "--manifest", str(tmp / "m.json")], 2, "manifest not found"),
-        ("card: manifest is a folder", ["card", "--manifest", str(tmp)], 2, "is a folder"),
-        ("card: manifest not JSON", ["card", "--manifest", str(tmp / "bench.json")], 2, "not valid JSON"),
-        ("bench: manifest missing", ["bench", "--manifest", str(tmp / "m.json")], 2, "manifest not found"),
-        (
-            "bench: wrong weights kind",
-            ["bench", "--manifest", manifest, "--config", str(TINY), "--weights", "default"],
-            2,
-            "was exported with random(seed=0)",
-        ),
-        (
-            "bench: weights file is not the one",
-            ["bench", "--manifest", manifest, "--config", str(TINY), "--weights", str(tmp / "file")],
-            2,
-            "is not the checkpoint",
-        ),
-        ("publish: no tag", [*publish, "--repo", "o/r", "--tag", "latest"], 2, "expected a version tag"),
-        ("publish: tag with newline", [*publish, "--repo", "o/r", "--tag", "v1.0.0\n"], 2, "version tag"),
-        ("publish: repo without owner", [*publish, "--repo", "repo", "--tag", "v1.0.0"], 2, "OWNER/NAME"),
-        ("publish: repo with --", [*publish, "--repo", "o--x/r", "--tag", "v1.0.0"], 2, "Cannot have -- or .."),
-        ("publish: repo with ..", [*publish, "--repo", "o/r..x", "--tag", "v1.0.0"], 2, "Cannot have -- or .."),
-        (
-            "publish: manifest missing",
-            ["publish", "--manifest", str(tmp / "m.json"), "--repo", "o/r", "--tag", "v1.0.0"],
-            2,
-            "manifest not found",
-        ),
-        ("codegen: missing", ["codegen", str(tmp / "p.json")], 2, "cannot read"),
-        ("codegen: folder", ["codegen", str(tmp)], 2, "cannot read"),
-        ("codegen: not JSON", ["codegen", str(tmp / "bench.json")], 2, "not a JSON file"),
-        ("check-urls: missing", ["check-urls", str(tmp / "u.ts")], 2, "cannot read"),
-        ("check-urls: no URL", ["check-urls", str(tmp / "file")], 2, "holds no URL"),
-    ]
-    return cases
-
-
-def _run_cases(cases, capsys):
+def _run_cases(cases: list[Case], capsys) -> list[str]:
     failures = []
     for what, argv, code, words in cases:
         rc = cli.main(argv)
         captured = capsys.readouterr()
         errors = [line for line in captured.err.splitlines() if line.startswith("error: ")]
-        if rc != code or len(errors) != 1 or words not in errors[0] or "Traceback" in captured.err:
+        if rc != code or len(errors) != 1 or "Traceback" in captured.err or not all(w in errors[0] for w in words):
             failures.append(f"{what}: exit {rc}, {errors or captured.err[-300:]}")
     return failures
+
+
+# --- configs: each refused at load, naming the file and the key (build never starts) --------------
+
+CONFIGS = [
+    # (what, text change (old, new) in the tiny config, the key named, words of the message)
+    ("name with a dash", ("name: tiny_segnet", "name: tiny-seg"), "name", "lowercase letters"),
+    ("name that climbs out of --out", ("name: tiny_segnet", "name: ../../evil"), "name", "lowercase letters"),
+    ("name with a dot", ("name: tiny_segnet", "name: tiny.seg"), "name", "lowercase letters"),
+    ("name in capitals", ("name: tiny_segnet", "name: TinySeg"), "name", "lowercase letters"),
+    ("name too long", ("name: tiny_segnet", "name: " + "a" * 65), "name", "lowercase letters"),
+    ("name a number", ("name: tiny_segnet", "name: 7"), "name", "expected a string"),
+    ("duplicate key", ("name: tiny_segnet", "name: tiny_segnet\nname: x"), "", "key 'name' is given twice"),
+    ("not YAML", ("name: tiny_segnet", "name: [tiny"), "", "not valid YAML"),
+    ("a list, not a mapping", None, "", "mapping"),
+    ("empty file", None, "", "mapping"),
+    ("unknown top-level key", ("name: tiny_segnet", "name: tiny_segnet\nbogus: 1"), "bogus", "unknown key"),
+    ("unknown model key", ("output_key: out", "output_key: out\n  depth: 5"), "model.depth", "unknown key"),
+    (
+        "unknown builder",
+        ("builder: tiny_segnet", "builder: deeplabv4"),
+        "model.builder",
+        "valid model builders: deeplabv3_mobilenet",
+    ),
+    ("unknown contract", ("contract: rne-0.5", "contract: rne-9"), "contract", "rne-0.9"),
+    (
+        "unknown backend",
+        ("backend: xnnpack\n    precision: fp32", "backend: vulkan\n    precision: fp32"),
+        "",
+        "vulkan",
+    ),
+    ("unknown precision", ("precision: fp32", "precision: fp64"), "", "fp64"),
+    ("unknown variant key", ("precision: fp32\n", "precision: fp32\n    speed: fast\n"), "speed", "unknown key"),
+    ("NaN bound", ("min_snr_db: 15.0}", "min_snr_db: .nan}"), "accuracy.bounds.min_snr_db", "finite number"),
+    ("infinite tolerance", ("{max_rel_err: 1.0e-5,", "{max_rel_err: .inf,"), "variants[0].tolerances", "finite"),
+    ("tolerance a string", ("{max_rel_err: 1.0e-5,", "{max_rel_err: tight,"), "variants[0].tolerances", "number"),
+    ("huge input", ("height: 32", "height: 100000"), "input", "1..2048"),
+    ("zero input", ("width: 32", "width: 0"), "input", "1..2048"),
+    ("negative input", ("width: 32", "width: -32"), "input", "1..2048"),
+    ("input a string", ("width: 32", "width: wide"), "input", "integer"),
+    ("labels short of the classes", ("labels: [BACKGROUND, ", "labels: ["), "labels", "21"),
+    ("unknown parity photo", ("images: [astronaut, chelsea]\n  random", "images: [selfie]\n  random"), "", "selfie"),
+    ("unknown calibration photo", ("images: [coffee, rocket,", "images: [cofee, rocket,"), "", "'cofee'"),
+    ("unknown accuracy photo", ("chelsea]   # held", "kitten]   # held"), "accuracy.images[1]", "'kitten'"),
+    ("calibration folder missing", ("  count: 2", "  folder: /no/such/photos\n  count: 2"), "", "/no/such/photos"),
+    ("zero calibration count", ("  count: 2", "  count: 0"), "calibration.count", ""),
+    ("no variants", ("variants:", "variants: []\nold_variants:"), "", "variants"),
+    ("extends a missing base", ("name: tiny_segnet", "extends: nowhere.yaml\nname: tiny_segnet"), "extends", ""),
+]
+
+
+def _config_cases(tmp: Path) -> list[Case]:
+    text = TINY.read_text()
+    cases = []
+    for what, change, key, words in CONFIGS:
+        if change is None:
+            new = "- just\n- a list\n" if what.startswith("a list") else ""
+        else:
+            assert change[0] in text, f"the fixture no longer has {change[0]!r}"
+            new = text.replace(change[0], change[1], 1)
+        path = tmp / f"{what.replace(' ', '_').replace(',', '')}.yaml"
+        path.write_text(new)
+        named = (str(path), key)  # the file, and the key (or a word of it) the message names
+        argv = ["build", "--config", str(path), "--weights", "random", "--out", str(tmp / "o")]
+        cases.append((f"build: config {what}", argv, 2, (*named, words)))
+    return cases
+
+
+# --- a good build changed behind the manifest's back: bench, card, run and publish all refuse ------
+
+
+def _flip(path: Path, at: int = 200) -> None:
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _edit_manifest(change: Callable[[dict], None]) -> Callable[[Path], None]:
+    def edit(folder: Path) -> None:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        change(manifest)
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+
+    return edit
+
+
+TAMPERS: dict[str, tuple[Callable[[Path], None], str]] = {
+    "a flipped byte": (lambda d: _flip(d / XNN), "does not match its manifest sha256/size"),
+    "another valid program": (lambda d: shutil.copy(d / INT8, d / XNN), "does not match its manifest sha256/size"),
+    "a flipped bundle byte": (lambda d: _flip(d / XNN.replace(".pte", ".bpte")), "does not match its manifest"),
+    "artifact deleted": (lambda d: (d / XNN).unlink(), "is missing; re-run the export"),
+    "bundle deleted": (lambda d: (d / XNN.replace(".pte", ".bpte")).unlink(), "is missing; re-run the export"),
+    "path out of the folder": (
+        _edit_manifest(lambda m: m["artifacts"][XNN].update(path="../secret.txt")),
+        "re-export",
+    ),
+    "bundle path absolute": (
+        _edit_manifest(lambda m: m["artifacts"][XNN]["bundle"].update(path="/etc/passwd")),
+        "re-export",
+    ),
+    "no artifacts key": (_edit_manifest(lambda m: m.pop("artifacts")), "re-export"),
+    "entry without contract": (_edit_manifest(lambda m: m["artifacts"][XNN].pop("contract")), "contract"),
+    "entry with an unknown key": (_edit_manifest(lambda m: m["artifacts"][XNN].update(bogus=1)), "bogus"),
+    "older schema": (_edit_manifest(lambda m: m.update(schema=2)), "schema 2, this tool reads schema 3"),
+    "size as a string": (_edit_manifest(lambda m: m["artifacts"][XNN].update(bytes="12")), "bytes"),
+    "manifest.json a list": (lambda d: (d / "manifest.json").write_text("[]"), "re-export"),
+    "manifest.json binary": (lambda d: (d / "manifest.json").write_bytes(BINARY), "re-export"),
+}
+
+
+def _tamper_cases(good: Path, tmp: Path) -> tuple[list[Case], list[Path]]:
+    cases, folders = [], []
+    for i, (what, (tamper, words)) in enumerate(TAMPERS.items()):
+        folder = tmp / f"tampered-{i}"
+        shutil.copytree(good, folder)
+        tamper(folder)
+        folders.append(folder)
+        m = str(folder / "manifest.json")
+        for command, argv in (
+            ("run", ["run", str(folder / XNN), PHOTO]),
+            ("bench", ["bench", "--manifest", m, "--runs", "1", "--warmup", "0"]),
+            ("card", ["card", "--manifest", m]),
+            ("publish", ["publish", "--manifest", m, "--repo", "o/r", "--tag", "v1.0.0"]),
+        ):
+            said = "no such file" if (command, what) == ("run", "artifact deleted") else words  # run is given the path
+            cases.append((f"{command}: {what}", argv, 2, (said,)))
+    return cases, folders
+
+
+# --- everything else, command by command ------------------------------------------------------------
+
+
+def _argument_cases(arts: Path, tmp: Path) -> list[Case]:
+    (tmp / "file").write_text("x")
+    (tmp / "broken.json").write_text("{")
+    (tmp / "binary").write_bytes(BINARY)
+    (tmp / "empty.ts").write_text("export {};\n")
+    fake = tmp / "fake-photos"  # a calibration folder whose JPEGs are not images / are cut short
+    fake.mkdir()
+    (fake / "a.jpg").write_text("not a jpeg")
+    (fake / "b.jpg").write_bytes(Path(PHOTO).read_bytes()[:300])
+    fake_cfg = tmp / "calib.yaml"
+    fake_cfg.write_text(TINY.read_text().replace("  count: 2", f"  folder: {fake}\n  count: 2"))
+    bare = tmp / "bare"  # programs that are not: run refuses each, naming the file
+    bare.mkdir()
+    (bare / "text.pte").write_text("hello, not a program\n")
+    (bare / "empty.pte").write_bytes(b"")
+    (bare / "cut.pte").write_bytes((arts / XNN).read_bytes()[:1000])
+    pte, manifest = str(arts / XNN), str(arts / "manifest.json")
+    publish = ["publish", "--manifest", manifest]
+    build = ["build", "--config", str(TINY)]
+    out = ["--out", str(tmp / "o")]
+    return [
+        (
+            "build: calibration JPEGs fake",
+            ["build", "--config", str(fake_cfg), "--weights", "random", *out],
+            2,
+            (".jpg: not a decodable",),
+        ),
+        ("build: missing config", ["build", "--config", str(tmp / "none.yaml")], 2, ("config file not found",)),
+        ("build: config is a folder", ["build", "--config", str(tmp)], 2, ("cannot read config",)),
+        ("build: config binary", ["build", "--config", str(tmp / "binary")], 2, (str(tmp / "binary"),)),
+        ("build: unknown variant", [*build, "--variant", "xnnpack_fp64"], 2, ("valid variants", "xnnpack_int8")),
+        ("build: weights file missing", [*build, "--weights", str(tmp / "w.pth"), *out], 2, ("no such file",)),
+        ("build: weights not a checkpoint", [*build, "--weights", str(tmp / "file"), *out], 2, ("file",)),
+        ("build: weights a folder", [*build, "--weights", str(tmp), *out], 2, (str(tmp),)),
+        ("build: --out under a file", [*build, "--weights", "random", "--out", str(tmp / "file" / "o")], 2, ("--out",)),
+        ("build: --out is a file", [*build, "--weights", "random", "--out", str(tmp / "file")], 2, ("--out",)),
+        ("run: no such artifact", ["run", str(tmp / "x.pte"), PHOTO], 2, ("no such file",)),
+        ("run: artifact is a folder", ["run", str(tmp), PHOTO], 2, ("no such file",)),
+        ("run: bundle as artifact", ["run", pte.replace(".pte", ".bpte"), PHOTO], 2, ("pass the .pte beside it",)),
+        ("run: text as artifact", ["run", str(bare / "text.pte"), PHOTO], 2, ("not an ExecuTorch program",)),
+        ("run: empty artifact", ["run", str(bare / "empty.pte"), PHOTO], 2, ("not an ExecuTorch program",)),
+        ("run: truncated artifact", ["run", str(bare / "cut.pte"), PHOTO], 2, ("truncated or corrupt",)),
+        ("run: no such image", ["run", pte, str(tmp / "nope.jpg")], 2, ("no such file",)),
+        ("run: image is text", ["run", pte, str(tmp / "file")], 2, (str(tmp / "file"),)),
+        ("run: image is binary", ["run", pte, str(tmp / "binary")], 2, (str(tmp / "binary"),)),
+        ("run: image is a folder", ["run", pte, str(tmp)], 2, (str(tmp),)),
+        ("run: malformed URL", ["run", pte, "http://[::1"], 2, ("not a valid URL",)),
+        ("run: bad data URI", ["run", pte, "data:image/png,abc"], 2, ("only base64 data URIs",)),
+        ("run: unknown class", ["run", pte, PHOTO, "--classes", "KITTEN"], 2, ("KITTEN", "valid labels")),
+        ("run: wrong contract", ["run", pte, PHOTO, "--contract", "rne-0.9"], 2, ("contract mismatch",)),
+        ("run: unknown contract", ["run", pte, PHOTO, "--contract", "rne-7"], 2, ("rne-7",)),
+        ("run: overlay under a file", ["run", pte, PHOTO, "--overlay", str(tmp / "file" / "o.png")], 2, ("--overlay",)),
+        ("card: manifest missing", ["card", "--manifest", str(tmp / "m.json")], 2, ("manifest not found",)),
+        ("card: manifest is a folder", ["card", "--manifest", str(tmp)], 2, ("pass the manifest.json file",)),
+        ("card: manifest not JSON", ["card", "--manifest", str(tmp / "broken.json")], 2, ("not valid JSON",)),
+        ("bench: manifest missing", ["bench", "--manifest", str(tmp / "m.json")], 2, ("manifest not found",)),
+        ("bench: manifest is a folder", ["bench", "--manifest", str(tmp)], 2, ("pass the manifest.json file",)),
+        ("bench: manifest binary", ["bench", "--manifest", str(tmp / "binary")], 2, ("re-export",)),
+        ("bench: zero runs", ["bench", "--manifest", manifest, "--runs", "0"], 2, ("--runs",)),
+        ("bench: negative warm-up", ["bench", "--manifest", manifest, "--warmup", "-1"], 2, ("--warmup",)),
+        (
+            "bench: wrong weights kind",
+            ["bench", "--manifest", manifest, "--config", str(TINY), "--weights", "default"],
+            2,
+            ("was exported with random(seed=0)",),
+        ),
+        (
+            "bench: weights file is not the one",
+            ["bench", "--manifest", manifest, "--config", str(TINY), "--weights", str(tmp / "file")],
+            2,
+            ("is not the checkpoint",),
+        ),
+        ("bench: config missing", ["bench", "--manifest", manifest, "--config", str(tmp / "c.yaml")], 2, ("c.yaml",)),
+        ("publish: no tag", [*publish, "--repo", "o/r", "--tag", "latest"], 2, ("expected a version tag",)),
+        ("publish: tag with newline", [*publish, "--repo", "o/r", "--tag", "v1.0.0\n"], 2, ("version tag",)),
+        ("publish: tag short", [*publish, "--repo", "o/r", "--tag", "v1.0"], 2, ("version tag",)),
+        ("publish: repo without owner", [*publish, "--repo", "repo", "--tag", "v1.0.0"], 2, ("OWNER/NAME",)),
+        ("publish: repo with newline", [*publish, "--repo", "o/r\n", "--tag", "v1.0.0"], 2, ("OWNER/NAME",)),
+        ("publish: repo with --", [*publish, "--repo", "o--x/r", "--tag", "v1.0.0"], 2, ("Cannot have -- or ..",)),
+        ("publish: repo with ..", [*publish, "--repo", "o/r..x", "--tag", "v1.0.0"], 2, ("Cannot have -- or ..",)),
+        ("publish: repo ends in -", [*publish, "--repo", "o/r-", "--tag", "v1.0.0"], 2, ("cannot start or end",)),
+        (
+            "publish: manifest missing",
+            ["publish", "--manifest", str(tmp / "m.json"), "--repo", "o/r", "--tag", "v1.0.0"],
+            2,
+            ("manifest not found",),
+        ),
+        (
+            "publish: manifest is a folder",
+            ["publish", "--manifest", str(tmp), "--repo", "o/r", "--tag", "v1.0.0"],
+            2,
+            ("pass the manifest.json file",),
+        ),
+        (
+            "publish: manifest binary",
+            ["publish", "--manifest", str(tmp / "binary"), "--repo", "o/r", "--tag", "v1.0.0"],
+            2,
+            ("re-export",),
+        ),
+        ("codegen: missing", ["codegen", str(tmp / "p.json")], 2, ("cannot read",)),
+        ("codegen: folder", ["codegen", str(tmp)], 2, ("cannot read",)),
+        ("codegen: not JSON", ["codegen", str(tmp / "broken.json")], 2, ("not a JSON file",)),
+        ("check-urls: missing", ["check-urls", str(tmp / "u.ts")], 2, ("No such file",)),
+        ("check-urls: folder", ["check-urls", str(tmp)], 2, ("Is a directory",)),
+        ("check-urls: binary", ["check-urls", str(tmp / "binary")], 2, ("not a text file",)),
+        ("check-urls: no URL", ["check-urls", str(tmp / "file")], 2, ("holds no URL",)),
+        ("check-urls: a module without URLs", ["check-urls", str(tmp / "empty.ts")], 2, ("holds no URL",)),
+    ]
+
+
+PUBLISHED = [
+    # (what, published.json content, words); every case names the file too
+    ("a list", "[]", "not a published.json"),
+    ("binary", BINARY, "not a JSON file"),
+    ("half a JSON", "{repo: x", "not a JSON file"),
+    ("files missing", '{"repo": "o/r", "tag": "v1.0.0", "manifest": {}}', "not a published.json"),
+    ("a file without url", '{"repo": "o/r", "tag": "v1.0.0", "files": [{"artifact": "x.pte"}]}', "published.json"),
+    ("no artifact", '{"repo": "o/r", "tag": "v1.0.0", "files": []}', "lists no published artifact"),
+    ("older manifest", "schema 2", "manifest schema 2, this tool reads schema 3; re-export and re-publish"),
+    ("a repo name with a slash too many", "repo a/b/c", "expected OWNER/NAME"),
+]
+
+
+def _published_cases(tmp: Path) -> list[Case]:
+    cases = []
+    for i, (what, content, words) in enumerate(PUBLISHED):
+        if content in ("schema 2", "repo a/b/c"):
+            pub = published()
+            if content == "schema 2":
+                pub["manifest"]["schema"] = 2
+            else:
+                pub["repo"] = "a/b/c"
+            content = json.dumps(pub)
+        path = tmp / f"published-{i}.json"
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        cases.append((f"codegen: {what}", ["codegen", str(path), "--out", str(tmp / "gen")], 2, (str(path), words)))
+    good = tmp / "published-good.json"
+    good.write_text(json.dumps(published()))
+    under_file = str(tmp / "file" / "sub")
+    cases.append(("codegen: --out under a file", ["codegen", str(good), "--out", under_file], 2, ("--out",)))
+    return cases
 
 
 def test_bad_inputs_give_one_line_and_the_documented_exit_code(tiny_build, tmp_path, capsys):
     arts = tmp_path / "arts"
     shutil.copytree(tiny_build, arts)
-    before = {p.name: p.read_bytes() for p in arts.iterdir() if p.is_file()}
-    cases = _cases(arts, tmp_path)
-    assert len(cases) >= 45 and len({c[0] for c in cases}) == len(cases)
-    assert _run_cases(cases, capsys) == []
-    assert {p.name: p.read_bytes() for p in arts.iterdir() if p.is_file()} == before  # the good folder
+    good = _snapshot(arts)
+    tampered_cases, tampered = _tamper_cases(tiny_build, tmp_path)
+    after_tamper = {f: _snapshot(f) for f in tampered}
+    cases = [
+        *_config_cases(tmp_path),
+        *_argument_cases(arts, tmp_path),
+        *_published_cases(tmp_path),
+        *tampered_cases,
+    ]
+    assert len(cases) >= 150 and len({c[0] for c in cases}) == len(cases), len(cases)
+    failures = _run_cases(cases, capsys)
+    assert failures == [], "\n".join(failures)
+    assert _snapshot(arts) == good  # the good folder
+    assert all(_snapshot(f) == after_tamper[f] for f in tampered)  # nothing written beside a refused file
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").rglob("*.pte"))
+    assert not (tmp_path / "gen").exists() or not any((tmp_path / "gen").iterdir())
+    assert not list(tmp_path.parent.glob("evil*")) and not list(tmp_path.glob("evil*"))
 
 
-def test_card_refuses_an_invalid_bench_json(tiny_build, tmp_path, capsys):
+@pytest.mark.parametrize("content", ["{", "[]", json.dumps({"engines": []})])
+def test_card_refuses_an_invalid_bench_json(tiny_build, tmp_path, capsys, content):
     arts = tmp_path / "arts"
     shutil.copytree(tiny_build, arts)
-    for content in ("{", "[]", json.dumps({"engines": []})):
-        (arts / "bench.json").write_text(content)
-        assert (
-            _run_cases(
-                [
-                    (
-                        "card",
-                        ["card", "--manifest", str(arts / "manifest.json")],
-                        2,
-                        "not a bench.json from `make bench`",
-                    )
-                ],
-                capsys,
-            )
-            == []
-        )
+    (arts / "bench.json").write_text(content)
+    case = ("card", ["card", "--manifest", str(arts / "manifest.json")], 2, ("not a bench.json from `make bench`",))
+    assert _run_cases([case], capsys) == []
     assert not (arts / "README.md").exists()
+
+
+def test_the_harness_fails_on_a_case_that_is_not_refused(tiny_build, capsys):
+    """The table can fail: a command that succeeds, or a refusal with other words, is reported."""
+    good_run = ("a good run", ["run", str(tiny_build / XNN), PHOTO], 2, ("anything",))
+    other_words = ("other words", ["codegen", "/no/such.json"], 2, ("words it does not say",))
+    failures = _run_cases([good_run, other_words], capsys)
+    assert [f.split(",")[0] for f in failures] == ["a good run: exit 0", "other words: exit 2"], failures

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 
-import pytest
 import torch
 from conftest import DEEPLAB, ROOT, TINY, run_cli
 
@@ -151,17 +150,6 @@ def test_matrix_of_configs_goes_to_one_folder_per_model(tmp_path):
     assert again.returncode == 0 and "everything up to date" in again.stdout
     bad = run_cli("build", "--config", str(TINY), "--config", str(other), "--weights", str(tmp_path / "x.pth"))
     assert bad.returncode == 2 and "--weights PATH fits one model" in bad.stderr
-
-
-@pytest.mark.parametrize("command", ["bench", "card", "publish"])
-def test_manifest_flag_given_a_folder_or_binary(tmp_path, command):
-    """One line, exit 2: a folder (say which file to pass) or a binary file (say re-export)."""
-    binary = tmp_path / "manifest.json"
-    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe")
-    extra = ["--repo", "org/repo", "--tag", "v1.0.0"] if command == "publish" else []
-    for target, words in ((tmp_path, "is a folder; pass the manifest.json file"), (binary, "re-export")):
-        proc = run_cli(command, "--manifest", str(target), *extra)
-        assert proc.returncode == 2 and words in _one_error_line(proc), proc.stderr
 
 
 def test_config_errors_come_before_any_torch_import(tmp_path):

@@ -163,49 +163,6 @@ def test_several_repos_and_variant_suffixes_merge_into_one_module(tmp_path):
     assert tsc(tmp_path, "modelUrls.ts").returncode == 0
 
 
-BAD_PUBLISHED = [
-    ("a list", "[]", "not a published.json"),
-    ("binary", b"\x89PNG\r\n\x1a\n\x00\xff", "not a JSON file"),
-    ("not JSON", "{repo: x", "not a JSON file"),
-    ("files missing", '{"repo": "o/r", "tag": "v1.0.0", "manifest": {}}', "not a published.json"),
-    (
-        "a file without url",
-        '{"repo": "o/r", "tag": "v1.0.0", "files": [{"artifact": "x.pte"}]}',
-        "not a published.json",
-    ),
-    ("no artifact", '{"repo": "o/r", "tag": "v1.0.0", "files": []}', "lists no published artifact"),
-    ("old manifest", None, "manifest schema 2, this tool reads schema 3; re-export and re-publish"),
-]
-
-
-@pytest.mark.parametrize("what, content, words", BAD_PUBLISHED, ids=[b[0] for b in BAD_PUBLISHED])
-def test_codegen_refuses_bad_published_json(tmp_path, what, content, words):
-    """One line, exit 2, naming the file; no module written."""
-    from conftest import run_cli
-
-    if content is None:
-        pub = published()
-        pub["manifest"]["schema"] = 2
-        content = json.dumps(pub)
-    path = tmp_path / "published.json"
-    path.write_bytes(content if isinstance(content, bytes) else content.encode())
-    proc = run_cli("codegen", str(path), "--out", str(tmp_path / "out"))
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-    assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert str(path) in errors[0] and words in errors[0], errors[0]
-    assert not (tmp_path / "out" / "modelUrls.ts").exists()
-
-
-def test_codegen_out_must_be_writable(tmp_path):
-    from conftest import run_cli
-
-    path = tmp_path / "published.json"
-    path.write_text(json.dumps(published()))
-    (tmp_path / "file").write_text("x")
-    proc = run_cli("codegen", str(path), "--out", str(tmp_path / "file" / "sub"))
-    assert proc.returncode == 2 and "--out" in proc.stderr and "cannot write there" in proc.stderr, proc.stderr
-
-
 def test_unexpected_exception_is_one_line_and_a_traceback_file(monkeypatch, capsys):
     """The error boundary: a bug prints one line naming where the traceback went, exit 1."""
     from export import cli
@@ -221,19 +178,3 @@ def test_unexpected_exception_is_one_line_and_a_traceback_file(monkeypatch, caps
     )
     path = err[0].rsplit("traceback: ", 1)[1].rstrip(")")
     assert "Traceback (most recent call last)" in open(path).read() and "surprise" in open(path).read()
-
-
-def test_check_urls_refuses_what_it_cannot_read(tmp_path):
-    from conftest import run_cli
-
-    (tmp_path / "bin.ts").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe")
-    (tmp_path / "empty.ts").write_text("export {};\n")
-    for target, words in (
-        (tmp_path / "none.ts", "No such file"),
-        (tmp_path, "Is a directory"),
-        (tmp_path / "bin.ts", "not a text file"),
-        (tmp_path / "empty.ts", "holds no URL"),
-    ):
-        proc = run_cli("check-urls", str(target))
-        errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-        assert proc.returncode == 2 and len(errors) == 1 and words in errors[0], proc.stderr

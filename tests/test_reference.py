@@ -187,34 +187,6 @@ def test_contract_deeplab_xnnpack_matches_eager(tmp_path):
     assert agreement(tmp_path / "deeplab_v3_resnet50_xnnpack_fp32.pte", eager, cfg, "rne-0.5") >= FP32_AGREEMENT
 
 
-def _bad_artifacts(folder: Path, good: Path) -> dict[str, tuple[Path, str]]:
-    data = good.read_bytes()
-    cases = {
-        "a bundle": (good.with_suffix(".bpte"), "not an ExecuTorch program (.pte) (a bundle: pass the .pte beside it)"),
-        "text": (folder / "text.pte", "not an ExecuTorch program (.pte)"),
-        "empty": (folder / "empty.pte", "not an ExecuTorch program (.pte)"),
-        "truncated": (folder / "cut.pte", "not a readable ExecuTorch program: truncated or corrupt"),
-        "missing": (folder / "none.pte", "no such file"),
-    }
-    (folder / "text.pte").write_text("hello, not a program\n")
-    (folder / "empty.pte").write_bytes(b"")
-    (folder / "cut.pte").write_bytes(data[:1000])
-    return cases
-
-
-@pytest.mark.parametrize("what", ["a bundle", "text", "empty", "truncated", "missing"])
-def test_run_refuses_what_is_not_a_program(tiny_build, tmp_path, what):
-    folder = tmp_path / "bare"
-    folder.mkdir()
-    good = folder / "tiny_segnet_xnnpack_fp32.pte"
-    shutil.copy(tiny_build / good.name, good)
-    shutil.copy(tiny_build / good.with_suffix(".bpte").name, good.with_suffix(".bpte"))
-    path, words = _bad_artifacts(folder, good)[what]
-    with pytest.raises(ExportError) as e:
-        SegmentationModel(path, contract="rne-0.5")
-    assert str(path) in str(e.value) and words in str(e.value) and "\n" not in str(e.value)
-
-
 def test_run_on_a_bare_pte_says_what_it_cannot_check(tiny_build, tmp_path):
     """The tool's own advice (`--contract` for a file without a manifest) works: labels are class
     ids, and a note says the file's hash could not be checked."""
