@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     pub.add_argument("--push", action="store_true", help="really publish (default: print the plan, change nothing)")
     pub.add_argument("--move-tag", action="store_true", help="allow moving an existing tag (breaks apps pinned to it)")
     pub.add_argument("--endpoint", help="Hub endpoint (default: $HF_ENDPOINT or https://huggingface.co)")
+    pub.add_argument(
+        "--xet", action="store_true", help="upload through Xet instead of LFS (not exercised by this tool's tests)"
+    )
     run = sub.add_parser("run", help="run a .pte as the useImageSegmentation hook would (reference runtime)")
     run.add_argument("artifact", type=Path)
     run.add_argument("image", help="path, file:// URI, http(s) URL, data URI or base64 string")
@@ -93,6 +96,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _publish(args) -> int:
+    if args.xet:  # before huggingface_hub is imported (export.hubnames defaults it to LFS)
+        import os
+
+        os.environ["HF_HUB_DISABLE_XET"] = "0"
     from .publish import Publisher
 
     publisher = Publisher(args.manifest, args.repo, args.tag, endpoint=args.endpoint)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .errors import ExportError
 from .files import ensure_writable_dir, write_bytes_atomic
-from .hubnames import check_repo_and_tag
+from .hubnames import check_repo_and_tag, sends_token
 from .manifest import manifest_from_dict
 
 TS_NAME = "modelUrls.ts"
@@ -181,6 +181,7 @@ def urls_in(path: str | Path) -> list[str]:
 def check_urls(paths: list[Path]) -> list[tuple[str, str]]:
     """Every URL in the given generated modules must resolve (HTTP 200 after redirects).
     Returns (url, problem) pairs; empty means all resolve."""
+    from huggingface_hub import constants
     from huggingface_hub.utils import build_hf_headers, http_backoff
 
     problems = []
@@ -189,7 +190,8 @@ def check_urls(paths: list[Path]) -> list[tuple[str, str]]:
         raise ExportError(f"no URLs found in {', '.join(map(str, paths))}")
     for url in urls:
         try:
-            r = http_backoff("HEAD", url, headers=build_hf_headers(), follow_redirects=True)
+            token = None if sends_token(url, constants.ENDPOINT) else False  # None: the saved token
+            r = http_backoff("HEAD", url, headers=build_hf_headers(token=token), follow_redirects=True)
             status = r.status_code
         except Exception as e:  # any transport failure means "does not resolve"; reported, not hidden
             problems.append((url, f"{type(e).__name__}: {e}"))

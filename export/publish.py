@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,8 +97,17 @@ def _retrying(what: str, fn: Callable[[], T], secret: Secret) -> T:
             raise
         except HfHubHTTPError as e:
             status = e.response.status_code if e.response is not None else None
+            if status in (401, 403):
+                raise PublishError(
+                    secret.redact(
+                        f"{what} failed: HTTP {status}: no access: the token is missing, invalid or lacks "
+                        "permission for this repo; set HF_TOKEN or run `hf auth login`"
+                    )
+                ) from None
             if status not in RETRY_STATUS or attempt == RETRIES:
-                raise PublishError(secret.redact(f"{what} failed: HTTP {status}: {str(e).splitlines()[0]}")) from None
+                said = " ".join((e.server_message or "").split())[:300]  # the Hub's own reason, one line
+                detail = f"{str(e).splitlines()[0]}" + (f" (server: {said})" if said else "")
+                raise PublishError(secret.redact(f"{what} failed: HTTP {status}: {detail}")) from None
             reason = f"HTTP {status}"
         except (httpx.TransportError, ConnectionError) as e:
             if attempt == RETRIES:
@@ -127,26 +137,35 @@ class Publisher:
 
         return HfApi(endpoint=self.endpoint, token=self.secret.value or False)
 
-    def remote_state(self) -> tuple[dict[str, str], dict[str, str], str | None]:
-        """(tags -> commit, path -> remote content id at the tag or main, main head); empty when no repo."""
+    def remote_state(self) -> tuple[dict[str, str], dict[str, str], dict[str, str], str | None]:
+        """(tags -> commit, path -> content id at the tag, at main, main head); empty when no repo.
+        A 401/403 is "no access", not "no repo" (a private repo the token cannot read)."""
         from huggingface_hub.errors import RepositoryNotFoundError
 
         api = self._api()
         try:
             refs = _retrying("list refs", lambda: api.list_repo_refs(self.repo), self.secret)
-        except RepositoryNotFoundError:
-            return {}, {}, None
+        except RepositoryNotFoundError as e:
+            status = e.response.status_code if e.response is not None else None
+            if status in (401, 403):
+                raise PublishError(
+                    f"no access to {self.repo} at {self.endpoint} (HTTP {status}): the token is missing, invalid "
+                    "or cannot read this repo; set HF_TOKEN or run `hf auth login` with a token that can"
+                ) from None
+            return {}, {}, {}, None
         tags = {t.name: t.target_commit for t in refs.tags}
         main = next((b.target_commit for b in refs.branches if b.name == "main"), None)
-        rev = tags.get(self.tag, main)
         paths = [p for _, p, _ in self.files]
-        infos = (
-            _retrying("paths info", lambda: api.get_paths_info(self.repo, paths, revision=rev), self.secret)
-            if rev
-            else []
-        )
-        remote = {i.path: (i.lfs.sha256 if i.lfs else i.blob_id) for i in infos if hasattr(i, "blob_id")}
-        return tags, remote, main
+
+        def tree(rev: str | None) -> dict[str, str]:
+            if rev is None:
+                return {}
+            infos = _retrying("paths info", lambda: api.get_paths_info(self.repo, paths, revision=rev), self.secret)
+            return {i.path: (i.lfs.sha256 if i.lfs else i.blob_id) for i in infos if hasattr(i, "blob_id")}
+
+        at_main = tree(main)
+        at_tag = tree(tags[self.tag]) if self.tag in tags else {}
+        return tags, at_tag, at_main, main
 
     def plan(self, remote: dict[str, str] | None) -> list[PlannedFile]:
         from huggingface_hub.utils.sha import git_hash
@@ -184,7 +203,8 @@ class Publisher:
 
     def dry_run(self) -> list[PlannedFile]:
         try:
-            _, remote, _ = self.remote_state()
+            tags, at_tag, at_main, _ = self.remote_state()
+            remote = at_tag if self.tag in tags else at_main
             note = ""
         except ExportError as e:
             remote, note = None, f" — remote state unknown: {self.secret.redact(str(e))}"
@@ -194,9 +214,9 @@ class Publisher:
         return plan
 
     def push(self, move_tag: bool = False, out_dir: Path | None = None) -> dict:
-        """1. token  2. remote state + plan  3. tag check  4. one commit of every changed file
-        5. tag the commit  6. download every file back from the tag URL and verify
-        7. published.json + constants."""
+        """1. token  2. remote state + plan  3. tag check  4. one commit of every file that differs
+        from main (the commit's parent)  5. download every file back from the commit and verify
+        6. tag the verified commit (a moved tag is restored on failure)  7. published.json + constants."""
         from huggingface_hub import CommitOperationAdd
 
         # 1. token and the output folder: either problem fails before any network write
@@ -204,54 +224,64 @@ class Publisher:
             raise PublishError("--push needs a Hugging Face token: set HF_TOKEN or run `hf auth login`")
         ensure_writable_dir(out_dir or self.manifest.parent, "published.json folder")
         api = self._api()
-        # 2. plan against the tag when it exists, else against main
-        tags, remote, main = self.remote_state()
-        plan = self.plan(remote)
+        # 2. what the tag holds (immutability) and what main holds (the tree the commit is built on)
+        tags, at_tag, at_main, main = self.remote_state()
+        old = tags.get(self.tag)
+        plan = self.plan(at_tag if old else at_main)
         self.print_plan(plan)
         changed = [p for p in plan if p.status != "unchanged"]
         # 3. tags are immutable: an existing tag may only be re-published with identical files
-        if self.tag in tags and changed and not move_tag:
+        if old and changed and not move_tag:
             raise PublishError(
-                f"tag {self.tag} already exists on {self.repo} at commit {tags[self.tag][:12]} with different files "
+                f"tag {self.tag} already exists on {self.repo} at commit {old[:12]} with different files "
                 f"({', '.join(p.path_in_repo for p in changed)}); tags are immutable: publish a new version tag "
                 f"(or pass --move-tag to force it, breaking apps pinned to it)"
             )
-        # 4. one commit holding every changed file
-        if changed:
+        # 4. one commit, on main, of every file main does not already hold as it is here
+        upload = [p for p in self.plan(at_main) if p.status != "unchanged"]
+        if old and not changed:
+            commit = old  # the tag already holds these files
+            print("no file changed: no commit")
+        elif upload:
             if main is None:  # no repo yet
                 _retrying("create repo", lambda: api.create_repo(self.repo, exist_ok=True), self.secret)
-                tags, _, main = self.remote_state()
-            ops = [CommitOperationAdd(path_in_repo=p.path_in_repo, path_or_fileobj=str(p.local)) for p in changed]
+            ops = [CommitOperationAdd(path_in_repo=p.path_in_repo, path_or_fileobj=str(p.local)) for p in upload]
             info = _retrying(
                 "commit",
                 lambda: api.create_commit(
                     self.repo,
                     operations=ops,
                     commit_message=f"Publish {self.tag}",
-                    commit_description="\n".join(f"{p.path_in_repo} sha256:{p.sha256}" for p in changed),
+                    commit_description="\n".join(f"{p.path_in_repo} sha256:{p.sha256}" for p in upload),
                     parent_commit=main,
                 ),
                 self.secret,
             )
             commit = info.oid
-            print(f"committed {len(changed)} file(s): {commit}")
+            print(f"committed {len(upload)} file(s): {commit}")
         else:
-            commit = tags.get(self.tag) or main  # the files are already there
-            print("no file changed: no commit")
-        # 5. tag, only now that the commit holding every file exists
-        if tags.get(self.tag) != commit:
-            if self.tag in tags:
+            commit = typing.cast(str, main)  # main already holds every file
+            print("main already holds every file: no commit")
+        # 5. verify what the commit serves, before any tag points at it
+        files = [self.verify_download(p, commit) for p in plan]
+        # 6. tag the verified commit; a moved tag that cannot be re-created is put back where it was
+        if old != commit:
+            if old:
                 print(
-                    f"WARNING: --move-tag: moving {self.tag} from {tags[self.tag][:12]} to {commit[:12]}; "
+                    f"WARNING: --move-tag: moving {self.tag} from {old[:12]} to {commit[:12]}; "
                     f"apps pinned to {self.tag} will now get different files",
                     file=sys.stderr,
                     flush=True,
                 )
                 _retrying("delete tag", lambda: api.delete_tag(self.repo, tag=self.tag), self.secret)
-            _retrying("create tag", lambda: api.create_tag(self.repo, tag=self.tag, revision=commit), self.secret)
+            try:
+                _retrying("create tag", lambda: api.create_tag(self.repo, tag=self.tag, revision=commit), self.secret)
+            except ExportError as e:
+                if old:
+                    _retrying("restore tag", lambda: api.create_tag(self.repo, tag=self.tag, revision=old), self.secret)
+                    raise PublishError(f"{e}; {self.tag} restored to {old[:12]}") from None
+                raise
             print(f"tagged {self.tag} -> {commit}")
-        # 6. verify what the tag URL serves
-        files = [self.verify_download(p) for p in plan]
         # 7. published.json, then the constants generated from it
         published = {
             "schema": 1,
@@ -269,15 +299,16 @@ class Publisher:
 
         written = write_modules(out / PUBLISHED_NAME, out)
         print(
-            f"verified {len(files)} file(s) at {self.tag}; wrote {out / PUBLISHED_NAME}, "
+            f"verified {len(files)} file(s) at {commit[:12]} = {self.tag}; wrote {out / PUBLISHED_NAME}, "
             + ", ".join(str(w) for w in written)
         )
         return published
 
-    def verify_download(self, p: PlannedFile) -> dict:
+    def verify_download(self, p: PlannedFile, commit: str) -> dict:
+        """Download one file from the commit and check it; returns its record with the tag URL."""
         from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_stream_backoff
 
-        url = resolve_url(self.endpoint, self.repo, self.tag, p.path_in_repo)
+        url = resolve_url(self.endpoint, self.repo, commit, p.path_in_repo)
 
         def fetch() -> tuple[str, int]:
             digest, size = hashlib.sha256(), 0
@@ -293,6 +324,7 @@ class Publisher:
         if sha != p.sha256 or size != p.bytes:
             raise PublishError(
                 f"verification failed: {url} serves {size} bytes sha256 {sha[:12]}…, "
-                f"manifest says {p.bytes} bytes sha256 {p.sha256[:12]}…; nothing was written locally"
+                f"manifest says {p.bytes} bytes sha256 {p.sha256[:12]}…; no tag was moved or created, nothing was written locally"
             )
-        return {"artifact": p.artifact, "path_in_repo": p.path_in_repo, "url": url, "sha256": sha, "bytes": size}
+        tag_url = resolve_url(self.endpoint, self.repo, self.tag, p.path_in_repo)
+        return {"artifact": p.artifact, "path_in_repo": p.path_in_repo, "url": tag_url, "sha256": sha, "bytes": size}

@@ -38,13 +38,16 @@ class Repo:
     commits: dict[str, dict[str, StoredFile]] = field(default_factory=dict)
     branches: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    private: bool = False  # reads need the token too (as the Hub: 401 RepoNotFound without it)
 
 
 @dataclass
 class Fault:
     method: str
     path_re: str
-    action: int | str  # an HTTP status, or "drop" (close the socket mid-request)
+    # an HTTP status; "drop" (close the socket mid-request); "echo" (a 400 whose body repeats the
+    # request's Authorization header); "corrupt" (method "GET" on a resolve path: serve flipped bytes)
+    action: int | str
     times: int = 1
 
 
@@ -143,12 +146,20 @@ class Handler(BaseHTTPRequestHandler):
         repo = self.state.repos.get(repo_id)
         if repo is None:
             self._error(404, f"Repository Not Found for url: {self.path}", "RepoNotFound")
+        elif repo.private and self.headers.get("Authorization") != f"Bearer {self.state.token}":
+            self._error(401, "Repository not found", "RepoNotFound")
+            return None
         return repo
 
     def _fault(self) -> bool:
         f = self.state.take_fault(self.command, urlparse(self.path).path)
-        if f is None:
+        if f is None or f.action == "corrupt":
+            self.corrupt = f is not None
             return False
+        if f.action == "echo":
+            self._body()
+            self._error(400, f"malformed request; you sent Authorization: {self.headers.get('Authorization')}")
+            return True
         if f.action == "drop":
             n = int(self.headers.get("Content-Length") or 0)
             self.rfile.read(n // 2)  # take half the upload, then hang up
@@ -354,12 +365,16 @@ class Handler(BaseHTTPRequestHandler):
         self._send(200, {})
 
     def resolve(self, repo_id, rev, path, head=False):
-        repo = self.state.repos.get(repo_id)
+        repo = self._repo(repo_id) if repo_id in self.state.repos else None
+        if repo_id in self.state.repos and repo is None:
+            return  # private, no token: answered
         commit = resolve_rev(repo, rev) if repo else None
         f = repo.commits[commit].get(path) if commit else None
         if f is None:
             return self._error(404, f"Entry not found: {repo_id}@{rev}/{path}", "EntryNotFound")
         data = self.state.lfs[f.lfs_sha256] if f.lfs_sha256 else f.content
+        if getattr(self, "corrupt", False):
+            data = bytes([data[0] ^ 0xFF]) + data[1:]
         etag = f.lfs_sha256 or git_blob_sha1(f.content)
         self._send(
             200,

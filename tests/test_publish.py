@@ -77,8 +77,8 @@ def test_push_then_second_push_changes_nothing(arts, hub, capsys):
     assert f"{hub.url}/{REPO}/resolve/v1.0.0/{CML_PATH}" in ts and f"{hub.url}/{REPO}/resolve/v1.0.0/{XNN_PATH}" in ts
     proc = tsc(arts, "modelUrls.ts")  # what was really published compiles
     assert proc.returncode == 0, proc.stdout
-    # every file was downloaded back from the tag URL
-    assert hub.state.count("GET", r"/resolve/v1.0.0/") == 8  # 6 files, manifest, its schema
+    # every file was downloaded back from the commit, before the tag pointed at it
+    assert hub.state.count("GET", rf"/resolve/{pub['commit']}/") == 8  # 6 files, manifest, its schema
     # a second publish: zero uploads, zero commits, tag untouched, still verified
     before = list(hub.state.log)
     capsys.readouterr()
@@ -274,3 +274,155 @@ def test_check_urls_against_published_modules(arts, hub, tmp_path):
     del hub.state.repos[REPO].tags["v1.0.0"]  # the tag disappears: every URL now 404s
     bad = run_cli("check-urls", str(arts / "modelUrls.ts"), env=env)
     assert bad.returncode == 4 and bad.stderr.count("does not resolve: HTTP 404") == 3  # Core ML, fp32, int8
+
+
+# --- release-grade publishing (issue 13) ------------------------------------------------------------
+
+
+def _served(hub, rev: str, path: str) -> bytes:
+    from hub_server import resolve_rev
+
+    repo = hub.state.repos[REPO]
+    f = repo.commits[resolve_rev(repo, rev)][path]
+    return hub.state.lfs[f.lfs_sha256] if f.lfs_sha256 else f.content
+
+
+def test_no_tag_before_every_file_is_verified_at_its_commit(arts, hub):
+    """A file the commit serves wrong: the push fails and no tag exists (apps resolve tags)."""
+    from export.publish import PublishError
+
+    hub.state.inject("GET", r"/resolve/[0-9a-f]{40}/" + re.escape(XNN_PATH), "corrupt")
+    with pytest.raises(PublishError, match="verification failed: .*no tag was moved or created"):
+        publisher(arts, hub).push()
+    assert [f.times for f in hub.state.faults] == [0], "the fault was not hit"
+    assert hub.state.repos[REPO].tags == {} and hub.state.count("POST", r"/tag/", None) == 0
+    assert not (arts / "published.json").exists()
+
+
+def test_moved_tag_stays_until_verified_and_is_restored_when_recreate_fails(arts, hub):
+    from export.publish import PublishError
+
+    first = publisher(arts, hub).push()["commit"]
+    _change_manifest(arts)
+    hub.state.inject("GET", r"/resolve/[0-9a-f]{40}/manifest.json", "corrupt")  # verification fails first
+    with pytest.raises(PublishError, match="verification failed"):
+        publisher(arts, hub).push(move_tag=True)
+    assert hub.state.repos[REPO].tags["v1.0.0"] == first and hub.state.count("DELETE", r"/tag/", None) == 0
+    hub.state.inject("POST", r"/tag/", 422)  # then the re-create of a verified commit fails
+    with pytest.raises(PublishError, match=r"create tag failed: HTTP 422.*v1.0.0 restored to " + first[:12]):
+        publisher(arts, hub).push(move_tag=True)
+    assert hub.state.repos[REPO].tags["v1.0.0"] == first
+    assert hub.state.count("DELETE", r"/tag/") == 1  # it was deleted, and put back
+
+
+def test_moved_tag_serves_every_local_file_not_mains(arts, hub):
+    """--move-tag: files equal to the tag's tree but not to main's are uploaded too (the commit is
+    built on main), so the moved tag serves exactly the local files."""
+    schema = arts / "manifest.schema.json"
+    original = schema.read_bytes()
+    first = publisher(arts, hub).push()["commit"]
+    schema.write_bytes(original.replace(b'"title"', b'"description": "v2", "title"', 1))
+    publisher(arts, hub, tag="v2.0.0").push()  # main now holds another schema file
+    _change_manifest(arts)  # the manifest differs from both; the schema is v1's again
+    schema.write_bytes(original)
+    moved = publisher(arts, hub).push(move_tag=True)["commit"]
+    assert moved != first and hub.state.repos[REPO].tags["v1.0.0"] == moved
+    for name in ("manifest.json", "manifest.schema.json"):
+        assert _served(hub, "v1.0.0", name) == (arts / name).read_bytes(), name
+
+
+def test_no_access_is_not_no_repo(arts, hub, capsys):
+    """A private repo the token cannot read: 'no access' (exit 4), not an empty plan of new files."""
+    from export.publish import PublishError
+
+    publisher(arts, hub).push()
+    hub.state.repos[REPO].private = True
+    capsys.readouterr()
+    plan = publisher(arts, hub, token="hf_someone_else").dry_run()
+    out = capsys.readouterr().out
+    assert {p.status for p in plan} == {"unknown"} and "remote state unknown: no access to rne-test/deeplab" in out
+    with pytest.raises(PublishError, match="no access to rne-test/deeplab .*HTTP 401") as e:
+        publisher(arts, hub, token="hf_someone_else").push()
+    assert e.value.exit_code == 4 and "hf_someone_else" not in str(e.value)
+
+
+def test_a_server_echoing_the_token_never_gets_it_printed(arts, hub, capsys):
+    from export.publish import PublishError
+
+    hub.state.inject("POST", r"/commit/", "echo")
+    with pytest.raises(PublishError) as e:
+        publisher(arts, hub).push()
+    captured = capsys.readouterr()
+    assert "***" in str(e.value), str(e.value)  # the echo reached the message, redacted
+    assert TOKEN not in str(e.value) + captured.out + captured.err
+
+
+def test_uploads_go_through_lfs_unless_xet_is_asked_for(tmp_path):
+    """Publishing takes the tested (LFS) path by default; `--xet` opts in before huggingface_hub loads."""
+    code = (
+        "import sys; from export import cli; "
+        "cli.main(['publish', '--manifest', sys.argv[1], '--repo', 'o/r', '--tag', 'v1.0.0', *sys.argv[2:]]); "
+        "import huggingface_hub.constants as c; print('xet-disabled', c.HF_HUB_DISABLE_XET)"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "HF_HUB_DISABLE_XET"}
+    missing = str(tmp_path / "manifest.json")  # the command fails (no manifest); the switch is what counts
+    for extra, disabled in (([], "True"), (["--xet"], "False")):
+        proc = subprocess.run(
+            [sys.executable, "-c", code, missing, *extra], cwd=ROOT, capture_output=True, text=True, env=env
+        )
+        assert proc.stdout.split()[-2:] == ["xet-disabled", disabled], proc.stdout + proc.stderr
+
+
+def test_check_urls_sends_the_token_only_to_the_hub(arts, hub, tmp_path):
+    """A module naming another host: that host is asked anonymously; the Hub (private repo) gets
+    the token. The second server records every header it sees."""
+    import http.server
+    import threading
+
+    seen: list[str | None] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        publisher(arts, hub).push()
+        hub.state.repos[REPO].private = True  # resolves only with the token
+        module = tmp_path / "urls.ts"
+        module.write_text(
+            (arts / "modelUrls.ts").read_text()
+            + f"\nexport const X = 'http://127.0.0.1:{other.server_address[1]}/m.pte';\n"
+        )
+        proc = run_cli("check-urls", str(module), env=_hf_env(tmp_path, hub))
+    finally:
+        other.shutdown()
+        other.server_close()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert seen == [None]  # asked once, never with the token
+
+
+@pytest.mark.parametrize(
+    "url, endpoint, sent",
+    [
+        ("https://huggingface.co/o/r/resolve/v1/x.pte", "https://huggingface.co", True),
+        ("http://huggingface.co/o/r/resolve/v1/x.pte", "https://huggingface.co", False),  # cleartext
+        ("https://huggingface.co.evil.com/x", "https://huggingface.co", False),
+        ("https://evil.com/huggingface.co", "https://huggingface.co", False),
+        ("https://huggingface.co:8443/x", "https://huggingface.co", False),
+        ("http://127.0.0.1:8000/x", "http://127.0.0.1:8000", True),  # a local test Hub, configured
+        ("http://127.0.0.1:9000/x", "http://127.0.0.1:8000", False),
+        ("http://hub.internal/x", "http://hub.internal", False),  # never in cleartext off the machine
+    ],
+)
+def test_which_urls_carry_the_token(url, endpoint, sent):
+    from export.hubnames import sends_token
+
+    assert sends_token(url, endpoint) is sent
