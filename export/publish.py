@@ -223,6 +223,7 @@ class Publisher:
         if not self.secret.value:
             raise PublishError("--push needs a Hugging Face token: set HF_TOKEN or run `hf auth login`")
         ensure_writable_dir(out_dir or self.manifest.parent, "published.json folder")
+        self.validate_card()  # before the repo is created: a bad card leaves nothing behind
         api = self._api()
         # 2. what the tag holds (immutability) and what main holds (the tree the commit is built on)
         tags, at_tag, at_main, main = self.remote_state()
@@ -303,6 +304,26 @@ class Publisher:
             + ", ".join(str(w) for w in written)
         )
         return published
+
+    def validate_card(self) -> None:
+        """The model card's front matter, checked by the Hub's own /api/validate-yaml (what
+        huggingface_hub asks inside create_commit, after the repo exists), before any write."""
+        from huggingface_hub.utils import build_hf_headers, http_backoff
+
+        card = next((local for local, path, _ in self.files if path == "README.md"), None)
+        if card is None:
+            return
+        url = f"{self.endpoint}/api/validate-yaml"
+        body = {"content": card.read_text(encoding="utf8"), "repoType": "model"}
+        headers = build_hf_headers(token=self.secret.value)
+        r = _retrying("validate card", lambda: http_backoff("POST", url, json=body, headers=headers), self.secret)
+        if r.status_code == 400:
+            errors = "; ".join(str(e.get("message")) for e in r.json().get("errors", [])) or "invalid"
+            raise ExportError(
+                self.secret.redact(f"{card}: the Hub refuses its metadata ({errors}); rewrite it with `make card`")
+            )
+        if r.status_code != 200:
+            raise PublishError(f"validate card failed: HTTP {r.status_code}")
 
     def verify_download(self, p: PlannedFile, commit: str) -> dict:
         """Download one file from the commit and check it; returns its record with the tag URL."""

@@ -18,7 +18,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlparse
 
+import yaml
+
 LFS_SUFFIXES = (".pte", ".bpte", ".bin")
+PIPELINE_TAGS = ("image-segmentation", "image-classification", "object-detection", "depth-estimation")  # a few
 LFS_MIN_BYTES = 10 * 1024 * 1024  # as the Hub: big files go to LFS whatever their name
 
 
@@ -197,6 +200,7 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch(
             [
                 (r"/api/repos/create", self.create_repo),
+                (r"/api/validate-yaml", self.validate_yaml),
                 (r"/api/models/([^/]+/[^/]+)/paths-info/([^/]+)", self.paths_info),
                 (r"/api/models/([^/]+/[^/]+)/preupload/([^/]+)", self.preupload),
                 (r"/([^/]+/[^/]+)\.git/info/lfs/objects/batch", self.lfs_batch),
@@ -213,6 +217,35 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch([(r"/api/models/([^/]+/[^/]+)/tag/([^/]+)", self.delete_tag)])
 
     # --- endpoints ----------------------------------------------------------------------------
+    def validate_yaml(self):
+        """As the Hub checks a README.md's front matter before a commit that holds it: a YAML
+        mapping, known fields of the right type, a known pipeline_tag; 400 with `errors` otherwise."""
+        content = json.loads(self._body())["content"]
+        errors, warnings = [], []
+        m = re.match(r"---\n(.*?)\n---\n", content, re.S)
+        if m is None:
+            warnings.append({"message": "empty or missing yaml metadata in repo card"})
+        else:
+            try:
+                meta = yaml.safe_load(m.group(1))
+            except yaml.YAMLError as e:
+                meta, errors = None, [{"message": f"YAML parse error: {' '.join(str(e).split())}"}]
+            if not errors and not isinstance(meta, dict):
+                errors.append({"message": "metadata must be a YAML mapping"})
+            elif isinstance(meta, dict):
+                for key in ("license", "library_name", "pipeline_tag"):
+                    if key in meta and not isinstance(meta[key], str):
+                        errors.append({"message": f'"{key}" must be a string'})
+                if "tags" in meta and not (
+                    isinstance(meta["tags"], list) and all(isinstance(t, str) for t in meta["tags"])
+                ):
+                    errors.append({"message": '"tags" must be an array of strings'})
+                if isinstance(meta.get("pipeline_tag"), str) and meta["pipeline_tag"] not in PIPELINE_TAGS:
+                    errors.append(
+                        {"message": f'"pipeline_tag" must be a valid pipeline tag, got {meta["pipeline_tag"]!r}'}
+                    )
+        self._send(400 if errors else 200, {"errors": errors, "warnings": warnings})
+
     def create_repo(self):
         payload = json.loads(self._body() or b"{}")
         if not self._authorized():

@@ -426,3 +426,25 @@ def test_which_urls_carry_the_token(url, endpoint, sent):
     from export.hubnames import sends_token
 
     assert sends_token(url, endpoint) is sent
+
+
+def test_card_with_overlays_is_published_and_a_bad_card_leaves_no_repo(arts, hub):
+    """The card goes through the Hub's /api/validate-yaml before anything is created: a refused
+    card leaves no empty repo (exit 2, the card is local input); the good card ships with overlays."""
+    from export.card import write_card
+    from export.errors import ExportError
+    from export.publish import PublishError
+
+    card = write_card(arts / "manifest.json", with_overlays=True)
+    good = card.read_text()
+    card.write_text(good.replace("pipeline_tag: image-segmentation", "pipeline_tag: segmenting-images"))
+    with pytest.raises(ExportError, match=r"README.md: the Hub refuses its metadata \(\"pipeline_tag\" must be") as e:
+        publisher(arts, hub).push()
+    assert not isinstance(e.value, PublishError)
+    assert hub.state.repos == {} and hub.state.count("POST", r"/api/validate-yaml", None) == 1
+    card.write_text(good)
+    pub = publisher(arts, hub).push()
+    paths = {f["path_in_repo"] for f in pub["files"]}
+    assert "README.md" in paths and any(p.startswith("overlays/") and p.endswith(".png") for p in paths)
+    assert _served(hub, "v1.0.0", "README.md") == good.encode()
+    assert hub.state.count("POST", r"/api/validate-yaml", None) == 3  # refused; ours; huggingface_hub's in the commit
