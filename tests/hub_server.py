@@ -111,6 +111,8 @@ class Handler(BaseHTTPRequestHandler):
         if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
             headers = {"Content-Type": "application/json", **(headers or {})}
+        # logged before the answer leaves: a client that has its answer finds the request logged
+        self.state.log.append((self.command, urlparse(self.path).path, status))
         self.send_response(status)
         for k, v in (headers or {}).items():
             self.send_header(k, v)
@@ -118,7 +120,6 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if not head and self.command != "HEAD":  # HEAD answers carry headers only
             self.wfile.write(body)
-        self.state.log.append((self.command, urlparse(self.path).path, status))
 
     def _error(self, status: int, message: str, code: str | None = None):
         headers = {"X-Error-Message": message}
