@@ -448,3 +448,15 @@ def test_card_with_overlays_is_published_and_a_bad_card_leaves_no_repo(arts, hub
     assert "README.md" in paths and any(p.startswith("overlays/") and p.endswith(".png") for p in paths)
     assert _served(hub, "v1.0.0", "README.md") == good.encode()
     assert hub.state.count("POST", r"/api/validate-yaml", None) == 3  # refused; ours; huggingface_hub's in the commit
+
+
+def test_failed_first_tag_leaves_no_tag_and_a_rerun_tags_the_verified_commit(arts, hub):
+    from export.publish import PublishError
+
+    hub.state.inject("POST", r"/tag/", 422)
+    with pytest.raises(PublishError, match="create tag failed: HTTP 422"):
+        publisher(arts, hub).push()
+    assert hub.state.repos[REPO].tags == {} and not (arts / "published.json").exists()
+    pub = publisher(arts, hub).push()  # the commit is already there: no new commit, only the tag
+    assert hub.state.repos[REPO].tags == {"v1.0.0": pub["commit"]} == {"v1.0.0": hub.state.repos[REPO].branches["main"]}
+    assert hub.state.count("POST", r"/commit/") == 1
