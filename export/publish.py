@@ -64,8 +64,17 @@ def resolve_url(endpoint: str, repo: str, tag: str, path: str) -> str:
     return f"{endpoint.rstrip('/')}/{repo}/resolve/{tag}/{path}"
 
 
-def local_files(manifest_path: Path) -> list[tuple[Path, str, str | None]]:
-    """(local file, path in repo, manifest key) for every artifact plus the manifest itself.
+@dataclass(frozen=True)
+class LocalFile:
+    local: Path
+    path_in_repo: str
+    sha256: str
+    bytes: int
+    artifact: str | None  # manifest key, None for everything else
+
+
+def local_files(manifest_path: Path) -> list[LocalFile]:
+    """Every artifact and its bundle, the manifest, its schema and the card, each hashed once.
     Fails when a named file is missing or does not match its manifest sha256/size."""
     manifest = read_manifest(manifest_path)
     folder = manifest_path.parent
@@ -73,18 +82,29 @@ def local_files(manifest_path: Path) -> list[tuple[Path, str, str | None]]:
     for name, entry in manifest.artifacts.items():
         pte, bpte = checked_files(folder, name, entry)  # the .bpte for on-device checks travels with its .pte
         # RNE's layout: a folder per backend
-        out += [(pte, f"{entry.backend}/{pte.name}", name), (bpte, f"{entry.backend}/{bpte.name}", None)]
-    out.append((manifest_path, MANIFEST_NAME, None))
+        out.append(LocalFile(pte, f"{entry.backend}/{pte.name}", entry.sha256, entry.bytes, name))
+        out.append(LocalFile(bpte, f"{entry.backend}/{bpte.name}", entry.bundle.sha256, entry.bundle.bytes, None))
+    extra = [(manifest_path, MANIFEST_NAME)]
     if (folder / SCHEMA_NAME).is_file():  # the manifest's JSON Schema travels with it
-        out.append((folder / SCHEMA_NAME, SCHEMA_NAME, None))
+        extra.append((folder / SCHEMA_NAME, SCHEMA_NAME))
     card = folder / "README.md"
     if card.is_file():  # the model card, when one was generated, with the overlays it shows
-        out.append((card, "README.md", None))
-        out += [(p, f"overlays/{p.name}", None) for p in sorted((folder / "overlays").glob("*.png"))]
+        extra.append((card, "README.md"))
+        extra += [(p, f"overlays/{p.name}") for p in sorted((folder / "overlays").glob("*.png"))]
+    out += [LocalFile(f, path, sha256_file(f), f.stat().st_size, None) for f, path in extra]
     return out
 
 
-def _retrying(what: str, fn: Callable[[], T], secret: Secret) -> T:
+def _same(f: LocalFile | PlannedFile, remote_id: str | None) -> bool:
+    """Does the remote hold this file? LFS files are known by sha256, small (git) ones by blob sha1."""
+    from huggingface_hub.utils.sha import git_hash
+
+    if remote_id is None:
+        return False
+    return remote_id == f.sha256 or (f.bytes < GIT_HASH_MAX_BYTES and remote_id == git_hash(f.local.read_bytes()))
+
+
+def _retrying(what: str, fn: Callable[[], T], secret: Secret, repo: str) -> T:
     """Retry 429/5xx and dropped connections with exponential backoff; other errors fail at once.
     (huggingface_hub retries its LFS transfers itself, but not the API calls around them.)"""
     import httpx2 as httpx
@@ -93,17 +113,15 @@ def _retrying(what: str, fn: Callable[[], T], secret: Secret) -> T:
     for attempt in range(RETRIES + 1):
         try:
             return fn()
-        except RepositoryNotFoundError:
-            raise
         except HfHubHTTPError as e:
             status = e.response.status_code if e.response is not None else None
-            if status in (401, 403):
+            if status in (401, 403):  # "no access", never "no repo": a private repo the token cannot read
                 raise PublishError(
-                    secret.redact(
-                        f"{what} failed: HTTP {status}: no access: the token is missing, invalid or lacks "
-                        "permission for this repo; set HF_TOKEN or run `hf auth login`"
-                    )
+                    f"no access to {repo} (HTTP {status} on {what}): the token is missing, invalid or lacks "
+                    "permission for this repo; set HF_TOKEN or run `hf auth login` with a token that can"
                 ) from None
+            if isinstance(e, RepositoryNotFoundError):
+                raise
             if status not in RETRY_STATUS or attempt == RETRIES:
                 said = " ".join((e.server_message or "").split())[:300]  # the Hub's own reason, one line
                 detail = f"{str(e).splitlines()[0]}" + (f" (server: {said})" if said else "")
@@ -138,29 +156,24 @@ class Publisher:
         return HfApi(endpoint=self.endpoint, token=self.secret.value or False)
 
     def remote_state(self) -> tuple[dict[str, str], dict[str, str], dict[str, str], str | None]:
-        """(tags -> commit, path -> content id at the tag, at main, main head); empty when no repo.
-        A 401/403 is "no access", not "no repo" (a private repo the token cannot read)."""
+        """(tags -> commit, path -> content id at the tag, at main, main head); empty when no repo."""
         from huggingface_hub.errors import RepositoryNotFoundError
 
         api = self._api()
         try:
-            refs = _retrying("list refs", lambda: api.list_repo_refs(self.repo), self.secret)
-        except RepositoryNotFoundError as e:
-            status = e.response.status_code if e.response is not None else None
-            if status in (401, 403):
-                raise PublishError(
-                    f"no access to {self.repo} at {self.endpoint} (HTTP {status}): the token is missing, invalid "
-                    "or cannot read this repo; set HF_TOKEN or run `hf auth login` with a token that can"
-                ) from None
+            refs = _retrying("list refs", lambda: api.list_repo_refs(self.repo), self.secret, self.repo)
+        except RepositoryNotFoundError:
             return {}, {}, {}, None
         tags = {t.name: t.target_commit for t in refs.tags}
         main = next((b.target_commit for b in refs.branches if b.name == "main"), None)
-        paths = [p for _, p, _ in self.files]
+        paths = [f.path_in_repo for f in self.files]
 
         def tree(rev: str | None) -> dict[str, str]:
             if rev is None:
                 return {}
-            infos = _retrying("paths info", lambda: api.get_paths_info(self.repo, paths, revision=rev), self.secret)
+            infos = _retrying(
+                "paths info", lambda: api.get_paths_info(self.repo, paths, revision=rev), self.secret, self.repo
+            )
             return {i.path: (i.lfs.sha256 if i.lfs else i.blob_id) for i in infos if hasattr(i, "blob_id")}
 
         at_main = tree(main)
@@ -168,22 +181,14 @@ class Publisher:
         return tags, at_tag, at_main, main
 
     def plan(self, remote: dict[str, str] | None) -> list[PlannedFile]:
-        from huggingface_hub.utils.sha import git_hash
-
-        out = []
-        for local, path, artifact in self.files:
-            sha = sha256_file(local)
+        def status(f: LocalFile) -> str:
             if remote is None:
-                status = "unknown"
-            elif path not in remote:
-                status = "new"
-            else:
-                # LFS files are known remotely by sha256, regular (small) ones by git blob sha1
-                small = local.stat().st_size < GIT_HASH_MAX_BYTES
-                same = remote[path] == sha or (small and remote[path] == git_hash(local.read_bytes()))
-                status = "unchanged" if same else "changed"
-            out.append(PlannedFile(local, path, sha, local.stat().st_size, status, artifact))
-        return out
+                return "unknown"
+            if f.path_in_repo not in remote:
+                return "new"
+            return "unchanged" if _same(f, remote[f.path_in_repo]) else "changed"
+
+        return [PlannedFile(f.local, f.path_in_repo, f.sha256, f.bytes, status(f), f.artifact) for f in self.files]
 
     def print_plan(self, plan: list[PlannedFile], note: str = "") -> None:
         print(f"plan: {self.repo} @ {self.tag} ({self.endpoint}){note}")
@@ -239,13 +244,13 @@ class Publisher:
                 f"(or pass --move-tag to force it, breaking apps pinned to it)"
             )
         # 4. one commit, on main, of every file main does not already hold as it is here
-        upload = [p for p in self.plan(at_main) if p.status != "unchanged"]
+        upload = [p for p in plan if not _same(p, at_main.get(p.path_in_repo))]
         if old and not changed:
             commit = old  # the tag already holds these files
             print("no file changed: no commit")
         elif upload:
             if main is None:  # no repo yet
-                _retrying("create repo", lambda: api.create_repo(self.repo, exist_ok=True), self.secret)
+                _retrying("create repo", lambda: api.create_repo(self.repo, exist_ok=True), self.secret, self.repo)
             ops = [CommitOperationAdd(path_in_repo=p.path_in_repo, path_or_fileobj=str(p.local)) for p in upload]
             info = _retrying(
                 "commit",
@@ -257,6 +262,7 @@ class Publisher:
                     parent_commit=main,
                 ),
                 self.secret,
+                self.repo,
             )
             commit = info.oid
             print(f"committed {len(upload)} file(s): {commit}")
@@ -274,12 +280,22 @@ class Publisher:
                     file=sys.stderr,
                     flush=True,
                 )
-                _retrying("delete tag", lambda: api.delete_tag(self.repo, tag=self.tag), self.secret)
+                _retrying("delete tag", lambda: api.delete_tag(self.repo, tag=self.tag), self.secret, self.repo)
             try:
-                _retrying("create tag", lambda: api.create_tag(self.repo, tag=self.tag, revision=commit), self.secret)
+                _retrying(
+                    "create tag",
+                    lambda: api.create_tag(self.repo, tag=self.tag, revision=commit),
+                    self.secret,
+                    self.repo,
+                )
             except ExportError as e:
                 if old:
-                    _retrying("restore tag", lambda: api.create_tag(self.repo, tag=self.tag, revision=old), self.secret)
+                    _retrying(
+                        "restore tag",
+                        lambda: api.create_tag(self.repo, tag=self.tag, revision=old),
+                        self.secret,
+                        self.repo,
+                    )
                     raise PublishError(f"{e}; {self.tag} restored to {old[:12]}") from None
                 raise
             print(f"tagged {self.tag} -> {commit}")
@@ -310,13 +326,15 @@ class Publisher:
         huggingface_hub asks inside create_commit, after the repo exists), before any write."""
         from huggingface_hub.utils import build_hf_headers, http_backoff
 
-        card = next((local for local, path, _ in self.files if path == "README.md"), None)
+        card = next((f.local for f in self.files if f.path_in_repo == "README.md"), None)
         if card is None:
             return
         url = f"{self.endpoint}/api/validate-yaml"
         body = {"content": card.read_text(encoding="utf8"), "repoType": "model"}
         headers = build_hf_headers(token=self.secret.value)
-        r = _retrying("validate card", lambda: http_backoff("POST", url, json=body, headers=headers), self.secret)
+        r = _retrying(
+            "validate card", lambda: http_backoff("POST", url, json=body, headers=headers), self.secret, self.repo
+        )
         if r.status_code == 400:
             errors = "; ".join(str(e.get("message")) for e in r.json().get("errors", [])) or "invalid"
             raise ExportError(
@@ -341,7 +359,7 @@ class Publisher:
                     size += len(chunk)
             return digest.hexdigest(), size
 
-        sha, size = _retrying(f"download {p.path_in_repo}", fetch, self.secret)
+        sha, size = _retrying(f"download {p.path_in_repo}", fetch, self.secret, self.repo)
         if sha != p.sha256 or size != p.bytes:
             raise PublishError(
                 f"verification failed: {url} serves {size} bytes sha256 {sha[:12]}…, "

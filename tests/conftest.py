@@ -168,3 +168,28 @@ def sample_entry(
     }
     entry.update(over)
     return entry
+
+
+BASE = "https://huggingface.co/org/repo/resolve/v1.0.0"
+
+
+def published(with_coreml: bool = True, with_int8: bool = False) -> dict:
+    arts, files = {}, []
+
+    def add(name, backend, precision, variant=None, model="deeplab_v3_resnet50"):
+        arts[name] = sample_entry(name, model, backend, precision, variant)
+        files.append({"artifact": name, "path_in_repo": f"{backend}/{name}", "url": f"{BASE}/{backend}/{name}"})
+
+    add("deeplab_v3_resnet50_xnnpack_fp32.pte", "xnnpack", "fp32")
+    if with_coreml:
+        add("deeplab_v3_resnet50_coreml_fp16.pte", "coreml", "fp16")
+    if with_int8:
+        add("deeplab_v3_resnet50_xnnpack_int8.pte", "xnnpack", "int8")
+    files.append({"artifact": None, "path_in_repo": "manifest.json", "url": f"{BASE}/manifest.json"})
+    return {
+        "repo": "org/repo",
+        "tag": "v1.0.0",
+        "commit": "c" * 40,
+        "files": files,
+        "manifest": {"schema": 3, "artifacts": arts},
+    }

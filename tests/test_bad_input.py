@@ -12,8 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import TINY
-from test_codegen import published
+from conftest import TINY, published
 
 from export import cli
 from export.config import bundled_photos

@@ -7,35 +7,12 @@ import json
 import subprocess
 
 import pytest
-from conftest import ROOT, sample_entry
+from conftest import BASE, ROOT, published, sample_entry
 
 from export.codegen import HEADER, constants_from, render_py, render_ts, write_modules
 
 TSC = ROOT / "scripts" / "ts" / "node_modules" / ".bin" / "tsc"
 STUBS = ROOT / "scripts" / "ts" / "stubs" / "react-native" / "index.d.ts"
-BASE = "https://huggingface.co/org/repo/resolve/v1.0.0"
-
-
-def published(with_coreml: bool = True, with_int8: bool = False) -> dict:
-    arts, files = {}, []
-
-    def add(name, backend, precision, variant=None, model="deeplab_v3_resnet50"):
-        arts[name] = sample_entry(name, model, backend, precision, variant)
-        files.append({"artifact": name, "path_in_repo": f"{backend}/{name}", "url": f"{BASE}/{backend}/{name}"})
-
-    add("deeplab_v3_resnet50_xnnpack_fp32.pte", "xnnpack", "fp32")
-    if with_coreml:
-        add("deeplab_v3_resnet50_coreml_fp16.pte", "coreml", "fp16")
-    if with_int8:
-        add("deeplab_v3_resnet50_xnnpack_int8.pte", "xnnpack", "int8")
-    files.append({"artifact": None, "path_in_repo": "manifest.json", "url": f"{BASE}/manifest.json"})
-    return {
-        "repo": "org/repo",
-        "tag": "v1.0.0",
-        "commit": "c" * 40,
-        "files": files,
-        "manifest": {"schema": 3, "artifacts": arts},
-    }
 
 
 def tsc(folder, *sources):
