@@ -172,6 +172,7 @@ def run_bench(
     baseline: dict[str, tuple[str, str]] = {}
     skipped: dict[str, str] = {}
     variant_of = {}
+    files: dict[str, Path] = {}  # each runnable artifact, as checked against its manifest entry
     for model in models:
         mine = {n: e for n, e in entries.items() if e.model == model}
         first = next(iter(mine.values()))
@@ -201,6 +202,7 @@ def run_bench(
                     skipped[name] = f"{e.delegate} is not in this ExecuTorch runtime"
                     continue
                 pte, _ = checked_files(folder, name, e)
+                files[name] = pte
                 method = runtime.load_program(pte).load_method("forward")
                 engines[name] = functools.partial(method.execute, [x])
                 baseline[name] = (eager_key, ort_key)
@@ -224,7 +226,7 @@ def run_bench(
     }
     for name in entries:
         if name in engines:
-            results[name].update(_probe_subprocess(folder / entries[name].path, runs=3))
+            results[name].update(_probe_subprocess(files[name], runs=3))
             cfg_n, v_n = variant_of[name]
             fp32 = cfg_n.artifact_name(dataclasses.replace(v_n, precision="fp32"))
             if entries[name].precision == "int8" and fp32 in results:
@@ -234,7 +236,8 @@ def run_bench(
     resize = None
     runnable = [n for n in entries if n in engines]
     if runnable:
-        ref = SegmentationModel(folder / entries[runnable[0]].path)
+        first = entries[runnable[0]]
+        ref = SegmentationModel(files[runnable[0]], first.contract.name, list(first.labels))
         label = [ref.labels[1]]
         t_forward = interleaved({"forward": lambda: ref.forward(bgr, label)}, runs, warmup)["forward"]
         small = ref.forward(bgr, label)

@@ -16,6 +16,30 @@ from pathlib import Path
 from .errors import ExportError
 
 TMP_PREFIX = ".tmp-"
+# A finished file waits under this name, which carries its sha256, from the moment it is complete
+# until the manifest that describes it has been written (see manifest.commit_entry).
+PENDING_PREFIX = ".pending-"
+
+
+def _tmp_prefix(target: Path) -> str:
+    # the writer's pid in the name: a temp file whose writer is gone (killed) is recognisably stale
+    return f"{TMP_PREFIX}{os.getpid()}-{target.name}."
+
+
+def stale_temp_files(folder: Path) -> list[Path]:
+    """Temp files in `folder` left by a writer that no longer runs (a killed export)."""
+    out = []
+    for p in folder.glob(f"{TMP_PREFIX}*"):
+        pid = p.name[len(TMP_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            out.append(p)
+        except PermissionError:  # it exists, as another user's process
+            pass
+    return sorted(out)
 
 
 def sha256_file(path: str | Path) -> str:
@@ -24,20 +48,34 @@ def sha256_file(path: str | Path) -> str:
 
 
 @contextlib.contextmanager
-def staged(target: str | Path) -> Iterator[Path]:
-    """Yield a temp path beside `target`; on normal exit it is renamed over `target`, on any
-    exception (KeyboardInterrupt included) it is deleted and `target` is untouched."""
+def scratch(target: str | Path) -> Iterator[Path]:
+    """Yield a temp path beside `target` for a file still being made and checked; on any exception
+    (KeyboardInterrupt included) it is deleted. On success it stays: the caller moves it."""
     target = Path(target)
-    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{target.name}.", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(target), dir=target.parent)
+    os.fchmod(fd, 0o644)  # mkstemp makes 0600; artifacts are meant to be shared
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.chmod(tmp_path, 0o644)  # mkstemp makes 0600; artifacts are meant to be shared
-        os.replace(tmp_path, target)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def staged(target: str | Path) -> Iterator[Path]:
+    """Yield a temp path beside `target`; on normal exit it is renamed over `target`, on any
+    exception it is deleted and `target` is untouched."""
+    with scratch(target) as tmp:
+        yield tmp
+        os.replace(tmp, target)
+
+
+def pending_path(target: str | Path, sha256: str) -> Path:
+    """Where a finished file with this content waits to become `target`."""
+    target = Path(target)
+    return target.with_name(f"{PENDING_PREFIX}{sha256[:16]}-{target.name}")
 
 
 def write_bytes_atomic(target: str | Path, data: bytes) -> None:
@@ -53,7 +91,7 @@ def ensure_writable_dir(folder: str | Path, flag: str = "--out") -> Path:
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=TMP_PREFIX, dir=folder)
+        fd, probe = tempfile.mkstemp(prefix=_tmp_prefix(folder / "probe"), dir=folder)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:

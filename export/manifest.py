@@ -5,7 +5,9 @@ generated from the records and shipped beside it (manifest.schema.json). No torc
 
 One entry per artifact file name; an entry is written only after its file passed every gate.
 The manifest itself is rewritten atomically (temp + rename) under a lock file, so concurrent or
-interrupted exports never leave it half-written.
+interrupted exports never leave it half-written, and it is the commit point of its files: a file is
+found by the sha256 its entry records, at its name or, until the export moves it there, at its
+pending name (`commit_entry`). So at every instant the folder holds what its manifest describes.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -24,7 +27,7 @@ from typing import Annotated, Any, Literal
 import pydantic
 
 from .errors import ExportError
-from .files import sha256_file, write_bytes_atomic
+from .files import PENDING_PREFIX, pending_path, sha256_file, stale_temp_files, write_bytes_atomic
 
 # --- the records (stdlib dataclasses; pydantic validates them and writes their JSON Schema) -------
 
@@ -256,6 +259,15 @@ ENTRY = pydantic.TypeAdapter(Entry)
 MANIFEST = pydantic.TypeAdapter(Manifest)
 
 
+def find_file(folder: Path, fname: str, sha256: str, size: int) -> Path | None:
+    """The file with this content: at its name, or at its pending name (an export that committed
+    its manifest and was stopped before moving the file into place); None when neither matches."""
+    for f in (folder / fname, pending_path(folder / fname, sha256)):
+        if f.is_file() and f.stat().st_size == size and sha256_file(f) == sha256:
+            return f
+    return None
+
+
 def checked_files(folder: Path, name: str, entry: Entry) -> tuple[Path, Path]:
     """The .pte and .bpte an entry names, each checked against its recorded size and sha256 before
     anyone uses it: a file changed since export is refused, not benchmarked, described or shipped."""
@@ -264,12 +276,13 @@ def checked_files(folder: Path, name: str, entry: Entry) -> tuple[Path, Path]:
         (entry.path, entry.sha256, entry.bytes),
         (entry.bundle.path, entry.bundle.sha256, entry.bundle.bytes),
     ):
-        f = folder / fname
-        if not f.is_file():
-            raise ExportError(f"{folder / MANIFEST_NAME}: {name}: file {f} is missing; re-run the export")
-        if f.stat().st_size != size or sha256_file(f) != sha:
+        f = find_file(folder, fname, sha, size)
+        if f is None and not (folder / fname).is_file():
+            raise ExportError(f"{folder / MANIFEST_NAME}: {name}: file {folder / fname} is missing; re-run the export")
+        if f is None:
             raise ExportError(
-                f"{folder / MANIFEST_NAME}: {name}: {f} does not match its manifest sha256/size; re-run the export"
+                f"{folder / MANIFEST_NAME}: {name}: {folder / fname} does not match its manifest sha256/size; "
+                "re-run the export"
             )
         out.append(f)
     return out[0], out[1]
@@ -445,14 +458,74 @@ def _locked(folder: Path) -> Iterator[None]:
 
 
 def write_entry(folder: str | Path, name: str, entry: Entry) -> Path:
-    """Add or replace one artifact's entry; other entries are kept as they are. The JSON Schema
-    is written beside it, so a consumer can validate the manifest without this tool."""
+    """Add or replace one artifact's entry; other entries are kept as they are."""
     folder = Path(folder)
-    path = folder / MANIFEST_NAME
     with _locked(folder):
-        arts = dict(current_entries(path))
-        arts[name] = entry
-        data = manifest_dict(Manifest(SCHEMA_VERSION, dict(sorted(arts.items()))))
-        write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
-        write_bytes_atomic(folder / SCHEMA_NAME, (json.dumps(json_schema(), indent=2) + "\n").encode())
+        return _write_manifest(folder, name, entry)
+
+
+def _write_manifest(folder: Path, name: str, entry: Entry) -> Path:
+    """(Under the lock.) The JSON Schema first, so a consumer can validate the manifest without this
+    tool, then the manifest: its rename is the one instant the folder changes what it describes."""
+    path = folder / MANIFEST_NAME
+    arts = dict(current_entries(path))
+    arts[name] = entry
+    data = manifest_dict(Manifest(SCHEMA_VERSION, dict(sorted(arts.items()))))
+    write_bytes_atomic(folder / SCHEMA_NAME, (json.dumps(json_schema(), indent=2) + "\n").encode())
+    write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
     return path
+
+
+def commit_entry(
+    folder: Path, name: str, finished: dict[str, Path], make_entry: Callable[[dict[str, Path]], Entry]
+) -> Entry:
+    """Put finished, verified files (final name -> temp file) in place with the manifest as the
+    commit point, under the folder's lock:
+    1. each temp file is renamed to its pending name, which carries its sha256
+    2. `make_entry` describes them (given final name -> pending file); the manifest is rewritten with
+       it: from this rename on, readers find the new files by their recorded sha256
+    3. each pending file is renamed over its final name.
+    Killed before 2: the old manifest still describes the old, untouched files; the pending ones are
+    strays that `settle` deletes. Killed after 2: the files are found at their pending names, and
+    `settle` moves them into place at the next build."""
+    with _locked(folder):
+        parked: dict[str, Path] = {}
+        try:
+            for fname, tmp in finished.items():  # 1.
+                parked[fname] = pending_path(folder / fname, sha256_file(tmp))
+                os.replace(tmp, parked[fname])
+            entry = make_entry(parked)
+            _write_manifest(folder, name, entry)  # 2. the commit point
+        except BaseException:
+            for p in parked.values():
+                p.unlink(missing_ok=True)
+            raise
+        for fname, p in parked.items():  # 3.
+            os.replace(p, folder / fname)
+    return entry
+
+
+def settle(folder: Path) -> None:
+    """Finish what a stopped export committed (pending files its manifest describes go to their
+    names); delete pending files no manifest entry describes (an export stopped before its commit)
+    and temp files of writers that no longer run. Under the lock: a running export holds it for as
+    long as its files are pending."""
+    if not any(folder.glob(f"{PENDING_PREFIX}*")) and not stale_temp_files(folder):
+        return  # nothing to finish or delete (and no lock file made in a folder nothing else touched)
+    with _locked(folder):
+        wanted: dict[Path, Path] = {}
+        for e in current_entries(folder / MANIFEST_NAME).values():
+            for fname, sha, size in ((e.path, e.sha256, e.bytes), (e.bundle.path, e.bundle.sha256, e.bundle.bytes)):
+                found = find_file(folder, fname, sha, size)
+                if found is not None:
+                    wanted[found] = folder / fname
+        for p in sorted(folder.glob(f"{PENDING_PREFIX}*")):
+            if p in wanted:
+                print(
+                    f"note: finishing an interrupted export: {p.name} -> {wanted[p].name}", file=sys.stderr, flush=True
+                )
+                os.replace(p, wanted[p])
+            else:
+                p.unlink()
+        for p in stale_temp_files(folder):  # half-written files of a killed export
+            p.unlink(missing_ok=True)

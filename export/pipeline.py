@@ -15,17 +15,19 @@ from typing import TYPE_CHECKING
 
 from .config import BACKENDS, CONTRACTS, ModelConfig, QuantizationRecipe, Variant
 from .errors import ExportError
-from .files import ensure_writable_dir, sha256_file, staged
+from .files import ensure_writable_dir, scratch, sha256_file
 from .lower import Delegation, delegation_gate, delegation_of, export_program, lower, serialize
 from .manifest import (
     MANIFEST_NAME,
     Entry,
+    commit_entry,
     current_entries,
     entry_from_dict,
+    find_file,
     git_commit,
     platform_id,
+    settle,
     tool_versions,
-    write_entry,
 )
 from .weights import LoadedModel, load_model, weights_identity
 
@@ -120,11 +122,9 @@ def up_to_date(out: Path, name: str, key: str) -> Entry | None:
     entry = current_entries(out / MANIFEST_NAME).get(name)
     if not entry or entry.cache_key != key:
         return None
-    files = [(entry.path, entry.sha256), (entry.bundle.path, entry.bundle.sha256)]
-    for fname, sha in files:
-        f = out / fname
-        if not f.is_file() or sha256_file(f) != sha:
-            return None
+    files = [(entry.path, entry.sha256, entry.bytes), (entry.bundle.path, entry.bundle.sha256, entry.bundle.bytes)]
+    if any(find_file(out, *f) is None for f in files):
+        return None
     return entry
 
 
@@ -139,13 +139,14 @@ def build(
     then, per variant, in `export_variant`:
     3. wrap (contract)  4. torch.export  4b. quantize (int8)  5. lower + delegation gate
     6. serialize to a temp file  7. verify it read back from disk (parity; int8 accuracy)
-    7b. bundle (.bpte) and verify  8. move into place + manifest entry
+    7b. bundle (.bpte) and verify  8. commit files + manifest entry (the manifest is the commit point)
     """
     # 1. check the request
     variants = [cfg.variant(n) for n in variant_names] if variant_names else list(cfg.variants)
     out = ensure_writable_dir(out_dir)
     if (out / MANIFEST_NAME).exists() and not (out / MANIFEST_NAME).is_file():
         raise ExportError(f"{out / MANIFEST_NAME} is not a file; move it away so the export can write its manifest")
+    settle(out)  # finish what an interrupted export committed; drop what it did not
     if any(v.precision == "int8" for v in variants):  # folder, count, held apart: before fp32 is built
         from .quantize import calibration_set
 
@@ -173,28 +174,23 @@ def export_variant(cfg: ModelConfig, variant: Variant, weights: Weights, out: Pa
     # 5. lower + delegation gate
     with timer.stage("5", f"lower ({variant.backend})"):
         lowered = lower_stage(exported, cfg, variant, weights, name)
-    # 6. serialize  7. verify from disk  7b. bundle: both files replace the old ones only if all pass
-    with staged(out / name) as pte, staged(out / bundle_name(name)) as bpte:
+    # 6. serialize  7. verify from disk  7b. bundle  8. commit: files and manifest entry, or nothing
+    with scratch(out / name) as pte, scratch(out / bundle_name(name)) as bpte:
         with timer.stage("6", "serialize"):
             serialize(lowered.edge, pte)
         with timer.stage("7", "verify"):
             checked = verify_stage(pte, exported, cfg, variant, weights.kind, name, out)
         with timer.stage("7b", "bundle (.bpte)"):
             bundle = bundle_stage(pte, bpte, exported.reference, cfg, variant, bundle_name(name))
-    # 8. manifest entry
-    entry = manifest_entry(
-        cfg,
-        variant,
-        weights,
-        out,
-        name,
-        lowered,
-        checked,
-        bundle,
-        key,
-        {"load weights": weights.load_seconds, **timer.seconds},
-    )
-    write_entry(out, name, entry)
+        seconds = {"load weights": weights.load_seconds, **timer.seconds}
+        entry = commit_entry(
+            out,
+            name,
+            {name: pte, bundle["path"]: bpte},
+            lambda files: manifest_entry(
+                cfg, variant, weights, name, files[name], lowered, checked, bundle, files[bundle["path"]], key, seconds
+            ),
+        )
     return Result(name, out / name, entry)
 
 
@@ -316,26 +312,27 @@ def manifest_entry(
     cfg: ModelConfig,
     variant: Variant,
     weights: Weights,
-    out: Path,
     name: str,
+    pte: Path,
     lowered: Lowered,
     checked: Checked,
     bundle: dict,
+    bpte: Path,
     key: str,
     seconds: dict[str, float],
 ) -> Entry:
-    """Step 8: what the files are, as the typed manifest record (checked against its schema)."""
+    """Step 8: what the files are (`pte`/`bpte`: where they wait to take their names), as the typed
+    manifest record (checked against its schema)."""
     contract = CONTRACTS.get(variant.contract)
     h, w = variant.input.height, variant.input.width
-    path, parity = out / name, checked.parity.as_dict()
-    bpte = out / bundle["path"]
+    parity = checked.parity.as_dict()
     return entry_from_dict(
         {
             "model": cfg.name,
             "variant": variant.name,
-            "path": path.name,
-            "sha256": sha256_file(path),
-            "bytes": path.stat().st_size,
+            "path": name,
+            "sha256": sha256_file(pte),
+            "bytes": pte.stat().st_size,
             "backend": variant.backend,
             "delegate": BACKENDS.get(variant.backend).runtime_id,
             "precision": variant.precision,

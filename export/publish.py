@@ -82,8 +82,10 @@ def local_files(manifest_path: Path) -> list[LocalFile]:
     for name, entry in manifest.artifacts.items():
         pte, bpte = checked_files(folder, name, entry)  # the .bpte for on-device checks travels with its .pte
         # RNE's layout: a folder per backend
-        out.append(LocalFile(pte, f"{entry.backend}/{pte.name}", entry.sha256, entry.bytes, name))
-        out.append(LocalFile(bpte, f"{entry.backend}/{bpte.name}", entry.bundle.sha256, entry.bundle.bytes, None))
+        out.append(LocalFile(pte, f"{entry.backend}/{entry.path}", entry.sha256, entry.bytes, name))
+        out.append(
+            LocalFile(bpte, f"{entry.backend}/{entry.bundle.path}", entry.bundle.sha256, entry.bundle.bytes, None)
+        )
     extra = [(manifest_path, MANIFEST_NAME)]
     if (folder / SCHEMA_NAME).is_file():  # the manifest's JSON Schema travels with it
         extra.append((folder / SCHEMA_NAME, SCHEMA_NAME))
@@ -127,6 +129,16 @@ def _retrying(what: str, fn: Callable[[], T], secret: Secret, repo: str) -> T:
                 detail = f"{str(e).splitlines()[0]}" + (f" (server: {said})" if said else "")
                 raise PublishError(secret.redact(f"{what} failed: HTTP {status}: {detail}")) from None
             reason = f"HTTP {status}"
+        except RuntimeError as e:
+            # an LFS transfer that failed after huggingface_hub's own retries arrives wrapped
+            # ("Error while uploading '<path>' to the Hub.") with the HTTP error as its cause
+            cause = e.__cause__
+            if not isinstance(cause, (httpx.HTTPStatusError, HfHubHTTPError)) or cause.response is None:
+                raise
+            status = cause.response.status_code
+            if status in (401, 403):
+                raise PublishError(f"no access to {repo} (HTTP {status} on {what}: {e}); check the token") from None
+            raise PublishError(secret.redact(f"{what} failed: {e} (HTTP {status})")) from None
         except (httpx.TransportError, ConnectionError) as e:
             if attempt == RETRIES:
                 raise PublishError(secret.redact(f"{what} failed: connection error: {e}")) from None

@@ -150,7 +150,12 @@ class SegmentationModel:
             return None
         entry = read_manifest(manifest).artifacts.get(self.path.name)
         if entry is not None:
-            checked_files(self.path.parent, self.path.name, entry)  # the file the manifest describes
+            pte, _ = checked_files(self.path.parent, self.path.name, entry)  # the file the manifest describes
+            if pte != self.path:  # it describes the file an interrupted export has not yet put in place
+                raise ExportError(
+                    f"{self.path}: an interrupted export committed a newer file for this name; "
+                    "run the export again to finish it"
+                )
         return entry
 
     def logits(self, x: np.ndarray) -> np.ndarray:

@@ -16,12 +16,43 @@ TINY = DATA / "tiny_segnet.yaml"
 DEEPLAB = ROOT / "configs" / "deeplab_v3_resnet50.yaml"
 
 
+# The token the local Hub server accepts. Every output of the suite is searched for it at the end:
+# what each test printed or raised, what its `export` child processes printed, every file under
+# the run's temp folder (artifacts, manifests, published.json, generated modules).
+HF_TEST_TOKEN = "hf_TESTtoken_9f8e7d6c5b4a"
+OUTPUTS: list[tuple[str, str]] = []  # (where, text)
+
+
 def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run `python -m export ...` in a fresh process, as a user or release pipeline would."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
+    proc = subprocess.run(
         [sys.executable, "-m", "export", *args], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout
     )
+    OUTPUTS.append((f"`export {' '.join(args[:1])}` output", proc.stdout + proc.stderr))
+    return proc
+
+
+def token_leaks(token: str, texts: list[tuple[str, str]], folder: Path) -> list[str]:
+    """Where `token` appears: in which of the texts, in which files under `folder`."""
+    found = [where for where, text in texts if token in text]
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and not p.is_symlink() and token.encode() in p.read_bytes():
+            found.append(str(p))
+    return found
+
+
+def pytest_runtest_logreport(report):
+    OUTPUTS.extend((f"{report.nodeid} ({report.when}): {title}", text) for title, text in report.sections)
+    if report.longrepr:
+        OUTPUTS.append((f"{report.nodeid} ({report.when}): failure report", report.longreprtext))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def the_token_is_in_no_output(tmp_path_factory):
+    yield
+    leaks = token_leaks(HF_TEST_TOKEN, OUTPUTS, tmp_path_factory.getbasetemp())
+    assert not leaks, f"the Hub token leaked into: {leaks}"
 
 
 def write_yaml(path: Path, text: str) -> Path:

@@ -80,6 +80,15 @@ class HubState:
             1 for m, p, s in self.log if m == method and re.search(path_re, p) and (status is None or s == status)
         )
 
+    def served(self, repo_id: str, rev: str, path: str) -> bytes | None:
+        """The bytes `resolve/<rev>/<path>` serves (None: no such file)."""
+        repo = self.repos[repo_id]
+        commit = resolve_rev(repo, rev)
+        f = repo.commits[commit].get(path) if commit else None
+        if f is None:
+            return None
+        return self.lfs[f.lfs_sha256] if f.lfs_sha256 else f.content
+
     def tamper(self, repo_id: str, rev: str, path: str, data: bytes) -> None:
         """Replace the bytes served for `path` without telling anyone (a corrupted remote)."""
         repo = self.repos[repo_id]

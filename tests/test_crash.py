@@ -1,11 +1,10 @@
 """`kill -9` during an export, at every point where the output folder changes on disk (before and
-after each rename of a finished file over its target): afterwards no reader uses a file its
-manifest does not describe by sha256 (publish plans only matching files, or refuses with exit 2),
-and the next `build` ends with a consistent folder, up to date or rebuilt."""
+after each rename): the manifest is the commit point, so at every instant it describes files that
+are there (at their names, or at their pending names until the export moves them), publish ships
+exactly those bytes, and the next `build` finishes the committed export (up to date) or redoes it."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -14,6 +13,8 @@ from conftest import ROOT, TINY
 
 from export import cli
 from export.files import sha256_file
+from export.manifest import checked_files, read_manifest
+from export.publish import Publisher
 
 # The real CLI in a child that SIGKILLs itself at its Nth os.replace (the only way a finished file
 # reaches its name): "before" kills just ahead of the rename, "after" just behind it.
@@ -32,30 +33,32 @@ os.replace = replace
 from export.cli import main
 sys.exit(main(sys.argv[3:]))
 """
-# renames of one rebuilt variant, in order: .bpte, .pte, manifest.json, manifest.schema.json
+# renames of one rebuilt variant, in order: .pte and .bpte to their pending names, the schema, the
+# manifest (the commit point), then the pending .pte and .bpte to their names
 
 
-def _consistent(folder) -> bool:
-    manifest = json.loads((folder / "manifest.json").read_text())
-    for e in manifest["artifacts"].values():
-        for path, sha in ((e["path"], e["sha256"]), (e["bundle"]["path"], e["bundle"]["sha256"])):
-            if not (folder / path).is_file() or sha256_file(folder / path) != sha:
-                return False
-    return True
+def _state(folder, old_manifest: str) -> str:
+    """'old' or 'new' (which manifest the folder has); asserts that every file it describes is
+    there, at its name or its pending name, with the recorded bytes."""
+    manifest = read_manifest(folder / "manifest.json")
+    for name, e in manifest.artifacts.items():
+        checked_files(folder, name, e)  # raises when a described file is not there as described
+    return "old" if (folder / "manifest.json").read_text() == old_manifest else "new"
 
 
 # Every distinct state the folder passes through (killing before rename k+1 leaves what killing
-# after rename k does): untouched, new .bpte only, new .pte and .bpte under the old manifest, new
-# manifest beside the old schema. 4 children of ~15 s each: the budget for this test.
-KILL_POINTS = [(1, "before"), (1, "after"), (2, "after"), (3, "after")]
+# after rename k does): untouched but for temp files; both new files pending under the old
+# manifest; the new manifest with both pending; with the .pte in place and the .bpte pending.
+# 4 children of ~15 s each: the budget for this test.
+KILL_POINTS = [(1, "before", "old"), (2, "after", "old"), (4, "after", "new"), (5, "after", "new")]
 
 
-def test_kill_at_every_rename_leaves_nothing_shipped_wrong(tiny_build, tmp_path, capsys):
+def test_kill_at_every_rename_leaves_the_folder_as_its_manifest_says(tiny_build, tmp_path, capsys):
     changed = tmp_path / "tiny_segnet.yaml"  # other weights: xnnpack_fp32 is rebuilt with other bytes
     changed.write_text(TINY.read_text().replace("random_seed: 0", "random_seed: 1"))
     argv = ["build", "--config", str(changed), "--variant", "xnnpack_fp32", "--weights", "random"]
-    seen = set()
-    for n, when in KILL_POINTS:
+    old_manifest = (tiny_build / "manifest.json").read_text()
+    for n, when, expected in KILL_POINTS:
         folder = tmp_path / f"{when}-{n}"
         shutil.copytree(tiny_build, folder)
         proc = subprocess.run(
@@ -65,20 +68,22 @@ def test_kill_at_every_rename_leaves_nothing_shipped_wrong(tiny_build, tmp_path,
             text=True,
         )
         assert proc.returncode == -9, f"not killed at rename {n} {when}: {proc.stderr[-500:]}"
-        consistent = _consistent(folder)
-        seen.add(consistent)
-        # a reader: publish plans only files that match (exit 0), or refuses naming the file (exit 2)
-        rc = cli.main(["publish", "--manifest", str(folder / "manifest.json"), "--repo", "o/r", "--tag", "v1.0.0"])
-        err = capsys.readouterr().err
-        assert (rc, consistent) in ((0, True), (2, False)), (n, when, rc, err)
-        if rc == 2:
-            assert "does not match its manifest sha256/size; re-run the export" in err
-        # the next build ends consistent (up to date, or rebuilt), and publish takes it
-        assert cli.main([*argv, "--out", str(folder)]) == 0, capsys.readouterr().err
-        assert _consistent(folder)
+        # consistent at this instant: the manifest (old before the commit, new after) describes files
+        # that are there; publish plans exactly those bytes, whatever name they wait under
+        assert _state(folder, old_manifest) == expected, (n, when)
+        plan = Publisher(folder / "manifest.json", "o/r", "v1.0.0", token="").plan(None)
+        for p in plan:
+            assert sha256_file(p.local) == p.sha256, (n, when, p)
         assert (
             cli.main(["publish", "--manifest", str(folder / "manifest.json"), "--repo", "o/r", "--tag", "v1.0.0"]) == 0
         )
         capsys.readouterr()
-    # the kill points reach both states: the old files still described, and new bytes under an old entry
-    assert seen == {True, False}
+        # the next build finishes a committed export (up to date) or redoes an uncommitted one
+        assert cli.main([*argv, "--out", str(folder)]) == 0
+        err = capsys.readouterr().err
+        assert ("up to date: tiny_segnet_xnnpack_fp32.pte" in err) == (expected == "new"), (n, when, err[-800:])
+        left = [p.name for p in folder.iterdir() if p.name.startswith((".pending-", ".tmp-"))]
+        assert not left, f"strays, unfinished or half-written files left behind: {left}"
+        _state(folder, old_manifest)
+        for e in read_manifest(folder / "manifest.json").artifacts.values():  # each file at its own name
+            assert sha256_file(folder / e.path) == e.sha256 and sha256_file(folder / e.bundle.path) == e.bundle.sha256

@@ -8,14 +8,15 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_cli
+from conftest import HF_TEST_TOKEN, ROOT, run_cli, token_leaks
 from hub_server import HubServer
 from test_codegen import tsc
 
-TOKEN = "hf_TESTtoken_9f8e7d6c5b4a"  # what the local server accepts; must never be printed
+TOKEN = HF_TEST_TOKEN  # what the local server accepts; must never be printed
 REPO = "rne-test/deeplab"
 XNN_PATH = "xnnpack/tiny_segnet_xnnpack_fp32.pte"
 CML_PATH = "coreml/tiny_segnet_coreml_fp16.pte"
@@ -460,3 +461,64 @@ def test_failed_first_tag_leaves_no_tag_and_a_rerun_tags_the_verified_commit(art
     pub = publisher(arts, hub).push()  # the commit is already there: no new commit, only the tag
     assert hub.state.repos[REPO].tags == {"v1.0.0": pub["commit"]} == {"v1.0.0": hub.state.repos[REPO].branches["main"]}
     assert hub.state.count("POST", r"/commit/") == 1
+
+
+def test_the_suite_wide_token_search_finds_a_planted_token():
+    """The end-of-suite search (conftest: the_token_is_in_no_output) can fail: a token written into
+    one file among others, and one printed text among others, are both found (outside this run's
+    temp folder, so the real search at the end stays clean)."""
+    with tempfile.TemporaryDirectory() as d:
+        folder = Path(d)
+        (folder / "sub").mkdir()
+        (folder / "clean.json").write_text('{"token": "***"}')
+        (folder / "sub" / "published.json").write_bytes(b"x" * 5000 + f"Bearer {TOKEN}".encode())
+        texts = [("clean", "HTTP 401 for ***"), ("leaky", f"error: server said Authorization: Bearer {TOKEN}")]
+        assert token_leaks(TOKEN, texts, folder) == ["leaky", str(folder / "sub" / "published.json")]
+        (folder / "sub" / "published.json").write_text('{"token": "***"}')
+        assert token_leaks(TOKEN, texts[:1], folder) == []
+
+
+def _change_bundle(arts: Path) -> None:
+    """A new .bpte (an LFS file) described by the manifest: the next push must upload it."""
+    from export.files import sha256_file
+    from export.manifest import read_manifest, write_entry
+
+    name = "tiny_segnet_xnnpack_fp32.pte"
+    entry = read_manifest(arts / "manifest.json").artifacts[name]
+    bpte = arts / entry.bundle.path
+    bpte.write_bytes(bpte.read_bytes() + b"\0")
+    bundle = dataclasses.replace(entry.bundle, sha256=sha256_file(bpte), bytes=bpte.stat().st_size)
+    write_entry(arts, name, dataclasses.replace(entry, bundle=bundle))
+
+
+# (step, fault): a permanent failure at each step of a push (upload, commit, verify, tag move, tag create)
+STEP_FAULTS = {
+    "upload": ("PUT", r"^/lfs/", 400),
+    "commit": ("POST", r"/commit/", 422),
+    "verify": ("GET", r"/resolve/[0-9a-f]{40}/", "corrupt"),
+    "tag delete": ("DELETE", r"/tag/", 422),
+    "tag create": ("POST", r"/tag/", 422),
+}
+
+
+@pytest.mark.parametrize(
+    "step,move",
+    [(s, False) for s in STEP_FAULTS if s != "tag delete"] + [(s, True) for s in STEP_FAULTS],
+)
+def test_a_failure_at_any_step_leaves_the_old_tag_or_the_new_verified_one(arts, hub, step, move):
+    """First publish and --move-tag: after a failure the tag is where it was (absent, or the old
+    commit); the rerun without the fault tags the new commit, whose every file is verified."""
+    from export.publish import PublishError, local_files
+
+    old = publisher(arts, hub).push()["commit"] if move else None
+    if move:
+        _change_bundle(arts)
+    hub.state.inject(*STEP_FAULTS[step])
+    with pytest.raises(PublishError):
+        publisher(arts, hub).push(move_tag=move)
+    assert [f.times for f in hub.state.faults] == [0], "the fault was not hit"
+    assert hub.state.repos[REPO].tags.get("v1.0.0") == old
+    new = publisher(arts, hub).push(move_tag=move)["commit"]
+    assert new != old and hub.state.repos[REPO].tags["v1.0.0"] == new
+    for f in local_files(arts / "manifest.json"):  # what the tag serves is every local file
+        assert hub.state.served(REPO, "v1.0.0", f.path_in_repo) == f.local.read_bytes(), f.path_in_repo
