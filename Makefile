@@ -26,7 +26,7 @@ help:
 	@echo "make test-fast  # fast tier only"
 	@echo "make bench   [MODEL=name] [RUNS=20]   # latency ratios vs eager and ONNX Runtime -> bench.json"
 	@echo "make card    [MODEL=name]             # Hugging Face model card from manifest + bench"
-	@echo "make publish MODEL=name REPO=owner/name TAG=vX.Y.Z [PUSH=1]   # dry run unless PUSH=1"
+	@echo "make publish MODEL=name REPO=owner/name TAG=vX.Y.Z [PUSH=1] [ALLOW_RANDOM=1]   # dry run unless PUSH=1"
 	@echo "make fixture [BUILDER=deeplabv3_resnet50] [SEED=0]  # a checkpoint with trained-scale logits -> $(OUT)/fixtures/"
 
 $(STAMP): pyproject.toml scripts/ts/package-lock.json
@@ -65,7 +65,8 @@ card: $(STAMP)
 
 # token: HF_TOKEN or `hf auth login`
 publish: $(STAMP)
-	$(PY) -m export publish --manifest $(OUT)/$(ONE)/manifest.json --repo $(REPO) --tag $(TAG) $(if $(PUSH),--push,)
+	$(PY) -m export publish --manifest $(OUT)/$(ONE)/manifest.json --repo $(REPO) --tag $(TAG) $(if $(PUSH),--push,) \
+		$(if $(ALLOW_RANDOM),--allow-random-weights,)
 
 # A seeded stand-in for trained weights (trained-scale, decisive logits), made offline in about a
 # minute: try the gates on it with `make export WEIGHTS=$(OUT)/fixtures/<builder>_seed<N>.pth`.

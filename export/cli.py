@@ -62,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     pub.add_argument("--move-tag", action="store_true", help="allow moving an existing tag (breaks apps pinned to it)")
     pub.add_argument("--endpoint", help="Hub endpoint (default: $HF_ENDPOINT or https://huggingface.co)")
     pub.add_argument(
+        "--allow-random-weights",
+        action="store_true",
+        help="publish files made from seeded random weights (test builds; said in the card and published.json)",
+    )
+    pub.add_argument(
         "--xet", action="store_true", help="upload through Xet instead of LFS (not exercised by this tool's tests)"
     )
     run = sub.add_parser("run", help="run a .pte as the useImageSegmentation hook would (reference runtime)")
@@ -90,6 +95,11 @@ def _parser() -> argparse.ArgumentParser:
     cg = sub.add_parser("codegen", help="model-URL constants (TypeScript + Python) from published.json files")
     cg.add_argument("published", nargs="+", type=Path, help="published.json of each model repo")
     cg.add_argument("--out", default=Path("artifacts"), type=Path)
+    cg.add_argument(
+        "--runtimes",
+        type=Path,
+        help="react-native-executorch release table (default: configs/runtimes/rne_releases.yaml)",
+    )
     chk = sub.add_parser("check-urls", help="check that every URL in generated constants modules resolves")
     chk.add_argument("modules", nargs="+", type=Path)
     return p
@@ -102,7 +112,9 @@ def _publish(args) -> int:
         os.environ["HF_HUB_DISABLE_XET"] = "0"
     from .publish import Publisher
 
-    publisher = Publisher(args.manifest, args.repo, args.tag, endpoint=args.endpoint)
+    publisher = Publisher(
+        args.manifest, args.repo, args.tag, endpoint=args.endpoint, allow_random_weights=args.allow_random_weights
+    )
     try:
         if args.push:
             publisher.push(move_tag=args.move_tag)
@@ -179,8 +191,10 @@ def _bench_probe(args) -> int:
 
 def _codegen(args) -> int:
     from .codegen import write_modules
+    from .runtimes import load_runtimes
 
-    for path in write_modules(list(args.published), args.out):
+    lines = load_runtimes(args.runtimes) if args.runtimes else None
+    for path in write_modules(list(args.published), args.out, lines):
         print(f"wrote {path}")
     return 0
 

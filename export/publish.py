@@ -150,9 +150,18 @@ def _retrying(what: str, fn: Callable[[], T], secret: Secret, repo: str) -> T:
 
 
 class Publisher:
-    def __init__(self, manifest: Path, repo: str, tag: str, endpoint: str | None = None, token: str | None = None):
+    def __init__(
+        self,
+        manifest: Path,
+        repo: str,
+        tag: str,
+        endpoint: str | None = None,
+        token: str | None = None,
+        allow_random_weights: bool = False,
+    ):
         check_repo_and_tag(repo, tag)  # bad input (exit 2), refused before any request
         self.manifest = Path(manifest)
+        self.allow_random_weights = allow_random_weights
         self.repo, self.tag = repo, tag
         self.endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
         if token is None:
@@ -240,6 +249,7 @@ class Publisher:
         if not self.secret.value:
             raise PublishError("--push needs a Hugging Face token: set HF_TOKEN or run `hf auth login`")
         ensure_writable_dir(out_dir or self.manifest.parent, "published.json folder")
+        random_weights = self.random_weights()
         self.validate_card()  # before the repo is created: a bad card leaves nothing behind
         api = self._api()
         # 2. what the tag holds (immutability) and what main holds (the tree the commit is built on)
@@ -320,6 +330,7 @@ class Publisher:
             "endpoint": self.endpoint,
             "published_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
             "files": files,
+            "random_weights": random_weights,  # test files, published with --allow-random-weights
             "manifest": manifest_dict(read_manifest(self.manifest)),
         }
         out = Path(out_dir or self.manifest.parent)
@@ -332,6 +343,20 @@ class Publisher:
             + ", ".join(str(w) for w in written)
         )
         return published
+
+    def random_weights(self) -> list[str]:
+        """The artifacts made from seeded random weights: refused unless explicitly allowed (they
+        would look like a release and segment noise), and then said loudly and recorded."""
+        manifest = read_manifest(self.manifest)
+        names = sorted(n for n, e in manifest.artifacts.items() if e.weights.kind == "random")
+        if names and not self.allow_random_weights:
+            raise ExportError(
+                f"{self.manifest}: {', '.join(names)} carry seeded random weights, not a model; export with "
+                "--weights default or a checkpoint, or pass --allow-random-weights to publish a test build"
+            )
+        if names:
+            print(f"WARNING: publishing random-weight test files: {', '.join(names)}", file=sys.stderr, flush=True)
+        return names
 
     def validate_card(self) -> None:
         """The model card's front matter, checked by the Hub's own /api/validate-yaml (what

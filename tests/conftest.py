@@ -204,11 +204,20 @@ def sample_entry(
 BASE = "https://huggingface.co/org/repo/resolve/v1.0.0"
 
 
-def published(with_coreml: bool = True, with_int8: bool = False) -> dict:
+RNE09_CONTRACT = {
+    "name": "rne-0.9",
+    "description": "normalized by the runtime",
+    "normalize_in_graph": False,
+    "runtime_mean": [0.485, 0.456, 0.406],
+    "runtime_std": [0.229, 0.224, 0.225],
+}
+
+
+def published(with_coreml: bool = True, with_int8: bool = False, with_rne09: bool = False) -> dict:
     arts, files = {}, []
 
-    def add(name, backend, precision, variant=None, model="deeplab_v3_resnet50"):
-        arts[name] = sample_entry(name, model, backend, precision, variant)
+    def add(name, backend, precision, variant=None, model="deeplab_v3_resnet50", **over):
+        arts[name] = sample_entry(name, model, backend, precision, variant, **over)
         files.append({"artifact": name, "path_in_repo": f"{backend}/{name}", "url": f"{BASE}/{backend}/{name}"})
 
     add("deeplab_v3_resnet50_xnnpack_fp32.pte", "xnnpack", "fp32")
@@ -216,6 +225,9 @@ def published(with_coreml: bool = True, with_int8: bool = False) -> dict:
         add("deeplab_v3_resnet50_coreml_fp16.pte", "coreml", "fp16")
     if with_int8:
         add("deeplab_v3_resnet50_xnnpack_int8.pte", "xnnpack", "int8")
+    if with_rne09:
+        name = "deeplab_v3_resnet50_xnnpack_fp32_rne09.pte"
+        add(name, "xnnpack", "fp32", "xnnpack_fp32_rne09", contract=RNE09_CONTRACT)
     files.append({"artifact": None, "path_in_repo": "manifest.json", "url": f"{BASE}/manifest.json"})
     return {
         "repo": "org/repo",

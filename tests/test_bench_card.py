@@ -76,6 +76,7 @@ def test_card_from_manifest_bench_and_overlays(benched, tmp_path):
     q = manifest.artifacts["tiny_segnet_xnnpack_int8.pte"].accuracy.worst
     assert f"argmax agreement {q.argmax_agreement * 100:.1f}%, mIoU {q.miou:.3f}" in body
     assert "useImageSegmentation" in body and "TINY_SEGNET" in body and "random(seed=0)" in body
+    assert body.lstrip().split("\n\n")[1].startswith("> **Not a usable model: these files carry seeded random weights")
     pngs = sorted((out / "overlays").glob("*.png"))
     assert len(pngs) == 3
     for p in pngs:

@@ -7,20 +7,31 @@ import json
 import subprocess
 
 import pytest
-from conftest import BASE, ROOT, published, sample_entry
+from conftest import BASE, ROOT, published, run_cli, sample_entry, write_yaml
 
-from export.codegen import HEADER, constants_from, render_py, render_ts, write_modules
+from export.codegen import HEADER, constants_from, families, render_py, render_ts, snippet, write_modules
+from export.errors import ExportError
+from export.runtimes import load_runtimes
 
-TSC = ROOT / "scripts" / "ts" / "node_modules" / ".bin" / "tsc"
-STUBS = ROOT / "scripts" / "ts" / "stubs" / "react-native" / "index.d.ts"
+TS = ROOT / "scripts" / "ts"
+TSC = TS / "node_modules" / ".bin" / "tsc"
+STUBS = TS / "stubs" / "react-native" / "index.d.ts"
+RNE_0_5, RNE_0_9 = "0.4.0 – 0.7.3", "0.8.0 – 0.9.3"  # the release families of configs/runtimes/rne_releases.yaml
 
 
-def tsc(folder, *sources):
+def tsc(folder, *sources, rne: str | None = None):
+    """A real tsc; `rne`: the react-native-executorch release (npm, scripts/ts) the sources import."""
     assert TSC.exists(), f"{TSC} missing: `make test` installs it with npm ci (scripts/ts)"
+    options = {}
+    if rne:
+        package = TS / "node_modules" / f"rne-{rne}"
+        assert (package / "package.json").exists(), f"{package} missing: `make test` installs it (scripts/ts)"
+        options = {"paths": {"react-native-executorch": [str(package)]}, "skipLibCheck": True}
     (folder / "tsconfig.json").write_text(
         json.dumps(
             {
-                "extends": str(ROOT / "scripts" / "ts" / "tsconfig.base.json"),
+                "extends": str(TS / "tsconfig.base.json"),
+                "compilerOptions": options,
                 "files": [*sources, str(STUBS)],
             }
         )
@@ -30,16 +41,55 @@ def tsc(folder, *sources):
 
 def test_constants_choose_coreml_on_ios_and_xnnpack_on_android():
     [c] = constants_from(published())
-    assert c == {
-        "name": "DEEPLAB_V3_RESNET50",
-        "modelName": "deeplab-v3-resnet50",
-        "ios": f"{BASE}/coreml/deeplab_v3_resnet50_coreml_fp16.pte",
-        "android": f"{BASE}/xnnpack/deeplab_v3_resnet50_xnnpack_fp32.pte",
-    }
+    assert (c.name, c.family.label, c.family.hook, c.contract, c.model_name) == (
+        "DEEPLAB_V3_RESNET50",
+        RNE_0_5,
+        "useImageSegmentation",
+        "rne-0.5",
+        None,  # no built-in modelName: in 0.8+ it would add ImageNet mean/std to a graph that has them
+    )
+    assert c.ios == f"{BASE}/coreml/deeplab_v3_resnet50_coreml_fp16.pte"
+    assert c.android == f"{BASE}/xnnpack/deeplab_v3_resnet50_xnnpack_fp32.pte"
     [only] = constants_from(published(with_coreml=False))
-    assert only["ios"] == only["android"] == f"{BASE}/xnnpack/deeplab_v3_resnet50_xnnpack_fp32.pte"
-    names = [c["name"] for c in constants_from(published(with_int8=True))]
+    assert only.ios == only.android == f"{BASE}/xnnpack/deeplab_v3_resnet50_xnnpack_fp32.pte"
+    names = [c.name for c in constants_from(published(with_int8=True))]
     assert names == ["DEEPLAB_V3_RESNET50", "DEEPLAB_V3_RESNET50_QUANTIZED"]
+
+
+def test_each_release_family_gets_the_file_its_runtime_feeds_correctly():
+    """0.4-0.7 (pixel/255): the rne-0.5 files, no modelName. 0.8-0.9 (ImageNet mean/std by the
+    runtime): the rne-0.9 file, with the built-in modelName that selects that normalization."""
+    consts = {c.name: c for c in constants_from(published(with_rne09=True))}
+    assert sorted(consts) == ["DEEPLAB_V3_RESNET50", "DEEPLAB_V3_RESNET50_RNE09"]
+    new = consts["DEEPLAB_V3_RESNET50_RNE09"]
+    assert (new.family.label, new.family.hook, new.contract, new.model_name) == (
+        RNE_0_9,
+        "useSemanticSegmentation",
+        "rne-0.9",
+        "deeplab-v3-resnet50",
+    )
+    assert new.ios == new.android == f"{BASE}/xnnpack/deeplab_v3_resnet50_xnnpack_fp32_rne09.pte"
+    ts = render_ts(published(with_rne09=True))
+    assert f"// react-native-executorch {RNE_0_9}: useSemanticSegmentation" in ts
+    assert ts.count("modelName:") == 1
+
+
+def test_a_pairing_that_would_normalize_twice_is_refused(tmp_path):
+    """A release table that gives 0.8-0.9 (whose runtime applies mean/std) the rne-0.5 files (which
+    apply it in the graph): generation refuses, through the CLI too, and writes nothing."""
+    table = (ROOT / "configs" / "runtimes" / "rne_releases.yaml").read_text()
+    bad = write_yaml(tmp_path / "bad.yaml", table.replace("contract: rne-0.9", "contract: rne-0.5"))
+    with pytest.raises(ExportError, match=r"cannot serve react-native-executorch 0.8.0 .*normalize its input twice"):
+        render_ts(published(), load_runtimes(bad))
+    pub = tmp_path / "published.json"
+    pub.write_text(json.dumps(published()))
+    proc = run_cli("codegen", str(pub), "--out", str(tmp_path / "out"), "--runtimes", str(bad))
+    assert proc.returncode == 2 and "normalize its input twice" in proc.stderr, proc.stderr
+    assert not (tmp_path / "out" / "modelUrls.ts").exists()
+    # and the other way: an ImageNet-normalizing file for a pixel/255 release is never normalized
+    swapped = write_yaml(tmp_path / "swapped.yaml", table.replace("contract: rne-0.5", "contract: rne-0.9"))
+    with pytest.raises(ExportError, match="never normalize its input"):
+        constants_from(published(with_rne09=True), load_runtimes(swapped))
 
 
 def test_output_is_deterministic_and_stamped(tmp_path):
@@ -61,38 +111,110 @@ def test_output_is_deterministic_and_stamped(tmp_path):
 
 def test_python_module_has_same_names_and_urls(tmp_path):
     path = tmp_path / "model_urls.py"
-    path.write_text(render_py(published()))
+    path.write_text(render_py(published(with_rne09=True)))
     spec = importlib.util.spec_from_file_location("model_urls", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    assert mod.DEEPLAB_V3_RESNET50["modelName"] == "deeplab-v3-resnet50"
+    assert "modelName" not in mod.DEEPLAB_V3_RESNET50 and mod.DEEPLAB_V3_RESNET50["rne"] == RNE_0_5
     assert mod.DEEPLAB_V3_RESNET50["modelSource"]["ios"].endswith("coreml/deeplab_v3_resnet50_coreml_fp16.pte")
-    assert mod.SOURCES == (("org/repo", "v1.0.0", "c" * 40),) and len(mod.ALL_URLS) == 2
+    assert mod.DEEPLAB_V3_RESNET50_RNE09["modelName"] == "deeplab-v3-resnet50"
+    assert mod.DEEPLAB_V3_RESNET50_RNE09["contract"] == "rne-0.9"
+    assert mod.SOURCES == (("org/repo", "v1.0.0", "c" * 40),) and len(mod.ALL_URLS) == 3
 
 
-@pytest.mark.parametrize("kw", [{}, {"with_coreml": False}, {"with_int8": True}])
-def test_typescript_compiles_with_real_tsc(tmp_path, kw):
-    (tmp_path / "modelUrls.ts").write_text(render_ts(published(**kw)))
-    # usage as an app would write it: literal types survive `as const`
-    (tmp_path / "use.ts").write_text(
-        "import { DEEPLAB_V3_RESNET50 } from './modelUrls';\n"
-        "const name: 'deeplab-v3-resnet50' = DEEPLAB_V3_RESNET50.modelName;\n"
-        "const source: string = DEEPLAB_V3_RESNET50.modelSource;\n"
-        "export { name, source };\n"
-    )
-    proc = tsc(tmp_path, "modelUrls.ts", "use.ts")
+def _app(tmp_path, pub: dict, family: str) -> list[str]:
+    """modelUrls.ts and one app file per constant of the family: the card's snippet for it."""
+    (tmp_path / "modelUrls.ts").write_text(render_ts(pub))
+    files = ["modelUrls.ts"]
+    labels = ["BACKGROUND", "CAT", "PERSON"]
+    for c in constants_from(pub):
+        if c.family.label == family:
+            (tmp_path / f"{c.name}.tsx").write_text(snippet(c, labels))
+            files.append(f"{c.name}.tsx")
+    assert len(files) > 1
+    return files
+
+
+@pytest.mark.parametrize("kw", [{}, {"with_coreml": False}, {"with_int8": True}, {"with_rne09": True}])
+@pytest.mark.parametrize("family,rne", [(RNE_0_5, "0.5.15"), (RNE_0_9, "0.9.3")])
+def test_constants_and_snippets_type_check_against_the_real_library(tmp_path, kw, family, rne):
+    """The generated module and each release family's snippet, compiled by a real tsc against the
+    react-native-executorch release from npm that the table names for that family."""
+    if family == RNE_0_9 and not kw.get("with_rne09"):
+        kw = {**kw, "with_rne09": True}  # 0.8+ constants exist only for rne-0.9 files
+    proc = tsc(tmp_path, *_app(tmp_path, published(**kw), family), rne=rne)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_tsc_rejects_wrong_usage(tmp_path):
-    """The compile check can fail: a misuse of the generated constants is a type error."""
-    (tmp_path / "modelUrls.ts").write_text(render_ts(published()))
-    (tmp_path / "use.ts").write_text(
-        "import { DEEPLAB_V3_RESNET50 } from './modelUrls';\n"
-        "const name: 'other-model' = DEEPLAB_V3_RESNET50.modelName;\nexport { name };\n"
+@pytest.mark.parametrize(
+    "rne,code,error",
+    [
+        # the rne-0.5 constant in a 0.9 app: no modelName, so it cannot reach the hook that normalizes
+        (
+            "0.9.3",
+            "import { useSemanticSegmentation } from 'react-native-executorch';\n"
+            "import { DEEPLAB_V3_RESNET50 } from './modelUrls';\n"
+            "export const use = () => useSemanticSegmentation({ model: DEEPLAB_V3_RESNET50 });\n",
+            "TS2322",
+        ),
+        # the old card's snippet on 0.5.15: results are keyed by DeeplabLabel values, not names
+        (
+            "0.5.15",
+            "import { useImageSegmentation } from 'react-native-executorch';\n"
+            "import { DEEPLAB_V3_RESNET50 } from './modelUrls';\n"
+            "export const use = async (uri: string) => {\n"
+            "  const r = await useImageSegmentation({ model: DEEPLAB_V3_RESNET50 }).forward(uri);\n"
+            "  return r.ARGMAX;\n};\n",
+            "TS2339",
+        ),
+    ],
+)
+def test_tsc_against_the_real_library_rejects_wrong_usage(tmp_path, rne, code, error):
+    """The compile check can fail: misuses of the constants that would give wrong masks are errors."""
+    (tmp_path / "modelUrls.ts").write_text(render_ts(published(with_rne09=True)))
+    (tmp_path / "use.ts").write_text(code)
+    proc = tsc(tmp_path, "modelUrls.ts", "use.ts", rne=rne)
+    assert proc.returncode != 0 and error in proc.stdout, proc.stdout
+
+
+def typecheck_card(folder, card: str) -> list[str]:
+    """Compile each usage snippet of a model card, with the modelUrls.ts in `folder`, against the
+    react-native-executorch release its section names (the family's `typecheck` release)."""
+    checked = []
+    by_label = {f.label: f.typecheck for f in families()}
+    for i, section in enumerate(card.split("### react-native-executorch ")[1:]):
+        label = section.split(" (`", 1)[0]
+        code = section.split("```tsx\n", 1)[1].split("```", 1)[0]
+        (folder / f"snippet{i}.tsx").write_text(code)
+        proc = tsc(folder, "modelUrls.ts", f"snippet{i}.tsx", rne=by_label[label])
+        assert proc.returncode == 0, f"card snippet for {label}: {proc.stdout}"
+        checked.append(label)
+    return checked
+
+
+def test_the_table_names_the_releases_installed_for_type_checks():
+    """Each release family is type-checked against one npm release, and scripts/ts pins exactly those."""
+    assert {f.label: f.typecheck for f in families()} == {RNE_0_5: "0.5.15", RNE_0_9: "0.9.3"}
+    pins = json.loads((TS / "package.json").read_text())["devDependencies"]
+    assert {k: v for k, v in pins.items() if k.startswith("rne-")} == {
+        f"rne-{f.typecheck}": f"npm:react-native-executorch@{f.typecheck}" for f in families()
+    }
+
+
+def test_card_snippets_type_check_per_release_family(tmp_path):
+    """A card for rne-0.5 and rne-0.9 files: one snippet per family, each compiling against its release."""
+    from export.card import render_card
+    from export.manifest import manifest_from_dict
+
+    pub = published(with_rne09=True)
+    (tmp_path / "modelUrls.ts").write_text(render_ts(pub))
+    card = render_card(manifest_from_dict(pub["manifest"], "test"), None, [])
+    assert typecheck_card(tmp_path, card) == [RNE_0_5, RNE_0_9]
+    assert "from 'react-native-executorch';" in card and "DEEPLAB_V3_RESNET50 }" not in card.split("from 'react")[0]
+    row = next(
+        ln for ln in card.splitlines() if ln.startswith("| `xnnpack/deeplab_v3_resnet50_xnnpack_fp32_rne09.pte`")
     )
-    proc = tsc(tmp_path, "modelUrls.ts", "use.ts")
-    assert proc.returncode != 0 and "TS2322" in proc.stdout
+    assert f"| {RNE_0_9} | rne-0.9 |" in row and "by the runtime" in row
 
 
 def test_several_repos_and_variant_suffixes_merge_into_one_module(tmp_path):
@@ -118,21 +240,18 @@ def test_several_repos_and_variant_suffixes_merge_into_one_module(tmp_path):
             },
         },
     }
-    consts = {c["name"]: c for c in constants_from([a, b])}
+    consts = {c.name: c for c in constants_from([a, b])}
     assert sorted(consts) == [
         "DEEPLAB_V3_RESNET50",
         "DEEPLAB_V3_RESNET50_520",
         "DEEPLAB_V3_RESNET50_QUANTIZED",
         "FCN_RESNET50",
     ]
-    assert consts["DEEPLAB_V3_RESNET50_520"]["modelName"] == "deeplab-v3-resnet50-520"
-    assert consts["DEEPLAB_V3_RESNET50_520"]["android"].endswith("x520.pte")
-    assert consts["DEEPLAB_V3_RESNET50"]["android"].endswith("deeplab_v3_resnet50_xnnpack_fp32.pte")  # not overwritten
+    assert consts["DEEPLAB_V3_RESNET50_520"].android.endswith("x520.pte")
+    assert consts["DEEPLAB_V3_RESNET50"].android.endswith("deeplab_v3_resnet50_xnnpack_fp32.pte")  # not overwritten
     pa, pb = tmp_path / "a.json", tmp_path / "b.json"
     pa.write_text(json.dumps(a))
     pb.write_text(json.dumps(b))
-    from conftest import run_cli
-
     proc = run_cli("codegen", str(pa), str(pb), "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     ts = (tmp_path / "modelUrls.ts").read_text()

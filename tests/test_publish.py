@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import HF_TEST_TOKEN, ROOT, run_cli, token_leaks
 from hub_server import HubServer
-from test_codegen import tsc
+from test_codegen import tsc, typecheck_card
 
 TOKEN = HF_TEST_TOKEN  # what the local server accepts; must never be printed
 REPO = "rne-test/deeplab"
@@ -39,7 +39,8 @@ def hub():
 def publisher(arts: Path, hub, tag="v1.0.0", token=TOKEN):
     from export.publish import Publisher
 
-    return Publisher(arts / "manifest.json", REPO, tag, endpoint=hub.url, token=token)
+    # the tiny build has random weights: a test build, published as one
+    return Publisher(arts / "manifest.json", REPO, tag, endpoint=hub.url, token=token, allow_random_weights=True)
 
 
 def writes(hub) -> list:
@@ -207,15 +208,17 @@ def test_cli_dry_run_push_and_token_never_printed(arts, hub, tmp_path):
     args = ["publish", "--manifest", str(arts / "manifest.json"), "--repo", REPO, "--tag", "v2.0.0"]
     outputs = [run_cli(*args, env=env)]
     assert outputs[-1].returncode == 0 and "dry run" in outputs[-1].stdout
-    outputs.append(run_cli(*args, "--push", env=env))
+    outputs.append(run_cli(*args, "--push", "--allow-random-weights", env=env))
     assert outputs[-1].returncode == 0, outputs[-1].stderr
     _change_manifest(arts)
-    outputs.append(run_cli(*args, "--push", env=env))  # immutable tag: an error path
+    outputs.append(run_cli(*args, "--push", "--allow-random-weights", env=env))  # immutable tag: an error path
     assert outputs[-1].returncode == 4 and "tags are immutable" in outputs[-1].stderr
     hub.state.inject("POST", r"/commit/", 500, times=99)  # persistent server error: another error path
-    outputs.append(run_cli(*args[:-1], "v2.0.1", "--push", env=env))
+    outputs.append(run_cli(*args[:-1], "v2.0.1", "--push", "--allow-random-weights", env=env))
     assert outputs[-1].returncode == 4 and "HTTP 500" in outputs[-1].stderr
-    bad = run_cli(*args[:-1], "v3.0.0", "--push", env={**env, "HF_TOKEN": TOKEN + "x"})  # rejected token
+    bad = run_cli(
+        *args[:-1], "v3.0.0", "--push", "--allow-random-weights", env={**env, "HF_TOKEN": TOKEN + "x"}
+    )  # rejected token
     assert bad.returncode == 4 and "401" in bad.stderr
     outputs.append(bad)
     for proc in outputs:
@@ -228,7 +231,16 @@ def test_cli_dry_run_push_and_token_never_printed(arts, hub, tmp_path):
 def test_cli_missing_token(arts, hub, tmp_path):
     env = {**_hf_env(tmp_path, hub), "HF_TOKEN": ""}
     proc = run_cli(
-        "publish", "--manifest", str(arts / "manifest.json"), "--repo", REPO, "--tag", "v1.0.0", "--push", env=env
+        "publish",
+        "--manifest",
+        str(arts / "manifest.json"),
+        "--repo",
+        REPO,
+        "--tag",
+        "v1.0.0",
+        "--push",
+        "--allow-random-weights",
+        env=env,
     )
     assert proc.returncode == 4 and "set HF_TOKEN" in proc.stderr
     assert writes(hub) == []
@@ -448,6 +460,8 @@ def test_card_with_overlays_is_published_and_a_bad_card_leaves_no_repo(arts, hub
     paths = {f["path_in_repo"] for f in pub["files"]}
     assert "README.md" in paths and any(p.startswith("overlays/") and p.endswith(".png") for p in paths)
     assert _served(hub, "v1.0.0", "README.md") == good.encode()
+    # the published card's usage compiles with the published constants against the real library
+    assert typecheck_card(arts, good) == ["0.4.0 – 0.7.3"] * 2  # fp32 and int8; the tiny build is rne-0.5 only
     assert hub.state.count("POST", r"/api/validate-yaml", None) == 3  # refused; ours; huggingface_hub's in the commit
 
 
@@ -522,3 +536,21 @@ def test_a_failure_at_any_step_leaves_the_old_tag_or_the_new_verified_one(arts, 
     assert new != old and hub.state.repos[REPO].tags["v1.0.0"] == new
     for f in local_files(arts / "manifest.json"):  # what the tag serves is every local file
         assert hub.state.served(REPO, "v1.0.0", f.path_in_repo) == f.local.read_bytes(), f.path_in_repo
+
+
+def test_random_weights_are_not_published_as_a_model(arts, hub, capsys):
+    """Without --allow-random-weights a push of random-weight files is refused before any request;
+    with it, the push says so and published.json records it."""
+    from export.errors import ExportError
+    from export.publish import Publisher
+
+    with pytest.raises(ExportError, match="seeded random weights, not a model; .*--allow-random-weights"):
+        Publisher(arts / "manifest.json", REPO, "v1.0.0", endpoint=hub.url, token=TOKEN).push()
+    assert hub.state.log == []
+    pub = publisher(arts, hub).push()
+    assert "WARNING: publishing random-weight test files" in capsys.readouterr().err
+    assert pub["random_weights"] == sorted(read_manifest_names(arts)) and pub["random_weights"]
+
+
+def read_manifest_names(arts: Path) -> list[str]:
+    return list(json.loads((arts / "manifest.json").read_text())["artifacts"])
