@@ -235,3 +235,35 @@ def test_default_weights_load_from_torchvision_cache(tmp_path, monkeypatch):
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(loaded.module(x)["out"], ref(x)["out"])
+
+
+def test_seed_model_constants_and_card_fit_each_rne_release(export_random, tmp_path):
+    """The seed model's real files as publish would record them: one constant per file group and RNE
+    release line (the 0.8+ line gets the rne-0.9 file and the built-in modelName), and modelUrls.ts
+    plus every card snippet compile against react-native-executorch 0.5.15 and 0.9.3 from npm."""
+    from test_codegen import RNE_0_5, RNE_0_9, typecheck_card
+
+    from export.card import render_card
+    from export.codegen import constants_from, render_ts
+    from export.manifest import read_manifest
+
+    out, arts, _ = export_random
+    base = "https://huggingface.co/org/deeplab/resolve/v1.0.0"
+    files = [
+        {"artifact": n, "path_in_repo": f"{e['backend']}/{n}", "url": f"{base}/{e['backend']}/{n}"}
+        for n, e in arts.items()
+    ]
+    manifest = json.loads((out / "manifest.json").read_text())
+    pub = {"repo": "org/deeplab", "tag": "v1.0.0", "commit": "c" * 40, "files": files, "manifest": manifest}
+    by_family = {}
+    for c in constants_from(pub):
+        by_family.setdefault(c.family.label, []).append((c.name, c.model_name, c.android.rsplit("/", 1)[1]))
+    assert by_family[RNE_0_9] == [("DEEPLAB_V3_RESNET50_RNE09", "deeplab-v3-resnet50", X09)]
+    assert {n: (m, f) for n, m, f in by_family[RNE_0_5]} == {
+        "DEEPLAB_V3_RESNET50": (None, XNN),
+        "DEEPLAB_V3_RESNET50_520": (None, X520),
+        "DEEPLAB_V3_RESNET50_QUANTIZED": (None, Q8),
+    }
+    (tmp_path / "modelUrls.ts").write_text(render_ts(pub))
+    card = render_card(read_manifest(out / "manifest.json"), None, [])
+    assert typecheck_card(tmp_path, card) == [RNE_0_5] * 3 + [RNE_0_9]
