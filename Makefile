@@ -15,9 +15,12 @@ VARIANT_FLAGS := $(foreach v,$(VARIANT),--variant $(v))
 ONE := $(or $(MODEL),deeplab_v3_resnet50)
 
 BUILDER ?= deeplabv3_resnet50
+MODELS ?=
+J ?= 1
+CONFIG_DIR ?= configs
 SEED ?= 0
 
-.PHONY: help venv export lint test test-fast bench card publish fixture clean
+.PHONY: help venv export lint test test-fast bench card publish release fixture clean
 
 help:
 	@echo "make export  [WEIGHTS=default|random|PATH] [MODEL=name] [VARIANT=name ...]  -> $(OUT)/<model>/"
@@ -27,6 +30,7 @@ help:
 	@echo "make bench   [MODEL=name] [RUNS=20]   # latency ratios vs eager and ONNX Runtime -> bench.json"
 	@echo "make card    [MODEL=name]             # Hugging Face model card from manifest + bench"
 	@echo "make publish MODEL=name REPO=owner/name TAG=vX.Y.Z [PUSH=1] [ALLOW_RANDOM=1]   # dry run unless PUSH=1"
+	@echo "make release MODELS='a b' REPO='owner/{model}' TAG=vX.Y.Z [J=2] [WEIGHTS=..] [ALLOW_RANDOM=1]  # export -> publish -> one constants module"
 	@echo "make fixture [BUILDER=deeplabv3_resnet50] [SEED=0]  # a checkpoint with trained-scale logits -> $(OUT)/fixtures/"
 
 $(STAMP): pyproject.toml scripts/ts/package-lock.json
@@ -67,6 +71,12 @@ card: $(STAMP)
 publish: $(STAMP)
 	$(PY) -m export publish --manifest $(OUT)/$(ONE)/manifest.json --repo $(REPO) --tag $(TAG) $(if $(PUSH),--push,) \
 		$(if $(ALLOW_RANDOM),--allow-random-weights,)
+
+# One release, the steps CI runs (scripts/release.py): export J models at a time (each with its
+# card), publish each to REPO ('owner/{model}') under TAG, merge constants into $(OUT)/release/.
+release: $(STAMP)
+	$(PY) scripts/release.py all $(if $(MODELS),--models $(MODELS),) --configs $(CONFIG_DIR) --out $(OUT) \
+		--weights $(WEIGHTS) --jobs $(J) --repo '$(REPO)' --tag '$(TAG)' $(if $(ALLOW_RANDOM),--allow-random-weights,)
 
 # A seeded stand-in for trained weights (trained-scale, decisive logits), made offline in about a
 # minute: try the gates on it with `make export WEIGHTS=$(OUT)/fixtures/<builder>_seed<N>.pth`.

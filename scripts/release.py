@@ -1,0 +1,144 @@
+"""One release, the same steps locally (`make release`) and on CI (.github/workflows/release.yml):
+
+1. matrix   the model configs (configs/*.yaml, or the ones named)
+2. export   every model's variants, up to --jobs models at a time, each in its own process, plus
+            its model card; a failed gate fails that model (its message printed) after the others end
+3. compat   not yet: runtime compatibility checks land with their own command (issue 10)
+4. publish  each model's folder to its repo (--repo 'owner/{model}') under --tag, verified
+5. merge    every published.json into one modelUrls.ts + model_urls.py in <out>/release/
+
+`all` runs 2, 4 and 5; CI runs 2 per model on its own runner, then 4 and 5 once.
+Only the standard library here: each step is `python -m export ...` in a child process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def models_in(configs: Path, names: list[str] | None) -> list[str]:
+    """The model configs to release: all of configs/*.yaml (model files only) or the named ones."""
+    known = sorted(p.stem for p in configs.glob("*.yaml"))
+    if not names:
+        return known
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"error: no model config {', '.join(unknown)} in {configs}; valid: {', '.join(known)}")
+    return list(dict.fromkeys(names))
+
+
+def export_cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "export", *args]
+
+
+def run(cmd: list[str], log: Path | None = None) -> tuple[int, str]:
+    """Run one step; its output goes to `log` (parallel legs) or straight through."""
+    if log is None:
+        return subprocess.run(cmd, cwd=ROOT).returncode, ""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as f:
+        rc = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT).returncode
+    lines = log.read_text().splitlines()
+    return rc, next((ln for ln in reversed(lines) if ln.startswith("error:")), "\n".join(lines[-5:]))
+
+
+def export_one(model: str, configs: Path, out: Path, weights: str, log: Path | None) -> tuple[str, int, str, float]:
+    start = time.perf_counter()
+    folder = out / model
+    rc, said = run(
+        export_cli("build", "--config", str(configs / f"{model}.yaml"), "--weights", weights, "--out", str(folder)), log
+    )
+    if rc == 0:
+        rc, said = run(
+            export_cli("card", "--manifest", str(folder / "manifest.json")), log and log.with_suffix(".card.log")
+        )
+    return model, rc, said, time.perf_counter() - start
+
+
+def export(models: list[str], configs: Path, out: Path, weights: str, jobs: int) -> int:
+    """2. Exports, `jobs` models at a time; prints each model's time and the first failure's code."""
+    logs = jobs > 1  # parallel legs write logs, so their lines do not interleave
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        results = list(
+            pool.map(
+                lambda m: export_one(m, configs, out, weights, out / "logs" / f"{m}.log" if logs else None), models
+            )
+        )
+    failed = [(m, rc, said) for m, rc, said, _ in results if rc != 0]
+    for m, rc, _, seconds in results:
+        print(f"export {m}: {'ok' if rc == 0 else f'FAILED (exit {rc})'} in {seconds:.0f} s", flush=True)
+    for m, rc, said in failed:
+        print(f"error: export {m} failed (exit {rc}): {said}", file=sys.stderr, flush=True)
+    return failed[0][1] if failed else 0
+
+
+def repo_for(pattern: str, model: str, several: bool) -> str:
+    if "{model}" not in pattern and several:
+        raise SystemExit(
+            f"error: --repo {pattern}: several models need one repo each; use a pattern like 'owner/{{model}}'"
+        )
+    return pattern.replace("{model}", model.replace("_", "-"))
+
+
+def publish(models: list[str], out: Path, repo: str, tag: str, allow_random: bool) -> int:
+    """4. Each model's folder to its repo under the tag (publish verifies before it tags)."""
+    for m in models:
+        cmd = ["publish", "--manifest", str(out / m / "manifest.json"), "--repo", repo_for(repo, m, len(models) > 1)]
+        cmd += ["--tag", tag, "--push"] + (["--allow-random-weights"] if allow_random else [])
+        rc, _ = run(export_cli(*cmd))
+        if rc != 0:
+            print(f"error: publish {m} failed (exit {rc}); the models before it are published", file=sys.stderr)
+            return rc
+    return 0
+
+
+def merge(models: list[str], out: Path) -> int:
+    """5. One constants module from every model's published.json."""
+    published = [str(out / m / "published.json") for m in models]
+    return run(export_cli("codegen", *published, "--out", str(out / "release")))[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("step", choices=["matrix", "export", "publish", "merge", "all"])
+    p.add_argument("--models", nargs="*", help="model config names (default: every configs/*.yaml)")
+    p.add_argument("--configs", type=Path, default=ROOT / "configs")
+    p.add_argument("--out", type=Path, default=ROOT / "artifacts")
+    p.add_argument("--weights", default="default", help="as for `export build`: default | random | PATH")
+    p.add_argument("--jobs", "-j", type=int, default=1, help="models exported at once (each uses all cores)")
+    p.add_argument("--repo", help="'owner/{model}' ({model} with dashes), or one repo for one model")
+    p.add_argument("--tag", help="version tag, e.g. v1.0.0")
+    p.add_argument("--allow-random-weights", action="store_true", help="publish test builds (random weights)")
+    a = p.parse_args(argv)
+    models = models_in(a.configs, a.models)
+    if a.step == "matrix":  # for the workflow's matrix: a JSON list on one line
+        print(json.dumps(models))
+        return 0
+    if a.step in ("publish", "all") and not (a.repo and a.tag):
+        p.error(f"{a.step} needs --repo and --tag")
+    if a.jobs < 1:
+        p.error("--jobs must be >= 1")
+    if a.step in ("export", "all"):
+        rc = export(models, a.configs, a.out, a.weights, a.jobs)
+        if rc:
+            return rc
+        print("compat: skipped: no runtime compatibility check exists yet (issue 10)", flush=True)
+    if a.step in ("publish", "all"):
+        rc = publish(models, a.out, a.repo, a.tag, a.allow_random_weights)
+        if rc:
+            return rc
+    if a.step in ("merge", "publish", "all"):
+        return merge(models, a.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
