@@ -20,7 +20,7 @@ J ?= 1
 CONFIG_DIR ?= configs
 SEED ?= 0
 
-.PHONY: help venv export lint test test-fast bench card publish release fixture clean
+.PHONY: help venv export lint test test-fast bench card publish compat release fixture clean
 
 help:
 	@echo "make export  [WEIGHTS=default|random|PATH] [MODEL=name] [VARIANT=name ...]  -> $(OUT)/<model>/"
@@ -30,7 +30,8 @@ help:
 	@echo "make bench   [MODEL=name] [RUNS=20]   # latency ratios vs eager and ONNX Runtime -> bench.json"
 	@echo "make card    [MODEL=name]             # Hugging Face model card from manifest + bench"
 	@echo "make publish MODEL=name REPO=owner/name TAG=vX.Y.Z [PUSH=1] [ALLOW_RANDOM=1]   # dry run unless PUSH=1"
-	@echo "make release MODELS='a b' REPO='owner/{model}' TAG=vX.Y.Z [J=2] [WEIGHTS=..] [ALLOW_RANDOM=1]  # export -> publish -> one constants module"
+	@echo "make compat  [MODEL=name] [RUNTIMES='0.6.0 1.3.1']  # load + parity in the ExecuTorch runtimes RNE releases embed"
+	@echo "make release MODELS='a b' REPO='owner/{model}' TAG=vX.Y.Z [J=2] [WEIGHTS=..] [ALLOW_RANDOM=1] [SKIP_COMPAT=1]  # export -> publish -> one constants module"
 	@echo "make fixture [BUILDER=deeplabv3_resnet50] [SEED=0]  # a checkpoint with trained-scale logits -> $(OUT)/fixtures/"
 
 $(STAMP): pyproject.toml scripts/ts/package-lock.json
@@ -67,16 +68,23 @@ bench: $(STAMP)
 card: $(STAMP)
 	$(PY) -m export card --manifest $(OUT)/$(ONE)/manifest.json
 
+# Each .pte in the older ExecuTorch runtimes its RNE releases embed (configs/runtimes/rne_releases.yaml),
+# each in a cached side venv outside the repo (~/.cache/rne-export/runtimes, 4-7 GB each, made once).
+RUNTIMES ?=
+compat: $(STAMP)
+	$(PY) -m export compat --manifest $(OUT)/$(ONE)/manifest.json $(foreach r,$(RUNTIMES),--runtime $(r))
+
 # token: HF_TOKEN or `hf auth login`
 publish: $(STAMP)
 	$(PY) -m export publish --manifest $(OUT)/$(ONE)/manifest.json --repo $(REPO) --tag $(TAG) $(if $(PUSH),--push,) \
-		$(if $(ALLOW_RANDOM),--allow-random-weights,)
+		$(if $(ALLOW_RANDOM),--allow-random-weights,) $(if $(SKIP_COMPAT),--skip-compat,)
 
 # One release, the steps CI runs (scripts/release.py): export J models at a time (each with its
 # card), publish each to REPO ('owner/{model}') under TAG, merge constants into $(OUT)/release/.
 release: $(STAMP)
 	$(PY) scripts/release.py all $(if $(MODELS),--models $(MODELS),) --configs $(CONFIG_DIR) --out $(OUT) \
-		--weights $(WEIGHTS) --jobs $(J) --repo '$(REPO)' --tag '$(TAG)' $(if $(ALLOW_RANDOM),--allow-random-weights,)
+		--weights $(WEIGHTS) --jobs $(J) --repo '$(REPO)' --tag '$(TAG)' $(if $(ALLOW_RANDOM),--allow-random-weights,) \
+		$(if $(SKIP_COMPAT),--skip-compat,) $(foreach r,$(RUNTIMES),--runtime $(r))
 
 # A seeded stand-in for trained weights (trained-scale, decisive logits), made offline in about a
 # minute: try the gates on it with `make export WEIGHTS=$(OUT)/fixtures/<builder>_seed<N>.pth`.

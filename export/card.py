@@ -48,6 +48,43 @@ def _fmt_ms(bench: dict | None, name: str, key: str, fmt: str) -> str:
     return format(r[key], fmt) if r and key in r else "not measured"
 
 
+def _compat_table(manifest: Manifest) -> list[str]:
+    """Each file x each RNE release line it claims: what `export compat` found in that line's runtime."""
+    from .compat import claimed_lines
+    from .runtimes import load_runtimes
+
+    lines = load_runtimes()
+    rows = []
+    for name, e in manifest.artifacts.items():
+        for line in claimed_lines(e, lines):
+            r = (e.compat or {}).get(line.executorch)
+            if r is None:
+                result = "not checked (`make compat`)"
+            elif r.loads is None:
+                result = f"not run: {r.error}"
+            elif not r.loads:
+                result = f"**fails to load**: {r.error}"
+            elif r.vs_eager:
+                w = r.vs_eager
+                result = (
+                    "passes" if r.passed else f"**fails**: {r.error}"
+                ) + f"; vs eager: decisive argmax agreement {w.decisive_agreement * 100:.2f}%, SNR {w.snr_db:.1f} dB"
+            else:
+                result = f"**fails**: {r.error}"
+            rows.append(f"| `{e.backend}/{name}` | {line.label} | {line.executorch} | {result} |")
+    return [
+        "",
+        "## Runtime compatibility",
+        "",
+        "Each file loaded and run in the ExecuTorch runtime that each React Native ExecuTorch release "
+        "it claims embeds (`export compat`, on the photos bundled in its `.bpte`, vs eager PyTorch).",
+        "",
+        "| file | react-native-executorch | ExecuTorch | result |",
+        "| --- | --- | --- | --- |",
+        *rows,
+    ]
+
+
 def render_card(manifest: Manifest, bench: dict | None, overlays: list[str]) -> str:
     arts = manifest.artifacts
     if not arts:
@@ -91,7 +128,7 @@ def render_card(manifest: Manifest, bench: dict | None, overlays: list[str]) -> 
     ]
     for c in consts:
         lines += [
-            f"### react-native-executorch {c.family.label} (`{c.name}`, contract {c.contract})",
+            f"### react-native-executorch {c.releases} (`{c.name}`, contract {c.contract})",
             "",
             "```tsx",
             snippet(c, first.labels).rstrip("\n"),
@@ -140,6 +177,7 @@ def render_card(manifest: Manifest, bench: dict | None, overlays: list[str]) -> 
             f"`{e.sha256[:16]}…` | {e.parity.mode} | {nums} | {_fmt_ms(bench, name, 'median_ms', '.1f')} | {_fmt_ms(bench, name, 'ratio_to_eager', '.2f')} | "
             f"{_fmt_ms(bench, name, 'ratio_to_onnxruntime', '.2f')} | {_fmt_ms(bench, name, 'peak_rss_increment_mb', '.0f')} |"
         )
+    lines += _compat_table(manifest)
     for name, e in arts.items():
         acc = e.accuracy
         if acc:

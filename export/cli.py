@@ -67,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
         help="publish files made from seeded random weights (test builds; said in the card and published.json)",
     )
     pub.add_argument(
+        "--skip-compat",
+        action="store_true",
+        help="publish files not proven by `export compat` in every runtime they claim (said and recorded)",
+    )
+    pub.add_argument(
         "--xet", action="store_true", help="upload through Xet instead of LFS (not exercised by this tool's tests)"
     )
     run = sub.add_parser("run", help="run a .pte as the useImageSegmentation hook would (reference runtime)")
@@ -100,6 +105,13 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         help="react-native-executorch release table (default: configs/runtimes/rne_releases.yaml)",
     )
+    compat = sub.add_parser(
+        "compat", help="load and run each .pte in the older ExecuTorch runtimes its RNE releases embed"
+    )
+    compat.add_argument("--manifest", default=Path("artifacts/manifest.json"), type=Path)
+    compat.add_argument(
+        "--runtime", action="append", help="only this ExecuTorch version (repeatable; default: every claimed one)"
+    )
     chk = sub.add_parser("check-urls", help="check that every URL in generated constants modules resolves")
     chk.add_argument("modules", nargs="+", type=Path)
     return p
@@ -113,7 +125,12 @@ def _publish(args) -> int:
     from .publish import Publisher
 
     publisher = Publisher(
-        args.manifest, args.repo, args.tag, endpoint=args.endpoint, allow_random_weights=args.allow_random_weights
+        args.manifest,
+        args.repo,
+        args.tag,
+        endpoint=args.endpoint,
+        allow_random_weights=args.allow_random_weights,
+        skip_compat=args.skip_compat,
     )
     try:
         if args.push:
@@ -197,6 +214,12 @@ def _codegen(args) -> int:
     for path in write_modules(list(args.published), args.out, lines):
         print(f"wrote {path}")
     return 0
+
+
+def _compat(args) -> int:
+    from .compat import run_compat
+
+    return run_compat(args.manifest, args.runtime)
 
 
 def _check_urls(args) -> int:
@@ -313,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
             "build": _build,
             "publish": _publish,
             "check-urls": _check_urls,
+            "compat": _compat,
             "run": _run,
             "bench": _bench,
             "bench-probe": _bench_probe,

@@ -22,7 +22,7 @@ from .errors import ExportError
 from .files import ensure_writable_dir, write_bytes_atomic
 from .hubnames import check_repo_and_tag, sends_token
 from .manifest import ContractInfo, Entry, manifest_from_dict
-from .runtimes import RUNTIMES_PATH, RneLine, load_runtimes
+from .runtimes import RUNTIMES_PATH, RneLine, load_runtimes, version_key
 
 TS_NAME = "modelUrls.ts"
 PY_NAME = "model_urls.py"
@@ -85,6 +85,7 @@ class Constant:
     model_name: str | None  # useSemanticSegmentation: the built-in name that selects labels + mean/std
     ios: str  # url or, before publishing, the path in the repo
     android: str
+    releases: str  # the family's releases from the files' min_rne on, e.g. "0.5.7 – 0.7.3"
 
 
 def constants_for(
@@ -114,9 +115,15 @@ def constants_for(
         contract = pick["android"][1].contract
         mine = [f for f in fams if f.contract == contract.name]
         tail = ("_QUANTIZED" if quantized else "") + suffix.upper()
+        floor = max((version_key(e.min_rne) for _, e in pick.values() if e.min_rne), default=(0,))
         for fam in mine:
             for _, e in pick.values():
                 check_pairing(fam, e.path, e.contract)
+            claimed = [ln for ln in fam.lines if version_key(ln.releases.last) >= floor]
+            if not claimed:  # the files claim none of this family's releases
+                continue
+            first = max(claimed[0].releases.first, ".".join(map(str, floor)), key=version_key)
+            last = claimed[-1].releases.last
             builtin = model.replace("_", "-") + ("-quantized" if quantized else "")
             out.append(
                 Constant(
@@ -128,6 +135,7 @@ def constants_for(
                     model_name=builtin if fam.hook == "useSemanticSegmentation" else None,
                     ios=pick["ios"][0],
                     android=pick["android"][0],
+                    releases=first if first == last else f"{first} – {last}",
                 )
             )
     return sorted(out, key=lambda c: c.name)
@@ -155,9 +163,12 @@ def _ts_str(s: str) -> str:
     return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _family_doc(fam: Family) -> str:
+def _family_doc(fam: Family, releases: str | None = None) -> str:
     feeds = "RGB pixel/255" if fam.feeds == "pixel/255" else "RGB pixel/255, then ImageNet mean/std"
-    return f"react-native-executorch {fam.label}: {fam.hook}, whose runtime feeds {feeds} (files of contract {fam.contract})"
+    return (
+        f"react-native-executorch {releases or fam.label}: {fam.hook}, whose runtime feeds {feeds} "
+        f"(files of contract {fam.contract})"
+    )
 
 
 def render_ts(published: dict | list[dict], lines: tuple[RneLine, ...] | None = None) -> str:
@@ -169,7 +180,9 @@ def render_ts(published: dict | list[dict], lines: tuple[RneLine, ...] | None = 
     if any(c.ios != c.android for c in consts):
         out += ["import { Platform } from 'react-native';", ""]
     for c in consts:
-        out.append(f"// {_family_doc(c.family)}")
+        out.append(
+            f"// {_family_doc(c.family, c.releases)}; needs react-native-executorch >= {c.releases.split(' ')[0]}"
+        )
         out.append(f"export const {c.name} = {{")
         if c.model_name:  # selects the library's Pascal VOC labels and ImageNet mean/std for this file
             out.append(f"  modelName: {_ts_str(c.model_name)},")
@@ -199,13 +212,13 @@ def render_py(published: dict | list[dict], lines: tuple[RneLine, ...] | None = 
         "",
     ]
     for c in consts:
-        out += [f"# {_family_doc(c.family)}", f"{c.name} = {{"]
+        out += [f"# {_family_doc(c.family, c.releases)}", f"{c.name} = {{"]
         if c.model_name:
             out.append(f"    'modelName': {c.model_name!r},")
         out += [
             f"    'modelSource': {{'ios': {c.ios!r}, 'android': {c.android!r}}},",
             f"    'contract': {c.contract!r},",
-            f"    'rne': {c.family.label!r},",
+            f"    'rne': {c.releases!r},",
             f"    'hook': {c.family.hook!r},",
             "}",
             "",
@@ -227,7 +240,7 @@ def snippet(c: Constant, labels: tuple[str, ...] | list[str]) -> str:
         call, pick = f"['{cls}']", ("result.ARGMAX", f"result.{cls}")
     return "\n".join(
         [
-            f"// react-native-executorch {c.family.label}",
+            f"// react-native-executorch {c.releases}",
             imports,
             f"import {{ {c.name} }} from './modelUrls';",
             "",

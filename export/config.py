@@ -195,6 +195,9 @@ class Variant:
     # default: the model's; the loader fills both in, so they are never None after loading
     input: InputSpec = None  # type: ignore[assignment]
     contract: str = None  # type: ignore[assignment]
+    # the oldest React Native ExecuTorch release the file claims (default: every release line of
+    # its contract); `export compat` checks the runtime of each claimed line
+    min_rne: str | None = None
     name_suffix: str = field(default="", compare=False)  # derived: only what keeps names unique
 
     @property
@@ -379,6 +382,9 @@ def _validate(cfg: ModelConfig, source: Path) -> ModelConfig:
         _fail(source, "labels", f"{len(cfg.labels)} labels for model.num_classes={cfg.model.num_classes}")
     if not cfg.variants:
         _fail(source, "variants", "at least one variant is required")
+    for i, v in enumerate(cfg.variants):
+        if v.min_rne is not None and not re.fullmatch(r"\d+\.\d+\.\d+", v.min_rne):
+            _fail(source, f"variants[{i}].min_rne", f"expected a release like 0.5.7, got {v.min_rne!r}")
     seen = set()
     variants = []
     for i, v in enumerate(cfg.variants):

@@ -214,6 +214,20 @@ class WeightsRef:
 
 
 @dataclass(frozen=True)
+class CompatResult:
+    """One artifact in one older ExecuTorch runtime, as `export compat` found it."""
+
+    __pydantic_config__ = STRICT
+    executorch: str
+    rne: str  # the React Native ExecuTorch releases that embed this runtime
+    loads: bool | None  # None: not runnable on the checking host (Core ML off Apple platforms)
+    error: str | None  # the runtime's own words when it does not load or run; failed bounds otherwise
+    vs_eager: MetricValues | None  # on the bundled photos, as the parity gate compares
+    vs_exporter_max_abs: float | None  # against the exporting runtime's output on the same inputs
+    passed: bool
+
+
+@dataclass(frozen=True)
 class Entry:
     """One artifact: written only after its file passed every gate."""
 
@@ -246,6 +260,8 @@ class Entry:
     cache_key: str
     accuracy: AccuracyRecord | None  # int8 only
     bundle: BundleRecord
+    min_rne: str | None = None  # the oldest React Native ExecuTorch release the file claims
+    compat: dict[str, CompatResult] | None = None  # executorch version -> result (`export compat`)
 
 
 @dataclass(frozen=True)

@@ -369,6 +369,7 @@ def manifest_entry(
             "cache_key": key,
             "accuracy": checked.accuracy,
             "bundle": {**bundle, "sha256": sha256_file(bpte), "bytes": bpte.stat().st_size},
+            "min_rne": variant.min_rne,
         },
         f"{name} (a bug in this tool: its record does not match the manifest schema)",
     )

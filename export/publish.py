@@ -158,10 +158,12 @@ class Publisher:
         endpoint: str | None = None,
         token: str | None = None,
         allow_random_weights: bool = False,
+        skip_compat: bool = False,
     ):
         check_repo_and_tag(repo, tag)  # bad input (exit 2), refused before any request
         self.manifest = Path(manifest)
         self.allow_random_weights = allow_random_weights
+        self.skip_compat = skip_compat
         self.repo, self.tag = repo, tag
         self.endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
         if token is None:
@@ -250,6 +252,7 @@ class Publisher:
             raise PublishError("--push needs a Hugging Face token: set HF_TOKEN or run `hf auth login`")
         ensure_writable_dir(out_dir or self.manifest.parent, "published.json folder")
         random_weights = self.random_weights()
+        unproven = self.unproven()
         self.validate_card()  # before the repo is created: a bad card leaves nothing behind
         api = self._api()
         # 2. what the tag holds (immutability) and what main holds (the tree the commit is built on)
@@ -331,6 +334,7 @@ class Publisher:
             "published_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
             "files": files,
             "random_weights": random_weights,  # test files, published with --allow-random-weights
+            "compat_not_proven": unproven,  # published with --skip-compat
             "manifest": manifest_dict(read_manifest(self.manifest)),
         }
         out = Path(out_dir or self.manifest.parent)
@@ -343,6 +347,29 @@ class Publisher:
             + ", ".join(str(w) for w in written)
         )
         return published
+
+    def unproven(self) -> list[str]:
+        """Files without a passing `export compat` result for every runtime their releases embed:
+        refused, unless --skip-compat, which says loudly what was not proven and records it."""
+        from .compat import claimed_lines
+        from .runtimes import load_runtimes
+
+        lines = load_runtimes()
+        missing = []
+        for name, e in read_manifest(self.manifest).artifacts.items():
+            for line in claimed_lines(e, lines):
+                r = (e.compat or {}).get(line.executorch)
+                if r is None or not r.passed:
+                    why = "not checked" if r is None else "not runnable here" if r.loads is None else "failed"
+                    missing.append(f"{name} in ExecuTorch {line.executorch} (RNE {line.label}): {why}")
+        if missing and not self.skip_compat:
+            raise ExportError(
+                f"{self.manifest}: not proven to load in every runtime its releases embed: {'; '.join(missing)}; "
+                "run `make compat` (python -m export compat), or pass --skip-compat to publish unproven"
+            )
+        for m in missing:
+            print(f"WARNING: --skip-compat: not proven: {m}", file=sys.stderr, flush=True)
+        return missing
 
     def random_weights(self) -> list[str]:
         """The artifacts made from seeded random weights: refused unless explicitly allowed (they

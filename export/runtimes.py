@@ -51,7 +51,7 @@ class RuntimeTable:
     lines: tuple[RneLine, ...]
 
 
-def _version(v: str) -> tuple[int, ...]:
+def version_key(v: str) -> tuple[int, ...]:
     return tuple(int(p) for p in v.split("."))
 
 
@@ -75,9 +75,9 @@ def load_runtimes(path: str | Path = RUNTIMES_PATH) -> tuple[RneLine, ...]:
         CONTRACTS.get(line.contract, where=f"{source}: {key}.contract")
         if line.feeds != HOOK_FEEDS[line.hook]:
             _fail(source, f"{key}.feeds", f"{line.hook} feeds {HOOK_FEEDS[line.hook]}, not {line.feeds!r}")
-        if _version(line.releases.first) > _version(line.releases.last):
+        if version_key(line.releases.first) > version_key(line.releases.last):
             _fail(source, f"{key}.releases", f"first {line.releases.first} is after last {line.releases.last}")
-        if previous and _version(line.releases.first) <= _version(previous.releases.last):
+        if previous and version_key(line.releases.first) <= version_key(previous.releases.last):
             _fail(source, f"{key}.releases", f"overlaps or precedes {previous.label}; list lines in release order")
         previous = line
     return table.lines

@@ -3,11 +3,12 @@
 1. matrix   the model configs (configs/*.yaml, or the ones named)
 2. export   every model's variants, up to --jobs models at a time, each in its own process, plus
             its model card; a failed gate fails that model (its message printed) after the others end
-3. compat   not yet: runtime compatibility checks land with their own command (issue 10)
+3. compat   each model's files in the older ExecuTorch runtimes its RNE releases embed (a failure
+            fails the release before anything is published); --skip-compat skips it, loudly
 4. publish  each model's folder to its repo (--repo 'owner/{model}') under --tag, verified
 5. merge    every published.json into one modelUrls.ts + model_urls.py in <out>/release/
 
-`all` runs 2, 4 and 5; CI runs 2 per model on its own runner, then 4 and 5 once.
+`all` runs 2 to 5; CI runs 2 per model on its own runner, then 4 and 5 once.
 Only the standard library here: each step is `python -m export ...` in a child process.
 """
 
@@ -80,6 +81,20 @@ def export(models: list[str], configs: Path, out: Path, weights: str, jobs: int)
     return failed[0][1] if failed else 0
 
 
+def compat(models: list[str], out: Path, runtimes: list[str]) -> int:
+    """3. Runtime compatibility of each model's files (recorded in its manifest)."""
+    for m in models:
+        rc, _ = run(
+            export_cli(
+                "compat", "--manifest", str(out / m / "manifest.json"), *[a for r in runtimes for a in ("--runtime", r)]
+            )
+        )
+        if rc != 0:
+            print(f"error: compat {m} failed (exit {rc}); nothing was published", file=sys.stderr)
+            return rc
+    return 0
+
+
 def repo_for(pattern: str, model: str, several: bool) -> str:
     if "{model}" not in pattern and several:
         raise SystemExit(
@@ -88,11 +103,12 @@ def repo_for(pattern: str, model: str, several: bool) -> str:
     return pattern.replace("{model}", model.replace("_", "-"))
 
 
-def publish(models: list[str], out: Path, repo: str, tag: str, allow_random: bool) -> int:
+def publish(models: list[str], out: Path, repo: str, tag: str, allow_random: bool, skip_compat: bool) -> int:
     """4. Each model's folder to its repo under the tag (publish verifies before it tags)."""
     for m in models:
         cmd = ["publish", "--manifest", str(out / m / "manifest.json"), "--repo", repo_for(repo, m, len(models) > 1)]
         cmd += ["--tag", tag, "--push"] + (["--allow-random-weights"] if allow_random else [])
+        cmd += ["--skip-compat"] if skip_compat else []
         rc, _ = run(export_cli(*cmd))
         if rc != 0:
             print(f"error: publish {m} failed (exit {rc}); the models before it are published", file=sys.stderr)
@@ -108,7 +124,7 @@ def merge(models: list[str], out: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("step", choices=["matrix", "export", "publish", "merge", "all"])
+    p.add_argument("step", choices=["matrix", "export", "compat", "publish", "merge", "all"])
     p.add_argument("--models", nargs="*", help="model config names (default: every configs/*.yaml)")
     p.add_argument("--configs", type=Path, default=ROOT / "configs")
     p.add_argument("--out", type=Path, default=ROOT / "artifacts")
@@ -117,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repo", help="'owner/{model}' ({model} with dashes), or one repo for one model")
     p.add_argument("--tag", help="version tag, e.g. v1.0.0")
     p.add_argument("--allow-random-weights", action="store_true", help="publish test builds (random weights)")
+    p.add_argument("--skip-compat", action="store_true", help="skip the runtime compatibility step (said loudly)")
+    p.add_argument("--runtime", action="append", default=[], help="compat: only this ExecuTorch version")
     a = p.parse_args(argv)
     models = models_in(a.configs, a.models)
     if a.step == "matrix":  # for the workflow's matrix: a JSON list on one line
@@ -130,9 +148,18 @@ def main(argv: list[str] | None = None) -> int:
         rc = export(models, a.configs, a.out, a.weights, a.jobs)
         if rc:
             return rc
-        print("compat: skipped: no runtime compatibility check exists yet (issue 10)", flush=True)
+    if a.step in ("compat", "all"):
+        if a.skip_compat:
+            print(
+                "WARNING: --skip-compat: no runtime compatibility check; publish records what was not proven",
+                flush=True,
+            )
+        else:
+            rc = compat(models, a.out, a.runtime)
+            if rc:
+                return rc
     if a.step in ("publish", "all"):
-        rc = publish(models, a.out, a.repo, a.tag, a.allow_random_weights)
+        rc = publish(models, a.out, a.repo, a.tag, a.allow_random_weights, a.skip_compat)
         if rc:
             return rc
     if a.step in ("merge", "publish", "all"):

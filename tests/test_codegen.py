@@ -11,7 +11,7 @@ from conftest import BASE, ROOT, published, run_cli, sample_entry, write_yaml
 
 from export.codegen import HEADER, constants_from, families, render_py, render_ts, snippet, write_modules
 from export.errors import ExportError
-from export.runtimes import load_runtimes
+from export.runtimes import load_runtimes, version_key
 
 TS = ROOT / "scripts" / "ts"
 TSC = TS / "node_modules" / ".bin" / "tsc"
@@ -72,6 +72,21 @@ def test_each_release_family_gets_the_file_its_runtime_feeds_correctly():
     ts = render_ts(published(with_rne09=True))
     assert f"// react-native-executorch {RNE_0_9}: useSemanticSegmentation" in ts
     assert ts.count("modelName:") == 1
+
+
+def test_min_rne_narrows_a_constants_releases():
+    """An int8 file that claims RNE 0.5.7 on: its constant says so, in the comment and the snippet."""
+    pub = published(with_int8=True)
+    pub["manifest"]["artifacts"]["deeplab_v3_resnet50_xnnpack_int8.pte"]["min_rne"] = "0.5.7"
+    consts = {c.name: c for c in constants_from(pub)}
+    assert consts["DEEPLAB_V3_RESNET50_QUANTIZED"].releases == "0.5.7 – 0.7.3"
+    assert consts["DEEPLAB_V3_RESNET50"].releases == RNE_0_5
+    ts = render_ts(pub)
+    assert "// react-native-executorch 0.5.7 – 0.7.3: useImageSegmentation" in ts
+    assert "needs react-native-executorch >= 0.5.7" in ts
+    assert snippet(consts["DEEPLAB_V3_RESNET50_QUANTIZED"], ["BACKGROUND", "CAT"]).startswith(
+        "// react-native-executorch 0.5.7 – 0.7.3"
+    )
 
 
 def test_a_pairing_that_would_normalize_twice_is_refused(tmp_path):
@@ -181,14 +196,19 @@ def typecheck_card(folder, card: str) -> list[str]:
     """Compile each usage snippet of a model card, with the modelUrls.ts in `folder`, against the
     react-native-executorch release its section names (the family's `typecheck` release)."""
     checked = []
-    by_label = {f.label: f.typecheck for f in families()}
     for i, section in enumerate(card.split("### react-native-executorch ")[1:]):
-        label = section.split(" (`", 1)[0]
+        first = section.split(" ", 1)[0]  # "0.5.7 – 0.7.3 (`NAME`...": the first release it is for
+        v = version_key(first)
+        fam = next(
+            f
+            for f in families()
+            if any(version_key(ln.releases.first) <= v <= version_key(ln.releases.last) for ln in f.lines)
+        )
         code = section.split("```tsx\n", 1)[1].split("```", 1)[0]
         (folder / f"snippet{i}.tsx").write_text(code)
-        proc = tsc(folder, "modelUrls.ts", f"snippet{i}.tsx", rne=by_label[label])
-        assert proc.returncode == 0, f"card snippet for {label}: {proc.stdout}"
-        checked.append(label)
+        proc = tsc(folder, "modelUrls.ts", f"snippet{i}.tsx", rne=fam.typecheck)
+        assert proc.returncode == 0, f"card snippet for {fam.label}: {proc.stdout}"
+        checked.append(fam.label)
     return checked
 
 

@@ -39,8 +39,10 @@ def hub():
 def publisher(arts: Path, hub, tag="v1.0.0", token=TOKEN):
     from export.publish import Publisher
 
-    # the tiny build has random weights: a test build, published as one
-    return Publisher(arts / "manifest.json", REPO, tag, endpoint=hub.url, token=token, allow_random_weights=True)
+    # the tiny build has random weights and no compat results: a test build, published as one
+    return Publisher(
+        arts / "manifest.json", REPO, tag, endpoint=hub.url, token=token, allow_random_weights=True, skip_compat=True
+    )
 
 
 def writes(hub) -> list:
@@ -208,16 +210,18 @@ def test_cli_dry_run_push_and_token_never_printed(arts, hub, tmp_path):
     args = ["publish", "--manifest", str(arts / "manifest.json"), "--repo", REPO, "--tag", "v2.0.0"]
     outputs = [run_cli(*args, env=env)]
     assert outputs[-1].returncode == 0 and "dry run" in outputs[-1].stdout
-    outputs.append(run_cli(*args, "--push", "--allow-random-weights", env=env))
+    outputs.append(run_cli(*args, "--push", "--allow-random-weights", "--skip-compat", env=env))
     assert outputs[-1].returncode == 0, outputs[-1].stderr
     _change_manifest(arts)
-    outputs.append(run_cli(*args, "--push", "--allow-random-weights", env=env))  # immutable tag: an error path
+    outputs.append(
+        run_cli(*args, "--push", "--allow-random-weights", "--skip-compat", env=env)
+    )  # immutable tag: an error path
     assert outputs[-1].returncode == 4 and "tags are immutable" in outputs[-1].stderr
     hub.state.inject("POST", r"/commit/", 500, times=99)  # persistent server error: another error path
-    outputs.append(run_cli(*args[:-1], "v2.0.1", "--push", "--allow-random-weights", env=env))
+    outputs.append(run_cli(*args[:-1], "v2.0.1", "--push", "--allow-random-weights", "--skip-compat", env=env))
     assert outputs[-1].returncode == 4 and "HTTP 500" in outputs[-1].stderr
     bad = run_cli(
-        *args[:-1], "v3.0.0", "--push", "--allow-random-weights", env={**env, "HF_TOKEN": TOKEN + "x"}
+        *args[:-1], "v3.0.0", "--push", "--allow-random-weights", "--skip-compat", env={**env, "HF_TOKEN": TOKEN + "x"}
     )  # rejected token
     assert bad.returncode == 4 and "401" in bad.stderr
     outputs.append(bad)
@@ -545,7 +549,7 @@ def test_random_weights_are_not_published_as_a_model(arts, hub, capsys):
     from export.publish import Publisher
 
     with pytest.raises(ExportError, match="seeded random weights, not a model; .*--allow-random-weights"):
-        Publisher(arts / "manifest.json", REPO, "v1.0.0", endpoint=hub.url, token=TOKEN).push()
+        Publisher(arts / "manifest.json", REPO, "v1.0.0", endpoint=hub.url, token=TOKEN, skip_compat=True).push()
     assert hub.state.log == []
     pub = publisher(arts, hub).push()
     assert "WARNING: publishing random-weight test files" in capsys.readouterr().err
@@ -554,3 +558,45 @@ def test_random_weights_are_not_published_as_a_model(arts, hub, capsys):
 
 def read_manifest_names(arts: Path) -> list[str]:
     return list(json.loads((arts / "manifest.json").read_text())["artifacts"])
+
+
+def _with_compat(arts: Path, passed: bool) -> None:
+    """Compat results for every runtime each file claims (as `export compat` writes them)."""
+    from export.compat import claimed_lines
+    from export.manifest import CompatResult, read_manifest, write_entry
+    from export.runtimes import load_runtimes
+
+    for name, e in read_manifest(arts / "manifest.json").artifacts.items():
+        results = {
+            ln.executorch: CompatResult(ln.executorch, ln.label, True, None if passed else "x", None, 0.0, passed)
+            for ln in claimed_lines(e, load_runtimes())
+        }
+        write_entry(arts, name, dataclasses.replace(e, compat=results))
+
+
+def test_push_needs_compat_results_or_says_loudly_what_was_not_proven(arts, hub, capsys):
+    from export.errors import ExportError
+    from export.publish import Publisher
+
+    def pub(tag="v1.0.0", **kw):
+        return Publisher(
+            arts / "manifest.json", REPO, tag, endpoint=hub.url, token=TOKEN, allow_random_weights=True, **kw
+        )
+
+    with pytest.raises(
+        ExportError,
+        match=r"not proven to load .*tiny_segnet_xnnpack_int8.pte in ExecuTorch 0.6.0 \(RNE 0.4.0 – 0.5.6\): not checked.*make compat",
+    ):
+        pub().push()
+    _with_compat(arts, passed=False)
+    with pytest.raises(ExportError, match=r"in ExecuTorch 0.7.0 \(RNE 0.5.7 – 0.5.15\): failed"):
+        pub().push()
+    assert hub.state.log == []  # refused before any request
+    published = pub(skip_compat=True).push()
+    assert (
+        "WARNING: --skip-compat: not proven: tiny_segnet_xnnpack_fp32.pte in ExecuTorch 1.0.1"
+        in capsys.readouterr().err
+    )
+    assert len(published["compat_not_proven"]) == 3 * 3  # 3 files x 3 runtimes of the rne-0.5 lines
+    _with_compat(arts, passed=True)
+    assert pub("v1.0.1").push()["compat_not_proven"] == []

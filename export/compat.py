@@ -1,0 +1,183 @@
+"""`export compat`: each .pte of a manifest in the ExecuTorch runtimes embedded by the React Native
+ExecuTorch releases it claims (configs/runtimes/rne_releases.yaml: its contract's lines from its
+`min_rne` on). Each runtime lives in a cached side venv (its wheel imports only beside the torch it
+was built against) and runs the file in a subprocess, on the inputs bundled in the file's .bpte
+(real photos through the app's preprocessing, with eager PyTorch's outputs), compared as the
+parity gate compares. Results go into the manifest entry; a file that does not load or does not
+match in a runtime it claims fails the check (exit 3).
+
+1. per artifact: the runtimes it claims
+2. per runtime: the side venv (created once, reused)
+3. per artifact x runtime: run in a subprocess, compare with eager and with the exporting runtime
+4. record in the manifest; fail on any claimed runtime that failed
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import ExportError, GateError
+from .manifest import CompatResult, Entry, MetricValues, checked_files, read_manifest, write_entry
+from .runtimes import RneLine, load_runtimes, version_key
+
+if TYPE_CHECKING:
+    import torch
+
+# Side venvs are big (PyPI's torch is the CUDA build: 4-7 GB each) and slow to make: kept outside
+# the repo and reused by every clone on the machine. RNE_EXPORT_RUNTIMES moves them.
+CACHE_DIR = Path(os.environ.get("RNE_EXPORT_RUNTIMES") or Path.home() / ".cache" / "rne-export" / "runtimes")
+PROBE = Path(__file__).with_name("_compat_probe.py")
+# the pure-Python packages the runtime's import needs (measured on 0.6.0: ruamel.yaml, tabulate)
+RUNTIME_EXTRAS = ("numpy", "ruamel.yaml", "tabulate", "pyyaml", "packaging", "typing-extensions")
+PROBE_TIMEOUT_S = 600  # why: loading + two forwards of a 160 MB fp32 file take ~20 s on 2 cores
+
+
+def claimed_lines(entry: Entry, lines: tuple[RneLine, ...]) -> list[RneLine]:
+    """The release lines whose hook feeds this file's contract, from its `min_rne` on."""
+    low = version_key(entry.min_rne) if entry.min_rne else (0,)
+    return [ln for ln in lines if ln.contract == entry.contract.name and version_key(ln.releases.last) >= low]
+
+
+def side_python(executorch: str, torch: str) -> Path:
+    """2. The side venv's python for this runtime, made on first use."""
+    venv = CACHE_DIR / f"executorch-{executorch}"
+    python, ready = venv / "bin" / "python", venv / ".ready"
+    if ready.is_file():
+        return python
+    print(f"compat: making {venv} (torch {torch} + executorch {executorch} from PyPI, 4-7 GB, once)", flush=True)
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    steps = [
+        [sys.executable, "-m", "venv", "--clear", str(venv)],
+        [*pip, f"torch=={torch}", *RUNTIME_EXTRAS],
+        # --no-deps: the wheel's own pins would pull a second torch; the runtime needs only torch
+        [*pip, "--no-deps", f"executorch=={executorch}"],
+        [str(python), "-c", "from executorch.extension.pybindings import portable_lib"],
+    ]
+    for cmd in steps:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise ExportError(f"compat: cannot make the ExecuTorch {executorch} runtime in {venv}: {tail[0][:300]}")
+    ready.write_text(f"executorch=={executorch} torch=={torch}\n")
+    return python
+
+
+def bundled_cases(bpte: Path) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The (input, eager expected output) tensors bundled in a .bpte."""
+    import numpy as np
+    import torch
+    from executorch.devtools.bundled_program.serialize import deserialize_from_flatbuffer_to_bundled_program
+
+    dtypes = {"FLOAT": np.float32}
+
+    def tensor(value) -> torch.Tensor:
+        t = value.val
+        dtype = dtypes[t.scalar_type.name]
+        return torch.from_numpy(np.frombuffer(t.data, dtype=dtype).reshape(t.sizes).copy())
+
+    program = deserialize_from_flatbuffer_to_bundled_program(bpte.read_bytes())
+    suite = next(s for s in program.method_test_suites if s.method_name == "forward")
+    return [(tensor(c.inputs[0]), tensor(c.expected_outputs[0])) for c in suite.test_cases]
+
+
+def run_in(python: Path, pte: Path, inputs: list) -> tuple[dict, list]:
+    """3. The file in that runtime, in a subprocess: (what it said, outputs)."""
+    import numpy as np
+    import torch
+
+    with tempfile.TemporaryDirectory(prefix="rne-compat-") as d:
+        np.savez(Path(d) / "in.npz", **{f"case{i}": x.numpy() for i, x in enumerate(inputs)})
+        cmd = [str(python), str(PROBE), str(pte), str(Path(d) / "in.npz"), str(Path(d) / "out.npz")]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
+        said = next((json.loads(ln) for ln in reversed(proc.stdout.splitlines()) if ln.startswith("{")), None)
+        if said is None:  # the runtime died (a crash is a failure to load, in its own words)
+            log = [ln for ln in proc.stderr.splitlines() if ln.strip()][-3:]
+            return {"loads": False, "error": f"exit {proc.returncode}: {' | '.join(log)[:500]}"}, []
+        if not said["loads"] or said["error"]:
+            errors = [ln.strip() for ln in proc.stderr.splitlines() if "ailed" in ln][:3]
+            said["error"] = " | ".join([*errors, said["error"] or ""])[:800]  # the runtime's log says why
+            return said, []
+        out = np.load(Path(d) / "out.npz")
+        return said, [torch.from_numpy(out[f"case{i}"]) for i in range(len(inputs))]
+
+
+def check_one(name: str, entry: Entry, folder: Path, line: RneLine, python: Path) -> CompatResult:
+    from .metrics import check, compare, worst_of
+    from .reference import SegmentationModel
+
+    pte, bpte = checked_files(folder, name, entry)
+    cases = bundled_cases(bpte)
+    said, outputs = run_in(python, pte, [x for x, _ in cases])
+    if not outputs:
+        return CompatResult(line.executorch, line.label, bool(said.get("loads")), said.get("error"), None, None, False)
+    worst = worst_of([compare(y, got) for (_, y), got in zip(cases, outputs, strict=True)])
+    bounds: dict[str, tuple[str, float]] = {
+        k: (v[0], v[1]) for k, v in entry.parity.bounds.items() if isinstance(v, tuple)
+    }
+    failed = check(worst.as_dict(), bounds)
+    here = SegmentationModel(pte, entry.contract.name, list(entry.labels)).method
+    vs_exporter = max(
+        float((here.execute([x])[0] - got).abs().max()) for (x, _), got in zip(cases, outputs, strict=True)
+    )
+    values = MetricValues(**worst.as_dict())
+    return CompatResult(line.executorch, line.label, True, "; ".join(failed) or None, values, vs_exporter, not failed)
+
+
+def run_compat(manifest_path: Path, runtimes: list[str] | None = None) -> int:
+    """Checks every runnable artifact in every runtime it claims (or only `runtimes`); records each
+    result in the manifest; raises GateError naming file, runtime and releases on any failure."""
+    from executorch.runtime import Runtime
+
+    folder = manifest_path.parent
+    manifest = read_manifest(manifest_path)
+    lines = load_runtimes()
+    known = sorted({ln.executorch for ln in lines}, key=version_key)
+    unknown = [r for r in runtimes or [] if r not in known]
+    if unknown:
+        raise ExportError(f"--runtime {', '.join(unknown)}: not in the release table; valid: {', '.join(known)}")
+    registry = Runtime.get().backend_registry
+    todo = [  # 1. (artifact, line) pairs, grouped by runtime below: one side venv at a time
+        (name, entry, line)
+        for name, entry in manifest.artifacts.items()
+        for line in claimed_lines(entry, lines)
+        if not runtimes or line.executorch in runtimes
+    ]
+    results = {name: dict(entry.compat or {}) for name, entry in manifest.artifacts.items()}
+    failures, rows = [], []
+    for et in sorted({line.executorch for _, _, line in todo}, key=version_key):
+        mine = [(n, e, ln) for n, e, ln in todo if ln.executorch == et]
+        for name, entry, line in mine:
+            if not registry.is_available(entry.delegate):  # Core ML on Linux: said, never passed
+                why = f"not runnable on this host: {entry.delegate} is not in its ExecuTorch runtime"
+                results[name][et] = CompatResult(et, line.label, None, why, None, None, False)
+            else:
+                python = side_python(et, line.torch)  # 2.
+                results[name][et] = check_one(name, entry, folder, line, python)  # 3.
+            r = results[name][et]
+            rows.append((name, et, line.label, r))
+            if r.loads is not None and not r.passed:
+                failures.append(f"{name} in ExecuTorch {et} (RNE {line.label}): {r.error}")
+        if os.environ.get("RNE_EXPORT_PRUNE_RUNTIMES") == "1":  # small disks (CI runners): one at a time
+            shutil.rmtree(CACHE_DIR / f"executorch-{et}", ignore_errors=True)
+    for name, entry in manifest.artifacts.items():  # 4.
+        if results[name] != (entry.compat or {}):
+            write_entry(folder, name, dataclasses.replace(entry, compat=results[name]))
+    for name, et, label, r in rows:
+        state = "not run" if r.loads is None else "loads" if r.loads else "FAILS TO LOAD"
+        agree = (
+            f"vs eager: decisive agreement {r.vs_eager.decisive_agreement * 100:.2f}%, SNR {r.vs_eager.snr_db:.1f} dB"
+            if r.vs_eager
+            else (r.error or "")
+        )
+        print(f"{name:48} ExecuTorch {et:6} RNE {label:16} {state:14} {agree}", flush=True)
+    if failures:
+        raise GateError("compat: " + "; ".join(failures))
+    return 0

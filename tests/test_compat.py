@@ -1,0 +1,67 @@
+"""`export compat` in a real older ExecuTorch runtime: 0.6.0 (what RNE 0.4.0 - 0.5.6 embed), from
+PyPI in a cached side venv (made on first use, ~5 GB, outside the repo). The tiny net's fp32 file
+loads and matches eager there; its int8 file truly does not load (XNNPACK refuses a tensor), which
+fails the gate with the runtime's own words, recorded in the manifest, files untouched."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from conftest import run_cli
+
+from export.files import sha256_file
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def arts(tiny_build, tmp_path):
+    out = tmp_path / "artifacts"
+    shutil.copytree(tiny_build, out)
+    return out
+
+
+def test_compat_in_executorch_0_6_0_passes_fp32_and_fails_int8(arts):
+    before = {p.name: sha256_file(p) for p in arts.iterdir() if p.suffix in (".pte", ".bpte")}
+    proc = run_cli("compat", "--manifest", str(arts / "manifest.json"), "--runtime", "0.6.0", timeout=1800)
+    assert proc.returncode == 3, proc.stdout + proc.stderr[-2000:]
+    # the gate names file, runtime, the RNE releases affected and the runtime's error
+    assert "error: compat: tiny_segnet_xnnpack_int8.pte in ExecuTorch 0.6.0 (RNE 0.4.0 – 0.5.6):" in proc.stderr
+    assert "Failed to define tensor" in proc.stderr
+    compat = {n: e["compat"]["0.6.0"] for n, e in json.loads((arts / "manifest.json").read_text())["artifacts"].items()}
+    fp32 = compat["tiny_segnet_xnnpack_fp32.pte"]
+    assert fp32["loads"] and fp32["passed"] and fp32["vs_eager"]["decisive_agreement"] == 1.0
+    assert fp32["vs_exporter_max_abs"] < 1e-4 and fp32["rne"] == "0.4.0 – 0.5.6"
+    q8 = compat["tiny_segnet_xnnpack_int8.pte"]
+    assert q8["loads"] is False and not q8["passed"] and "xnn_status_invalid_parameter" in q8["error"]
+    coreml = compat["tiny_segnet_coreml_fp16.pte"]  # said, never passed
+    assert coreml["loads"] is None and not coreml["passed"] and "not runnable on this host" in coreml["error"]
+    assert {p.name: sha256_file(p) for p in arts.iterdir() if p.suffix in (".pte", ".bpte")} == before
+    assert "tiny_segnet_xnnpack_fp32.pte" in proc.stdout and "FAILS TO LOAD" in proc.stdout
+    # the card says it per file and release
+    from export.card import render_card
+    from export.manifest import read_manifest
+
+    card = render_card(read_manifest(arts / "manifest.json"), None, [])
+    assert "| `xnnpack/tiny_segnet_xnnpack_int8.pte` | 0.4.0 – 0.5.6 | 0.6.0 | **fails to load**: " in card
+    assert "| `xnnpack/tiny_segnet_xnnpack_fp32.pte` | 0.4.0 – 0.5.6 | 0.6.0 | passes; vs eager: decisive" in card
+    assert "| `xnnpack/tiny_segnet_xnnpack_fp32.pte` | 0.5.7 – 0.5.15 | 0.7.0 | not checked" in card
+
+
+def test_min_rne_drops_the_runtime_a_file_does_not_claim(arts, tmp_path):
+    """The seed configs' int8 variants claim RNE 0.5.7 on (min_rne): 0.6.0 is not checked for them."""
+    manifest = json.loads((arts / "manifest.json").read_text())
+    manifest["artifacts"]["tiny_segnet_xnnpack_int8.pte"]["min_rne"] = "0.5.7"
+    (arts / "manifest.json").write_text(json.dumps(manifest))
+    proc = run_cli("compat", "--manifest", str(arts / "manifest.json"), "--runtime", "0.6.0", timeout=1800)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    after = json.loads((arts / "manifest.json").read_text())["artifacts"]
+    assert after["tiny_segnet_xnnpack_int8.pte"]["compat"] is None
+    assert after["tiny_segnet_xnnpack_fp32.pte"]["compat"]["0.6.0"]["passed"]
+
+
+def test_unknown_runtime_is_refused_naming_the_valid_ones(arts):
+    proc = run_cli("compat", "--manifest", str(arts / "manifest.json"), "--runtime", "9.9.9")
+    assert proc.returncode == 2 and "--runtime 9.9.9: not in the release table; valid: 0.6.0, 0.7.0" in proc.stderr
