@@ -8,10 +8,10 @@ from pathlib import Path
 
 import yaml
 
-from .codegen import constants_for, families, snippet
+from .codegen import constants_for, snippet
 from .errors import ExportError
 from .files import write_bytes_atomic
-from .manifest import Manifest, checked_files, read_manifest
+from .manifest import Entry, Manifest, checked_files, read_manifest
 
 CARD_NAME = "README.md"
 OVERLAY_DIR = "overlays"
@@ -46,6 +46,19 @@ def render_overlays(folder: Path, manifest: Manifest) -> list[Path]:
 def _fmt_ms(bench: dict | None, name: str, key: str, fmt: str) -> str:
     r = (bench or {}).get("engines", {}).get(name)
     return format(r[key], fmt) if r and key in r else "not measured"
+
+
+def _claimed(e: Entry) -> str:
+    """The RNE releases a file claims: its contract's release lines, from its min_rne on."""
+    from .compat import claimed_lines
+    from .runtimes import load_runtimes, version_key
+
+    claimed = claimed_lines(e, load_runtimes())
+    if not claimed:
+        return ""
+    first = max(claimed[0].releases.first, e.min_rne or "0.0.0", key=version_key)
+    last = claimed[-1].releases.last
+    return first if first == last else f"{first} – {last}"
 
 
 def _compat_table(manifest: Manifest) -> list[str]:
@@ -158,8 +171,7 @@ def render_card(manifest: Manifest, bench: dict | None, overlays: list[str]) -> 
         "host median ms | × eager | × ONNX Runtime | peak MB |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    fams = families()
-    releases = {n: ", ".join(f.label for f in fams if f.contract == e.contract.name) for n, e in arts.items()}
+    releases = {n: _claimed(e) for n, e in arts.items()}
     for name, e in arts.items():
         norm = "ImageNet mean/std in the graph" if e.contract.normalize_in_graph else "ImageNet mean/std by the runtime"
         head = (

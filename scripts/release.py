@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -41,14 +42,22 @@ def export_cli(*args: str) -> list[str]:
 
 
 def run(cmd: list[str], log: Path | None = None) -> tuple[int, str]:
-    """Run one step; its output goes to `log` (parallel legs) or straight through."""
-    if log is None:
-        return subprocess.run(cmd, cwd=ROOT).returncode, ""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as f:
-        rc = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT).returncode
-    lines = log.read_text().splitlines()
-    return rc, next((ln for ln in reversed(lines) if ln.startswith("error:")), "\n".join(lines[-5:]))
+    """Run one step, its output straight through or (parallel legs) into `log`; returns the exit
+    code and its last `error:` line (or its last lines), for the summary."""
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+    tail: list[str] = []
+    error = None
+    with open(log, "w") if log is not None else open(os.devnull, "w") as sink:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            (sink if log is not None else sys.stdout).write(line)
+            tail = [*tail[-4:], line.rstrip("\n")]
+            if line.startswith("error:"):
+                error = line.rstrip("\n")
+        rc = proc.wait()
+    return rc, error or "\n".join(tail)
 
 
 def export_one(model: str, configs: Path, out: Path, weights: str, log: Path | None) -> tuple[str, int, str, float]:

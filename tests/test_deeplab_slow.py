@@ -267,3 +267,5 @@ def test_seed_model_constants_and_card_fit_each_rne_release(export_random, tmp_p
     (tmp_path / "modelUrls.ts").write_text(render_ts(pub))
     card = render_card(read_manifest(out / "manifest.json"), None, [])
     assert typecheck_card(tmp_path, card) == [RNE_0_5] * 3 + [RNE_0_9]
+    assert f"| `xnnpack/{Q8}` | 0.5.7 – 0.7.3 | rne-0.5 |" in card  # int8 claims RNE 0.5.7 on (min_rne)
+    assert f"| `xnnpack/{X09}` | {RNE_0_9} | rne-0.9 |" in card
