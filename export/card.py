@@ -50,8 +50,7 @@ def _fmt_ms(bench: dict | None, name: str, key: str, fmt: str) -> str:
 
 def _claimed(e: Entry) -> str:
     """The RNE releases a file claims: its contract's release lines, from its min_rne on."""
-    from .compat import claimed_lines
-    from .runtimes import load_runtimes, version_key
+    from .runtimes import claimed_lines, load_runtimes, version_key
 
     claimed = claimed_lines(e, load_runtimes())
     if not claimed:
@@ -63,8 +62,7 @@ def _claimed(e: Entry) -> str:
 
 def _compat_table(manifest: Manifest) -> list[str]:
     """Each file x each RNE release line it claims: what `export compat` found in that line's runtime."""
-    from .compat import claimed_lines
-    from .runtimes import load_runtimes
+    from .runtimes import claimed_lines, load_runtimes
 
     lines = load_runtimes()
     rows = []

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from .errors import ExportError, GateError
 from .manifest import CompatResult, Entry, MetricValues, checked_files, read_manifest, write_entry
-from .runtimes import RneLine, load_runtimes, version_key
+from .runtimes import RneLine, claimed_lines, load_runtimes, version_key
 
 if TYPE_CHECKING:
     import torch
@@ -38,12 +38,6 @@ PROBE = Path(__file__).with_name("_compat_probe.py")
 # the pure-Python packages the runtime's import needs (measured on 0.6.0: ruamel.yaml, tabulate)
 RUNTIME_EXTRAS = ("numpy", "ruamel.yaml", "tabulate", "pyyaml", "packaging", "typing-extensions")
 PROBE_TIMEOUT_S = 600  # why: loading + two forwards of a 160 MB fp32 file take ~20 s on 2 cores
-
-
-def claimed_lines(entry: Entry, lines: tuple[RneLine, ...]) -> list[RneLine]:
-    """The release lines whose hook feeds this file's contract, from its `min_rne` on."""
-    low = version_key(entry.min_rne) if entry.min_rne else (0,)
-    return [ln for ln in lines if ln.contract == entry.contract.name and version_key(ln.releases.last) >= low]
 
 
 def side_python(executorch: str, torch: str) -> Path:

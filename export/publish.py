@@ -351,8 +351,7 @@ class Publisher:
     def unproven(self) -> list[str]:
         """Files without a passing `export compat` result for every runtime their releases embed:
         refused, unless --skip-compat, which says loudly what was not proven and records it."""
-        from .compat import claimed_lines
-        from .runtimes import load_runtimes
+        from .runtimes import claimed_lines, load_runtimes
 
         lines = load_runtimes()
         missing = []

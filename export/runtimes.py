@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from .config import CONTRACTS, ConfigError, _build, _fail
+from .manifest import Entry
 
 RUNTIMES_PATH = Path(__file__).resolve().parent.parent / "configs" / "runtimes" / "rne_releases.yaml"
 # What each hook's native code does to a decoded RGB photo before the model sees it.
@@ -81,3 +82,9 @@ def load_runtimes(path: str | Path = RUNTIMES_PATH) -> tuple[RneLine, ...]:
             _fail(source, f"{key}.releases", f"overlaps or precedes {previous.label}; list lines in release order")
         previous = line
     return table.lines
+
+
+def claimed_lines(entry: Entry, lines: tuple[RneLine, ...]) -> list[RneLine]:
+    """The release lines whose hook feeds this file's contract, from its `min_rne` on."""
+    low = version_key(entry.min_rne) if entry.min_rne else (0,)
+    return [ln for ln in lines if ln.contract == entry.contract.name and version_key(ln.releases.last) >= low]

@@ -562,9 +562,8 @@ def read_manifest_names(arts: Path) -> list[str]:
 
 def _with_compat(arts: Path, passed: bool) -> None:
     """Compat results for every runtime each file claims (as `export compat` writes them)."""
-    from export.compat import claimed_lines
     from export.manifest import CompatResult, read_manifest, write_entry
-    from export.runtimes import load_runtimes
+    from export.runtimes import claimed_lines, load_runtimes
 
     for name, e in read_manifest(arts / "manifest.json").artifacts.items():
         results = {
