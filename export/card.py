@@ -12,6 +12,7 @@ from .codegen import constants_for, snippet
 from .errors import ExportError
 from .files import write_bytes_atomic
 from .manifest import Entry, Manifest, checked_files, read_manifest
+from .runtimes import RneLine, claimed_lines, load_runtimes, releases_label
 
 CARD_NAME = "README.md"
 OVERLAY_DIR = "overlays"
@@ -48,23 +49,13 @@ def _fmt_ms(bench: dict | None, name: str, key: str, fmt: str) -> str:
     return format(r[key], fmt) if r and key in r else "not measured"
 
 
-def _claimed(e: Entry) -> str:
+def _claimed(e: Entry, lines: tuple[RneLine, ...]) -> str:
     """The RNE releases a file claims: its contract's release lines, from its min_rne on."""
-    from .runtimes import claimed_lines, load_runtimes, version_key
-
-    claimed = claimed_lines(e, load_runtimes())
-    if not claimed:
-        return ""
-    first = max(claimed[0].releases.first, e.min_rne or "0.0.0", key=version_key)
-    last = claimed[-1].releases.last
-    return first if first == last else f"{first} – {last}"
+    return releases_label(claimed_lines(e, lines), e.min_rne)
 
 
-def _compat_table(manifest: Manifest) -> list[str]:
+def _compat_table(manifest: Manifest, lines: tuple[RneLine, ...]) -> list[str]:
     """Each file x each RNE release line it claims: what `export compat` found in that line's runtime."""
-    from .runtimes import claimed_lines, load_runtimes
-
-    lines = load_runtimes()
     rows = []
     for name, e in manifest.artifacts.items():
         for line in claimed_lines(e, lines):
@@ -109,7 +100,8 @@ def render_card(manifest: Manifest, bench: dict | None, overlays: list[str]) -> 
         "pipeline_tag": "image-segmentation",
         "tags": ["executorch", "react-native-executorch", "semantic-segmentation", "pascal-voc", model, *backends],
     }
-    consts = constants_for([(n, f"{e.backend}/{n}") for n, e in arts.items()], arts)
+    table = load_runtimes()  # the RNE release lines, read once for the whole card
+    consts = constants_for([(n, f"{e.backend}/{n}") for n, e in arts.items()], arts, table)
     random_weights = sorted({e.weights.identity for e in arts.values() if e.weights.kind == "random"})
     lines = [
         "---",
@@ -169,7 +161,7 @@ def render_card(manifest: Manifest, bench: dict | None, overlays: list[str]) -> 
         "host median ms | × eager | × ONNX Runtime | peak MB |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    releases = {n: _claimed(e) for n, e in arts.items()}
+    releases = {n: _claimed(e, table) for n, e in arts.items()}
     for name, e in arts.items():
         norm = "ImageNet mean/std in the graph" if e.contract.normalize_in_graph else "ImageNet mean/std by the runtime"
         head = (
@@ -187,7 +179,7 @@ def render_card(manifest: Manifest, bench: dict | None, overlays: list[str]) -> 
             f"`{e.sha256[:16]}…` | {e.parity.mode} | {nums} | {_fmt_ms(bench, name, 'median_ms', '.1f')} | {_fmt_ms(bench, name, 'ratio_to_eager', '.2f')} | "
             f"{_fmt_ms(bench, name, 'ratio_to_onnxruntime', '.2f')} | {_fmt_ms(bench, name, 'peak_rss_increment_mb', '.0f')} |"
         )
-    lines += _compat_table(manifest)
+    lines += _compat_table(manifest, table)
     for name, e in arts.items():
         acc = e.accuracy
         if acc:

@@ -22,7 +22,7 @@ from .errors import ExportError
 from .files import ensure_writable_dir, write_bytes_atomic
 from .hubnames import check_repo_and_tag, sends_token
 from .manifest import ContractInfo, Entry, manifest_from_dict
-from .runtimes import RUNTIMES_PATH, RneLine, load_runtimes, version_key
+from .runtimes import RUNTIMES_PATH, RneLine, load_runtimes, releases_label, version_key
 
 TS_NAME = "modelUrls.ts"
 PY_NAME = "model_urls.py"
@@ -44,8 +44,7 @@ class Family:
 
     @property
     def label(self) -> str:
-        first, last = self.lines[0].releases.first, self.lines[-1].releases.last
-        return first if first == last else f"{first} – {last}"
+        return releases_label(self.lines)
 
     @property
     def typecheck(self) -> str | None:
@@ -68,7 +67,7 @@ def check_pairing(family: Family, artifact: str, contract: ContractInfo) -> None
     the file expects: ImageNet mean/std applied twice, or not at all."""
     if all(line.takes(contract.normalize_in_graph) for line in family.lines):
         return
-    effect = "normalize its input twice" if not family.feeds == "pixel/255" else "never normalize its input"
+    effect = "normalize its input twice" if family.feeds != "pixel/255" else "never normalize its input"
     raise ExportError(
         f"{artifact} (contract {contract.name}: {contract.description}) cannot serve react-native-executorch "
         f"{family.label}: {family.hook} feeds {family.feeds}, so the app would {effect} (wrong masks, no "
@@ -115,15 +114,13 @@ def constants_for(
         contract = pick["android"][1].contract
         mine = [f for f in fams if f.contract == contract.name]
         tail = ("_QUANTIZED" if quantized else "") + suffix.upper()
-        floor = max((version_key(e.min_rne) for _, e in pick.values() if e.min_rne), default=(0,))
+        floor = max((e.min_rne for _, e in pick.values() if e.min_rne), key=version_key, default=None)
         for fam in mine:
             for _, e in pick.values():
                 check_pairing(fam, e.path, e.contract)
-            claimed = [ln for ln in fam.lines if version_key(ln.releases.last) >= floor]
-            if not claimed:  # the files claim none of this family's releases
+            releases = releases_label(fam.lines, floor)
+            if not releases:  # the files claim none of this family's releases
                 continue
-            first = max(claimed[0].releases.first, ".".join(map(str, floor)), key=version_key)
-            last = claimed[-1].releases.last
             builtin = model.replace("_", "-") + ("-quantized" if quantized else "")
             out.append(
                 Constant(
@@ -135,7 +132,7 @@ def constants_for(
                     model_name=builtin if fam.hook == "useSemanticSegmentation" else None,
                     ios=pick["ios"][0],
                     android=pick["android"][0],
-                    releases=first if first == last else f"{first} – {last}",
+                    releases=releases,
                 )
             )
     return sorted(out, key=lambda c: c.name)

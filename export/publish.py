@@ -171,7 +171,8 @@ class Publisher:
 
             token = get_token()
         self.secret = Secret(token)
-        self.files = local_files(self.manifest)
+        self.files = local_files(self.manifest)  # checks each file against the manifest
+        self.record = read_manifest(self.manifest)  # what push checks and records, read once
 
     def _api(self):
         from huggingface_hub import HfApi
@@ -335,7 +336,7 @@ class Publisher:
             "files": files,
             "random_weights": random_weights,  # test files, published with --allow-random-weights
             "compat_not_proven": unproven,  # published with --skip-compat
-            "manifest": manifest_dict(read_manifest(self.manifest)),
+            "manifest": manifest_dict(self.record),
         }
         out = Path(out_dir or self.manifest.parent)
         write_bytes_atomic(out / PUBLISHED_NAME, (json.dumps(published, indent=2) + "\n").encode())
@@ -355,7 +356,7 @@ class Publisher:
 
         lines = load_runtimes()
         missing = []
-        for name, e in read_manifest(self.manifest).artifacts.items():
+        for name, e in self.record.artifacts.items():
             for line in claimed_lines(e, lines):
                 r = (e.compat or {}).get(line.executorch)
                 if r is None or not r.passed:
@@ -373,8 +374,7 @@ class Publisher:
     def random_weights(self) -> list[str]:
         """The artifacts made from seeded random weights: refused unless explicitly allowed (they
         would look like a release and segment noise), and then said loudly and recorded."""
-        manifest = read_manifest(self.manifest)
-        names = sorted(n for n, e in manifest.artifacts.items() if e.weights.kind == "random")
+        names = sorted(n for n, e in self.record.artifacts.items() if e.weights.kind == "random")
         if names and not self.allow_random_weights:
             raise ExportError(
                 f"{self.manifest}: {', '.join(names)} carry seeded random weights, not a model; export with "

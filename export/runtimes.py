@@ -38,8 +38,7 @@ class RneLine:
 
     @property
     def label(self) -> str:
-        r = self.releases
-        return r.first if r.first == r.last else f"{r.first} – {r.last}"
+        return releases_label([self])
 
     def takes(self, normalize_in_graph: bool) -> bool:
         """Would this release feed a file with this contract what the file expects? pixel/255 needs
@@ -88,3 +87,14 @@ def claimed_lines(entry: Entry, lines: tuple[RneLine, ...]) -> list[RneLine]:
     """The release lines whose hook feeds this file's contract, from its `min_rne` on."""
     low = version_key(entry.min_rne) if entry.min_rne else (0,)
     return [ln for ln in lines if ln.contract == entry.contract.name and version_key(ln.releases.last) >= low]
+
+
+def releases_label(lines: list[RneLine] | tuple[RneLine, ...], min_rne: str | None = None) -> str:
+    """ "0.5.7 – 0.7.3": consecutive lines' releases, from `min_rne` on ("" when none is left)."""
+    low = version_key(min_rne) if min_rne else (0,)
+    kept = [ln for ln in lines if version_key(ln.releases.last) >= low]
+    if not kept:
+        return ""
+    first = max(kept[0].releases.first, min_rne or "0.0.0", key=version_key)
+    last = kept[-1].releases.last
+    return first if first == last else f"{first} – {last}"
