@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 # the repo and reused by every clone on the machine. RNE_EXPORT_RUNTIMES moves them.
 CACHE_DIR = Path(os.environ.get("RNE_EXPORT_RUNTIMES") or Path.home() / ".cache" / "rne-export" / "runtimes")
 PROBE = Path(__file__).with_name("_compat_probe.py")
-# the pure-Python packages the runtime's import needs (measured on 0.6.0: ruamel.yaml, tabulate)
-RUNTIME_EXTRAS = ("numpy", "ruamel.yaml", "tabulate", "pyyaml", "packaging", "typing-extensions")
+# the pure-Python packages the runtime's import needs (measured: 0.6.0 ruamel.yaml, tabulate; 1.3.1 flatbuffers)
+RUNTIME_EXTRAS = ("numpy", "ruamel.yaml", "tabulate", "pyyaml", "packaging", "typing-extensions", "flatbuffers")
 PROBE_TIMEOUT_S = 600  # why: loading + two forwards of a 160 MB fp32 file take ~20 s on 2 cores
 
 
