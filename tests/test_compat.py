@@ -65,3 +65,17 @@ def test_min_rne_drops_the_runtime_a_file_does_not_claim(arts, tmp_path):
 def test_unknown_runtime_is_refused_naming_the_valid_ones(arts):
     proc = run_cli("compat", "--manifest", str(arts / "manifest.json"), "--runtime", "9.9.9")
     assert proc.returncode == 2 and "--runtime 9.9.9: not in the release table; valid: 0.6.0, 0.7.0" in proc.stderr
+
+
+def test_compat_in_executorch_0_7_0_passes_int8_and_fp32(arts):
+    """A second real runtime, 0.7.0 (RNE 0.5.7 – 0.5.15): the int8 file 0.6.0 refuses loads there
+    (0.7.0 reads per-channel weight scales from the program's named data, where this exporter puts
+    them) and both XNNPACK files match eager with the parity bounds."""
+    proc = run_cli("compat", "--manifest", str(arts / "manifest.json"), "--runtime", "0.7.0", timeout=1800)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    compat = {n: e["compat"]["0.7.0"] for n, e in json.loads((arts / "manifest.json").read_text())["artifacts"].items()}
+    for name in ("tiny_segnet_xnnpack_fp32.pte", "tiny_segnet_xnnpack_int8.pte"):
+        r = compat[name]
+        assert r["loads"] and r["passed"] and r["rne"] == "0.5.7 – 0.5.15", (name, r)
+        assert r["vs_eager"]["decisive_agreement"] >= 0.99 and r["executorch"] == "0.7.0", (name, r)
+    assert compat["tiny_segnet_coreml_fp16.pte"]["loads"] is None
