@@ -58,9 +58,12 @@ def _compat_table(manifest: Manifest, lines: tuple[RneLine, ...]) -> list[str]:
     """Each file x each RNE release line it claims: what `export compat` found in that line's runtime."""
     rows = []
     for name, e in manifest.artifacts.items():
-        for line in claimed_lines(e, lines):
+        claimed = claimed_lines(e, lines)
+        for line in [ln for ln in lines if ln.contract == e.contract.name]:
             r = (e.compat or {}).get(line.executorch)
-            if r is None:
+            if line not in claimed:
+                result = f"not supported: the variant's `min_rne` is {e.min_rne}"
+            elif r is None:
                 result = "not checked (`make compat`)"
             elif r.loads is None:
                 result = f"not run: {r.error}"

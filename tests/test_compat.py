@@ -60,6 +60,12 @@ def test_min_rne_drops_the_runtime_a_file_does_not_claim(arts, tmp_path):
     after = json.loads((arts / "manifest.json").read_text())["artifacts"]
     assert after["tiny_segnet_xnnpack_int8.pte"]["compat"] is None
     assert after["tiny_segnet_xnnpack_fp32.pte"]["compat"]["0.6.0"]["passed"]
+    from export.card import render_card
+    from export.manifest import read_manifest
+
+    card = render_card(read_manifest(arts / "manifest.json"), None, [])
+    row = "| `xnnpack/tiny_segnet_xnnpack_int8.pte` | 0.4.0 – 0.5.6 | 0.6.0 | not supported: the variant's `min_rne` is 0.5.7 |"
+    assert row in card
 
 
 def test_unknown_runtime_is_refused_naming_the_valid_ones(arts):
