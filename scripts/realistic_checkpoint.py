@@ -57,8 +57,8 @@ PHOTO_OBJECTS = {"astronaut": 15, "camera": 15, "chelsea": 8, "motorcycle_right"
 BN_PHOTOS = ("astronaut", "chelsea", "coffee", "motorcycle_left", "rocket", "camera", "horse")
 SCENE_CLASSES = (15, 8, 12, 7, 2, 14, 5, 19)  # person, cat, dog, car, bicycle, motorbike, bottle, train
 LOGIT_RANGE = 30.0  # why: trained DeepLabV3 logits on photos span tens of units
-# why 1e-2: measured on DeepLabV3-ResNet50: no L2 gives int8 agreement 77 % (worst photo), 1e-3 87 %,
-# 1e-2 93 %; larger collapses photos to one class
+# why 1e-2: measured on DeepLabV3-ResNet50 (the fixture before RESIDUAL_GAIN and STEM_SIGMA): no L2
+# gives int8 agreement 77 % (worst photo), 1e-3 87 %, 1e-2 93 %; larger collapses photos to one class
 WEIGHT_DECAY = 1e-2
 # A trained ResNet's residual branches add small corrections to the skip path (its last BN's gamma
 # is well under 1) and its stem filters are smooth; random init has neither, so its masks flip
@@ -223,7 +223,7 @@ def make(
         if conv.bias is not None:
             conv.bias.mul_(scale)
         out = model(x_all[:16])["out"]
-        pixel_acc = float((out.argmax(1) == y_all[:16]).double().mean())  # the first copy: clean scenes
+        pixel_acc = float((out.argmax(1) == y_all[:16]).double().mean())
     log(f"scaled classifier by {scale:.2f}; scene pixel accuracy {pixel_acc:.3f}")
     return model.state_dict()
 
