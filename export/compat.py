@@ -107,7 +107,7 @@ def run_in(python: Path, pte: Path, inputs: list) -> tuple[dict, list]:
 class Reference:
     """One artifact's bundled cases and the exporting runtime's outputs on them: read once per
     artifact, whatever the number of runtimes (reading a .bpte converts it through flatc's JSON,
-    ~1 min for a 160 MB file on 2 cores)."""
+    100 s for a 168 MB file on 2 cores, measured)."""
 
     pte: Path
     cases: list[tuple[torch.Tensor, torch.Tensor]]
