@@ -12,7 +12,7 @@ from .codegen import constants_for, snippet
 from .errors import ExportError
 from .files import write_bytes_atomic
 from .manifest import Entry, Manifest, checked_files, read_manifest
-from .runtimes import RneLine, claimed_lines, load_runtimes, releases_label
+from .runtimes import RneLine, claimed_lines, contract_lines, load_runtimes, releases_label
 
 CARD_NAME = "README.md"
 OVERLAY_DIR = "overlays"
@@ -59,7 +59,7 @@ def _compat_table(manifest: Manifest, lines: tuple[RneLine, ...]) -> list[str]:
     rows = []
     for name, e in manifest.artifacts.items():
         claimed = claimed_lines(e, lines)
-        for line in [ln for ln in lines if ln.contract == e.contract.name]:
+        for line in contract_lines(e, lines):
             r = (e.compat or {}).get(line.executorch)
             if line not in claimed:
                 result = f"not supported: the variant's `min_rne` is {e.min_rne}"

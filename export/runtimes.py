@@ -83,10 +83,15 @@ def load_runtimes(path: str | Path = RUNTIMES_PATH) -> tuple[RneLine, ...]:
     return table.lines
 
 
+def contract_lines(entry: Entry, lines: tuple[RneLine, ...]) -> list[RneLine]:
+    """The release lines whose hook feeds this file's contract, whatever its `min_rne`."""
+    return [ln for ln in lines if ln.contract == entry.contract.name]
+
+
 def claimed_lines(entry: Entry, lines: tuple[RneLine, ...]) -> list[RneLine]:
     """The release lines whose hook feeds this file's contract, from its `min_rne` on."""
     low = version_key(entry.min_rne) if entry.min_rne else (0,)
-    return [ln for ln in lines if ln.contract == entry.contract.name and version_key(ln.releases.last) >= low]
+    return [ln for ln in contract_lines(entry, lines) if version_key(ln.releases.last) >= low]
 
 
 def releases_label(lines: list[RneLine] | tuple[RneLine, ...], min_rne: str | None = None) -> str:
