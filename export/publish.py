@@ -21,7 +21,7 @@ from typing import TypeVar
 from .errors import ExportError
 from .files import ensure_writable_dir, sha256_file, write_bytes_atomic
 from .hubnames import check_repo_and_tag
-from .manifest import MANIFEST_NAME, SCHEMA_NAME, checked_files, manifest_dict, read_manifest
+from .manifest import MANIFEST_NAME, SCHEMA_NAME, Manifest, checked_files, manifest_dict, read_manifest
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 PUBLISHED_NAME = "published.json"
@@ -73,10 +73,10 @@ class LocalFile:
     artifact: str | None  # manifest key, None for everything else
 
 
-def local_files(manifest_path: Path) -> list[LocalFile]:
+def local_files(manifest_path: Path, manifest: Manifest) -> list[LocalFile]:
     """Every artifact and its bundle, the manifest, its schema and the card, each hashed once.
-    Fails when a named file is missing or does not match its manifest sha256/size."""
-    manifest = read_manifest(manifest_path)
+    `manifest` is the parsed `manifest_path`. Fails when a named file is missing or does not match
+    its manifest sha256/size."""
     folder = manifest_path.parent
     out = []
     for name, entry in manifest.artifacts.items():
@@ -171,8 +171,8 @@ class Publisher:
 
             token = get_token()
         self.secret = Secret(token)
-        self.files = local_files(self.manifest)  # checks each file against the manifest
         self.record = read_manifest(self.manifest)  # what push checks and records, read once
+        self.files = local_files(self.manifest, self.record)  # checks each file against the manifest
 
     def _api(self):
         from huggingface_hub import HfApi

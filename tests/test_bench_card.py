@@ -82,7 +82,7 @@ def test_card_from_manifest_bench_and_overlays(benched, tmp_path):
     for p in pngs:
         assert f"(overlays/{p.name})" in body and cv2.imread(str(p)) is not None
     # the publish command ships the card and its overlays with the artifacts
-    shipped = {f.path_in_repo for f in local_files(out / "manifest.json")}
+    shipped = {f.path_in_repo for f in local_files(out / "manifest.json", manifest)}
     assert {"README.md", *(f"overlays/{p.name}" for p in pngs)} <= shipped
 
 
