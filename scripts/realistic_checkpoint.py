@@ -46,7 +46,7 @@ if str(ROOT) not in sys.path:
 
 from export.config import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from export.models import MODELS  # noqa: E402
-from export.preprocess import load_photo  # noqa: E402
+from export.preprocess import load_photo, preprocess  # noqa: E402
 
 TEXTURES = ("grass", "gravel", "brick", "rocket", "hubble_deep_field")  # scene backgrounds
 # Photo crops pasted as objects of a VOC class, so the fixture's masks on photos have a trained
@@ -122,11 +122,8 @@ def _normalize(x: torch.Tensor) -> torch.Tensor:
 
 
 def _photos(size: int) -> torch.Tensor:
-    rgb = [
-        cv2.cvtColor(cv2.resize(load_photo(p), (size, size), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
-        for p in BN_PHOTOS
-    ]
-    return torch.from_numpy(np.stack(rgb).astype(np.float32) / 255).permute(0, 3, 1, 2).contiguous()
+    """The BN photos as the app feeds them (rne-0.5: RGB /255, no mean/std), [N,3,size,size]."""
+    return torch.from_numpy(np.concatenate([preprocess(load_photo(p), size, size) for p in BN_PHOTOS]))
 
 
 def _trained_like_init(model: nn.Module, residual_gain: float, stem_sigma: float) -> None:
