@@ -188,9 +188,12 @@ def render_card(manifest: Manifest, bench: dict | None, overlays: list[str]) -> 
         if acc:
             wa = acc.worst
             lat = acc.latency_ratio_to_fp32
+            # every photo is fed at the program's H×W, so the mean of the photos is over all their pixels
+            pooled = sum(v.argmax_agreement for v in acc.per_image.values()) / len(acc.per_image)
             lines.append(
                 f"\n`{name}` vs eager fp32 on held-apart photos ({', '.join(i.split(':')[-1] for i in acc.images)}): "
-                f"argmax agreement {wa.argmax_agreement * 100:.1f}%, mIoU {wa.miou:.3f}, SNR {wa.snr_db:.1f} dB "
+                f"argmax agreement {pooled * 100:.1f}% of all their pixels; worst photo: argmax agreement "
+                f"{wa.argmax_agreement * 100:.1f}%, mIoU {wa.miou:.3f}, SNR {wa.snr_db:.1f} dB "
                 f"({acc.bounds} bounds); calibrated on {', '.join(Path(c).name for c in acc.calibration)}"
                 + (f"; {lat.ratio:.2f}× the fp32 file's latency on the export host." if lat.ratio else ".")
             )

@@ -73,8 +73,13 @@ def test_card_from_manifest_bench_and_overlays(benched, tmp_path):
         assert e.sha256[:16] in body and f"{e.backend}/{name}" in body
     assert f"{bench['engines'][XNN]['median_ms']:.1f}" in body  # measured, not copied from elsewhere
     assert "| emulated |" in body and "| executed |" in body
-    q = manifest.artifacts["tiny_segnet_xnnpack_int8.pte"].accuracy.worst
+    acc = manifest.artifacts["tiny_segnet_xnnpack_int8.pte"].accuracy
+    q = acc.worst
     assert f"argmax agreement {q.argmax_agreement * 100:.1f}%, mIoU {q.miou:.3f}" in body
+    # the photos' pooled agreement (equal-sized photos: their mean), from the manifest's per-photo numbers
+    each = [v.argmax_agreement for v in acc.per_image.values()]
+    assert len(each) >= 2
+    assert f"argmax agreement {sum(each) / len(each) * 100:.1f}% of all their pixels" in body
     assert "useImageSegmentation" in body and "TINY_SEGNET" in body and "random(seed=0)" in body
     assert body.lstrip().split("\n\n")[1].startswith("> **Not a usable model: these files carry seeded random weights")
     pngs = sorted((out / "overlays").glob("*.png"))
