@@ -143,6 +143,11 @@ def test_realistic_weights_pass_every_gate_with_shipped_bounds(export_realistic)
         if key.startswith("min_"):
             assert acc["worst"][key[4:]] >= bound, key
     assert arts[Q8]["bytes"] <= 45_000_000  # the issue's size bound for int8
+    # issue 9's target for the recipe on this fixture: >= 98.5 % of the held-apart photos' pixels
+    # agree with eager fp32, mIoU >= 0.90 (measured, seed 0: 99.0 %, worst-photo mIoU 0.94; the
+    # equal-sized photos' mean is their pooled agreement)
+    each = [v["argmax_agreement"] for v in acc["per_image"].values()]
+    assert sum(each) / len(each) >= 0.985 and acc["worst"]["miou"] >= 0.90, acc["per_image"]
     assert arts[CML]["parity"]["mode"] in ("emulated", "executed")
 
 
