@@ -192,7 +192,7 @@ def render_card(manifest: Manifest, bench: dict | None, overlays: list[str]) -> 
             pooled = sum(v.argmax_agreement for v in acc.per_image.values()) / len(acc.per_image)
             lines.append(
                 f"\n`{name}` vs eager fp32 on held-apart photos ({', '.join(i.split(':')[-1] for i in acc.images)}): "
-                f"argmax agreement {pooled * 100:.1f}% of all their pixels; worst photo: argmax agreement "
+                f"argmax agreement {pooled * 100:.1f}% of all their pixels; each metric's worst photo: argmax agreement "
                 f"{wa.argmax_agreement * 100:.1f}%, mIoU {wa.miou:.3f}, SNR {wa.snr_db:.1f} dB "
                 f"({acc.bounds} bounds); calibrated on {', '.join(Path(c).name for c in acc.calibration)}"
                 + (f"; {lat.ratio:.2f}× the fp32 file's latency on the export host." if lat.ratio else ".")
