@@ -190,9 +190,12 @@ def render_card(manifest: Manifest, bench: dict | None, overlays: list[str]) -> 
             lat = acc.latency_ratio_to_fp32
             # every photo is fed at the program's H×W, so the mean of the photos is over all their pixels
             pooled = sum(v.argmax_agreement for v in acc.per_image.values()) / len(acc.per_image)
+            photos = [i.split(":")[-1] for i in acc.images]
             lines.append(
-                f"\n`{name}` vs eager fp32 on held-apart photos ({', '.join(i.split(':')[-1] for i in acc.images)}): "
-                f"argmax agreement {pooled * 100:.1f}% of all their pixels; each metric's worst photo: argmax agreement "
+                f"\n`{name}` vs eager fp32 on {len(photos)} held-apart photos ({', '.join(photos)}; few: a "
+                f"spot check, not a dataset): argmax agreement {pooled * 100:.1f}% of all their pixels; each "
+                f"metric's worst photo: {wa.stable_agreement * 100:.2f}% agreement on the pixels fp32 keeps under "
+                f"1 % sensor noise, {wa.flips_vs_noise:.1f}× the pixels that noise flips, argmax agreement "
                 f"{wa.argmax_agreement * 100:.1f}%, mIoU {wa.miou:.3f}, SNR {wa.snr_db:.1f} dB "
                 f"({acc.bounds} bounds); calibrated on {', '.join(Path(c).name for c in acc.calibration)}"
                 + (f"; {lat.ratio:.2f}× the fp32 file's latency on the export host." if lat.ratio else ".")

@@ -112,6 +112,13 @@ def _parser() -> argparse.ArgumentParser:
     compat.add_argument(
         "--runtime", action="append", help="only this ExecuTorch version (repeatable; default: every claimed one)"
     )
+    ex = sub.add_parser(
+        "explain-int8", help="per-layer int8 sensitivity: which layers lose accuracy, worst first (eager, no file)"
+    )
+    ex.add_argument("--config", required=True, type=Path, help="configs/<model>.yaml")
+    ex.add_argument("--weights", default="default", help="as for build: default | random | PATH")
+    ex.add_argument("--variant", default="xnnpack_int8", help="the int8 variant whose recipe and input to use")
+    ex.add_argument("--top", type=int, default=10, help="rows to print (default 10)")
     chk = sub.add_parser("check-urls", help="check that every URL in generated constants modules resolves")
     chk.add_argument("modules", nargs="+", type=Path)
     return p
@@ -216,6 +223,34 @@ def _codegen(args) -> int:
     return 0
 
 
+def _explain_int8(args) -> int:
+    cfg = load_config(args.config)
+    variant = cfg.variant(args.variant)
+    if variant.precision != "int8":
+        raise ExportError(f"--variant {args.variant} is {variant.precision}; explain-int8 needs an int8 variant")
+    from .lower import export_program
+    from .quantize import accuracy_inputs, calibration_inputs, calibration_set
+    from .sensitivity import layer_sensitivity, producer_chain, report
+    from .weights import load_model
+    from .wrap import example_input, wrap
+
+    images = calibration_set(cfg)
+    module = wrap(load_model(cfg, args.weights).module, cfg, variant)
+    photos = [x for x, _ in accuracy_inputs(cfg, variant).values()]
+    recipe = variant.quantization
+    errors = layer_sensitivity(
+        module, calibration_inputs(cfg, variant, images), photos, recipe.per_channel if recipe else True
+    )
+    print(
+        f"{cfg.name} {variant.name}: each conv alone in int8 (the rest fp32), logits vs fp32 on the held-apart photos"
+    )
+    print(report(errors, args.top))
+    worst = errors[0].module
+    chain = producer_chain(export_program(module, example_input(variant)), worst)
+    print(f"to keep the worst in fp32: quantization: {{keep_fp32: [{', '.join(chain)}]}} (or keep_fp32: auto)")
+    return 0
+
+
 def _compat(args) -> int:
     from .compat import run_compat
 
@@ -255,7 +290,7 @@ def summary_table(results) -> str:
                     if wst
                     else ("-", "-", "-")
                 ),
-                f"{acc.worst.argmax_agreement * 100:.1f}%/{acc.worst.miou:.2f}" if acc else "-",
+                f"{acc.worst.stable_agreement * 100:.2f}%/{acc.worst.flips_vs_noise:.1f}x" if acc else "-",
                 "up to date" if r.up_to_date else f"{e.export_seconds:.1f}",
             )
         )
@@ -268,7 +303,7 @@ def summary_table(results) -> str:
         "decisive argmax",
         "rel err",
         "snr dB",
-        "int8 acc",
+        "int8 stable/flips",
         "seconds",
     )
     return tabulate(rows, headers=headers, tablefmt="plain", disable_numparse=True)
@@ -337,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
             "publish": _publish,
             "check-urls": _check_urls,
             "compat": _compat,
+            "explain-int8": _explain_int8,
             "run": _run,
             "bench": _bench,
             "bench-probe": _bench_probe,

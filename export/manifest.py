@@ -135,17 +135,25 @@ class AccuracyValues:
     argmax_agreement: float
     miou: float
     snr_db: float
+    centered_snr_db: float
     decisive_agreement: float
     decisive_fraction: float
+    stable_agreement: float
+    stable_fraction: float
+    noise_agreement: float
+    flips_vs_noise: float
 
 
 @dataclass(frozen=True)
 class AccuracyBoundValues:
     __pydantic_config__ = STRICT
-    min_argmax_agreement: float
-    min_miou: float
-    min_snr_db: float
-    min_decisive_agreement: float
+    min_centered_snr_db: float | None
+    min_stable_agreement: float | None
+    max_flips_vs_noise: float | None
+    min_decisive_agreement: float | None
+    min_argmax_agreement: float | None
+    min_miou: float | None
+    min_snr_db: float | None
     near_tie: float
 
 
@@ -155,6 +163,7 @@ class RecipeRecord:
     activation_observer: str
     per_channel: bool
     keep_fp32: tuple[str, ...]
+    keep_fp32_cap: float
 
 
 @dataclass(frozen=True)
@@ -171,6 +180,47 @@ class LatencyRecord:
 
 
 @dataclass(frozen=True)
+class LabelScoresRecord:
+    __pydantic_config__ = STRICT
+    miou: float
+    pixel_accuracy: float
+
+
+@dataclass(frozen=True)
+class LabelsRecord:
+    """mIoU and pixel accuracy against ground truth (accuracy.labels, VOC layout)."""
+
+    __pydantic_config__ = STRICT
+    folder: str
+    images: int
+    seconds_per_image: float
+    scores: dict[str, LabelScoresRecord]  # "eager fp32", "int8 file"
+    miou_drop: float
+    max_miou_drop: float
+
+
+@dataclass(frozen=True)
+class AutoKeepStep:
+    __pydantic_config__ = STRICT
+    kept: tuple[str, ...]
+    passes: bool
+    worst: AccuracyValues  # the eager quantized model vs fp32 with these layers in fp32
+
+
+@dataclass(frozen=True)
+class AutoKeepRecord:
+    """`keep_fp32: auto`: the layers kept in fp32 and what they cost."""
+
+    __pydantic_config__ = STRICT
+    kept: tuple[str, ...]
+    extra_bytes: int  # fp32 minus int8 bytes of the kept layers' weights
+    share_of_int8_weights: float
+    cap: float
+    bounds: Literal["smoke", "release"]
+    steps: tuple[AutoKeepStep, ...]
+
+
+@dataclass(frozen=True)
 class AccuracyRecord:
     __pydantic_config__ = STRICT
     reference: str
@@ -183,6 +233,8 @@ class AccuracyRecord:
     calibration_samples: int
     recipe: RecipeRecord
     latency_ratio_to_fp32: LatencyRecord
+    keep_fp32_auto: AutoKeepRecord | None = None
+    labels: LabelsRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -339,7 +391,7 @@ def _first_error(e: pydantic.ValidationError) -> str:
 
 MANIFEST_NAME = "manifest.json"
 SCHEMA_NAME = "manifest.schema.json"
-SCHEMA_VERSION = 3  # 2: relative parity metrics, `not executed` parity, platform; 3: typed, schema file
+SCHEMA_VERSION = 4
 # Everything whose version can change a file's bytes or its verdict: torchao quantizes, scikit-image
 # ships the photos, OpenCV decodes and resizes them as the app does.
 TOOL_PACKAGES = (

@@ -207,10 +207,12 @@ class Exported:
     reference: torch.nn.Module  # what the file must match (int8: the quantized eager model)
     calibration: list[str] | None = None  # int8: the calibration images, in order
     samples: int = 0  # int8: calibration samples fed (images x views)
+    recipe: QuantizationRecipe | None = None  # int8: as applied (keep_fp32: auto resolved to layers)
+    auto_keep: dict | None = None  # int8 with keep_fp32: auto: the layers kept and their cost
 
 
 def export_stage(cfg: ModelConfig, variant: Variant, weights: Weights, timer: Timer) -> Exported:
-    from .quantize import calibration_set, quantize
+    from .quantize import auto_keep_fp32, calibration_set, quantize
     from .wrap import example_input, wrap
 
     loaded = weights.load()
@@ -222,8 +224,17 @@ def export_stage(cfg: ModelConfig, variant: Variant, weights: Weights, timer: Ti
         return Exported(module, program, module)
     with timer.stage("4b", "quantize (int8)"):
         calibration = calibration_set(cfg)
-        reference, quantized, samples = quantize(program, cfg, variant, calibration)
-    return Exported(module, quantized, reference, calibration, samples)
+        recipe = variant.quantization or QuantizationRecipe()
+        auto = None
+        if "auto" in recipe.keep_fp32:
+            log = lambda msg: print(f"[{variant.name}] {msg}", file=sys.stderr, flush=True)  # noqa: E731
+            (reference, quantized, samples), auto = auto_keep_fp32(
+                program, module, cfg, variant, calibration, weights.kind, log
+            )
+            recipe = replace(recipe, keep_fp32=tuple(auto["kept"]))
+        else:
+            reference, quantized, samples = quantize(program, cfg, variant, calibration)
+    return Exported(module, quantized, reference, calibration, samples, recipe, auto)
 
 
 @dataclass(frozen=True)
@@ -262,8 +273,9 @@ def verify_stage(
     accuracy.update(
         calibration=exported.calibration,
         calibration_samples=exported.samples,
-        recipe=asdict(variant.quantization or QuantizationRecipe()),
+        recipe=asdict(exported.recipe or QuantizationRecipe()),
         latency_ratio_to_fp32=_int8_latency(pte, cfg, variant, out),
+        keep_fp32_auto=exported.auto_keep,
     )
     return Checked(parity, accuracy)
 

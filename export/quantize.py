@@ -4,8 +4,9 @@ on images kept apart from calibration (near-duplicates refused)."""
 
 from __future__ import annotations
 
+import math
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -15,7 +16,7 @@ import torch
 from .config import AccuracyBounds, ModelConfig, QuantizationRecipe, Variant
 from .errors import ExportError, GateError
 from .metrics import check, compare, miou
-from .preprocess import NEAR_DUPLICATE, load_image, model_input, photo_inputs, similarity
+from .preprocess import NEAR_DUPLICATE, load_image, model_input, similarity
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -91,8 +92,9 @@ def quantizer_for(recipe: QuantizationRecipe):
         act = type(act)(**{**act.__dict__, "observer_or_fake_quant_ctr": MinMaxObserver.with_args(eps=2**-12)})
         config = QuantizationConfig(act, act, config.weight, config.bias, config.is_qat)
     quantizer = XNNPACKQuantizer().set_global(config)
-    if recipe.keep_fp32:  # set_module_name(name, None) is refused by this quantizer: filter instead
-        inside = [get_module_name_filter(name) for name in recipe.keep_fp32]
+    keep = [k for k in recipe.keep_fp32 if k != "auto"]
+    if keep:  # set_module_name(name, None) is refused by this quantizer: filter instead
+        inside = [get_module_name_filter(name) for name in keep]
         quantizer.set_filter_function(lambda node: not any(f(node) for f in inside))
     return quantizer
 
@@ -106,7 +108,7 @@ def quantize(program: torch.export.ExportedProgram, cfg: ModelConfig, variant: V
     recipe = variant.quantization or QuantizationRecipe()
     _check_module_names(program, recipe)
     prepared = prepare_pt2e(program.module(), quantizer_for(recipe))
-    samples = calibration_inputs(cfg, variant, images)
+    samples = calibration_inputs(cfg, variant, images)  # none: observers never fed (a broken case)
     with torch.no_grad():
         for x in samples:
             prepared(x)
@@ -119,7 +121,7 @@ def quantize(program: torch.export.ExportedProgram, cfg: ModelConfig, variant: V
 def _check_module_names(program: torch.export.ExportedProgram, recipe: QuantizationRecipe) -> None:
     """keep_fp32 names must name modules of the wrapped model; a typo would silently quantize."""
     known = {path for n in program.graph.nodes for path, _ in (n.meta.get("nn_module_stack") or {}).values()}
-    unknown = [m for m in recipe.keep_fp32 if m not in known]
+    unknown = [m for m in recipe.keep_fp32 if m not in known and m != "auto"]
     if unknown:
         close = sorted(k for k in known if k and any(k.startswith(u.rsplit(".", 1)[0]) for u in unknown))[:12]
         raise ExportError(
@@ -128,56 +130,260 @@ def _check_module_names(program: torch.export.ExportedProgram, recipe: Quantizat
         )
 
 
+# why 1 % (2.55 grey levels) and 2 draws: sensor noise a phone camera adds frame to frame; a pixel
+# whose fp32 class survives it is one the model is sure of, whatever its weights' logit scale
+NOISE_SIGMA = 2.55
+NOISE_DRAWS = 2
+
+
 @dataclass(frozen=True)
 class Accuracy:
-    argmax_agreement: float
-    miou: float
-    snr_db: float
-    decisive_agreement: float
+    """The int8 file vs eager fp32 on one photo. Agreement, mIoU and SNR depend on how many
+    near-ties the weights have; `stable_agreement` and `flips_vs_noise` are normalized by the fp32
+    model's own stability under sensor noise, and mean the same for any weights."""
+
+    argmax_agreement: float  # all pixels (what the app shows)
+    miou: float  # masks vs fp32's
+    snr_db: float  # logits vs fp32's
+    # SNR of the logits with each pixel's mean over classes removed (softmax and argmax ignore it):
+    # the same for any logit scale and offset
+    centered_snr_db: float
+    decisive_agreement: float  # pixels whose fp32 top-2 margin is >= near_tie x the logit range
     decisive_fraction: float
+    stable_agreement: float  # pixels whose fp32 class every noise draw keeps
+    stable_fraction: float
+    noise_agreement: float  # fp32 vs fp32 on the noisy photo (worst draw): the model's own stability
+    flips_vs_noise: float  # int8's flipped pixels / the noise's (mean over draws; floor: 1 pixel)
 
 
-def compare_accuracy(ref: torch.Tensor, got: torch.Tensor, near_tie: float) -> Accuracy:
-    """All-pixel argmax agreement (what the app shows), mIoU of the masks, SNR of the logits, and
-    agreement on the pixels the fp32 model is sure of."""
+# metric -> whether higher is better; the order tables print in
+ACCURACY_METRICS = {
+    "centered_snr_db": True,
+    "stable_agreement": True,
+    "flips_vs_noise": False,
+    "decisive_agreement": True,
+    "argmax_agreement": True,
+    "miou": True,
+    "snr_db": True,
+    "stable_fraction": True,
+    "decisive_fraction": True,
+    "noise_agreement": True,
+}
+
+
+def worst_accuracy(ms: list[Accuracy]) -> Accuracy:
+    pick = {True: min, False: max}
+    return Accuracy(**{f: pick[up](getattr(m, f) for m in ms) for f, up in ACCURACY_METRICS.items()})
+
+
+def noisy_views(bgr: np.ndarray, seed: int, draws: int = NOISE_DRAWS, sigma: float = NOISE_SIGMA) -> list[np.ndarray]:
+    """The photo with seeded Gaussian sensor noise, rounded to uint8 as a camera frame is."""
+    rng = np.random.default_rng(seed)
+    return [np.clip(bgr + rng.normal(0, sigma, bgr.shape), 0, 255).round().astype(np.uint8) for _ in range(draws)]
+
+
+def accuracy_inputs(cfg: ModelConfig, variant: Variant) -> dict[str, tuple[torch.Tensor, list[torch.Tensor]]]:
+    """{"photo:<name>": (model input, [noisy model inputs])} through the app's preprocessing."""
+    spec = cfg.accuracy
+    assert spec is not None, "the loader refuses int8 variants without `accuracy`"
+    h, w = variant.input.height, variant.input.width
+    out = {}
+    for i, name in enumerate(spec.images):
+        bgr = load_image(name)
+        noisy = [model_input(v, h, w, variant.contract) for v in noisy_views(bgr, i)]
+        out[f"photo:{name}"] = (model_input(bgr, h, w, variant.contract), noisy)
+    return out
+
+
+def centered_snr_db(ref: torch.Tensor, got: torch.Tensor) -> float:
+    """10·log10 of signal over error power, each pixel's mean over classes (dim 1) removed first."""
+    r = ref.double() - ref.double().mean(1, keepdim=True)
+    e = got.double() - got.double().mean(1, keepdim=True) - r
+    noise, signal = float(e.pow(2).sum()), float(r.pow(2).sum())
+    return math.inf if noise == 0 else 10 * math.log10(signal / noise) if signal > 0 else -math.inf
+
+
+def compare_accuracy(ref: torch.Tensor, got: torch.Tensor, noisy_refs: list[torch.Tensor], near_tie: float = 0.05):
+    """`got` (int8) against `ref` (fp32) on one photo; `noisy_refs`: fp32 on the photo's noisy views."""
     m = compare(ref, got, near_tie)
-    return Accuracy(m.argmax_agreement, miou(ref, got), m.snr_db, m.decisive_agreement, m.decisive_fraction)
+    a = ref.argmax(1)
+    same = a == got.argmax(1)
+    kept = [a == n.argmax(1) for n in noisy_refs]
+    stable = torch.stack(kept).all(0) if kept else torch.ones_like(same)
+    noise_flips = float(np.mean([int((~k).sum()) for k in kept])) if kept else 0.0
+    return Accuracy(
+        argmax_agreement=m.argmax_agreement,
+        miou=miou(ref, got),
+        snr_db=m.snr_db,
+        centered_snr_db=centered_snr_db(ref, got),
+        decisive_agreement=m.decisive_agreement,
+        decisive_fraction=m.decisive_fraction,
+        stable_agreement=float(same[stable].double().mean()) if bool(stable.any()) else 1.0,
+        stable_fraction=float(stable.double().mean()),
+        noise_agreement=min((float(k.double().mean()) for k in kept), default=1.0),
+        flips_vs_noise=int((~same).sum()) / max(noise_flips, 1.0),
+    )
+
+
+def labels_accuracy(method, eager_fp32: torch.nn.Module, cfg: ModelConfig, variant: Variant) -> dict:
+    """mIoU / pixel accuracy of eager fp32 and of the int8 file against `accuracy.labels`."""
+    from .voc import evaluate
+
+    spec = cfg.accuracy
+    assert spec is not None and spec.labels is not None
+    h, w = variant.input.height, variant.input.width
+
+    def fp32(x):
+        with torch.no_grad():
+            return eager_fp32(x).numpy()
+
+    res = evaluate(
+        spec.labels,
+        {"eager fp32": fp32, "int8 file": lambda x: method.execute([x])[0].numpy()},
+        lambda bgr: model_input(bgr, h, w, variant.contract),
+        h,
+        w,
+        cfg.model.num_classes,
+    )
+    drop = res["scores"]["eager fp32"]["miou"] - res["scores"]["int8 file"]["miou"]
+    return {**res, "miou_drop": drop, "max_miou_drop": spec.max_labels_miou_drop}
+
+
+def bounds_for(cfg: ModelConfig, weights_kind: str) -> tuple[str, AccuracyBounds]:
+    """("smoke" | "release", the bounds): smoke bounds only for random weights, when given."""
+    spec = cfg.accuracy
+    assert spec is not None, "the loader refuses int8 variants without `accuracy`"
+    if weights_kind == "random" and spec.smoke_bounds is not None:
+        return "smoke", spec.smoke_bounds
+    return "release", spec.bounds
+
+
+def eager_accuracy(quantized, fp32: torch.nn.Module, inputs, near_tie: float) -> dict[str, Accuracy]:
+    """The eager quantized model (the file's arithmetic) vs fp32 on `accuracy_inputs`."""
+    with torch.no_grad():
+        return {
+            k: compare_accuracy(fp32(x), quantized(x), [fp32(n) for n in noisy], near_tie)
+            for k, (x, noisy) in inputs.items()
+        }
+
+
+def auto_keep_fp32(program, module, cfg: ModelConfig, variant: Variant, images: list[str], weights_kind: str, log):
+    """`keep_fp32: auto`: quantize; while the accuracy bounds fail (eager quantized model vs fp32),
+    keep the next most sensitive layer (export.sensitivity) and its input's producers in fp32,
+    up to `keep_fp32_cap` of the int8 weights' bytes. -> (quantize()'s result, the record)."""
+    from .sensitivity import layer_sensitivity, producer_chain
+
+    recipe = variant.quantization or QuantizationRecipe()
+    which, bounds = bounds_for(cfg, weights_kind)
+    inputs = accuracy_inputs(cfg, variant)
+    int8_bytes = sum(m.weight.numel() for m in module.modules() if isinstance(m, torch.nn.Conv2d))
+    kept: list[str] = [k for k in recipe.keep_fp32 if k != "auto"]
+    tried: list[dict] = []
+    ranked = None
+    while True:
+        v = replace(variant, quantization=replace(recipe, keep_fp32=tuple(kept)))
+        result = quantize(program, cfg, v, images)
+        worst = worst_accuracy(list(eager_accuracy(result[0], module, inputs, bounds.near_tie).values()))
+        failed = check(asdict(worst), bounds.gated())
+        cost = sum(
+            3 * m.weight.numel() for n, m in module.named_modules() if isinstance(m, torch.nn.Conv2d) and n in kept
+        )
+        tried.append({"kept": list(kept), "passes": not failed, "worst": asdict(worst)})
+        log(
+            f"keep_fp32 auto: {len(kept)} layers in fp32 ({cost / 1e6:.2f} MB more): "
+            + ("passes" if not failed else "; ".join(failed))
+        )
+        if not failed:
+            break
+        if ranked is None:
+            ranked = layer_sensitivity(
+                module, calibration_inputs(cfg, variant, images), [x for x, _ in inputs.values()], recipe.per_channel
+            )
+        nxt = next((e for e in ranked if e.module not in kept), None)
+        if nxt is None:
+            break
+        extra = [m for m in producer_chain(program, nxt.module) if m not in kept]
+        extra_cost = sum(
+            3 * m.weight.numel() for n, m in module.named_modules() if isinstance(m, torch.nn.Conv2d) and n in extra
+        )
+        if cost + extra_cost > recipe.keep_fp32_cap * int8_bytes:
+            log(
+                f"keep_fp32 auto: stops at the cap ({recipe.keep_fp32_cap:.0%} of {int8_bytes / 1e6:.2f} MB int8 weights)"
+            )
+            break
+        kept += extra
+    record = {
+        "kept": kept,
+        "extra_bytes": cost,
+        "share_of_int8_weights": cost / int8_bytes if int8_bytes else 0.0,
+        "cap": recipe.keep_fp32_cap,
+        "bounds": which,
+        "steps": tried,
+    }
+    return result, record
 
 
 def accuracy_gate(
     path: Path, eager_fp32: torch.nn.Module, cfg: ModelConfig, variant: Variant, weights_kind: str, artifact: str
 ) -> dict:
-    """The int8 file vs eager fp32 on held-apart photos (app preprocessing): argmax agreement,
-    mIoU-vs-eager, SNR."""
+    """The int8 file vs eager fp32 on held-apart photos (app preprocessing), each photo also fed
+    to fp32 with sensor noise so the gated metrics are relative to the model's own stability."""
     from executorch.runtime import Runtime
 
+    which, bounds = bounds_for(cfg, weights_kind)
     spec = cfg.accuracy
     assert spec is not None, "the loader refuses int8 variants without `accuracy`"
-    smoke = weights_kind == "random" and spec.smoke_bounds is not None
-    bounds: AccuracyBounds = spec.smoke_bounds if smoke and spec.smoke_bounds is not None else spec.bounds
     method = Runtime.get().load_program(path).load_method("forward")
     per_image = {}
-    for name, x in photo_inputs(spec.images, variant.input.height, variant.input.width, variant.contract).items():
+    for name, (x, noisy) in accuracy_inputs(cfg, variant).items():
         with torch.no_grad():
-            ref = eager_fp32(x)
-        per_image[name] = compare_accuracy(ref, method.execute([x])[0].clone(), bounds.near_tie)
-    worst = Accuracy(*(min(getattr(m, f) for m in per_image.values()) for f in Accuracy.__dataclass_fields__))
-    failed = check(
-        asdict(worst),
-        {
-            "argmax_agreement": (">=", bounds.min_argmax_agreement),
-            "miou": (">=", bounds.min_miou),
-            "snr_db": (">=", bounds.min_snr_db),
-            "decisive_agreement": (">=", bounds.min_decisive_agreement),
-        },
-    )
+            ref, noisy_refs = eager_fp32(x), [eager_fp32(n) for n in noisy]
+        per_image[name] = compare_accuracy(ref, method.execute([x])[0].clone(), noisy_refs, bounds.near_tie)
+    worst = worst_accuracy(list(per_image.values()))
+    failed = check(asdict(worst), bounds.gated())
+    labels = labels_accuracy(method, eager_fp32, cfg, variant) if spec.labels else None
+    if labels and labels["miou_drop"] > labels["max_miou_drop"]:
+        failed.append(f"labels miou_drop={labels['miou_drop']:.4g} (bound <= {labels['max_miou_drop']:g})")
     if failed:
-        raise GateError(f"accuracy gate ({'smoke' if smoke else 'release'} bounds): {artifact}: " + "; ".join(failed))
+        raise GateError(
+            f"accuracy gate ({which} bounds): {artifact}: "
+            + "; ".join(failed)
+            + "\n"
+            + explain(per_image, bounds)
+            + (f"\nagainst labels ({labels['images']} images): {labels['scores']}" if labels else "")
+        )
     return {
+        "labels": labels,
         "reference": "eager fp32",
         "images": list(per_image),
-        "bounds": "smoke" if smoke else "release",
+        "bounds": which,
         "bounds_values": asdict(bounds),
         "worst": asdict(worst),
         "per_image": {k: asdict(v) for k, v in per_image.items()},
     }
+
+
+NEXT_STEPS = (
+    "next: if fp32 itself flips these pixels under noise, the bound is wrong for your weights (report it); "
+    "else calibrate on photos like the app's (calibration.folder, >= 100 images), and find the layers "
+    "that lose it with `python -m export explain-int8 --config CONFIG --weights WEIGHTS`, then keep them "
+    "in fp32 (quantization: {keep_fp32: [names]} or {keep_fp32: auto})"
+)
+
+
+def explain(per_image: dict[str, Accuracy], bounds: AccuracyBounds) -> str:
+    """Every metric per photo beside its bound (x: fails), then the next step to take."""
+    from tabulate import tabulate
+
+    gated = bounds.gated()
+    rows = []
+    for metric in ACCURACY_METRICS:
+        op, b = gated.get(metric, ("", None))
+        cells = []
+        for acc in per_image.values():
+            v = getattr(acc, metric)
+            bad = b is not None and (math.isnan(v) or not (v <= b if op == "<=" else v >= b))
+            cells.append(f"{v:.4g}{' x' if bad else ''}")
+        rows.append((metric, f"{op} {b:g}" if b is not None else "info", *cells))
+    photos = [k.split(":", 1)[-1] for k in per_image]
+    return tabulate(rows, headers=("metric", "bound", *photos), tablefmt="simple") + "\n" + NEXT_STEPS

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -197,39 +198,165 @@ def make(
     log=print,
 ) -> dict[str, torch.Tensor]:
     """A state dict (aux head included when the builder has one) with trained-like logits."""
+    return make_member(
+        FIXTURE, builder, seed, num_classes, size, n_train, steps, logit_range, residual_gain, stem_sigma, log
+    )
+
+
+@dataclass(frozen=True)
+class Member:
+    """One kind of weights in the family the int8 gates are measured on (issue 21). Axes:
+    backbone realism, head logit scale, near-tie share (and an injected activation outlier)."""
+
+    name: str
+    backbone: str  # random (torchvision init) | bn (BN re-estimated on photos) | trained-like (+ gain, stem, BN)
+    head: str  # none (random head) | final (last 1x1 conv fitted) | full (DeepLabV3: from ASPP's projection)
+    logit_range: float | None  # median per-photo logit range the classifier is scaled to (None: as built)
+    residual_gain: float = RESIDUAL_GAIN
+    steps: int = 300  # head fit steps (fewer: an under-trained fine-tune)
+    twins: float = 0.0  # target share of photo pixels whose class gets a near-copy class (near-ties)
+    outlier: float = 0.0  # one activation channel scaled by this (exactly undone by the next conv)
+    why: str = ""
+
+
+FIXTURE = Member("fixture", "trained-like", "full", LOGIT_RANGE, why="the realistic fixture (make fixture)")
+# why these: each axis from random to trained-like, logit scale from a few units to 60, near-ties
+# from few to about half the pixels; `outlier_*` are broken on purpose (an activation channel 100x
+# the others, which per-tensor int8 ranges crush), never healthy
+FAMILY = (
+    Member("random", "random", "none", None, why="torchvision init: logits span ~1-2 units, near-tied"),
+    Member("random_trained_scale", "random", "none", 30.0, why="random backbone, head scaled to trained range"),
+    Member("trained_backbone_random_head", "trained-like", "none", 12.0, why="trained-like backbone, random head"),
+    Member("undertrained", "trained-like", "final", 22.0, residual_gain=0.2, steps=100, why="under-trained fine-tune"),
+    Member(
+        "undertrained_twins",
+        "trained-like",
+        "final",
+        8.0,
+        residual_gain=0.2,
+        steps=100,
+        twins=0.5,
+        why="under-trained, small logits, about half the pixels near-tied",
+    ),
+    FIXTURE,
+    replace(FIXTURE, name="fixture_small_scale", logit_range=5.0, why="the fixture at 5 units"),
+    replace(FIXTURE, name="fixture_large_scale", logit_range=60.0, why="the fixture at 60 units"),
+    replace(FIXTURE, name="fixture_twins", twins=0.3, why="the fixture with confusable classes (near-ties)"),
+)
+# Not a member: a random backbone with only its BatchNorm statistics re-estimated is chaotic (1 %
+# sensor noise flips 70 % of its fp32 pixels; measured, seed 0): no metric can judge int8 on it
+CHAOTIC = Member("bn_random_backbone", "bn", "none", 12.0, why="BN re-estimated on a random backbone: chaotic")
+BROKEN_MEMBERS = (
+    replace(FIXTURE, name="outlier_fixture", outlier=100.0, why="fixture + outlier channel"),
+    replace(FAMILY[3], name="outlier_undertrained", outlier=100.0, why="undertrained + outlier channel"),
+)
+MEMBERS = {m.name: m for m in (*FAMILY, *BROKEN_MEMBERS, CHAOTIC)}
+
+
+def member(name: str) -> Member:
+    if name not in MEMBERS:
+        raise SystemExit(f"error: unknown family member {name!r}; valid: {', '.join(MEMBERS)}")
+    return MEMBERS[name]
+
+
+def make_member(
+    m: Member,
+    builder: str,
+    seed: int = 0,
+    num_classes: int = 21,
+    size: int = 128,
+    n_train: int = 128,
+    steps: int | None = None,
+    logit_range: float | None | str = "member",
+    residual_gain: float | None = None,
+    stem_sigma: float = STEM_SIGMA,
+    log=print,
+) -> dict[str, torch.Tensor]:
+    """A state dict of family member `m` (aux head included when the builder has one)."""
+    steps = m.steps if steps is None else steps
+    target = m.logit_range if logit_range == "member" else logit_range
+    gain = m.residual_gain if residual_gain is None else residual_gain
     torch.manual_seed(seed)
     has_aux = builder.startswith(("deeplabv3", "fcn"))
     model = MODELS.get(builder).build(num_classes, has_aux)
-    _trained_like_init(model, residual_gain, stem_sigma)
-    imgs, masks = scenes(n_train, size, seed)
-    x_all = _normalize(torch.from_numpy(imgs))
-    y_all = torch.from_numpy(masks)
+    if m.backbone == "trained-like":
+        _trained_like_init(model, gain, stem_sigma)
     photos = _normalize(_photos(size))
-    # 3. BatchNorm statistics of normalized activations, as a trained net has
-    bn_batches = [
-        torch.cat([x_all[i : i + 8], photos[i // 8 % len(photos)][None]]) for i in range(0, min(64, n_train), 8)
-    ]
-    _recalibrate_bn(model, bn_batches)
-    # 4. fit the head's last layers on their cached inputs (a forward hook), the rest frozen in eval
-    # mode so training and inference compute the same thing; L2 keeps the fit on high-variance
-    # feature directions (an unregularized fit leans on directions any rounding swamps)
-    gen = torch.Generator().manual_seed(seed)
     conv = _final_conv(model)
-    head = _trainable_head(model, conv)
-    inputs = _head_inputs(model, head, x_all)
-    _fit(head, inputs, y_all, steps, gen, log)
+    if m.backbone != "random" or m.head != "none":
+        imgs, masks = scenes(n_train, size, seed)
+        x_all = _normalize(torch.from_numpy(imgs))
+        y_all = torch.from_numpy(masks)
+    if m.backbone != "random":
+        # 3. BatchNorm statistics of normalized activations, as a trained net has
+        bn_batches = [
+            torch.cat([x_all[i : i + 8], photos[i // 8 % len(photos)][None]]) for i in range(0, min(64, n_train), 8)
+        ]
+        _recalibrate_bn(model, bn_batches)
     model.eval()
-    # 5. scale the classifier so photos' logits span `logit_range` (median over photos)
+    if m.head != "none":
+        # 4. fit the head's last layers on their cached inputs (a forward hook), the rest frozen in eval
+        # mode so training and inference compute the same thing; L2 keeps the fit on high-variance
+        # feature directions (an unregularized fit leans on directions any rounding swamps)
+        gen = torch.Generator().manual_seed(seed)
+        head = _trainable_head(model, conv) if m.head == "full" else nn.Sequential(conv)
+        _fit(head, _head_inputs(model, head, x_all), y_all, steps, gen, log)
+        model.eval()
     with torch.no_grad():
-        ranges = [float(o.max() - o.min()) for o in model(photos)["out"]]
-        scale = logit_range / float(np.median(ranges))
-        conv.weight.mul_(scale)
-        if conv.bias is not None:
-            conv.bias.mul_(scale)
-        out = model(x_all[:16])["out"]
-        pixel_acc = float((out.argmax(1) == y_all[:16]).double().mean())
-    log(f"scaled classifier by {scale:.2f}; scene pixel accuracy {pixel_acc:.3f}")
+        if m.twins > 0:
+            _twin_classes(model, conv, photos, m.twins, seed, log)
+        # 5. scale the classifier so photos' logits span `logit_range` (median over photos)
+        if target is not None:
+            ranges = [float(o.max() - o.min()) for o in model(photos)["out"]]
+            scale = target / float(np.median(ranges))
+            conv.weight.mul_(scale)
+            if conv.bias is not None:
+                conv.bias.mul_(scale)
+            log(f"scaled classifier by {scale:.2f}")
+        if m.outlier:
+            log(f"outlier channel x{m.outlier:g} at {_inject_outlier(model, m.outlier)}")
     return model.state_dict()
+
+
+def _twin_classes(model: nn.Module, conv: nn.Conv2d, photos: torch.Tensor, share: float, seed: int, log) -> None:
+    """Give the classes that cover the most photo pixels (up to `share` of them) a near-copy among
+    the classes no photo shows: their pixels become near-ties, as between a trained net's confusable
+    classes (cat/dog, chair/sofa). The copy differs by 1 % of the weights' norm."""
+    pred = model(photos)["out"].argmax(1).flatten()
+    counts = torch.bincount(pred, minlength=conv.out_channels).double() / pred.numel()
+    order = [int(k) for k in counts.argsort(descending=True)]
+    unused = [k for k in reversed(order) if counts[k] == 0]
+    gen = torch.Generator().manual_seed(seed + 7)
+    covered = 0.0
+    for k in order:
+        if covered >= share or not unused:
+            break
+        j = unused.pop(0)
+        noise = torch.randn(conv.weight[k].shape, generator=gen)
+        conv.weight[j] = conv.weight[k] + 0.01 * noise * conv.weight[k].norm() / noise.norm()
+        if conv.bias is not None:
+            conv.bias[j] = conv.bias[k]
+        covered += float(counts[k])
+        log(f"class {j} twins class {k} ({float(counts[k]):.0%} of photo pixels)")
+
+
+def _inject_outlier(model: nn.Module, factor: float) -> str:
+    """One channel of a mid-network activation scaled by `factor`, undone exactly by the next conv
+    (BN's gamma and beta times factor, ReLU keeps the factor, the next conv's input weights over it):
+    fp32 output unchanged, but a per-tensor int8 range sized to that channel crushes the others."""
+    blocks = [(n, m) for n, m in model.named_modules() if type(m).__name__ in ("Bottleneck", "BasicBlock")]
+    if blocks:
+        name, block = blocks[len(blocks) // 2]
+        bn, nxt, where = block.bn1, block.conv2, f"{name}.bn1 -> {name}.conv2"
+    else:  # a plain Sequential backbone: the first BatchNorm, ReLU, Conv2d run
+        seq = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Sequential)]
+        name, mods = next((n, list(s)) for n, s in seq if any(isinstance(x, nn.BatchNorm2d) for x in s))
+        i = next(i for i, x in enumerate(mods) if isinstance(x, nn.BatchNorm2d))
+        bn, nxt, where = mods[i], mods[i + 2], f"{name}.{i} -> {name}.{i + 2}"
+    bn.weight[0] *= factor
+    bn.bias[0] *= factor
+    nxt.weight[:, 0] /= factor
+    return where
 
 
 def _head_inputs(model: nn.Module, head: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
@@ -265,12 +392,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("builder", help="a model builder name, e.g. deeplabv3_resnet50 or tiny_segnet")
     ap.add_argument("out", type=Path)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--logit-range", type=float, default=LOGIT_RANGE)
+    ap.add_argument("--member", default="fixture", help=f"family member: {', '.join(MEMBERS)}")
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--logit-range", type=float, default=None)
     args = ap.parse_args(argv)
-    state = make(args.builder, seed=args.seed, steps=args.steps, logit_range=args.logit_range)
+    m = member(args.member)
+    state = make_member(
+        m,
+        args.builder,
+        seed=args.seed,
+        steps=args.steps,
+        logit_range="member" if args.logit_range is None else args.logit_range,
+    )
     torch.save(state, args.out)
-    print(f"wrote {args.out}")
+    print(f"wrote {args.out} ({m.name}: {m.why})")
     return 0
 
 

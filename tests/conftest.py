@@ -122,7 +122,7 @@ def sample_entry(
     variant: str | None = None,
     **over,
 ) -> dict:
-    """A complete manifest entry (schema 3) for tests that need one without an export."""
+    """A complete manifest entry (schema 4) for tests that need one without an export."""
     metrics = {
         "max_abs": 0.0,
         "rmse": 0.0,
@@ -234,5 +234,5 @@ def published(with_coreml: bool = True, with_int8: bool = False, with_rne09: boo
         "tag": "v1.0.0",
         "commit": "c" * 40,
         "files": files,
-        "manifest": {"schema": 3, "artifacts": arts},
+        "manifest": {"schema": 4, "artifacts": arts},
     }

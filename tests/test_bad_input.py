@@ -141,7 +141,7 @@ TAMPERS: dict[str, tuple[Callable[[Path], None], str]] = {
     "no artifacts key": (_edit_manifest(lambda m: m.pop("artifacts")), "re-export"),
     "entry without contract": (_edit_manifest(lambda m: m["artifacts"][XNN].pop("contract")), "contract"),
     "entry with an unknown key": (_edit_manifest(lambda m: m["artifacts"][XNN].update(bogus=1)), "bogus"),
-    "older schema": (_edit_manifest(lambda m: m.update(schema=2)), "schema 2, this tool reads schema 3"),
+    "older schema": (_edit_manifest(lambda m: m.update(schema=2)), "schema 2, this tool reads schema 4"),
     "size as a string": (_edit_manifest(lambda m: m["artifacts"][XNN].update(bytes="12")), "bytes"),
     "manifest.json a list": (lambda d: (d / "manifest.json").write_text("[]"), "re-export"),
     "manifest.json binary": (lambda d: (d / "manifest.json").write_bytes(BINARY), "re-export"),
@@ -288,7 +288,7 @@ PUBLISHED = [
     ("files missing", '{"repo": "o/r", "tag": "v1.0.0", "manifest": {}}', "not a published.json"),
     ("a file without url", '{"repo": "o/r", "tag": "v1.0.0", "files": [{"artifact": "x.pte"}]}', "published.json"),
     ("no artifact", '{"repo": "o/r", "tag": "v1.0.0", "files": []}', "lists no published artifact"),
-    ("older manifest", "schema 2", "manifest schema 2, this tool reads schema 3; re-export and re-publish"),
+    ("older manifest", "schema 2", "manifest schema 2, this tool reads schema 4; re-export and re-publish"),
     ("a repo name with a slash too many", "repo a/b/c", "expected OWNER/NAME"),
 ]
 

@@ -92,7 +92,7 @@ def test_card_from_manifest_bench_and_overlays(benched, tmp_path):
 
 
 def test_card_without_bench_says_so():
-    manifest = manifest_from_dict({"schema": 3, "artifacts": {XNN: _entry()}}, "test")
+    manifest = manifest_from_dict({"schema": 4, "artifacts": {XNN: _entry()}}, "test")
     body = render_card(manifest, None, [])
     assert "no benchmark was run" in body and "not measured" in body and "Host benchmark" not in body
 

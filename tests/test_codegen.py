@@ -254,7 +254,7 @@ def test_several_repos_and_variant_suffixes_merge_into_one_module(tmp_path):
             }
         ],
         "manifest": {
-            "schema": 3,
+            "schema": 4,
             "artifacts": {
                 "fcn_resnet50_xnnpack_fp32.pte": sample_entry("fcn_resnet50_xnnpack_fp32.pte", "fcn_resnet50")
             },

@@ -65,7 +65,7 @@ def test_config_from_any_text_fails_only_as_config_error(tmp_path, text):
 def _sample_manifest() -> dict:
     from conftest import sample_entry
 
-    return {"schema": 3, "artifacts": {"m_xnnpack_fp32.pte": sample_entry("m_xnnpack_fp32.pte", "m")}}
+    return {"schema": 4, "artifacts": {"m_xnnpack_fp32.pte": sample_entry("m_xnnpack_fp32.pte", "m")}}
 
 
 @RUNS

@@ -1,0 +1,212 @@
+"""Issue 21, fast tier (tiny net): int8 gates measured on a family of weights, a failing gate that
+explains itself, per-layer sensitivity and `keep_fp32: auto`, and accuracy against VOC labels."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, TINY, run_cli, write_yaml
+
+from export import pipeline
+from export.config import ConfigError, load_config
+from export.errors import GateError
+from export.quantize import ACCURACY_METRICS
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import int8_family  # noqa: E402
+import realistic_checkpoint as rc  # noqa: E402
+
+sys.path.pop(0)
+
+# the members' recipe with fewer, smaller scenes and steps: seconds per member on the tiny net
+SMALL = {"size": 64, "n_train": 32, "steps": 60}
+
+
+@pytest.fixture(scope="module")
+def tiny_family(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-family")
+    paths = {}
+    for m in (*rc.FAMILY, *rc.BROKEN_MEMBERS):
+        paths[m.name] = folder / f"tiny_segnet_{m.name}_seed0.pth"
+        torch.save(rc.make_member(m, "tiny_segnet", seed=0, log=lambda *_: None, **SMALL), paths[m.name])
+    return folder, paths
+
+
+def _logits(path, photos=("astronaut", "chelsea", "coffee")):
+    from export.preprocess import photo_inputs
+    from export.weights import load_model
+
+    module = load_model(load_config(TINY), str(path)).module
+    with torch.no_grad():
+        return [module(x)["out"] for x in photo_inputs(photos, 64, 64, "rne-0.9").values()]
+
+
+def test_family_spans_logit_scale_and_near_ties_and_outliers_keep_fp32_output(tiny_family):
+    _, paths = tiny_family
+    assert len(rc.FAMILY) >= 8 and {m.backbone for m in rc.FAMILY} >= {"random", "trained-like"}
+    ranges, ties = {}, {}
+    for name in (
+        "random",
+        "random_trained_scale",
+        "fixture_small_scale",
+        "fixture_large_scale",
+        "fixture",
+        "fixture_twins",
+    ):
+        out = _logits(paths[name])
+        ranges[name] = float(np.median([float(o.max() - o.min()) for o in out]))
+        top2 = torch.cat(out).topk(2, dim=1).values
+        ties[name] = float(((top2[:, 0] - top2[:, 1]) < 0.05 * ranges[name]).double().mean())
+    assert ranges["random"] < 5 < 25 < ranges["random_trained_scale"]  # a random backbone at trained scale
+    assert ranges["fixture_small_scale"] < 10 and ranges["fixture_large_scale"] > 40
+    assert ties["fixture_twins"] > ties["fixture"] + 0.2  # confusable classes: many more near-ties
+    # the injected outlier channel changes the activations, not the function
+    for base, broken in (("fixture", "outlier_fixture"), ("undertrained", "outlier_undertrained")):
+        for a, b in zip(_logits(paths[base]), _logits(paths[broken]), strict=True):
+            assert float((a - b).abs().max()) <= 1e-4 * float(a.max() - a.min())
+
+
+@pytest.mark.parametrize(
+    "member", ["random", "undertrained_twins", "fixture_twins", "fixture_large_scale", "outlier_fixture"]
+)
+def test_shipped_bounds_pass_every_healthy_member_and_fail_every_broken_case(tiny_family, member, tmp_path):
+    """The eager quantized model (the file's arithmetic) of each recipe vs fp32, held to the config's
+    bounds: healthy passes on every kind of weights, every broken recipe fails on every kind."""
+    from export.metrics import check
+
+    folder, paths = tiny_family
+    cfg = load_config(TINY)
+    bounds = cfg.accuracy.bounds.gated()
+    broken_member = member in {m.name for m in rc.BROKEN_MEMBERS}
+    recipes = ["shipped"] if broken_member else list(int8_family.RECIPES)
+    res = int8_family.measure(cfg, cfg.variant("xnnpack_int8"), paths[member], recipes, tmp_path)
+    for recipe, per in res["rows"].items():
+        failed = check(int8_family.worst_of(per), bounds)
+        healthy = recipe == "shipped" and not broken_member
+        assert bool(failed) != healthy, (member, recipe, failed, int8_family.worst_of(per))
+
+
+@pytest.fixture(scope="module")
+def outlier_cfg(tmp_path_factory):
+    return write_yaml(tmp_path_factory.mktemp("outlier") / "tiny_segnet.yaml", TINY.read_text())
+
+
+def test_failing_gate_prints_every_metric_per_photo_and_the_next_step(tiny_family, tmp_path):
+    _, paths = tiny_family
+    before = tmp_path / "out"
+    with pytest.raises(GateError) as err:
+        pipeline.build(load_config(TINY), ["xnnpack_int8"], str(paths["outlier_fixture"]), before)
+    msg = str(err.value)
+    assert msg.startswith("accuracy gate (release bounds): tiny_segnet_xnnpack_int8.pte: centered_snr_db=")
+    for metric in ACCURACY_METRICS:  # every metric, gated or not, per photo
+        assert f"\n{metric} " in msg, metric
+    assert "astronaut" in msg and "chelsea" in msg and " x" in msg and "info" in msg
+    assert "next: " in msg and "explain-int8" in msg and "keep_fp32" in msg
+    assert not (before / "tiny_segnet_xnnpack_int8.pte").exists()
+
+
+def test_explain_int8_names_the_layer_behind_the_outlier_and_auto_keeps_it(tiny_family, tmp_path):
+    """The outlier channel sits between model.backbone.1 (its BN) and model.backbone.3 (the conv
+    that undoes it): alone in int8, that conv is the worst layer by orders of magnitude; with
+    keep_fp32: auto the build passes, keeping it and its input's producers, and says what it cost."""
+    _, paths = tiny_family
+    ckpt = str(paths["outlier_fixture"])
+    proc = run_cli("explain-int8", "--config", str(TINY), "--weights", ckpt)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [ln.split() for ln in proc.stdout.splitlines() if ln.startswith("model.")]
+    assert rows[0][0] == "model.backbone.3", proc.stdout
+    assert float(rows[0][1]) + 10 < float(rows[1][1])  # dB: the worst stands out
+    assert "keep_fp32: [model.backbone.3, model.backbone.2, model.backbone.1, model.backbone.0]" in proc.stdout
+    text = TINY.read_text().replace(
+        "  - backend: xnnpack\n    precision: int8\n",
+        "  - backend: xnnpack\n    precision: int8\n    quantization: {keep_fp32: auto, keep_fp32_cap: 10.0}\n",
+    )
+    cfg = load_config(write_yaml(tmp_path / "tiny_segnet.yaml", text))
+    res = pipeline.build(cfg, ["xnnpack_int8"], ckpt, tmp_path / "out")
+    acc = res[0].entry.accuracy
+    auto = acc.keep_fp32_auto
+    assert auto is not None and "model.backbone.3" in auto.kept and auto.extra_bytes > 0
+    assert [s.passes for s in auto.steps] == [False] * (len(auto.steps) - 1) + [True]
+    assert acc.recipe.keep_fp32 == auto.kept
+    assert acc.worst.centered_snr_db >= cfg.accuracy.bounds.min_centered_snr_db
+
+
+def test_keep_fp32_auto_stops_at_its_cap(tiny_family, tmp_path):
+    _, paths = tiny_family
+    text = TINY.read_text().replace(
+        "  - backend: xnnpack\n    precision: int8\n",
+        "  - backend: xnnpack\n    precision: int8\n    quantization: {keep_fp32: auto, keep_fp32_cap: 0.05}\n",
+    )
+    cfg = load_config(write_yaml(tmp_path / "tiny_segnet.yaml", text))
+    with pytest.raises(GateError, match="accuracy gate"):
+        pipeline.build(cfg, ["xnnpack_int8"], str(paths["outlier_fixture"]), tmp_path / "out")
+
+
+def test_keep_fp32_takes_names_or_auto_only(tmp_path):
+    text = TINY.read_text().replace(
+        "  - backend: xnnpack\n    precision: int8\n",
+        "  - backend: xnnpack\n    precision: int8\n    quantization: {keep_fp32: everything}\n",
+    )
+    with pytest.raises(ConfigError, match=r"variants\[1\]\.quantization\.keep_fp32: 'everything': give a list"):
+        load_config(write_yaml(tmp_path / "tiny_segnet.yaml", text))
+
+
+def voc_folder(root, n: int = 8, size: int = 96, seed: int = 3):
+    """A Pascal VOC-layout set from the fixture's synthetic scenes (their masks are the labels),
+    with a 255 (ignore) border as VOC's; val.txt lists all but one."""
+    import cv2
+    from PIL import Image
+
+    imgs, masks = rc.scenes(n, size, seed)
+    (root / "JPEGImages").mkdir(parents=True)
+    (root / "SegmentationClass").mkdir()
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    palette = sum(([i * 12 % 256, i * 40 % 256, i * 90 % 256] for i in range(256)), [])
+    for i in range(n):
+        rgb = (imgs[i].transpose(1, 2, 0) * 255).round().astype(np.uint8)
+        cv2.imwrite(str(root / "JPEGImages" / f"{i:04d}.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        lab = masks[i].astype(np.uint8)
+        lab[:2], lab[-2:], lab[:, :2], lab[:, -2:] = 255, 255, 255, 255
+        im = Image.fromarray(lab, mode="P")
+        im.putpalette(palette)
+        im.save(root / "SegmentationClass" / f"{i:04d}.png")
+    (root / "ImageSets" / "Segmentation" / "val.txt").write_text("".join(f"{i:04d}\n" for i in range(n - 1)))
+    return root
+
+
+def test_labels_path_reports_miou_per_model_and_gates_the_drop(tiny_family, tmp_path):
+    from PIL import Image
+
+    _, paths = tiny_family
+    voc = voc_folder(tmp_path / "voc")
+    text = TINY.read_text().replace("  bounds: {min_centered", f"  labels: {voc}\n  bounds: {{min_centered")
+    cfg = load_config(write_yaml(tmp_path / "tiny_segnet.yaml", text))
+    res = pipeline.build(cfg, ["xnnpack_int8"], str(paths["fixture"]), tmp_path / "out")
+    labels = res[0].entry.accuracy.labels
+    assert labels is not None and labels.images == 7 and labels.seconds_per_image > 0
+    assert set(labels.scores) == {"eager fp32", "int8 file"}
+    fp32 = labels.scores["eager fp32"]
+    assert 0.1 < fp32.miou <= 1 and 0.3 < fp32.pixel_accuracy <= 1  # the fixture learnt these scenes
+    assert labels.miou_drop <= labels.max_miou_drop
+    # the same labels gate alone (no other bound) fails on a broken calibration
+    grey = tmp_path / "grey"
+    grey.mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((64, 64, 3), 128 + i, np.uint8)).save(grey / f"{i}.png")
+    text = text.replace("  count: 2", f"  folder: {grey}\n  count: 2")
+    text = text.replace("bounds: {min_centered_snr_db: 24.0}", "bounds: {}")
+    bad = load_config(write_yaml(tmp_path / "tiny_segnet.yaml", text))
+    assert bad.accuracy.bounds.gated() == {}
+    with pytest.raises(GateError, match=r"labels miou_drop=[0-9.]+ \(bound <= 0.02\)"):
+        pipeline.build(bad, ["xnnpack_int8"], str(paths["fixture"]), tmp_path / "out2")
+
+
+def test_labels_folder_not_in_voc_layout_is_one_clear_error(tmp_path):
+    from export.errors import ExportError
+    from export.voc import voc_items
+
+    with pytest.raises(ExportError, match=r"expected Pascal VOC layout .*JPEGImages is missing"):
+        voc_items(tmp_path)
