@@ -17,6 +17,7 @@ TS = ROOT / "scripts" / "ts"
 TSC = TS / "node_modules" / ".bin" / "tsc"
 STUBS = TS / "stubs" / "react-native" / "index.d.ts"
 RNE_0_5, RNE_0_9 = "0.4.0 – 0.7.3", "0.8.0 – 0.9.3"  # the release families of configs/runtimes/rne_releases.yaml
+RNE_0_10 = "0.10.0 – 0.10.2"  # useSemanticSegmenter: serves both contracts through the constant's normalizeOpts
 
 
 def tsc(folder, *sources, rne: str | None = None):
@@ -214,7 +215,7 @@ def typecheck_card(folder, card: str) -> list[str]:
 
 def test_the_table_names_the_releases_installed_for_type_checks():
     """Each release family is type-checked against one npm release, and scripts/ts pins exactly those."""
-    assert {f.label: f.typecheck for f in families()} == {RNE_0_5: "0.5.15", RNE_0_9: "0.9.3"}
+    assert {f.label: f.typecheck for f in families()} == {RNE_0_5: "0.5.15", RNE_0_9: "0.9.3", RNE_0_10: "0.10.2"}
     pins = json.loads((TS / "package.json").read_text())["devDependencies"]
     assert {k: v for k, v in pins.items() if k.startswith("rne-")} == {
         f"rne-{f.typecheck}": f"npm:react-native-executorch@{f.typecheck}" for f in families()
@@ -229,7 +230,7 @@ def test_card_snippets_type_check_per_release_family(tmp_path):
     pub = published(with_rne09=True)
     (tmp_path / "modelUrls.ts").write_text(render_ts(pub))
     card = render_card(manifest_from_dict(pub["manifest"], "test"), None, [])
-    assert typecheck_card(tmp_path, card) == [RNE_0_5, RNE_0_9]
+    assert typecheck_card(tmp_path, card) == [RNE_0_5, RNE_0_9, RNE_0_10, RNE_0_10]
     assert "from 'react-native-executorch';" in card and "DEEPLAB_V3_RESNET50 }" not in card.split("from 'react")[0]
     row = next(
         ln for ln in card.splitlines() if ln.startswith("| `xnnpack/deeplab_v3_resnet50_xnnpack_fp32_rne09.pte`")
