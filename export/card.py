@@ -139,8 +139,9 @@ def render_card(manifest: Manifest, bench: dict | None, overlays: list[str]) -> 
         "## Usage",
         "",
         "Each react-native-executorch release line feeds the model differently, so each has its own file "
-        "and constant. The constants are in `modelUrls.ts`, generated when these files were published "
-        "(their URLs point at this repo's tag).",
+        "and constant. From 0.10 (useSemanticSegmenter) the constant carries the normalization "
+        "(`normalizeOpts`), so files of either contract serve it, each with its own. The constants are in "
+        "`modelUrls.ts`, generated when these files were published (their URLs point at this repo's tag).",
         "",
     ]
     for c in consts:
