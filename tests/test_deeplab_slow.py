@@ -245,7 +245,7 @@ def test_default_weights_load_from_torchvision_cache(tmp_path, monkeypatch):
 def test_seed_model_constants_and_card_fit_each_rne_release(export_random, tmp_path):
     """The seed model's real files as publish would record them: one constant per file group and RNE
     release line (the 0.8+ line gets the rne-0.9 file and the built-in modelName), and modelUrls.ts
-    plus every card snippet compile against react-native-executorch 0.5.15 and 0.9.3 from npm."""
+    plus every card snippet compile against react-native-executorch 0.5.15, 0.9.3 and 0.10.2 from npm."""
     from test_codegen import RNE_0_5, RNE_0_9, RNE_0_10, typecheck_card
 
     from export.card import render_card
