@@ -8,11 +8,11 @@ from pathlib import Path
 
 import yaml
 
-from .codegen import constants_for, snippet
+from .codegen import constants_for, group_snippet, groups_for, snippet
 from .errors import ExportError
 from .files import write_bytes_atomic
 from .manifest import Entry, Manifest, checked_files, read_manifest
-from .runtimes import RneLine, claimed_lines, contract_lines, load_runtimes, releases_label
+from .runtimes import RneLine, claimed_lines, contract_lines, load_runtimes, releases_label, served_lines
 
 CARD_NAME = "README.md"
 OVERLAY_DIR = "overlays"
@@ -52,6 +52,15 @@ def _fmt_ms(bench: dict | None, name: str, key: str, fmt: str) -> str:
 def _claimed(e: Entry, lines: tuple[RneLine, ...]) -> str:
     """The RNE releases a file claims: its contract's release lines, from its min_rne on."""
     return releases_label(claimed_lines(e, lines), e.min_rne)
+
+
+def _served(e: Entry, lines: tuple[RneLine, ...]) -> str:
+    """The RNE releases that run a file through its constant's normalizeOpts, and which ones."""
+    served = served_lines(e, lines)
+    if not served:
+        return "-"
+    feeds = sorted({ln.feed_for(e.contract.name) or "" for ln in served})
+    return f"{releases_label(served, e.min_rne)} (normalizeOpts {', '.join(feeds)})"
 
 
 def _compat_table(manifest: Manifest, lines: tuple[RneLine, ...]) -> list[str]:
@@ -104,7 +113,9 @@ def render_card(manifest: Manifest, bench: dict | None, overlays: list[str]) -> 
         "tags": ["executorch", "react-native-executorch", "semantic-segmentation", "pascal-voc", model, *backends],
     }
     table = load_runtimes()  # the RNE release lines, read once for the whole card
-    consts = constants_for([(n, f"{e.backend}/{n}") for n, e in arts.items()], arts, table)
+    paths = [(n, f"{e.backend}/{n}") for n, e in arts.items()]
+    consts = constants_for(paths, arts, table)
+    groups = groups_for(paths, arts, table)
     random_weights = sorted({e.weights.identity for e in arts.values() if e.weights.kind == "random"})
     lines = [
         "---",
@@ -128,8 +139,9 @@ def render_card(manifest: Manifest, bench: dict | None, overlays: list[str]) -> 
         "## Usage",
         "",
         "Each react-native-executorch release line feeds the model differently, so each has its own file "
-        "and constant. The constants are in `modelUrls.ts`, generated when these files were published "
-        "(their URLs point at this repo's tag).",
+        "and constant. From 0.10 (useSemanticSegmenter) the constant carries the normalization "
+        "(`normalizeOpts`), so files of either contract serve it, each with its own. The constants are in "
+        "`modelUrls.ts`, generated when these files were published (their URLs point at this repo's tag).",
         "",
     ]
     for c in consts:
@@ -138,6 +150,15 @@ def render_card(manifest: Manifest, bench: dict | None, overlays: list[str]) -> 
             "",
             "```tsx",
             snippet(c, first.labels).rstrip("\n"),
+            "```",
+            "",
+        ]
+    for g in groups:
+        lines += [
+            f"### react-native-executorch {g.releases} (`{g.name}`, contract {g.contract}, normalizeOpts {g.feed})",
+            "",
+            "```tsx",
+            group_snippet(g).rstrip("\n"),
             "```",
             "",
         ]
@@ -159,17 +180,18 @@ def render_card(manifest: Manifest, bench: dict | None, overlays: list[str]) -> 
         "",
         "## Artifacts",
         "",
-        "| file | react-native-executorch | contract | input | normalization | backend | precision | MB | sha256 | "
+        "| file | react-native-executorch | contract | react-native-executorch, normalizeOpts in the constant | "
+        "input | normalization | backend | precision | MB | sha256 | "
         "parity | argmax agreement (decisive pixels) | max error / logit range | SNR dB | "
         "host median ms | × eager | × ONNX Runtime | peak MB |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     releases = {n: _claimed(e, table) for n, e in arts.items()}
     for name, e in arts.items():
         norm = "ImageNet mean/std in the graph" if e.contract.normalize_in_graph else "ImageNet mean/std by the runtime"
         head = (
             f"| `{e.backend}/{name}` | {releases[name] or 'none (no release line takes this contract)'} | "
-            f"{e.contract.name} | {e.input.layout} {e.input.dtype} {list(e.input.shape)} | {norm} "
+            f"{e.contract.name} | {_served(e, table)} | {e.input.layout} {e.input.dtype} {list(e.input.shape)} | {norm} "
         )
         w = e.parity.worst
         nums = (

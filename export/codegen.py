@@ -6,6 +6,12 @@
   useSemanticSegmentation releases carry the built-in `modelName` (which makes the runtime apply
   ImageNet mean/std); those for useImageSegmentation releases do not, so neither can be passed to
   the other's hook without a type error.
+- For release lines whose hook takes the normalization from the constant (useSemanticSegmenter,
+  0.10): one typed `SemanticSegmenterModel` per file (modelPath + full modelOpts, normalizeOpts
+  chosen per file's contract), grouped per model as RNE's own registry groups them (XNNPACK_FP32,
+  XNNPACK_INT8, COREML_FP16, ..., DEFAULT = Core ML on iOS, XNNPACK on Android). The types are
+  imported under `@ts-ignore`, so the module still compiles for apps on older releases (there
+  those constants are untyped); against 0.10 they are checked.
 - `model_urls.py` with the same names and URLs for Python users and tests.
 Same input, same bytes: no timestamps. Never imports torch.
 """
@@ -18,6 +24,7 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import IMAGENET_MEAN, IMAGENET_STD
 from .errors import ExportError
 from .files import ensure_writable_dir, write_bytes_atomic
 from .hubnames import check_repo_and_tag, sends_token
@@ -31,6 +38,33 @@ ANDROID_PREFERENCE = (("xnnpack", "fp32"), ("xnnpack", "fp16"))
 IOS_PREFERENCE = (("coreml", "fp16"), ("coreml", "fp32"))
 CLASS_OF_INTEREST = "PERSON"  # the snippets' example class (every model here has the VOC labels)
 
+# Hooks whose constant carries the normalization (a release line with `serves`): the name suffix of
+# their per-model constants. A new hook of that kind is one entry here.
+GROUPED_HOOKS = {"useSemanticSegmenter": "SEGMENTER"}
+# RNE 0.10's PASCAL_VOC_LABELS (src/constants.ts; tests compare it with the package's): a model
+# with these labels (any case) in this order gets them, typed PascalVocLabel.
+PASCAL_VOC_LABELS = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+)  # fmt: skip
+# The input resize every gate measured (export/preprocess.py: cv2.resize INTER_LINEAR) = RNE's 'linear'.
+INTERPOLATION = "linear"
+# The mask back to the photo's size: 'nearest' keeps every pixel one label's colour (RNE's own DeepLab
+# constants use 'lanczos', which blends colours at class edges).
+OUT_INTERPOLATION = "nearest"
+# normalizeOpts per feed: pixel·alpha + beta per channel. imagenet is RNE's IMAGENET_NORM expression.
+NORMALIZE_OPTS = {
+    "pixel/255": "{ alpha: 1 / 255, beta: 0 }",
+    "imagenet": "{ alpha: ["
+    + ", ".join(f"1 / (255 * {s})" for s in IMAGENET_STD)
+    + "], beta: ["
+    + ", ".join(f"-{m} / {s}" for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True))
+    + "] }",
+}
+# Member order in a per-model group; DEFAULT: the first present of each platform's preference.
+MEMBER_ORDER = (("xnnpack", "fp32"), ("xnnpack", "int8"), ("coreml", "fp16"), ("coreml", "fp32"))
+GROUP_ANDROID = (("xnnpack", "fp32"), ("xnnpack", "fp16"), ("xnnpack", "int8"))
+
 
 @dataclass(frozen=True)
 class Family:
@@ -39,12 +73,15 @@ class Family:
 
     hook: str
     feeds: str
-    contract: str
+    contract: str | None  # None: the constant's normalizeOpts choose the feed per contract (`serves`)
     lines: tuple[RneLine, ...]
 
     @property
     def label(self) -> str:
         return releases_label(self.lines)
+
+    def feed_for(self, contract: str) -> str | None:
+        return self.lines[0].feed_for(contract)
 
     @property
     def typecheck(self) -> str | None:
@@ -55,22 +92,36 @@ def families(lines: tuple[RneLine, ...] | None = None) -> list[Family]:
     out: list[Family] = []
     for line in lines if lines is not None else load_runtimes():
         last = out[-1] if out else None
-        if last and (last.hook, last.contract) == (line.hook, line.contract):
+        if last and (last.hook, last.contract, last.lines[-1].serves, last.lines[-1].reads) == (
+            line.hook,
+            line.contract,
+            line.serves,
+            line.reads,
+        ):
             out[-1] = Family(last.hook, last.feeds, last.contract, (*last.lines, line))
         else:
             out.append(Family(line.hook, line.feeds, line.contract, (line,)))
     return out
 
 
-def check_pairing(family: Family, artifact: str, contract: ContractInfo) -> None:
+def check_pairing(family: Family, artifact: str, contract: ContractInfo, output: str = "logits") -> None:
     """Refuse a constant that gives these releases a file their runtime feeds differently from what
-    the file expects: ImageNet mean/std applied twice, or not at all."""
-    if all(line.takes(contract.normalize_in_graph) for line in family.lines):
+    the file expects (ImageNet mean/std applied twice, or not at all), or whose output 0 is not what
+    their hook reads."""
+    for line in family.lines:
+        if line.reads != output:
+            raise ExportError(
+                f"{artifact} outputs {output}, but react-native-executorch {family.label} ({family.hook}) reads "
+                f"{line.reads} from output 0; export the contract those releases read, or correct {RUNTIMES_PATH.name}"
+            )
+    feed = family.feed_for(contract.name) or family.feeds
+    if all(line.takes(contract.normalize_in_graph, line.feed_for(contract.name)) for line in family.lines):
         return
-    effect = "normalize its input twice" if family.feeds != "pixel/255" else "never normalize its input"
+    effect = "normalize its input twice" if feed != "pixel/255" else "never normalize its input"
+    how = f"{family.feeds}" if family.contract else f"normalizeOpts = {feed} for {contract.name} (its `serves`)"
     raise ExportError(
         f"{artifact} (contract {contract.name}: {contract.description}) cannot serve react-native-executorch "
-        f"{family.label}: {family.hook} feeds {family.feeds}, so the app would {effect} (wrong masks, no "
+        f"{family.label}: {family.hook} feeds {how}, so the app would {effect} (wrong masks, no "
         f"error); export a variant with the contract those releases feed, or correct {RUNTIMES_PATH.name}"
     )
 
@@ -117,7 +168,7 @@ def constants_for(
         floor = max((e.min_rne for _, e in pick.values() if e.min_rne), key=version_key, default=None)
         for fam in mine:
             for _, e in pick.values():
-                check_pairing(fam, e.path, e.contract)
+                check_pairing(fam, e.path, e.contract, e.output.kind)
             releases = releases_label(fam.lines, floor)
             if not releases:  # the files claim none of this family's releases
                 continue
@@ -138,8 +189,91 @@ def constants_for(
     return sorted(out, key=lambda c: c.name)
 
 
-def constants_from(published: dict | list[dict], lines: tuple[RneLine, ...] | None = None) -> list[Constant]:
-    """The constants of one or several published.json records (only what was published and verified)."""
+@dataclass(frozen=True)
+class Group:
+    """A hook whose constant carries the normalization (GROUPED_HOOKS): one typed model constant per
+    file of one model / input size / contract, keyed BACKEND_PRECISION, plus a per-platform DEFAULT."""
+
+    name: str
+    family: Family
+    model: str
+    contract: str
+    feed: str  # what this group's normalizeOpts make of the pixels: pixel/255 | imagenet
+    labels: tuple[str, ...]
+    voc: bool  # labels are RNE's PASCAL_VOC_LABELS (then lowercase, typed PascalVocLabel)
+    members: tuple[tuple[str, str], ...]  # (XNNPACK_FP32, url or path), in MEMBER_ORDER
+    ios: str  # the member key DEFAULT resolves to on iOS
+    android: str
+    releases: str  # the family's releases from the files' min_rne on
+
+    @property
+    def min_executorch(self) -> str:
+        return self.family.lines[0].executorch
+
+
+def _key(backend: str, precision: str) -> str:
+    return f"{backend}_{precision}".upper()
+
+
+def groups_for(
+    files: list[tuple[str, str]], artifacts: dict[str, Entry], lines: tuple[RneLine, ...] | None = None
+) -> list[Group]:
+    """One Group per model / input size / contract and per release family of a GROUPED_HOOKS hook
+    that serves that contract. `files`: (artifact, url) pairs."""
+    by: dict[tuple[str, str], dict[tuple[str, str], tuple[str, Entry]]] = {}
+    for name, url in files:
+        e = artifacts[name]
+        suffix = e.variant[len(f"{e.backend}_{e.precision}") :]
+        kinds = by.setdefault((e.model, suffix), {})
+        if (e.backend, e.precision) in kinds:
+            raise ExportError(f"{e.model}: two published files for {e.backend} {e.precision}{suffix}")
+        kinds[(e.backend, e.precision)] = (url, e)
+    fams = [f for f in families(lines) if f.contract is None]
+    unknown = sorted({f.hook for f in fams} - set(GROUPED_HOOKS))
+    if unknown:
+        raise ExportError(f"{RUNTIMES_PATH.name}: no constant style for {', '.join(unknown)} (codegen.GROUPED_HOOKS)")
+    out = []
+    for (model, suffix), kinds in by.items():
+        entries = [e for _, e in kinds.values()]
+        contract = entries[0].contract
+        if any(e.contract != contract or e.labels != entries[0].labels for e in entries):
+            raise ExportError(f"{model}{suffix}: its files differ in contract or labels; give them distinct variants")
+        floor = max((e.min_rne for e in entries if e.min_rne), key=version_key, default=None)
+        order = [k for k in MEMBER_ORDER if k in kinds] + sorted(k for k in kinds if k not in MEMBER_ORDER)
+        android = next((k for k in GROUP_ANDROID if k in kinds), order[0])
+        ios = next((k for k in IOS_PREFERENCE if k in kinds), android)
+        labels = entries[0].labels
+        voc = tuple(label.lower() for label in labels) == PASCAL_VOC_LABELS
+        for fam in fams:
+            feed = fam.feed_for(contract.name)
+            if feed is None:
+                continue
+            for e in entries:
+                check_pairing(fam, e.path, e.contract, e.output.kind)
+            releases = releases_label(fam.lines, floor)
+            if not releases:
+                continue
+            same_hook = [f for f in fams if f.hook == fam.hook]
+            out.append(
+                Group(
+                    name=f"{model.upper()}{suffix.upper()}_{GROUPED_HOOKS[fam.hook]}"
+                    + (f"_RNE{fam.lines[0].releases.first.replace('.', '_')}" if len(same_hook) > 1 else ""),
+                    family=fam,
+                    model=model,
+                    contract=contract.name,
+                    feed=feed,
+                    labels=PASCAL_VOC_LABELS if voc else tuple(labels),
+                    voc=voc,
+                    members=tuple((_key(*k), kinds[k][0]) for k in order),
+                    ios=_key(*ios),
+                    android=_key(*android),
+                    releases=releases,
+                )
+            )
+    return sorted(out, key=lambda g: g.name)
+
+
+def _published_files(published: dict | list[dict]) -> tuple[list[tuple[str, str]], dict[str, Entry]]:
     pubs = published if isinstance(published, list) else [published]
     files, artifacts = [], {}
     for pub in pubs:
@@ -148,7 +282,17 @@ def constants_from(published: dict | list[dict], lines: tuple[RneLine, ...] | No
         ).artifacts
         artifacts.update(arts)
         files += [(f["artifact"], f["url"]) for f in pub["files"] if f.get("artifact")]
-    return constants_for(files, artifacts, lines)
+    return files, artifacts
+
+
+def constants_from(published: dict | list[dict], lines: tuple[RneLine, ...] | None = None) -> list[Constant]:
+    """The constants of one or several published.json records (only what was published and verified)."""
+    return constants_for(*_published_files(published), lines)
+
+
+def groups_from(published: dict | list[dict], lines: tuple[RneLine, ...] | None = None) -> list[Group]:
+    """The per-model groups (GROUPED_HOOKS) of one or several published.json records."""
+    return groups_for(*_published_files(published), lines)
 
 
 def _sources(published: dict | list[dict]) -> list[str]:
@@ -168,14 +312,78 @@ def _family_doc(fam: Family, releases: str | None = None) -> str:
     )
 
 
+def _group_doc(g: Group, releases: str | None = None) -> str:
+    graph = "ImageNet mean/std in the graph" if g.feed == "pixel/255" else "ImageNet mean/std by the runtime"
+    return (
+        f"react-native-executorch {releases or g.family.label}: {g.family.hook}, whose runtime feeds RGB "
+        f"pixel·alpha + beta from modelOpts.normalizeOpts; contract {g.contract} ({graph}), so normalizeOpts = "
+        f"{g.feed}"
+    )
+
+
+def _label_type(g: Group) -> str:
+    return "PascalVocLabel" if g.voc else " | ".join(_ts_str(label) for label in dict.fromkeys(g.labels))
+
+
+def _render_group(g: Group) -> list[str]:
+    model = f"SemanticSegmenterModel<{_label_type(g)}>"
+    out = [
+        f"// {_group_doc(g, g.releases)}; needs react-native-executorch >= {g.releases.split(' ')[0]} "
+        f"(ExecuTorch {g.min_executorch})",
+        f"const {g.name}_OPTS: {model}['modelOpts'] = {{",
+        "  labels: [",
+        *[f"    {_ts_str(label)}," for label in g.labels],
+        "  ],",
+        "  resizeMode: 'stretch',",
+        f"  interpolation: {_ts_str(INTERPOLATION)},",
+        f"  normalizeOpts: {NORMALIZE_OPTS[g.feed]},",
+        f"  outInterpolation: {_ts_str(OUT_INTERPOLATION)},",
+        "};",
+    ]
+    for key, url in g.members:
+        out += [
+            f"const {g.name}_{key}: {model} = {{",
+            f"  modelPath: {_ts_str(url)},",
+            f"  modelOpts: {g.name}_OPTS,",
+            "};",
+        ]
+    default = (
+        f"{g.name}_{g.android}"
+        if g.ios == g.android
+        else f"Platform.OS === 'ios' ? {g.name}_{g.ios} : {g.name}_{g.android}"
+    )
+    out += [
+        f"// DEFAULT: {g.ios} on iOS, {g.android} on Android",
+        f"export const {g.name} = {{",
+        *[f"  {key}: {g.name}_{key}," for key, _ in g.members],
+        f"  DEFAULT: {default},",
+        "} as const;",
+        "",
+    ]
+    return out
+
+
 def render_ts(published: dict | list[dict], lines: tuple[RneLine, ...] | None = None) -> str:
     consts = constants_from(published, lines)
+    groups = groups_from(published, lines)
     out = [f"// {HEADER}", *[f"// {src}" for src in _sources(published)], "//"]
     out += ["// Use the constants of your react-native-executorch release:"]
     out += [f"//   {_family_doc(f)}" for f in dict.fromkeys(c.family for c in consts)]
+    out += [
+        f"//   react-native-executorch {f.label}: {f.hook}, the *_{GROUPED_HOOKS[f.hook]} constants"
+        for f in dict.fromkeys(g.family for g in groups)
+    ]
     out.append("")
-    if any(c.ios != c.android for c in consts):
+    if any(c.ios != c.android for c in consts) or any(g.ios != g.android for g in groups):
         out += ["import { Platform } from 'react-native';", ""]
+    if groups:
+        types = (["PascalVocLabel"] if any(g.voc for g in groups) else []) + ["SemanticSegmenterModel"]
+        out += [
+            "// @ts-ignore: react-native-executorch < 0.10 has no such types; there the *_SEGMENTER constants are",
+            "// untyped (and unused). Against 0.10 they are checked.",
+            f"import type {{ {', '.join(types)} }} from 'react-native-executorch';",
+            "",
+        ]
     for c in consts:
         out.append(
             f"// {_family_doc(c.family, c.releases)}; needs react-native-executorch >= {c.releases.split(' ')[0]}"
@@ -193,6 +401,8 @@ def render_ts(published: dict | list[dict], lines: tuple[RneLine, ...] | None = 
                 f"      : {_ts_str(c.android)},",
             ]
         out += ["} as const;", ""]
+    for g in groups:
+        out += _render_group(g)
     return "\n".join(out)
 
 
@@ -220,7 +430,24 @@ def render_py(published: dict | list[dict], lines: tuple[RneLine, ...] | None = 
             "}",
             "",
         ]
-    urls = sorted({u for c in consts for u in (c.ios, c.android)})
+    groups = groups_from(published, lines)
+    for g in groups:
+        out += [
+            f"# {_group_doc(g, g.releases)}",
+            f"{g.name} = {{",
+            "    'modelPath': {",
+            *[f"        {key!r}: {url!r}," for key, url in g.members],
+            "    },",
+            f"    'default': {{'ios': {g.ios!r}, 'android': {g.android!r}}},",
+            f"    'normalizeOpts': {g.feed!r},",
+            f"    'labels': {g.labels!r},",
+            f"    'contract': {g.contract!r},",
+            f"    'rne': {g.releases!r},",
+            f"    'hook': {g.family.hook!r},",
+            "}",
+            "",
+        ]
+    urls = sorted({u for c in consts for u in (c.ios, c.android)} | {u for g in groups for _, u in g.members})
     out += ["ALL_URLS = (", *[f"    {u!r}," for u in urls], ")", ""]
     return "\n".join(out)
 
@@ -253,6 +480,36 @@ def snippet(c: Constant, labels: tuple[str, ...] | list[str]) -> str:
             "",
         ]
     )
+
+
+def group_snippet(g: Group) -> str:
+    """How an app of the group's releases uses it (type-checked against the family's npm release in
+    the tests): the hook with the DEFAULT file, a colour for one label, the RGBA mask back."""
+    label = next((x for x in g.labels if x.upper() == CLASS_OF_INTEREST), g.labels[min(1, len(g.labels) - 1)])
+    return "\n".join(
+        [
+            f"// react-native-executorch {g.releases}",
+            f"import {{ {g.family.hook}, type cv }} from 'react-native-executorch';",
+            f"import {{ {g.name} }} from './modelUrls';",
+            "",
+            "export function useSegmentation() {",
+            f"  // DEFAULT: {g.ios} on iOS, {g.android} on Android; or pick one, e.g. {g.name}.{g.members[0][0]}",
+            f"  const model = {g.family.hook}({g.name}.DEFAULT);",
+            "  const segment = async (image: cv.ImageBuffer) => {",
+            "    if (!model.segment) throw new Error('the model is not loaded yet');",
+            f"    // an RGBA mask at the image's size: {label} in red, every other label transparent",
+            f"    const result = await model.segment(image, {{ {_ts_key(label)}: [255, 0, 0, 255] }});",
+            "    return result.buffer;",
+            "  };",
+            "  return { ready: model.isReady, segment };",
+            "}",
+            "",
+        ]
+    )
+
+
+def _ts_key(label: str) -> str:
+    return label if re.fullmatch(r"[A-Za-z_$][A-Za-z0-9_$]*", label) else _ts_str(label)
 
 
 def _checked_published(pub: object, path: str | Path) -> dict:

@@ -320,6 +320,14 @@ def _convert(tp: Any, value: Any, source: Path, key: str, partial: bool = False)
                 for i, (t, v) in enumerate(zip(items, value, strict=True))
             )
         return tuple(_convert(item_tp, v, source, f"{key}[{i}]", partial) for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            _fail(source, key, f"expected a mapping, got {type(value).__name__}")
+        key_tp, value_tp = typing.get_args(tp)
+        return {
+            _convert(key_tp, k, source, key, partial): _convert(value_tp, v, source, f"{key}.{k}", partial)
+            for k, v in value.items()
+        }
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             _fail(source, key, f"expected a finite number, got {value!r}")

@@ -1,12 +1,16 @@
 """React Native ExecuTorch release lines (configs/runtimes/rne_releases.yaml): the ExecuTorch runtime each embeds,
-the segmentation hook it offers and what that hook feeds a model. Codegen and the card read it to
-say which constant and which file fit which app release. No torch.
+the segmentation hook it offers, what that hook feeds a model and reads back. Codegen and the card
+read it to say which constant and which file fit which app release. No torch.
+
+Two kinds of line: a hook that fixes the normalization (`contract`: the one contract its files
+have), and a hook that takes it from the model constant (`feeds: normalizeOpts`; `serves`: each
+contract it can run and the normalization its constants then ask for).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -15,8 +19,17 @@ from .config import CONTRACTS, ConfigError, _build, _fail
 from .manifest import Entry
 
 RUNTIMES_PATH = Path(__file__).resolve().parent.parent / "configs" / "runtimes" / "rne_releases.yaml"
-# What each hook's native code does to a decoded RGB photo before the model sees it.
-HOOK_FEEDS = {"useImageSegmentation": "pixel/255", "useSemanticSegmentation": "imagenet"}
+# What each hook's native code does to a decoded RGB photo before the model sees it; normalizeOpts:
+# pixel·alpha + beta per channel, alpha/beta from the model constant (the line's `serves` says which).
+HOOK_FEEDS = {
+    "useImageSegmentation": "pixel/255",
+    "useSemanticSegmentation": "imagenet",
+    "useSemanticSegmenter": "normalizeOpts",
+}
+# What a feed does to pixel/255: True = applies ImageNet mean/std (the graph must not).
+FEED_NORMALIZES = {"pixel/255": False, "imagenet": True}
+# What a hook can read from output 0 (the manifest's output.kind): float32 logits [1,K,H,W].
+OUTPUT_KINDS = ("logits",)
 VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
 
 
@@ -31,19 +44,32 @@ class RneLine:
     releases: Releases
     executorch: str  # the ExecuTorch runtime these releases embed
     torch: str  # the torch that runtime's Python wheel is built against
-    hook: str  # useImageSegmentation | useSemanticSegmentation
-    feeds: str  # pixel/255 (RGB /255 only) | imagenet (/255, then ImageNet mean/std)
-    contract: str  # the contract of the files this toolchain ships for these releases
+    hook: str  # a HOOK_FEEDS key
+    feeds: str  # pixel/255 (RGB /255 only) | imagenet (/255, then ImageNet mean/std) | normalizeOpts
+    contract: str | None = None  # hooks that fix the feed: the contract of the files shipped for them
+    # feeds: normalizeOpts: contract -> what its constants' normalizeOpts make of RGB pixels
+    serves: dict[str, str] = field(default_factory=dict, hash=False)
+    reads: str = "logits"  # what the hook reads from output 0 (an OUTPUT_KINDS value)
     typecheck: str | None = None  # the npm release the generated TypeScript is checked against
 
     @property
     def label(self) -> str:
         return releases_label([self])
 
-    def takes(self, normalize_in_graph: bool) -> bool:
+    @property
+    def contracts(self) -> tuple[str, ...]:
+        return (self.contract,) if self.contract else tuple(self.serves)
+
+    def feed_for(self, contract: str) -> str | None:
+        """What these releases feed a file of `contract` (None: they do not run such files)."""
+        if self.contract:
+            return self.feeds if contract == self.contract else None
+        return self.serves.get(contract)
+
+    def takes(self, normalize_in_graph: bool, feed: str | None = None) -> bool:
         """Would this release feed a file with this contract what the file expects? pixel/255 needs
         the mean/std inside the graph; a runtime that normalizes needs a graph that does not."""
-        return normalize_in_graph == (self.feeds == "pixel/255")
+        return normalize_in_graph != FEED_NORMALIZES[feed or self.feeds]
 
 
 @dataclass(frozen=True)
@@ -67,14 +93,16 @@ def load_runtimes(path: str | Path = RUNTIMES_PATH) -> tuple[RneLine, ...]:
     previous = None
     for i, line in enumerate(table.lines):
         key = f"lines[{i}]"
-        for field, v in (("releases.first", line.releases.first), ("releases.last", line.releases.last)):
+        for name, v in (("releases.first", line.releases.first), ("releases.last", line.releases.last)):
             if not VERSION_RE.match(v):
-                _fail(source, f"{key}.{field}", f"expected a version like 0.5.15, got {v!r}")
+                _fail(source, f"{key}.{name}", f"expected a version like 0.5.15, got {v!r}")
         if line.hook not in HOOK_FEEDS:
             _fail(source, f"{key}.hook", f"unknown hook {line.hook!r} (valid: {', '.join(HOOK_FEEDS)})")
-        CONTRACTS.get(line.contract, where=f"{source}: {key}.contract")
         if line.feeds != HOOK_FEEDS[line.hook]:
             _fail(source, f"{key}.feeds", f"{line.hook} feeds {HOOK_FEEDS[line.hook]}, not {line.feeds!r}")
+        if line.reads not in OUTPUT_KINDS:
+            _fail(source, f"{key}.reads", f"unknown output kind {line.reads!r} (valid: {', '.join(OUTPUT_KINDS)})")
+        _check_contracts(line, source, key)
         if version_key(line.releases.first) > version_key(line.releases.last):
             _fail(source, f"{key}.releases", f"first {line.releases.first} is after last {line.releases.last}")
         if previous and version_key(line.releases.first) <= version_key(previous.releases.last):
@@ -83,15 +111,40 @@ def load_runtimes(path: str | Path = RUNTIMES_PATH) -> tuple[RneLine, ...]:
     return table.lines
 
 
+def _check_contracts(line: RneLine, source: Path, key: str) -> None:
+    if line.feeds != "normalizeOpts":
+        if line.contract is None or line.serves:
+            _fail(source, key, f"{line.hook} fixes the feed: give `contract`, not `serves`")
+        CONTRACTS.get(line.contract, where=f"{source}: {key}.contract")
+        return
+    if line.contract is not None or not line.serves:
+        _fail(source, key, f"{line.hook} takes normalizeOpts from the constant: give `serves`, not `contract`")
+    for contract, feed in line.serves.items():
+        CONTRACTS.get(contract, where=f"{source}: {key}.serves")
+        if feed not in FEED_NORMALIZES:
+            _fail(source, f"{key}.serves.{contract}", f"expected one of {', '.join(FEED_NORMALIZES)}, got {feed!r}")
+
+
 def contract_lines(entry: Entry, lines: tuple[RneLine, ...]) -> list[RneLine]:
-    """The release lines whose hook feeds this file's contract, whatever its `min_rne`."""
+    """The release lines whose hook itself feeds this file's contract (`contract:`), whatever its
+    `min_rne`. Lines that feed it through the constant's normalizeOpts are `served_lines`."""
     return [ln for ln in lines if ln.contract == entry.contract.name]
 
 
 def claimed_lines(entry: Entry, lines: tuple[RneLine, ...]) -> list[RneLine]:
-    """The release lines whose hook feeds this file's contract, from its `min_rne` on."""
+    """`contract_lines` from the file's `min_rne` on: what `export compat` checks and publish
+    requires proof for."""
     low = version_key(entry.min_rne) if entry.min_rne else (0,)
     return [ln for ln in contract_lines(entry, lines) if version_key(ln.releases.last) >= low]
+
+
+def served_lines(entry: Entry, lines: tuple[RneLine, ...]) -> list[RneLine]:
+    """The release lines that run this file through the constant's normalizeOpts (`serves`), from
+    its `min_rne` on."""
+    low = version_key(entry.min_rne) if entry.min_rne else (0,)
+    return [
+        ln for ln in lines if ln.serves and ln.feed_for(entry.contract.name) and version_key(ln.releases.last) >= low
+    ]
 
 
 def releases_label(lines: list[RneLine] | tuple[RneLine, ...], min_rne: str | None = None) -> str:

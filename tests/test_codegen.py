@@ -9,7 +9,19 @@ import subprocess
 import pytest
 from conftest import BASE, ROOT, published, run_cli, sample_entry, write_yaml
 
-from export.codegen import HEADER, constants_from, families, render_py, render_ts, snippet, write_modules
+from export.codegen import (
+    HEADER,
+    NORMALIZE_OPTS,
+    PASCAL_VOC_LABELS,
+    constants_from,
+    families,
+    group_snippet,
+    groups_from,
+    render_py,
+    render_ts,
+    snippet,
+    write_modules,
+)
 from export.errors import ExportError
 from export.runtimes import load_runtimes, version_key
 
@@ -17,6 +29,7 @@ TS = ROOT / "scripts" / "ts"
 TSC = TS / "node_modules" / ".bin" / "tsc"
 STUBS = TS / "stubs" / "react-native" / "index.d.ts"
 RNE_0_5, RNE_0_9 = "0.4.0 – 0.7.3", "0.8.0 – 0.9.3"  # the release families of configs/runtimes/rne_releases.yaml
+RNE_0_10 = "0.10.0 – 0.10.2"  # useSemanticSegmenter: serves both contracts through the constant's normalizeOpts
 
 
 def tsc(folder, *sources, rne: str | None = None):
@@ -214,7 +227,7 @@ def typecheck_card(folder, card: str) -> list[str]:
 
 def test_the_table_names_the_releases_installed_for_type_checks():
     """Each release family is type-checked against one npm release, and scripts/ts pins exactly those."""
-    assert {f.label: f.typecheck for f in families()} == {RNE_0_5: "0.5.15", RNE_0_9: "0.9.3"}
+    assert {f.label: f.typecheck for f in families()} == {RNE_0_5: "0.5.15", RNE_0_9: "0.9.3", RNE_0_10: "0.10.2"}
     pins = json.loads((TS / "package.json").read_text())["devDependencies"]
     assert {k: v for k, v in pins.items() if k.startswith("rne-")} == {
         f"rne-{f.typecheck}": f"npm:react-native-executorch@{f.typecheck}" for f in families()
@@ -229,7 +242,7 @@ def test_card_snippets_type_check_per_release_family(tmp_path):
     pub = published(with_rne09=True)
     (tmp_path / "modelUrls.ts").write_text(render_ts(pub))
     card = render_card(manifest_from_dict(pub["manifest"], "test"), None, [])
-    assert typecheck_card(tmp_path, card) == [RNE_0_5, RNE_0_9]
+    assert typecheck_card(tmp_path, card) == [RNE_0_5, RNE_0_9, RNE_0_10, RNE_0_10]
     assert "from 'react-native-executorch';" in card and "DEEPLAB_V3_RESNET50 }" not in card.split("from 'react")[0]
     row = next(
         ln for ln in card.splitlines() if ln.startswith("| `xnnpack/deeplab_v3_resnet50_xnnpack_fp32_rne09.pte`")
@@ -294,3 +307,221 @@ def test_unexpected_exception_is_one_line_and_a_traceback_file(monkeypatch, caps
     )
     path = err[0].rsplit("traceback: ", 1)[1].rstrip(")")
     assert "Traceback (most recent call last)" in open(path).read() and "surprise" in open(path).read()
+
+
+# --- react-native-executorch 0.10: useSemanticSegmenter, the normalization in the constant -------------
+
+VOC = [
+    *"BACKGROUND AEROPLANE BICYCLE BIRD BOAT BOTTLE BUS CAR CAT CHAIR COW DININGTABLE DOG HORSE MOTORBIKE".split(),
+    *"PERSON POTTEDPLANT SHEEP SOFA TRAIN TVMONITOR".split(),
+]
+RNE_0_10_PKG = TS / "node_modules" / "rne-0.10.2"
+
+
+def voc(pub: dict) -> dict:
+    """The published record with the real models' labels (the sample entries have two)."""
+    for e in pub["manifest"]["artifacts"].values():
+        e["labels"] = VOC
+    return pub
+
+
+def test_0_10_constants_group_each_models_files_with_the_normalization_each_contract_needs():
+    """Both contracts serve 0.10: the rne-0.5 files (mean/std in the graph) get pixel/255, the rne-0.9
+    file (no mean/std) gets ImageNet's, each in a typed SemanticSegmenterModel grouped per model."""
+    groups = {g.name: g for g in groups_from(published(with_int8=True, with_rne09=True))}
+    assert sorted(groups) == ["DEEPLAB_V3_RESNET50_RNE09_SEGMENTER", "DEEPLAB_V3_RESNET50_SEGMENTER"]
+    g = groups["DEEPLAB_V3_RESNET50_SEGMENTER"]
+    assert (g.family.label, g.family.hook, g.contract, g.feed, g.min_executorch) == (
+        RNE_0_10,
+        "useSemanticSegmenter",
+        "rne-0.5",
+        "pixel/255",
+        "1.3.1",
+    )
+    assert [k for k, _ in g.members] == ["XNNPACK_FP32", "XNNPACK_INT8", "COREML_FP16"]
+    assert (g.ios, g.android) == ("COREML_FP16", "XNNPACK_FP32")
+    r09 = groups["DEEPLAB_V3_RESNET50_RNE09_SEGMENTER"]
+    assert (r09.contract, r09.feed, r09.ios, r09.android) == ("rne-0.9", "imagenet", "XNNPACK_FP32", "XNNPACK_FP32")
+    assert r09.members == (("XNNPACK_FP32", f"{BASE}/xnnpack/deeplab_v3_resnet50_xnnpack_fp32_rne09.pte"),)
+    ts = render_ts(published(with_int8=True, with_rne09=True))
+    block = ts.split("const DEEPLAB_V3_RESNET50_SEGMENTER_OPTS")[1].split("};")[0]
+    assert "normalizeOpts: { alpha: 1 / 255, beta: 0 }," in block and "resizeMode: 'stretch'," in block
+    assert "normalizeOpts: { alpha: [1 / (255 * 0.229)" in ts.split("const DEEPLAB_V3_RESNET50_RNE09_SEGMENTER_OPTS")[1]
+    assert (
+        f"// react-native-executorch {RNE_0_10}: useSemanticSegmenter, whose runtime feeds RGB pixel·alpha + beta "
+        "from modelOpts.normalizeOpts; contract rne-0.5 (ImageNet mean/std in the graph), so normalizeOpts = "
+        "pixel/255; needs react-native-executorch >= 0.10.0 (ExecuTorch 1.3.1)"
+    ) in ts
+    assert (
+        "  DEFAULT: Platform.OS === 'ios' ? DEEPLAB_V3_RESNET50_SEGMENTER_COREML_FP16 : "
+        "DEEPLAB_V3_RESNET50_SEGMENTER_XNNPACK_FP32,"
+    ) in ts
+    # the older lines' constants are as they were
+    assert [c.name for c in constants_from(published(with_int8=True, with_rne09=True))] == [
+        "DEEPLAB_V3_RESNET50",
+        "DEEPLAB_V3_RESNET50_QUANTIZED",
+        "DEEPLAB_V3_RESNET50_RNE09",
+    ]
+
+
+def test_0_10_constants_carry_the_packages_labels_and_normalization():
+    """VOC models get RNE's PASCAL_VOC_LABELS (lowercase, typed PascalVocLabel); normalizeOpts for a
+    graph without mean/std equals the package's IMAGENET_NORM, read from its compiled constants."""
+    [g] = groups_from(voc(published()))
+    assert g.voc and g.labels == PASCAL_VOC_LABELS
+    ts = render_ts(voc(published()))
+    assert (
+        "SemanticSegmenterModel<PascalVocLabel>" in ts
+        and "import type { PascalVocLabel, SemanticSegmenterModel }" in ts
+    )
+    script = (
+        f"import('{RNE_0_10_PKG / 'lib' / 'module' / 'constants.js'}').then(m => console.log(JSON.stringify("
+        f"{{labels: m.PASCAL_VOC_LABELS, norm: m.IMAGENET_NORM, ours: {NORMALIZE_OPTS['imagenet']}}})))"
+    )
+    out = json.loads(subprocess.run(["node", "-e", script], capture_output=True, text=True, check=True).stdout)
+    assert tuple(out["labels"]) == PASCAL_VOC_LABELS
+    assert out["ours"] == out["norm"]  # the same numbers, bit for bit
+
+
+@pytest.mark.parametrize("kw", [{}, {"with_coreml": False}, {"with_int8": True, "with_rne09": True}])
+def test_0_10_constants_and_snippets_type_check_against_the_real_0_10_2(tmp_path, kw):
+    """modelUrls.ts and each 0.10 group's snippet against react-native-executorch 0.10.2 from npm; the same
+    module still compiles against 0.5.15 and 0.9.3 (there the 0.10 constants are untyped)."""
+    pub = voc(published(**kw))
+    (tmp_path / "modelUrls.ts").write_text(render_ts(pub))
+    files = ["modelUrls.ts"]
+    for g in groups_from(pub):
+        (tmp_path / f"{g.name}.tsx").write_text(group_snippet(g))
+        files.append(f"{g.name}.tsx")
+    proc = tsc(tmp_path, *files, rne="0.10.2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for rne in ("0.5.15", "0.9.3"):
+        proc = tsc(tmp_path, "modelUrls.ts", rne=rne)
+        assert proc.returncode == 0, rne + proc.stdout
+
+
+@pytest.mark.parametrize(
+    "edit,code,error",
+    [
+        # the 0.8-0.9 constant ({modelName, modelSource}) handed to 0.10's hook
+        (
+            None,
+            "import { useSemanticSegmenter } from 'react-native-executorch';\n"
+            "import { DEEPLAB_V3_RESNET50_RNE09 } from './modelUrls';\n"
+            "export const use = () => useSemanticSegmenter(DEEPLAB_V3_RESNET50_RNE09);\n",
+            "TS2345",
+        ),
+        # the 0.4-0.7 one ({modelSource})
+        (
+            None,
+            "import { useSemanticSegmenter } from 'react-native-executorch';\n"
+            "import { DEEPLAB_V3_RESNET50 } from './modelUrls';\n"
+            "export const use = () => useSemanticSegmenter(DEEPLAB_V3_RESNET50);\n",
+            "TS2345",
+        ),
+        # the old shape written out by hand
+        (
+            None,
+            "import { useSemanticSegmenter } from 'react-native-executorch';\n"
+            "export const use = () => useSemanticSegmenter({ modelName: 'deeplab-v3-resnet50', modelSource: 'x' });\n",
+            "TS2353",
+        ),
+        # a constant with a resize mode 0.10's segmenter does not take
+        (("resizeMode: 'stretch'", "resizeMode: 'letterbox'"), "", "TS2322"),
+        # a label the model does not have
+        (
+            None,
+            "import { useSemanticSegmenter } from 'react-native-executorch';\n"
+            "import { DEEPLAB_V3_RESNET50_SEGMENTER } from './modelUrls';\n"
+            "export const use = () => useSemanticSegmenter(DEEPLAB_V3_RESNET50_SEGMENTER.DEFAULT)\n"
+            "  .segment?.({ data: new Uint8Array(3), width: 1, height: 1, format: 'rgb', layout: 'hwc' },"
+            " { zebra: [255, 0, 0, 255] });\n",
+            "TS2353",
+        ),
+    ],
+    ids=["rne09-constant", "rne05-constant", "old-shape", "resize-mode", "unknown-label"],
+)
+def test_0_10_types_refuse_the_old_shape_and_wrong_options(tmp_path, edit, code, error):
+    """Against react-native-executorch 0.10.2 the generated constants are checked, not merely accepted."""
+    ts = render_ts(voc(published(with_rne09=True)))
+    if edit:
+        assert edit[0] in ts
+        ts = ts.replace(edit[0], edit[1])
+    (tmp_path / "modelUrls.ts").write_text(ts)
+    (tmp_path / "use.ts").write_text(code or "export {};\n")
+    proc = tsc(tmp_path, "modelUrls.ts", "use.ts", rne="0.10.2")
+    assert proc.returncode != 0 and error in proc.stdout, proc.stdout
+
+
+def test_0_10_pairings_that_normalize_twice_or_never_are_refused(tmp_path):
+    """A table whose 0.10 line would give the rne-0.5 files ImageNet's normalizeOpts (mean/std twice),
+    or the rne-0.9 file pixel/255 (never): generation refuses, through the CLI too, and writes nothing."""
+    table = (ROOT / "configs" / "runtimes" / "rne_releases.yaml").read_text()
+    assert "      rne-0.5: pixel/255\n      rne-0.9: imagenet\n" in table
+    twice = write_yaml(tmp_path / "twice.yaml", table.replace("rne-0.5: pixel/255", "rne-0.5: imagenet"))
+    with pytest.raises(
+        ExportError,
+        match=r"cannot serve react-native-executorch 0\.10\.0 – 0\.10\.2: useSemanticSegmenter feeds normalizeOpts = "
+        r"imagenet for rne-0\.5 .*normalize its input twice",
+    ):
+        render_ts(published(), load_runtimes(twice))
+    never = write_yaml(tmp_path / "never.yaml", table.replace("rne-0.9: imagenet", "rne-0.9: pixel/255"))
+    with pytest.raises(ExportError, match=r"0\.10\.0 – 0\.10\.2.*never normalize its input"):
+        groups_from(published(with_rne09=True), load_runtimes(never))
+    pub = tmp_path / "published.json"
+    pub.write_text(json.dumps(published()))
+    proc = run_cli("codegen", str(pub), "--out", str(tmp_path / "out"), "--runtimes", str(twice))
+    assert proc.returncode == 2 and "normalize its input twice" in proc.stderr, proc.stderr
+    assert not (tmp_path / "out" / "modelUrls.ts").exists()
+
+
+def test_a_file_whose_output_the_hook_does_not_read_is_refused():
+    pub = published()
+    pub["manifest"]["artifacts"]["deeplab_v3_resnet50_xnnpack_fp32.pte"]["output"]["kind"] = "argmax"
+    with pytest.raises(ExportError, match=r"outputs argmax, but react-native-executorch .* reads logits from output 0"):
+        render_ts(pub)
+
+
+@pytest.mark.parametrize(
+    "old,new,error",
+    [
+        (
+            "    serves:\n      rne-0.5: pixel/255\n      rne-0.9: imagenet\n",
+            "    contract: rne-0.5\n",
+            "give `serves`",
+        ),
+        ("rne-0.9: imagenet", "rne-0.9: imagenet/2", "expected one of pixel/255, imagenet"),
+        ("rne-0.9: imagenet", "rne-0.7: imagenet", "rne-0.7"),
+        ("    reads: logits\n", "    reads: argmax\n", "unknown output kind 'argmax'"),
+        (
+            "    hook: useImageSegmentation\n",
+            "    hook: useImageSegmentation\n    serves: {rne-0.9: imagenet}\n",
+            "give `contract`, not `serves`",
+        ),
+    ],
+    ids=["contract-not-serves", "unknown-feed", "unknown-contract", "unknown-output", "serves-on-a-fixed-hook"],
+)
+def test_the_table_refuses_malformed_lines(tmp_path, old, new, error):
+    table = (ROOT / "configs" / "runtimes" / "rne_releases.yaml").read_text()
+    assert old in table
+    with pytest.raises(ExportError, match=error):  # ConfigError, or the contract registry's error
+        load_runtimes(write_yaml(tmp_path / "t.yaml", table.replace(old, new, 1)))
+
+
+def test_python_module_has_the_0_10_groups(tmp_path):
+    path = tmp_path / "model_urls.py"
+    path.write_text(render_py(voc(published(with_int8=True, with_rne09=True))))
+    spec = importlib.util.spec_from_file_location("model_urls", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    g = mod.DEEPLAB_V3_RESNET50_SEGMENTER
+    assert list(g["modelPath"]) == ["XNNPACK_FP32", "XNNPACK_INT8", "COREML_FP16"]
+    assert g["default"] == {"ios": "COREML_FP16", "android": "XNNPACK_FP32"}
+    assert (g["normalizeOpts"], g["contract"], g["rne"], g["hook"]) == (
+        "pixel/255",
+        "rne-0.5",
+        RNE_0_10,
+        "useSemanticSegmenter",
+    )
+    assert mod.DEEPLAB_V3_RESNET50_RNE09_SEGMENTER["normalizeOpts"] == "imagenet"
+    assert g["labels"] == PASCAL_VOC_LABELS and len(mod.ALL_URLS) == 4

@@ -245,8 +245,8 @@ def test_default_weights_load_from_torchvision_cache(tmp_path, monkeypatch):
 def test_seed_model_constants_and_card_fit_each_rne_release(export_random, tmp_path):
     """The seed model's real files as publish would record them: one constant per file group and RNE
     release line (the 0.8+ line gets the rne-0.9 file and the built-in modelName), and modelUrls.ts
-    plus every card snippet compile against react-native-executorch 0.5.15 and 0.9.3 from npm."""
-    from test_codegen import RNE_0_5, RNE_0_9, typecheck_card
+    plus every card snippet compile against react-native-executorch 0.5.15, 0.9.3 and 0.10.2 from npm."""
+    from test_codegen import RNE_0_5, RNE_0_9, RNE_0_10, typecheck_card
 
     from export.card import render_card
     from export.codegen import constants_from, render_ts
@@ -271,6 +271,6 @@ def test_seed_model_constants_and_card_fit_each_rne_release(export_random, tmp_p
     }
     (tmp_path / "modelUrls.ts").write_text(render_ts(pub))
     card = render_card(read_manifest(out / "manifest.json"), None, [])
-    assert typecheck_card(tmp_path, card) == [RNE_0_5] * 3 + [RNE_0_9]
+    assert typecheck_card(tmp_path, card) == [RNE_0_5] * 3 + [RNE_0_9] + [RNE_0_10] * 3  # _SEGMENTER: "", _520, _RNE09
     assert f"| `xnnpack/{Q8}` | 0.5.7 – 0.7.3 | rne-0.5 |" in card  # int8 claims RNE 0.5.7 on (min_rne)
     assert f"| `xnnpack/{X09}` | {RNE_0_9} | rne-0.9 |" in card

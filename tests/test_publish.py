@@ -465,7 +465,8 @@ def test_card_with_overlays_is_published_and_a_bad_card_leaves_no_repo(arts, hub
     assert "README.md" in paths and any(p.startswith("overlays/") and p.endswith(".png") for p in paths)
     assert _served(hub, "v1.0.0", "README.md") == good.encode()
     # the published card's usage compiles with the published constants against the real library
-    assert typecheck_card(arts, good) == ["0.4.0 – 0.7.3"] * 2  # fp32 and int8; the tiny build is rne-0.5 only
+    # fp32 and int8 for 0.4-0.7 (the tiny build is rne-0.5 only); one per-model group for 0.10
+    assert typecheck_card(arts, good) == ["0.4.0 – 0.7.3"] * 2 + ["0.10.0 – 0.10.2"]
     assert hub.state.count("POST", r"/api/validate-yaml", None) == 3  # refused; ours; huggingface_hub's in the commit
 
 
