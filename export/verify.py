@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,6 +127,37 @@ def _round_fp16(t):
     return t
 
 
+FP16_MAX = 65504.0
+
+
+def fp16_overflow(program: torch.export.ExportedProgram, x: torch.Tensor) -> str:
+    """Where fp32 activations first leave fp16's range (graph order), and by how much."""
+
+    class Recorder(torch.fx.Interpreter):
+        found: tuple | None = None
+
+        def run_node(self, n):
+            out = super().run_node(n)
+            if self.found is None and isinstance(out, torch.Tensor) and out.is_floating_point():
+                peak = float(out.detach().abs().max()) if out.numel() else 0.0
+                if peak > FP16_MAX:
+                    stack = n.meta.get("nn_module_stack") or {}
+                    where = list(stack.values())[-1][0] if stack else n.name
+                    self.found = (where, n.name, peak)
+            return out
+
+    rec = Recorder(program.module())
+    with torch.no_grad():
+        rec.run(x)
+    if rec.found is None:
+        return "no fp32 activation exceeds fp16's range (65504): the NaN comes from fp16 rounding inside an op"
+    where, node, peak = rec.found
+    return (
+        f"activations overflow fp16 first at {where} ({node}): max |x| = {peak:.4g}, "
+        f"{peak / FP16_MAX:.3g}x fp16's largest value 65504; these weights need an fp32 Core ML variant"
+    )
+
+
 def fp16_emulation(program: torch.export.ExportedProgram) -> torch.nn.Module:
     """The exported graph with weights, input and every op's float output rounded to fp16. fp32
     arithmetic inside each op: seconds on a CPU where eager fp16 takes minutes."""
@@ -191,5 +223,10 @@ def verify(
     with torch.no_grad():
         per_input = {k: compare(eager(x), run(x), tol.near_tie) for k, x in inputs.items()}
     worst = worst_of(list(per_input.values()))
+    if variant.precision == "fp16" and not math.isfinite(worst.snr_db):
+        bad = next(k for k, m in per_input.items() if not math.isfinite(m.snr_db))
+        raise GateError(
+            f"parity gate ({mode}): {artifact}: fp16 output is not finite on {bad}: {fp16_overflow(program, inputs[bad])}"
+        )
     parity_gate(worst, tol, artifact, mode)
     return Parity(mode, list(inputs), worst, per_input, why=why, bounds=bounds)

@@ -4,7 +4,8 @@
 - ``default``: the config's torchvision weights enum member, through torchvision's own cache
   (``$TORCH_HOME/hub/checkpoints``). When the file is neither cached nor downloadable this fails
   before any other work, naming the exact path to place the checkpoint at.
-- ``random``: seeded init for tests and smoke runs, recorded as ``random(seed=N)``.
+- ``random``: seeded init for tests and smoke runs, its ResNet residual branches made small as a
+  trained net's are (else ResNet-101 overflows fp16), recorded as ``random(seed=N, residual_gain=G)``.
 - a PATH: a state dict loaded with ``weights_only=True`` and strict key checks. torchvision's own
   checkpoint format (aux-head keys included) loads.
 
@@ -25,7 +26,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .errors import ExportError
-from .models import MODELS
+from .models import MODELS, RESIDUAL_GAIN, small_residual_branches
 
 AUX_PREFIX = "aux_classifier."
 
@@ -135,6 +136,11 @@ def _check_labels(cfg: ModelConfig, categories) -> None:
         raise ExportError(f"{cfg.source}: labels do not match the weights' categories {list(categories)}")
 
 
+def random_identity(cfg: ModelConfig) -> str:
+    """Seeded init with small residual branches (models.RESIDUAL_GAIN): the smoke weights."""
+    return f"random(seed={cfg.model.random_seed}, residual_gain={RESIDUAL_GAIN})"
+
+
 def weights_identity(cfg: ModelConfig, weights: str) -> tuple[str, str]:
     """(kind, identity) of `--weights` without building the model: what the manifest and the
     up-to-date check record. Fails like load_model does (before any work)."""
@@ -142,7 +148,7 @@ def weights_identity(cfg: ModelConfig, weights: str) -> tuple[str, str]:
     if weights == "default":
         return "default", _default_checkpoint(cfg)[1]
     if weights == "random":
-        return "random", f"random(seed={cfg.model.random_seed})"
+        return "random", random_identity(cfg)
     path = Path(weights)
     if not path.is_file():
         raise ExportError(f"--weights {weights}: no such file; valid values: default, random, or a checkpoint PATH")
@@ -156,8 +162,8 @@ def load_model(cfg: ModelConfig, weights: str) -> LoadedModel:
         return _default(cfg)
     if weights == "random":
         torch.manual_seed(cfg.model.random_seed)
-        model = MODELS.get(cfg.model.builder).build(cfg.model.num_classes, False)
-        return LoadedModel(_drop_aux(model).eval(), f"random(seed={cfg.model.random_seed})", "random")
+        model = small_residual_branches(MODELS.get(cfg.model.builder).build(cfg.model.num_classes, False))
+        return LoadedModel(_drop_aux(model).eval(), random_identity(cfg), "random")
     path = Path(weights)
     if not path.is_file():
         raise ExportError(f"--weights {weights}: no such file; valid values: default, random, or a checkpoint PATH")

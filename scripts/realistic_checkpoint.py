@@ -47,7 +47,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from export.config import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from export.models import MODELS  # noqa: E402
+from export.models import MODELS, small_residual_branches  # noqa: E402
 from export.preprocess import load_photo, preprocess  # noqa: E402
 
 TEXTURES = ("grass", "gravel", "brick", "rocket", "hubble_deep_field")  # scene backgrounds
@@ -134,10 +134,7 @@ def _photos(size: int) -> torch.Tensor:
 def _trained_like_init(model: nn.Module, residual_gain: float, stem_sigma: float) -> None:
     """Residual branches' last BN gamma = `residual_gain` (ResNet blocks); the first conv's filters,
     when 5x5 or wider (ResNet's 7x7 stem), blurred by a Gaussian of `stem_sigma` px, norm kept."""
-    for m in model.modules():
-        last_bn = {"Bottleneck": "bn3", "BasicBlock": "bn2"}.get(type(m).__name__)
-        if last_bn:
-            nn.init.constant_(getattr(m, last_bn).weight, residual_gain)
+    small_residual_branches(model, residual_gain)
     stem = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     if stem is None or stem_sigma <= 0 or min(stem.kernel_size) < 5:
         return
@@ -209,7 +206,9 @@ class Member:
     backbone realism, head logit scale, near-tie share (and an injected activation outlier)."""
 
     name: str
-    backbone: str  # random (torchvision init) | bn (BN re-estimated on photos) | trained-like (+ gain, stem, BN)
+    # random (torchvision init) | smoke (init, small residual branches: `--weights random`) |
+    # bn (BN re-estimated on photos) | trained-like (small residual branches, smooth stem, BN)
+    backbone: str
     head: str  # none (random head) | final (last 1x1 conv fitted) | full (DeepLabV3: from ASPP's projection)
     logit_range: float | None  # median per-photo logit range the classifier is scaled to (None: as built)
     residual_gain: float = RESIDUAL_GAIN
@@ -225,6 +224,7 @@ FIXTURE = Member("fixture", "trained-like", "full", LOGIT_RANGE, why="the realis
 # the others, which per-tensor int8 ranges crush), never healthy
 FAMILY = (
     Member("random", "random", "none", None, why="torchvision init: logits span ~1-2 units, near-tied"),
+    Member("smoke", "smoke", "none", None, why="`--weights random`: torchvision init, small residual branches"),
     Member("random_trained_scale", "random", "none", 30.0, why="random backbone, head scaled to trained range"),
     Member("trained_backbone_random_head", "trained-like", "none", 12.0, why="trained-like backbone, random head"),
     Member("undertrained", "trained-like", "final", 22.0, residual_gain=0.2, steps=100, why="under-trained fine-tune"),
@@ -281,13 +281,15 @@ def make_member(
     model = MODELS.get(builder).build(num_classes, has_aux)
     if m.backbone == "trained-like":
         _trained_like_init(model, gain, stem_sigma)
+    elif m.backbone == "smoke":
+        small_residual_branches(model)
     photos = _normalize(_photos(size))
     conv = _final_conv(model)
-    if m.backbone != "random" or m.head != "none":
+    if m.backbone not in ("random", "smoke") or m.head != "none":
         imgs, masks = scenes(n_train, size, seed)
         x_all = _normalize(torch.from_numpy(imgs))
         y_all = torch.from_numpy(masks)
-    if m.backbone != "random":
+    if m.backbone not in ("random", "smoke"):
         # 3. BatchNorm statistics of normalized activations, as a trained net has
         bn_batches = [
             torch.cat([x_all[i : i + 8], photos[i // 8 % len(photos)][None]]) for i in range(0, min(64, n_train), 8)

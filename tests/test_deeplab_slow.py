@@ -55,7 +55,7 @@ def test_xnnpack_fp32_entry(export_random):
     assert e["parity"]["worst"]["decisive_agreement"] >= 0.999
     assert e["bytes"] <= MAX_BYTES and e["bytes"] == (out / XNN).stat().st_size
     assert e["input"]["shape"] == [1, 3, 224, 224] and e["output"]["shape"] == [1, 21, 224, 224]
-    assert e["weights"]["identity"] == "random(seed=0)"
+    assert e["weights"]["identity"] == "random(seed=0, residual_gain=0.05)"
     assert e["labels"][0] == "BACKGROUND" and e["labels"][20] == "TVMONITOR"
     assert e["bundle"]["verified"] == "executed"
 
@@ -92,9 +92,10 @@ def test_int8_accuracy_gate_passes_on_real_architecture(export_random):
     out, arts, _ = export_random
     e = arts[Q8]
     acc = e["accuracy"]
-    assert acc["bounds"] == "smoke"  # random weights; the release bounds apply to trained ones
-    for key in ("min_argmax_agreement", "min_miou", "min_snr_db", "min_decisive_agreement"):
-        assert acc["worst"][key[4:]] >= acc["bounds_values"][key]
+    assert acc["bounds"] == "release"  # the gated metrics mean the same for random and trained weights
+    for key, bound in acc["bounds_values"].items():
+        if key.startswith("min_") and bound is not None:
+            assert acc["worst"][key[4:]] >= bound, key
     assert set(acc["images"]) == {"photo:astronaut", "photo:chelsea", "photo:motorcycle_left"}
     assert not {f"photo:{c}" for c in acc["calibration"]} & set(acc["images"])
     assert e["bytes"] < arts[XNN]["bytes"] / 3  # int8 weights: about a quarter of fp32
@@ -140,7 +141,7 @@ def test_realistic_weights_pass_every_gate_with_shipped_bounds(export_realistic)
     acc = arts[Q8]["accuracy"]
     assert acc["bounds"] == "release" and acc["bounds_values"] == dataclasses.asdict(cfg.accuracy.bounds)
     for key, bound in acc["bounds_values"].items():
-        if key.startswith("min_"):
+        if key.startswith("min_") and bound is not None:
             assert acc["worst"][key[4:]] >= bound, key
     assert arts[Q8]["bytes"] <= 45_000_000  # the issue's size bound for int8
     # issue 9's target for the recipe on this fixture: >= 98.5 % of the held-apart photos' pixels
@@ -170,6 +171,28 @@ def test_int8_accuracy_gate_fails_on_broken_calibration(export_realistic, tmp_pa
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "accuracy gate (release bounds): deeplab_v3_resnet50_xnnpack_int8.pte" in proc.stderr
     assert (out / Q8).read_bytes() == before
+
+
+def test_weight_family_subset_on_real_architecture(tmp_path):
+    """Issue 21 on DeepLabV3-ResNet50, a representative subset: torchvision's random init (the
+    family member furthest from trained) through the shipped recipe passes the shipped bounds, and
+    flat-grey, one-unlike-photo and uncalibrated recipes fail them (eager quantized model, the
+    file's arithmetic). The fixture's file: the tests above; the whole family: the config comment."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import int8_family
+    finally:
+        sys.path.pop(0)
+    from export.metrics import check
+
+    cfg = load_config(DEEPLAB)
+    ckpt = int8_family.checkpoint(tmp_path, cfg.model.builder, "random", 0)
+    res = int8_family.measure(cfg, cfg.variant("xnnpack_int8"), ckpt, list(int8_family.RECIPES), tmp_path)
+    for recipe, per in res["rows"].items():
+        failed = check(int8_family.worst_of(per), cfg.accuracy.bounds.gated())
+        assert bool(failed) == (recipe != "shipped"), (recipe, failed)
 
 
 def test_summary_table_and_stage_progress(export_random):

@@ -69,7 +69,7 @@ def test_build_writes_verified_artifacts_and_manifest(tiny_builds, kind):
         }
         assert entry["output"]["shape"] == [1, 21, 32, 32] and entry["output"]["index"] == 0
         if kind == "random":
-            assert entry["weights"] == {"kind": "random", "identity": "random(seed=0)"}
+            assert entry["weights"] == {"kind": "random", "identity": "random(seed=0, residual_gain=0.05)"}
         else:
             assert entry["weights"]["kind"] == "path" and entry["weights"]["identity"].startswith(
                 "file tiny_realistic.pth (sha256 "
@@ -404,3 +404,18 @@ def test_manifest_that_is_a_folder_stops_the_build_before_any_work(tmp_path):
     with pytest.raises(ExportError, match=r"manifest.json is not a file; move it away"):
         pipeline.build(load_config(TINY), None, "random", out)
     assert [p.name for p in out.iterdir()] == ["manifest.json"]  # nothing built
+
+
+def test_fp16_overflow_names_the_layer_and_by_how_much(tmp_path):
+    """Weights whose activations leave fp16's range: the Core ML fp16 gate says where and how far,
+    instead of only 'snr_db=nan'."""
+    model = TinySegNet(21)
+    with torch.no_grad():
+        model.backbone[0].weight.mul_(1e5)  # the first conv's output reaches ~1e5, over fp16's 65504
+    ckpt = tmp_path / "hot.pth"
+    torch.save(model.state_dict(), ckpt)
+    with pytest.raises(
+        GateError,
+        match=r"fp16 output is not finite on photo:astronaut: activations overflow fp16 first at model\.backbone\.0 .*x fp16's largest value 65504",
+    ):
+        pipeline.build(load_config(TINY), ["coreml_fp16"], str(ckpt), tmp_path / "out")
