@@ -216,8 +216,9 @@ def render_card(manifest: Manifest, bench: dict | None, overlays: list[str]) -> 
             lines.append(
                 f"\n`{name}` vs eager fp32 on {len(photos)} held-apart photos ({', '.join(photos)}; few: a "
                 f"spot check, not a dataset): argmax agreement {pooled * 100:.1f}% of all their pixels; each "
-                f"metric's worst photo: {wa.stable_agreement * 100:.2f}% agreement on the pixels fp32 keeps under "
-                f"1 % sensor noise, {wa.flips_vs_noise:.1f}× the pixels that noise flips, argmax agreement "
+                f"metric's worst photo: logit SNR {wa.snr_vs_noise_db:+.1f} dB relative to what 1 % sensor noise "
+                f"does to fp32 (gated), {wa.stable_agreement * 100:.2f}% agreement on the pixels fp32 keeps under "
+                f"that noise, argmax agreement "
                 f"{wa.argmax_agreement * 100:.1f}%, mIoU {wa.miou:.3f}, SNR {wa.snr_db:.1f} dB "
                 f"({acc.bounds} bounds); calibrated on {', '.join(Path(c).name for c in acc.calibration)}"
                 + (f"; {lat.ratio:.2f}× the fp32 file's latency on the export host." if lat.ratio else ".")

@@ -290,7 +290,7 @@ def summary_table(results) -> str:
                     if wst
                     else ("-", "-", "-")
                 ),
-                f"{acc.worst.stable_agreement * 100:.2f}%/{acc.worst.flips_vs_noise:.1f}x" if acc else "-",
+                f"{acc.worst.snr_vs_noise_db:+.1f}" if acc else "-",
                 "up to date" if r.up_to_date else f"{e.export_seconds:.1f}",
             )
         )
@@ -303,7 +303,7 @@ def summary_table(results) -> str:
         "decisive argmax",
         "rel err",
         "snr dB",
-        "int8 stable/flips",
+        "int8 dB vs noise",
         "seconds",
     )
     return tabulate(rows, headers=headers, tablefmt="plain", disable_numparse=True)

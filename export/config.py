@@ -96,6 +96,8 @@ class ModelSpec:
     output_key: str = "out"  # torchvision returns {"out", "aux"}: ship "out" only
     num_classes: int = 21
     random_seed: int = 0  # seed for `--weights random`
+    # `--weights random` with every ResNet block's last BN gamma set to this (None: torchvision's init)
+    random_residual_gain: float | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,8 @@ class AccuracyBounds:
     """Bounds on the int8 file vs eager fp32, each metric's worst held-apart photo (metrics:
     export.quantize.Accuracy). A bound left out (None) is recorded for information, not gated."""
 
+    # int8's logits SNR minus fp32's under 1 % sensor noise: error relative to the model's own stability
+    min_snr_vs_noise_db: float | None = None
     # logits SNR with each pixel's mean over classes removed: the same for any logit scale
     min_centered_snr_db: float | None = None
     # normalized by the fp32 model's own stability under sensor noise

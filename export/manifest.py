@@ -136,6 +136,7 @@ class AccuracyValues:
     miou: float
     snr_db: float
     centered_snr_db: float
+    snr_vs_noise_db: float
     decisive_agreement: float
     decisive_fraction: float
     stable_agreement: float
@@ -147,6 +148,7 @@ class AccuracyValues:
 @dataclass(frozen=True)
 class AccuracyBoundValues:
     __pydantic_config__ = STRICT
+    min_snr_vs_noise_db: float | None
     min_centered_snr_db: float | None
     min_stable_agreement: float | None
     max_flips_vs_noise: float | None

@@ -76,15 +76,10 @@ class TinySegNet(nn.Module):
 MODELS.register("tiny_segnet", ModelBuilder(lambda n, aux: TinySegNet(n, aux)))
 
 
-# why 0.05: a trained ResNet's residual branches add small corrections to the skip path (their last
-# BatchNorm's gamma is well under 1). At torchvision's init (gamma 1) ResNet-101's activations grow
-# block by block until fp16 overflows (Core ML fp16 estimate NaN, measured); `--weights random`
-# and the weight family use this gain.
-RESIDUAL_GAIN = 0.05
-
-
-def small_residual_branches(model: nn.Module, gain: float = RESIDUAL_GAIN) -> nn.Module:
-    """Every ResNet block's last BatchNorm gamma set to `gain` (no-op for nets without them)."""
+def small_residual_branches(model: nn.Module, gain: float) -> nn.Module:
+    """Every ResNet block's last BatchNorm gamma set to `gain` (no-op for nets without them). A
+    trained ResNet's residual branches add small corrections to the skip path; at torchvision's
+    init (gamma 1) ResNet-101's activations grow block by block past fp16's range."""
     for m in model.modules():
         last_bn = {"Bottleneck": "bn3", "BasicBlock": "bn2"}.get(type(m).__name__)
         if last_bn:

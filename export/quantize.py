@@ -148,6 +148,9 @@ class Accuracy:
     # SNR of the logits with each pixel's mean over classes removed (softmax and argmax ignore it):
     # the same for any logit scale and offset
     centered_snr_db: float
+    # centered_snr_db minus the same SNR of fp32 on the photo with 1 % sensor noise (worst draw):
+    # int8's error in units of what noise does to this model; near-ties and logit scale cancel
+    snr_vs_noise_db: float
     decisive_agreement: float  # pixels whose fp32 top-2 margin is >= near_tie x the logit range
     decisive_fraction: float
     stable_agreement: float  # pixels whose fp32 class every noise draw keeps
@@ -158,6 +161,7 @@ class Accuracy:
 
 # metric -> whether higher is better; the order tables print in
 ACCURACY_METRICS = {
+    "snr_vs_noise_db": True,
     "centered_snr_db": True,
     "stable_agreement": True,
     "flips_vs_noise": False,
@@ -215,7 +219,8 @@ def compare_accuracy(ref: torch.Tensor, got: torch.Tensor, noisy_refs: list[torc
         argmax_agreement=m.argmax_agreement,
         miou=miou(ref, got),
         snr_db=m.snr_db,
-        centered_snr_db=centered_snr_db(ref, got),
+        centered_snr_db=(snr := centered_snr_db(ref, got)),
+        snr_vs_noise_db=snr - min((centered_snr_db(ref, n) for n in noisy_refs), default=math.inf),
         decisive_agreement=m.decisive_agreement,
         decisive_fraction=m.decisive_fraction,
         stable_agreement=float(same[stable].double().mean()) if bool(stable.any()) else 1.0,

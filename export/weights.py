@@ -4,8 +4,9 @@
 - ``default``: the config's torchvision weights enum member, through torchvision's own cache
   (``$TORCH_HOME/hub/checkpoints``). When the file is neither cached nor downloadable this fails
   before any other work, naming the exact path to place the checkpoint at.
-- ``random``: seeded init for tests and smoke runs, its ResNet residual branches made small as a
-  trained net's are (else ResNet-101 overflows fp16), recorded as ``random(seed=N, residual_gain=G)``.
+- ``random``: seeded init for tests and smoke runs, recorded as ``random(seed=N)``; a config may
+  scale its ResNet residual branches down (``model.random_residual_gain``, where init overflows
+  fp16), recorded as ``random(seed=N, residual_gain=G)``.
 - a PATH: a state dict loaded with ``weights_only=True`` and strict key checks. torchvision's own
   checkpoint format (aux-head keys included) loads.
 
@@ -26,7 +27,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .errors import ExportError
-from .models import MODELS, RESIDUAL_GAIN, small_residual_branches
+from .models import MODELS, small_residual_branches
 
 AUX_PREFIX = "aux_classifier."
 
@@ -137,8 +138,9 @@ def _check_labels(cfg: ModelConfig, categories) -> None:
 
 
 def random_identity(cfg: ModelConfig) -> str:
-    """Seeded init with small residual branches (models.RESIDUAL_GAIN): the smoke weights."""
-    return f"random(seed={cfg.model.random_seed}, residual_gain={RESIDUAL_GAIN})"
+    """Seeded init; with `model.random_residual_gain`, ResNet residual branches scaled down."""
+    gain = cfg.model.random_residual_gain
+    return f"random(seed={cfg.model.random_seed}" + (f", residual_gain={gain:g})" if gain is not None else ")")
 
 
 def weights_identity(cfg: ModelConfig, weights: str) -> tuple[str, str]:
@@ -162,7 +164,9 @@ def load_model(cfg: ModelConfig, weights: str) -> LoadedModel:
         return _default(cfg)
     if weights == "random":
         torch.manual_seed(cfg.model.random_seed)
-        model = small_residual_branches(MODELS.get(cfg.model.builder).build(cfg.model.num_classes, False))
+        model = MODELS.get(cfg.model.builder).build(cfg.model.num_classes, False)
+        if cfg.model.random_residual_gain is not None:
+            small_residual_branches(model, cfg.model.random_residual_gain)
         return LoadedModel(_drop_aux(model).eval(), random_identity(cfg), "random")
     path = Path(weights)
     if not path.is_file():

@@ -143,7 +143,7 @@ def worst_of(per: dict) -> dict:
 def summary(table: dict) -> str:
     """Per metric: worst healthy, best broken, gap (positive: a bound fits between)."""
     healthy, broken = [], []
-    judged = {m.name for m in (*rc.FAMILY, *rc.BROKEN_MEMBERS)}
+    judged = {m.name for m in rc.FAMILY}  # the outlier members: per architecture (see the config)
     for key, t in table.items():
         if t["member"] not in judged:
             continue

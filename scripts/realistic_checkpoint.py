@@ -206,8 +206,8 @@ class Member:
     backbone realism, head logit scale, near-tie share (and an injected activation outlier)."""
 
     name: str
-    # random (torchvision init) | smoke (init, small residual branches: `--weights random`) |
-    # bn (BN re-estimated on photos) | trained-like (small residual branches, smooth stem, BN)
+    # random (torchvision init: `--weights random`) | bn (BN re-estimated on photos) |
+    # trained-like (small residual branches, smooth stem, BN re-estimated)
     backbone: str
     head: str  # none (random head) | final (last 1x1 conv fitted) | full (DeepLabV3: from ASPP's projection)
     logit_range: float | None  # median per-photo logit range the classifier is scaled to (None: as built)
@@ -224,7 +224,6 @@ FIXTURE = Member("fixture", "trained-like", "full", LOGIT_RANGE, why="the realis
 # the others, which per-tensor int8 ranges crush), never healthy
 FAMILY = (
     Member("random", "random", "none", None, why="torchvision init: logits span ~1-2 units, near-tied"),
-    Member("smoke", "smoke", "none", None, why="`--weights random`: torchvision init, small residual branches"),
     Member("random_trained_scale", "random", "none", 30.0, why="random backbone, head scaled to trained range"),
     Member("trained_backbone_random_head", "trained-like", "none", 12.0, why="trained-like backbone, random head"),
     Member("undertrained", "trained-like", "final", 22.0, residual_gain=0.2, steps=100, why="under-trained fine-tune"),
@@ -243,12 +242,13 @@ FAMILY = (
     replace(FIXTURE, name="fixture_large_scale", logit_range=60.0, why="the fixture at 60 units"),
     replace(FIXTURE, name="fixture_twins", twins=0.3, why="the fixture with confusable classes (near-ties)"),
 )
+_UNDERTRAINED = next(m for m in FAMILY if m.name == "undertrained")
 # Not a member: a random backbone with only its BatchNorm statistics re-estimated is chaotic (1 %
 # sensor noise flips 70 % of its fp32 pixels; measured, seed 0): no metric can judge int8 on it
 CHAOTIC = Member("bn_random_backbone", "bn", "none", 12.0, why="BN re-estimated on a random backbone: chaotic")
 BROKEN_MEMBERS = (
     replace(FIXTURE, name="outlier_fixture", outlier=100.0, why="fixture + outlier channel"),
-    replace(FAMILY[3], name="outlier_undertrained", outlier=100.0, why="undertrained + outlier channel"),
+    replace(_UNDERTRAINED, name="outlier_undertrained", outlier=100.0, why="undertrained + outlier channel"),
 )
 MEMBERS = {m.name: m for m in (*FAMILY, *BROKEN_MEMBERS, CHAOTIC)}
 
@@ -276,34 +276,16 @@ def make_member(
     steps = m.steps if steps is None else steps
     target = m.logit_range if logit_range == "member" else logit_range
     gain = m.residual_gain if residual_gain is None else residual_gain
-    torch.manual_seed(seed)
+    key = (builder, seed, num_classes, size, n_train, steps, gain, stem_sigma, m.backbone, m.head)
+    if key not in _BASES:  # members that differ only in steps 5 (scale, twins, outlier) share their base
+        _BASES.clear()  # one base at a time: each is a whole model's weights
+        _BASES[key] = _fitted_base(m, builder, seed, num_classes, size, n_train, steps, gain, stem_sigma, log)
     has_aux = builder.startswith(("deeplabv3", "fcn"))
     model = MODELS.get(builder).build(num_classes, has_aux)
-    if m.backbone == "trained-like":
-        _trained_like_init(model, gain, stem_sigma)
-    elif m.backbone == "smoke":
-        small_residual_branches(model)
+    model.load_state_dict(_BASES[key])
+    model.eval()
     photos = _normalize(_photos(size))
     conv = _final_conv(model)
-    if m.backbone not in ("random", "smoke") or m.head != "none":
-        imgs, masks = scenes(n_train, size, seed)
-        x_all = _normalize(torch.from_numpy(imgs))
-        y_all = torch.from_numpy(masks)
-    if m.backbone not in ("random", "smoke"):
-        # 3. BatchNorm statistics of normalized activations, as a trained net has
-        bn_batches = [
-            torch.cat([x_all[i : i + 8], photos[i // 8 % len(photos)][None]]) for i in range(0, min(64, n_train), 8)
-        ]
-        _recalibrate_bn(model, bn_batches)
-    model.eval()
-    if m.head != "none":
-        # 4. fit the head's last layers on their cached inputs (a forward hook), the rest frozen in eval
-        # mode so training and inference compute the same thing; L2 keeps the fit on high-variance
-        # feature directions (an unregularized fit leans on directions any rounding swamps)
-        gen = torch.Generator().manual_seed(seed)
-        head = _trainable_head(model, conv) if m.head == "full" else nn.Sequential(conv)
-        _fit(head, _head_inputs(model, head, x_all), y_all, steps, gen, log)
-        model.eval()
     with torch.no_grad():
         if m.twins > 0:
             _twin_classes(model, conv, photos, m.twins, seed, log)
@@ -318,6 +300,40 @@ def make_member(
         if m.outlier:
             log(f"outlier channel x{m.outlier:g} at {_inject_outlier(model, m.outlier)}")
     return model.state_dict()
+
+
+_BASES: dict[tuple, dict[str, torch.Tensor]] = {}
+
+
+def _fitted_base(m: Member, builder, seed, num_classes, size, n_train, steps, gain, stem_sigma, log):
+    """Steps 1-4 of a member: init, BatchNorm statistics, head fit (before scale, twins, outlier)."""
+    torch.manual_seed(seed)
+    has_aux = builder.startswith(("deeplabv3", "fcn"))
+    model = MODELS.get(builder).build(num_classes, has_aux)
+    if m.backbone == "trained-like":
+        _trained_like_init(model, gain, stem_sigma)
+    photos = _normalize(_photos(size))
+    conv = _final_conv(model)
+    if m.backbone != "random" or m.head != "none":
+        imgs, masks = scenes(n_train, size, seed)
+        x_all = _normalize(torch.from_numpy(imgs))
+        y_all = torch.from_numpy(masks)
+    if m.backbone != "random":
+        # 3. BatchNorm statistics of normalized activations, as a trained net has
+        bn_batches = [
+            torch.cat([x_all[i : i + 8], photos[i // 8 % len(photos)][None]]) for i in range(0, min(64, n_train), 8)
+        ]
+        _recalibrate_bn(model, bn_batches)
+    model.eval()
+    if m.head != "none":
+        # 4. fit the head's last layers on their cached inputs (a forward hook), the rest frozen in eval
+        # mode so training and inference compute the same thing; L2 keeps the fit on high-variance
+        # feature directions (an unregularized fit leans on directions any rounding swamps)
+        gen = torch.Generator().manual_seed(seed)
+        head = _trainable_head(model, conv) if m.head == "full" else nn.Sequential(conv)
+        _fit(head, _head_inputs(model, head, x_all), y_all, steps, gen, log)
+        model.eval()
+    return {k: v.clone() for k, v in model.state_dict().items()}
 
 
 def _twin_classes(model: nn.Module, conv: nn.Conv2d, photos: torch.Tensor, share: float, seed: int, log) -> None:

@@ -182,7 +182,7 @@ def sample_entry(
         "versions": {"python": "3", "torch": "t", "torchvision": "tv", "executorch": "e", "coremltools": "c"},
         "platform": "Linux-x86_64",
         "config": {"file": "x.yaml", "path": "configs/x.yaml", "sha256": "cd" * 32, "variant_hash": "ef" * 32},
-        "weights": {"kind": "random", "identity": "random(seed=0, residual_gain=0.05)"},
+        "weights": {"kind": "random", "identity": "random(seed=0)"},
         "git_commit": None,
         "exported_at": "2026-11-25T00:00:00+00:00",
         "cache_key": "00" * 32,

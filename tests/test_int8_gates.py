@@ -154,44 +154,62 @@ def test_keep_fp32_takes_names_or_auto_only(tmp_path):
         load_config(write_yaml(tmp_path / "tiny_segnet.yaml", text))
 
 
-def voc_folder(root, n: int = 8, size: int = 96, seed: int = 3):
-    """A Pascal VOC-layout set from the fixture's synthetic scenes (their masks are the labels),
-    with a 255 (ignore) border as VOC's; val.txt lists all but one."""
+LABELLED_PHOTOS = ("astronaut", "chelsea", "camera", "horse", "motorcycle_left", "grass", "brick")
+
+
+def voc_folder(root, label_fn, photos=LABELLED_PHOTOS):
+    """A Pascal VOC-layout set: scikit-image photos as JPEGs, labelled by `label_fn(bgr) -> class
+    ids`, with a 255 (ignore) border as VOC's; val.txt lists all but the last."""
     import cv2
     from PIL import Image
 
-    imgs, masks = rc.scenes(n, size, seed)
+    from export.preprocess import load_photo
+
     (root / "JPEGImages").mkdir(parents=True)
     (root / "SegmentationClass").mkdir()
     (root / "ImageSets" / "Segmentation").mkdir(parents=True)
     palette = sum(([i * 12 % 256, i * 40 % 256, i * 90 % 256] for i in range(256)), [])
-    for i in range(n):
-        rgb = (imgs[i].transpose(1, 2, 0) * 255).round().astype(np.uint8)
-        cv2.imwrite(str(root / "JPEGImages" / f"{i:04d}.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-        lab = masks[i].astype(np.uint8)
-        lab[:2], lab[-2:], lab[:, :2], lab[:, -2:] = 255, 255, 255, 255
+    for name in photos:
+        bgr = load_photo(name)
+        cv2.imwrite(str(root / "JPEGImages" / f"{name}.jpg"), bgr)
+        lab = label_fn(bgr).astype(np.uint8)
+        lab[:4], lab[-4:], lab[:, :4], lab[:, -4:] = 255, 255, 255, 255
         im = Image.fromarray(lab, mode="P")
         im.putpalette(palette)
-        im.save(root / "SegmentationClass" / f"{i:04d}.png")
-    (root / "ImageSets" / "Segmentation" / "val.txt").write_text("".join(f"{i:04d}\n" for i in range(n - 1)))
+        im.save(root / "SegmentationClass" / f"{name}.png")
+    (root / "ImageSets" / "Segmentation" / "val.txt").write_text("".join(f"{n}\n" for n in photos[:-1]))
     return root
 
 
-def test_labels_path_reports_miou_per_model_and_gates_the_drop(tiny_family, tmp_path):
+def test_labels_path_reports_miou_per_model_and_gates_the_drop(tiny_realistic, tmp_path):
+    """VOC-layout labels on photos. The 32x32 toy net is no segmenter, so the labels are a
+    reference model's: the realistic fixture's fp32 masks, resized to each photo. What is tested is
+    the path (folder, palette PNGs, ignore border, split file, per-model confusion) and the drop it
+    gates."""
+    import cv2
     from PIL import Image
 
-    _, paths = tiny_family
-    voc = voc_folder(tmp_path / "voc")
+    from export.preprocess import model_input
+    from export.weights import load_model
+
+    ref = load_model(load_config(TINY), str(tiny_realistic)).module
+
+    def label(bgr):
+        with torch.no_grad():
+            ids = ref(model_input(bgr, 32, 32, "rne-0.5"))["out"].argmax(1)[0].numpy().astype(np.uint8)
+        return cv2.resize(ids, bgr.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+
+    voc = voc_folder(tmp_path / "voc", label)
     text = TINY.read_text().replace("  bounds: {min_centered", f"  labels: {voc}\n  bounds: {{min_centered")
     cfg = load_config(write_yaml(tmp_path / "tiny_segnet.yaml", text))
-    res = pipeline.build(cfg, ["xnnpack_int8"], str(paths["fixture"]), tmp_path / "out")
+    res = pipeline.build(cfg, ["xnnpack_int8"], str(tiny_realistic), tmp_path / "out")
     labels = res[0].entry.accuracy.labels
-    assert labels is not None and labels.images == 7 and labels.seconds_per_image > 0
+    assert labels is not None and labels.images == len(LABELLED_PHOTOS) - 1 and labels.seconds_per_image > 0
     assert set(labels.scores) == {"eager fp32", "int8 file"}
     fp32 = labels.scores["eager fp32"]
-    assert 0.1 < fp32.miou <= 1 and 0.3 < fp32.pixel_accuracy <= 1  # the fixture learnt these scenes
+    assert fp32.pixel_accuracy > 0.9, labels.scores  # fp32 made these labels (at 32x32: rare classes are coin tosses)
     assert labels.miou_drop <= labels.max_miou_drop
-    # the same labels gate alone (no other bound) fails on a broken calibration
+    # the labels gate alone (no other bound) fails on a broken calibration
     grey = tmp_path / "grey"
     grey.mkdir()
     for i in range(2):
@@ -201,7 +219,7 @@ def test_labels_path_reports_miou_per_model_and_gates_the_drop(tiny_family, tmp_
     bad = load_config(write_yaml(tmp_path / "tiny_segnet.yaml", text))
     assert bad.accuracy.bounds.gated() == {}
     with pytest.raises(GateError, match=r"labels miou_drop=[0-9.]+ \(bound <= 0.02\)"):
-        pipeline.build(bad, ["xnnpack_int8"], str(paths["fixture"]), tmp_path / "out2")
+        pipeline.build(bad, ["xnnpack_int8"], str(tiny_realistic), tmp_path / "out2")
 
 
 def test_labels_folder_not_in_voc_layout_is_one_clear_error(tmp_path):

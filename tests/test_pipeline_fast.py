@@ -69,7 +69,7 @@ def test_build_writes_verified_artifacts_and_manifest(tiny_builds, kind):
         }
         assert entry["output"]["shape"] == [1, 21, 32, 32] and entry["output"]["index"] == 0
         if kind == "random":
-            assert entry["weights"] == {"kind": "random", "identity": "random(seed=0, residual_gain=0.05)"}
+            assert entry["weights"] == {"kind": "random", "identity": "random(seed=0)"}
         else:
             assert entry["weights"]["kind"] == "path" and entry["weights"]["identity"].startswith(
                 "file tiny_realistic.pth (sha256 "
