@@ -74,7 +74,11 @@ def _parser() -> argparse.ArgumentParser:
     pub.add_argument(
         "--xet", action="store_true", help="upload through Xet instead of LFS (not exercised by this tool's tests)"
     )
-    run = sub.add_parser("run", help="run a .pte as the useImageSegmentation hook would (reference runtime)")
+    run = sub.add_parser(
+        "run",
+        help="run a .pte as the app would (reference runtime): forward() of useImageSegmentation / "
+        "useSemanticSegmentation, or with --rne 0.10 useSemanticSegmenter's segment()",
+    )
     run.add_argument("artifact", type=Path)
     run.add_argument("image", help="path, file:// URI, http(s) URL, data URI or base64 string")
     run.add_argument(
@@ -83,6 +87,23 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--resize", action="store_true", help="return maps at the image's original size")
     run.add_argument("--overlay", type=Path, help="write a PNG of the photo with the argmax mask and a legend")
     run.add_argument("--contract", help="rne-0.5 | rne-0.9 (default: as recorded in the manifest beside the artifact)")
+    run.add_argument(
+        "--rne",
+        help="react-native-executorch release whose hook takes modelOpts, e.g. 0.10: segment(imageBuffer) with the "
+        "constant codegen writes for the file's contract (normalizeOpts, interpolation, outInterpolation)",
+    )
+    run.add_argument("--mask", type=Path, help="--rne: write segment()'s RGBA mask (the image's size) as a PNG")
+    run.add_argument(
+        "--colormap",
+        help="--rne: segment()'s colormap as JSON, e.g. '{\"person\": [255, 0, 0, 255]}' (labels it omits are "
+        "transparent; default: the package's, label 0 transparent)",
+    )
+    run.add_argument(
+        "--format",
+        default="rgba",
+        help="--rne: the ImageBuffer format the decoded photo is handed over in: rgb | rgba | bgr | bgra | gray "
+        "(default rgba)",
+    )
     bench = sub.add_parser("bench", help="latency ratios of each artifact vs eager PyTorch and ONNX Runtime (one run)")
     bench.add_argument("--manifest", default=Path("artifacts/manifest.json"), type=Path)
     bench.add_argument("--runs", type=int, default=20, help="timed runs per engine (default 20)")
@@ -149,6 +170,60 @@ def _publish(args) -> int:
     return 0
 
 
+def _colormap_arg(text: str) -> dict:
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ExportError(f"--colormap: not JSON: {text[:80]!r}; e.g. '{{\"person\": [255, 0, 0, 255]}}'") from None
+    if not isinstance(value, dict):
+        raise ExportError("--colormap: expected a JSON object {label: [r, g, b, a]}")
+    return value
+
+
+def _segment(args, model, bgr, colormap: dict | None) -> int:
+    """run --rne: useSemanticSegmenter's segment(imageBuffer, colormap), as the app gets it."""
+    import json
+
+    import numpy as np
+
+    from .codegen import segmenter_labels
+    from .reference import image_buffer, mask_overlay, write_png, write_rgba_png
+
+    result = model.segment(image_buffer(bgr, args.format), colormap, args.rne)
+    opts = result.opts
+    labels = list(segmenter_labels(model.labels)[0])
+    ids, counts = np.unique(result.argmax, return_counts=True)
+    summary = {
+        "artifact": str(args.artifact),
+        "rne": opts.line.label,
+        "hook": opts.line.hook,
+        "contract": opts.contract,
+        "modelOpts": {
+            "resizeMode": opts.resize_mode,
+            "interpolation": opts.interpolation,
+            "normalizeOpts": {"feed": opts.feed, "alpha": list(opts.alpha), "beta": list(opts.beta)},
+            "outInterpolation": opts.out_interpolation,
+        },
+        "image": {"format": args.format, "width": bgr.shape[1], "height": bgr.shape[0]},
+        "input": [model.height, model.width],
+        "mask": {"shape": list(result.mask.shape), "dtype": str(result.mask.dtype), "format": "rgba"},
+        "classes_present": {
+            labels[int(i)]: round(int(n) / result.argmax.size, 4) for i, n in zip(ids, counts, strict=True)
+        },
+        "colormap_present": {labels[int(i)]: list(result.colormap[labels[int(i)]]) for i in ids},
+    }
+    if args.mask:
+        write_rgba_png(args.mask, result.mask)
+        summary["mask"]["png"] = str(args.mask)
+    if args.overlay:
+        write_png(args.overlay, mask_overlay(bgr, result.mask, result.argmax, labels, result.colormap))
+        summary["overlay"] = str(args.overlay)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def _run(args) -> int:
     import json
 
@@ -156,10 +231,22 @@ def _run(args) -> int:
 
     from .reference import ARGMAX, SegmentationModel, decode, overlay, read_source, write_png
 
-    if args.overlay:  # before any work: the overlay's folder must take a file
-        from .files import ensure_writable_dir
+    segmenter_only = [f for f, v in (("--mask", args.mask), ("--colormap", args.colormap)) if v]
+    if args.format != "rgba":
+        segmenter_only.append("--format")
+    if not args.rne and segmenter_only:
+        raise ExportError(f"{', '.join(segmenter_only)}: only with --rne (e.g. --rne 0.10: segment(imageBuffer))")
+    if args.rne and (args.classes or args.resize):
+        raise ExportError(
+            "--classes / --resize are forward()'s (react-native-executorch 0.4 – 0.9); segment() (--rne) returns "
+            "an RGBA mask at the image's size: use --mask / --colormap"
+        )
+    colormap = _colormap_arg(args.colormap) if args.colormap else None
+    from .files import ensure_writable_dir
 
-        ensure_writable_dir(Path(args.overlay).parent, "--overlay")
+    for flag, target in (("--overlay", args.overlay), ("--mask", args.mask)):
+        if target:  # before any work: the folder must take a file
+            ensure_writable_dir(Path(target).parent, flag)
     model = SegmentationModel(args.artifact, contract=args.contract)
     if model.entry is None:
         print(
@@ -167,6 +254,8 @@ def _run(args) -> int:
             file=sys.stderr,
         )
     bgr = decode(read_source(args.image), args.image)
+    if args.rne:
+        return _segment(args, model, bgr, colormap)
     classes = [c for c in args.classes.split(",") if c]
     result = model.forward(bgr, classes, resize=args.resize)
     argmax = result[ARGMAX]

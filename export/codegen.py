@@ -61,6 +61,77 @@ NORMALIZE_OPTS = {
     + ", ".join(f"-{m} / {s}" for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True))
     + "] }",
 }
+
+
+def normalize_values(feed: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """NORMALIZE_OPTS[feed] as numbers per RGB channel (alpha, beta), the same expressions evaluated
+    (tests compare them with node's evaluation, bit for bit): what the reference runtime's segment()
+    feeds, so it runs exactly the constant codegen writes."""
+    if feed == "pixel/255":
+        return (1 / 255, 1 / 255, 1 / 255), (0.0, 0.0, 0.0)
+    if feed == "imagenet":
+        alpha = tuple(1 / (255 * s) for s in IMAGENET_STD)
+        beta = tuple(-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True))
+        return typing.cast(tuple[float, float, float], alpha), typing.cast(tuple[float, float, float], beta)
+    raise ExportError(f"no normalizeOpts for feed {feed!r} (valid: {', '.join(NORMALIZE_OPTS)})")
+
+
+def segmenter_labels(labels: tuple[str, ...] | list[str]) -> tuple[tuple[str, ...], bool]:
+    """The labels a GROUPED_HOOKS constant lists for a model with these labels, and whether they are
+    RNE's PASCAL_VOC_LABELS (then lowercase, typed PascalVocLabel)."""
+    voc = tuple(label.lower() for label in labels) == PASCAL_VOC_LABELS
+    return (PASCAL_VOC_LABELS if voc else tuple(labels)), voc
+
+
+@dataclass(frozen=True)
+class SegmenterOpts:
+    """The modelOpts codegen writes for a file of one contract, for one GROUPED_HOOKS release line:
+    what the reference runtime's segment() runs (export/reference.py)."""
+
+    line: RneLine
+    contract: str
+    feed: str  # pixel/255 | imagenet: which NORMALIZE_OPTS
+    alpha: tuple[float, float, float]
+    beta: tuple[float, float, float]
+    interpolation: str = INTERPOLATION
+    out_interpolation: str = OUT_INTERPOLATION
+    resize_mode: str = "stretch"
+
+
+def segmenter_opts(rne: str, contract: ContractInfo, lines: tuple[RneLine, ...] | None = None) -> SegmenterOpts:
+    """The modelOpts of a file of `contract` for react-native-executorch `rne` (a release, or a
+    prefix such as 0.10): refused as codegen refuses the pairing."""
+    if not re.fullmatch(r"\d+\.\d+(\.\d+)?", rne):
+        raise ExportError(f"--rne {rne!r}: expected a react-native-executorch release like 0.10 or 0.10.2")
+    want = version_key(rne)
+    all_lines = lines if lines is not None else load_runtimes()
+    line = next(
+        (
+            ln
+            for ln in all_lines
+            if version_key(ln.releases.first)[: len(want)] <= want <= version_key(ln.releases.last)[: len(want)]
+        ),
+        None,
+    )
+    if line is None:
+        known = ", ".join(ln.label for ln in all_lines)
+        raise ExportError(f"react-native-executorch {rne} is in no line of {RUNTIMES_PATH.name} ({known})")
+    if line.hook not in GROUPED_HOOKS:
+        raise ExportError(
+            f"react-native-executorch {rne} ({line.label}) runs {line.hook}, whose forward() `run` replays without "
+            f"--rne; --rne is for releases whose hook takes modelOpts ({', '.join(GROUPED_HOOKS)})"
+        )
+    fam = Family(line.hook, line.feeds, line.contract, (line,))
+    check_pairing(fam, "this file", contract)
+    feed = line.feed_for(contract.name)
+    if feed is None:
+        raise ExportError(
+            f"react-native-executorch {line.label} ({line.hook}) serves no file of contract {contract.name}"
+        )
+    alpha, beta = normalize_values(feed)
+    return SegmenterOpts(line, contract.name, feed, alpha, beta)
+
+
 # Member order in a per-model group; DEFAULT: the first present of each platform's preference.
 MEMBER_ORDER = (("xnnpack", "fp32"), ("xnnpack", "int8"), ("coreml", "fp16"), ("coreml", "fp32"))
 GROUP_ANDROID = (("xnnpack", "fp32"), ("xnnpack", "fp16"), ("xnnpack", "int8"))
@@ -242,8 +313,7 @@ def groups_for(
         order = [k for k in MEMBER_ORDER if k in kinds] + sorted(k for k in kinds if k not in MEMBER_ORDER)
         android = next((k for k in GROUP_ANDROID if k in kinds), order[0])
         ios = next((k for k in IOS_PREFERENCE if k in kinds), android)
-        labels = entries[0].labels
-        voc = tuple(label.lower() for label in labels) == PASCAL_VOC_LABELS
+        labels, voc = segmenter_labels(entries[0].labels)
         for fam in fams:
             feed = fam.feed_for(contract.name)
             if feed is None:
@@ -262,7 +332,7 @@ def groups_for(
                     model=model,
                     contract=contract.name,
                     feed=feed,
-                    labels=PASCAL_VOC_LABELS if voc else tuple(labels),
+                    labels=labels,
                     voc=voc,
                     members=tuple((_key(*k), kinds[k][0]) for k in order),
                     ios=_key(*ios),

@@ -282,6 +282,16 @@ class CompatResult:
 
 
 @dataclass(frozen=True)
+class RneSchemaRecord:
+    """The export gate that ran react-native-executorch's own load-time check (export/rne_schema.py)
+    on the file read back from disk; an entry exists only if it passed."""
+
+    __pydantic_config__ = STRICT
+    package: str  # the npm release whose compiled check ran, e.g. react-native-executorch@0.10.2
+    passed: bool
+
+
+@dataclass(frozen=True)
 class Entry:
     """One artifact: written only after its file passed every gate."""
 
@@ -316,6 +326,7 @@ class Entry:
     bundle: BundleRecord
     min_rne: str | None = None  # the oldest React Native ExecuTorch release the file claims
     compat: dict[str, CompatResult] | None = None  # executorch version -> result (`export compat`)
+    rne_schema: RneSchemaRecord | None = None  # None: no schema-checking release line serves its contract
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,8 @@ def build(
        whose config, weights and tool versions are unchanged since their manifest entry
     then, per variant, in `export_variant`:
     3. wrap (contract)  4. torch.export  4b. quantize (int8)  5. lower + delegation gate
-    6. serialize to a temp file  7. verify it read back from disk (parity; int8 accuracy)
+    6. serialize to a temp file  7. verify it read back from disk (parity; RNE 0.10's own schema
+       check, export.rne_schema; int8 accuracy)
     7b. bundle (.bpte) and verify  8. commit files + manifest entry (the manifest is the commit point)
     """
     # 1. check the request
@@ -151,6 +152,9 @@ def build(
         from .quantize import calibration_set
 
         calibration_set(cfg)
+    from .rne_schema import preflight
+
+    preflight([(v.contract, v.min_rne) for v in variants])  # node + the npm package the schema gate runs
     # 2. resolve the weights; skip what is up to date
     kind, identity = weights_identity(cfg, weights)
     w = Weights(cfg, weights, kind, identity)
@@ -258,17 +262,19 @@ class Checked:
 
     parity: Parity
     accuracy: dict | None
+    rne_schema: dict | None = None  # react-native-executorch's own check passed (None: not served)
 
 
 def verify_stage(
     pte: Path, exported: Exported, cfg: ModelConfig, variant: Variant, weights_kind: str, name: str, out: Path
 ) -> Checked:
     from .quantize import accuracy_gate
-    from .verify import verify
+    from .verify import rne_schema_gate, verify
 
     parity = verify(pte, exported.reference, exported.program, cfg, variant, name)
+    schema = rne_schema_gate(pte, cfg, variant, name)
     if variant.precision != "int8":
-        return Checked(parity, None)
+        return Checked(parity, None, schema)
     accuracy = accuracy_gate(pte, exported.module, cfg, variant, weights_kind, name)
     accuracy.update(
         calibration=exported.calibration,
@@ -277,7 +283,7 @@ def verify_stage(
         latency_ratio_to_fp32=_int8_latency(pte, cfg, variant, out),
         keep_fp32_auto=exported.auto_keep,
     )
-    return Checked(parity, accuracy)
+    return Checked(parity, accuracy, schema)
 
 
 def bundle_stage(pte: Path, bpte: Path, reference, cfg: ModelConfig, variant: Variant, name: str) -> dict:
@@ -382,6 +388,7 @@ def manifest_entry(
             "accuracy": checked.accuracy,
             "bundle": {**bundle, "sha256": sha256_file(bpte), "bytes": bpte.stat().st_size},
             "min_rne": variant.min_rne,
+            "rne_schema": checked.rne_schema,
         },
         f"{name} (a bug in this tool: its record does not match the manifest schema)",
     )

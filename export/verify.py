@@ -116,6 +116,15 @@ def check_program(path: Path, cfg: ModelConfig, variant: Variant) -> None:
         )
 
 
+def rne_schema_gate(path: Path, cfg: ModelConfig, variant: Variant, artifact: str) -> dict | None:
+    """react-native-executorch's own load-time check (export/rne_schema.py) on the file read back
+    from disk, for every file whose contract a schema-checking release line serves; GateError names
+    the rule. Returns the manifest's record (None: no such line serves the contract)."""
+    from .rne_schema import gate
+
+    return gate(path, variant.contract, variant.min_rne, len(cfg.labels), artifact)
+
+
 def backend_available(variant: Variant) -> bool:
     return Runtime.get().backend_registry.is_available(BACKENDS.get(variant.backend).runtime_id)
 

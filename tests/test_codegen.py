@@ -17,8 +17,10 @@ from export.codegen import (
     families,
     group_snippet,
     groups_from,
+    normalize_values,
     render_py,
     render_ts,
+    segmenter_opts,
     snippet,
     write_modules,
 )
@@ -381,6 +383,40 @@ def test_0_10_constants_carry_the_packages_labels_and_normalization():
     out = json.loads(subprocess.run(["node", "-e", script], capture_output=True, text=True, check=True).stdout)
     assert tuple(out["labels"]) == PASCAL_VOC_LABELS
     assert out["ours"] == out["norm"]  # the same numbers, bit for bit
+
+
+def test_normalize_values_are_the_constants_expressions_bit_for_bit():
+    """What `run --rne 0.10` feeds (normalize_values) is what node makes of the normalizeOpts
+    expressions codegen writes, per channel (a scalar applies to all three)."""
+    script = "console.log(JSON.stringify([" + ", ".join(NORMALIZE_OPTS.values()) + "]))"
+    out = json.loads(subprocess.run(["node", "-e", script], capture_output=True, text=True, check=True).stdout)
+    for feed, js in zip(NORMALIZE_OPTS, out, strict=True):
+        per_channel = [v if isinstance(v, list) else [v] * 3 for v in (js["alpha"], js["beta"])]
+        assert [list(x) for x in normalize_values(feed)] == per_channel, feed
+
+
+def test_segmenter_opts_pick_the_line_and_the_contracts_normalization():
+    from export.config import CONTRACTS
+    from export.manifest import ContractInfo
+
+    for name, feed in (("rne-0.5", "pixel/255"), ("rne-0.9", "imagenet")):
+        contract = ContractInfo(**CONTRACTS.get(name).as_dict())
+        for rne in ("0.10", "0.10.0", "0.10.2"):
+            opts = segmenter_opts(rne, contract)
+            assert (opts.line.label, opts.feed, opts.interpolation, opts.out_interpolation) == (
+                RNE_0_10,
+                feed,
+                "linear",
+                "nearest",
+            )
+            assert (opts.alpha, opts.beta) == normalize_values(feed)
+    contract = ContractInfo(**CONTRACTS.get("rne-0.5").as_dict())
+    with pytest.raises(ExportError, match="0.5.15 .* runs useImageSegmentation"):
+        segmenter_opts("0.5.15", contract)
+    with pytest.raises(ExportError, match="react-native-executorch 0.11 is in no line"):
+        segmenter_opts("0.11", contract)
+    with pytest.raises(ExportError, match="expected a react-native-executorch release like 0.10"):
+        segmenter_opts("latest", contract)
 
 
 @pytest.mark.parametrize("kw", [{}, {"with_coreml": False}, {"with_int8": True, "with_rne09": True}])

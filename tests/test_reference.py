@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import DEEPLAB, TINY, run_cli, write_yaml
+from conftest import DEEPLAB, ROOT, TINY, run_cli, write_yaml
 
 from export import pipeline
 from export.config import CONTRACTS, load_config
@@ -196,3 +196,117 @@ def test_run_on_a_bare_pte_says_what_it_cannot_check(tiny_build, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert f"note: no manifest.json beside {pte}: its sha256 cannot be checked" in proc.stderr
     assert all(k.startswith("CLASS_") for k in json.loads(proc.stdout)["classes_present"])
+
+
+# --- react-native-executorch 0.10: useSemanticSegmenter's segment(imageBuffer) -----------------------
+
+
+def gray_as_bgr(bgr: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+
+
+@pytest.mark.parametrize("contract", ["rne-0.5", "rne-0.9"])
+def test_segment_and_forward_give_the_same_argmax(tiny_by_contract, tiny_builds, contract):
+    """The 0.10 path (ImageBuffer in every format, resize in that format, RGB, pixel·alpha + beta with
+    the constant's normalizeOpts) and the 0.5/0.9 forward() path, same photo and file: the same argmax
+    at the model's resolution, before the output resize; the mask is that argmax coloured and resized
+    to the photo's size with the constant's outInterpolation ('nearest')."""
+    from export.codegen import NORMALIZE_OPTS, OUT_INTERPOLATION
+    from export.reference import IMAGE_FORMATS, image_buffer
+
+    files = [tiny_by_contract[contract][0]]
+    if contract == "rne-0.5":  # trained-scale logits too (the realistic fixture)
+        files.append(tiny_builds["realistic"] / "tiny_segnet_xnnpack_fp32.pte")
+    for pte in files:
+        model = SegmentationModel(pte)
+        opts = model.segmenter_opts("0.10")
+        assert opts.feed == {"rne-0.5": "pixel/255", "rne-0.9": "imagenet"}[contract] and opts.feed in NORMALIZE_OPTS
+        for name in PHOTOS:
+            bgr = cv2.imread(str(photo_path(name)), cv2.IMREAD_COLOR)
+            for fmt in IMAGE_FORMATS:
+                seg = model.segment(image_buffer(bgr, fmt))
+                want = model.forward(gray_as_bgr(bgr) if fmt == "gray" else bgr)[ARGMAX]
+                assert seg.argmax.dtype == np.int32 and seg.argmax.shape == (model.height, model.width)
+                assert np.array_equal(seg.argmax, want), (pte.name, name, fmt, float((seg.argmax == want).mean()))
+                assert seg.mask.shape == (*bgr.shape[:2], 4) and seg.mask.dtype == np.uint8
+            assert OUT_INTERPOLATION == "nearest"
+            lut = np.array(list(seg.colormap.values()), np.uint8)  # in label order
+            big = cv2.resize(seg.argmax, (bgr.shape[1], bgr.shape[0]), interpolation=cv2.INTER_NEAREST)
+            assert np.array_equal(seg.mask, lut[big])
+
+
+def test_segment_colormap_default_and_given(tiny_build):
+    """The package's default colormap (label 0 transparent, hsl(i·137.5, 95 %, 50 %), its own hslToRgb
+    run by node for comparison) and a partial one (omitted labels transparent); unknown labels and
+    bad colours refused."""
+    import subprocess
+
+    from export.reference import colormap_for, default_colormap
+
+    js = (
+        ROOT / "scripts/ts/node_modules/rne-0.10.2/lib/module/extensions/cv/tasks/semanticSegmentation.js"
+    ).read_text()
+    start = js.index("function hslToRgb(")
+    fn = js[start : js.index("\n}\n", start) + 3]
+    script = (
+        fn
+        + "console.log(JSON.stringify(Array.from({length: 256}, (_, i) => [...hslToRgb(i * 137.5 % 360, 95, 50), 255])));"
+    )
+    theirs = json.loads(subprocess.run(["node", "-e", script], capture_output=True, text=True, check=True).stdout)
+    labels = [f"l{i}" for i in range(256)]
+    ours = default_colormap(labels)
+    assert ours["l0"] == (0, 0, 0, 0)
+    assert [list(ours[f"l{i}"]) for i in range(1, 256)] == theirs[1:]
+
+    model = SegmentationModel(tiny_build / "tiny_segnet_xnnpack_fp32.pte")
+    bgr = cv2.imread(str(photo_path("chelsea")), cv2.IMREAD_COLOR)
+    plain = model.segment(bgr)
+    assert plain.colormap == default_colormap(list(plain.colormap))
+    top = int(np.bincount(plain.argmax.ravel()).argmax())  # the most frequent label, painted green
+    label = list(plain.colormap)[top]
+    seg = model.segment(bgr, {label: [0, 255, 0, 255]})
+    assert seg.colormap[label] == (0, 255, 0, 255) and all(
+        c == (0, 0, 0, 0) for k, c in seg.colormap.items() if k != label
+    )
+    big = cv2.resize(
+        (seg.argmax == top).astype(np.uint8), (bgr.shape[1], bgr.shape[0]), interpolation=cv2.INTER_NEAREST
+    )
+    green = (seg.mask == (0, 255, 0, 255)).all(-1)
+    assert green.any() and np.array_equal(green, big > 0) and (seg.mask[big == 0] == 0).all()
+    with pytest.raises(ExportError, match="colormap: unknown label.*CAT.*valid labels: background"):
+        colormap_for(list(seg.colormap), {"CAT": [1, 2, 3, 4]})
+    with pytest.raises(ExportError, match=r"colormap: cat: expected an RGBA colour"):
+        colormap_for(list(seg.colormap), {"cat": [1, 2, 300, 4]})
+
+
+def test_run_rne_0_10_writes_a_mask_png_of_the_source_size_and_an_overlay(tiny_build, tmp_path):
+    src = photo_path("chelsea")
+    h, w = cv2.imread(str(src)).shape[:2]
+    mask, over = tmp_path / "m" / "mask.png", tmp_path / "overlay.png"
+    (tmp_path / "m").mkdir()
+    colormap = json.dumps({"cat": [255, 0, 0, 255]})
+    proc = run_cli(
+        "run", str(tiny_build / "tiny_segnet_xnnpack_fp32.pte"), str(src), "--rne", "0.10",
+        "--mask", str(mask), "--overlay", str(over), "--colormap", colormap,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["hook"] == "useSemanticSegmenter" and summary["rne"] == "0.10.0 – 0.10.2"
+    assert summary["modelOpts"]["normalizeOpts"]["feed"] == "pixel/255"
+    assert summary["modelOpts"]["interpolation"] == "linear" and summary["modelOpts"]["outInterpolation"] == "nearest"
+    png = cv2.imread(str(mask), cv2.IMREAD_UNCHANGED)
+    assert png.shape == (h, w, 4) and png.dtype == np.uint8
+    rgba = cv2.cvtColor(png, cv2.COLOR_BGRA2RGBA)
+    colours = {tuple(c) for c in rgba.reshape(-1, 4)}
+    assert colours <= {(255, 0, 0, 255), (0, 0, 0, 0)}  # 'cat' red, every other label transparent
+    assert cv2.imread(str(over)).shape[1] == w
+    # the forward-only flags and the segment-only ones are refused on the other path
+    bad = run_cli("run", str(tiny_build / "tiny_segnet_xnnpack_fp32.pte"), str(src), "--rne", "0.10", "--resize")
+    assert bad.returncode == 2 and "--classes / --resize are forward()'s" in bad.stderr
+    bad = run_cli("run", str(tiny_build / "tiny_segnet_xnnpack_fp32.pte"), str(src), "--mask", str(mask))
+    assert bad.returncode == 2 and "--mask: only with --rne" in bad.stderr
+    bad = run_cli("run", str(tiny_build / "tiny_segnet_xnnpack_fp32.pte"), str(src), "--rne", "0.9")
+    assert (
+        bad.returncode == 2
+        and "runs useSemanticSegmentation, whose forward() `run` replays without --rne" in bad.stderr
+    )

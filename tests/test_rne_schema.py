@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import subprocess
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, TINY
 
-from export.errors import GateError
-from export.rne_schema import SCRIPT, check_pte, default_rne, program_spec, validate_spec
+from export import pipeline, rne_schema
+from export.config import load_config
+from export.errors import ExportError, GateError
+from export.files import TMP_PREFIX
+from export.rne_schema import SCRIPT, check_pte, default_rne, program_spec, schema_release, validate_spec
 
 RNE = "0.10.2"
 
@@ -146,3 +150,76 @@ def test_a_file_with_the_aux_head_and_one_with_a_declared_dynamic_size_are_refus
         check_pte(pte, 21, RNE)
     plain = _program(tmp_path / "plain.pte", nn.Conv2d(3, 21, 1), x)
     assert check_pte(plain, 21, RNE) == [1, 21, 8, 8]
+
+
+# --- the export gate: every file a schema-checking line serves passes the package's check -------
+
+
+def test_the_gate_checks_every_contract_the_010_line_serves():
+    assert schema_release("rne-0.5") == schema_release("rne-0.9") == RNE
+    assert schema_release("rne-0.5", min_rne="0.10.0") == RNE
+    assert schema_release("rne-0.5", min_rne="0.11.0") is None  # claims no release the line covers
+
+
+def test_every_tiny_build_entry_records_the_packages_check(tiny_builds):
+    for out in tiny_builds.values():
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert len(manifest["artifacts"]) == 3
+        for name, entry in manifest["artifacts"].items():
+            assert entry["rne_schema"] == {"package": f"react-native-executorch@{RNE}", "passed": True}, name
+
+
+def _files(out):
+    return {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    "change,rule",
+    [
+        # K = 20 in the file, 21 labels in the config (what a wrong num_classes would give)
+        (lambda m: m["outputs"][0]["shape"].__setitem__(1, const(20)[0]), "labels: Model outputs 20 classes, but 21"),
+        # torchvision's aux head left in
+        (lambda m: m["outputs"].append(copy.deepcopy(m["outputs"][0])), "Output count mismatch"),
+    ],
+    ids=["K-vs-labels", "aux-output"],
+)
+def test_a_file_the_package_refuses_fails_the_export_and_nothing_is_committed(
+    tiny_build, tmp_path, monkeypatch, change, rule
+):
+    out = tmp_path / "out"
+    shutil.copytree(tiny_build, out)  # a good previous export: the failed one must leave it as it was
+    before = _files(out)
+    real = rne_schema.program_spec
+
+    def refused(pte, method="forward", name=None):
+        spec = real(pte, method, name)
+        change(spec[method])
+        return spec
+
+    monkeypatch.setattr(rne_schema, "program_spec", refused)
+    with pytest.raises(
+        GateError,
+        match=f"rne-schema: tiny_segnet_xnnpack_fp32.pte: react-native-executorch {RNE}'s useSemanticSegmenter refuses",
+    ) as e:
+        pipeline.build(load_config(TINY), ["xnnpack_fp32"], "random", out, force=True)
+    assert rule in str(e.value), str(e.value)
+    after = _files(out)
+    assert not [n for n in after if n.startswith(TMP_PREFIX)], "temp files left behind"
+    assert after == before
+
+
+def test_without_node_or_the_package_the_export_fails_before_any_work_naming_the_fix(tmp_path, monkeypatch):
+    cfg = load_config(TINY)
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda cmd, *a, **k: None if cmd == "node" else real_which(cmd, *a, **k))
+    with pytest.raises(ExportError, match=r"node is not on PATH.*install Node.js.*`make venv`"):
+        pipeline.build(cfg, ["xnnpack_fp32"], "random", tmp_path / "a")
+    monkeypatch.undo()
+    monkeypatch.setattr(rne_schema, "TS_DIR", tmp_path / "ts")
+    with pytest.raises(
+        ExportError, match=rf"react-native-executorch {RNE} is not installed.*npm ci --prefix scripts/ts"
+    ):
+        pipeline.build(cfg, ["xnnpack_fp32"], "random", tmp_path / "b")
+    with pytest.raises(ExportError, match="npm ci --prefix scripts/ts"):
+        validate_spec(GOOD, 21, RNE)
+    assert not list((tmp_path / "a").iterdir()) and not list((tmp_path / "b").iterdir())  # nothing built
