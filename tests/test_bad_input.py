@@ -71,7 +71,12 @@ CONFIGS = [
     ),
     ("unknown precision", ("precision: fp32", "precision: fp64"), "", "fp64"),
     ("unknown variant key", ("precision: fp32\n", "precision: fp32\n    speed: fast\n"), "speed", "unknown key"),
-    ("NaN bound", ("min_snr_db: 15.0}", "min_snr_db: .nan}"), "accuracy.bounds.min_snr_db", "finite number"),
+    (
+        "NaN bound",
+        ("min_centered_snr_db: 24.0}", "min_centered_snr_db: .nan}"),
+        "accuracy.bounds.min_centered_snr_db",
+        "finite number",
+    ),
     ("infinite tolerance", ("{max_rel_err: 1.0e-5,", "{max_rel_err: .inf,"), "variants[0].tolerances", "finite"),
     ("tolerance a string", ("{max_rel_err: 1.0e-5,", "{max_rel_err: tight,"), "variants[0].tolerances", "number"),
     ("huge input", ("height: 32", "height: 100000"), "input", "1..2048"),
