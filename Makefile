@@ -19,6 +19,7 @@ MODELS ?=
 J ?= 1
 CONFIG_DIR ?= configs
 SEED ?= 0
+MEMBER ?= fixture
 
 .PHONY: help venv export lint test test-fast bench card publish compat release fixture clean
 
@@ -32,7 +33,7 @@ help:
 	@echo "make publish MODEL=name REPO=owner/name TAG=vX.Y.Z [PUSH=1] [ALLOW_RANDOM=1]   # dry run unless PUSH=1"
 	@echo "make compat  [MODEL=name] [RUNTIMES='0.6.0 1.3.1']  # load + parity in the ExecuTorch runtimes RNE releases embed"
 	@echo "make release MODELS='a b' REPO='owner/{model}' TAG=vX.Y.Z [J=2] [WEIGHTS=..] [ALLOW_RANDOM=1] [SKIP_COMPAT=1]  # export -> publish -> one constants module"
-	@echo "make fixture [BUILDER=deeplabv3_resnet50] [SEED=0]  # a checkpoint with trained-scale logits -> $(OUT)/fixtures/"
+	@echo "make fixture [BUILDER=deeplabv3_resnet50] [SEED=0] [MEMBER=fixture]  # a weight-family checkpoint -> $(OUT)/fixtures/"
 
 $(STAMP): pyproject.toml scripts/ts/package-lock.json
 	$(PYTHON) -m venv $(VENV)
@@ -90,7 +91,7 @@ release: $(STAMP)
 # minute: try the gates on it with `make export WEIGHTS=$(OUT)/fixtures/<builder>_seed<N>.pth`.
 fixture: $(STAMP)
 	mkdir -p $(OUT)/fixtures
-	$(PY) scripts/realistic_checkpoint.py $(BUILDER) $(OUT)/fixtures/$(BUILDER)_seed$(SEED).pth --seed $(SEED)
+	$(PY) scripts/realistic_checkpoint.py $(BUILDER) $(OUT)/fixtures/$(BUILDER)_$(MEMBER)_seed$(SEED).pth --seed $(SEED) --member $(MEMBER)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
