@@ -223,6 +223,17 @@ def render_card(manifest: Manifest, bench: dict | None, overlays: list[str]) -> 
                 f"({acc.bounds} bounds); calibrated on {', '.join(Path(c).name for c in acc.calibration)}"
                 + (f"; {lat.ratio:.2f}× the fp32 file's latency on the export host." if lat.ratio else ".")
             )
+            if acc.labels:
+                lab = acc.labels
+                lines += [
+                    f"\nAgainst ground-truth labels ({lab.images} images of `{Path(lab.folder).name}`, "
+                    f"{lab.seconds_per_image:.2f} s per image for all models, so ~{lab.seconds_per_image * 1449 / 60:.0f} "
+                    f"min for VOC val's 1,449):\n",
+                    "| model | mIoU | pixel accuracy |",
+                    "| --- | --- | --- |",
+                    *(f"| {k} | {v.miou:.3f} | {v.pixel_accuracy * 100:.1f}% |" for k, v in lab.scores.items()),
+                    f"\nmIoU drop {lab.miou_drop:+.3f} (bound ≤ {lab.max_miou_drop:g}).",
+                ]
     lines += [
         "",
         "Parity: the file read back from disk vs eager PyTorch on scikit-image photos (the app's OpenCV "

@@ -210,6 +210,10 @@ def test_labels_path_reports_miou_per_model_and_gates_the_drop(tiny_realistic, t
     fp32 = labels.scores["eager fp32"]
     assert fp32.pixel_accuracy > 0.9 and fp32.miou > 0.5, labels.scores  # fp32 made these labels
     assert labels.miou_drop <= labels.max_miou_drop
+    from export.card import write_card
+
+    body = write_card(tmp_path / "out" / "manifest.json", with_overlays=False).read_text()
+    assert f"Against ground-truth labels ({labels.images} images of `voc`" in body and "| int8 file | " in body
     # the labels gate alone (no other bound) fails on a broken calibration
     grey = tmp_path / "grey"
     grey.mkdir()
