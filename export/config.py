@@ -124,6 +124,9 @@ class AccuracyBounds:
 
     # int8's logits SNR minus fp32's under 1 % sensor noise: error relative to the model's own stability
     min_snr_vs_noise_db: float | None = None
+    # ...unless int8's centered SNR is at least this: then its logits are faithful whatever the
+    # model's noise sensitivity (a model that barely reacts to its input has a huge noise SNR)
+    enough_centered_snr_db: float | None = None
     # logits SNR with each pixel's mean over classes removed: the same for any logit scale
     min_centered_snr_db: float | None = None
     # normalized by the fp32 model's own stability under sensor noise
@@ -137,12 +140,21 @@ class AccuracyBounds:
     min_snr_db: float | None = None  # logits vs fp32's
     near_tie: float = 0.05
 
+    def failures(self, worst: dict[str, float]) -> list[str]:
+        """'metric=value (bound op b)' for each bound the worst-photo metrics break."""
+        from .metrics import check
+
+        failed = check(worst, self.gated())
+        if self.enough_centered_snr_db is not None and worst["centered_snr_db"] >= self.enough_centered_snr_db:
+            failed = [f for f in failed if not f.startswith("snr_vs_noise_db=")]
+        return failed
+
     def gated(self) -> dict[str, tuple[str, float]]:
         """metric -> (op, bound) for the bounds that are set."""
         out: dict[str, tuple[str, float]] = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if f.name != "near_tie" and v is not None:
+            if f.name not in ("near_tie", "enough_centered_snr_db") and v is not None:
                 op, metric = f.name.split("_", 1)
                 out[metric] = (">=" if op == "min" else "<=", v)
         return out

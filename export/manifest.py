@@ -149,6 +149,7 @@ class AccuracyValues:
 class AccuracyBoundValues:
     __pydantic_config__ = STRICT
     min_snr_vs_noise_db: float | None
+    enough_centered_snr_db: float | None
     min_centered_snr_db: float | None
     min_stable_agreement: float | None
     max_flips_vs_noise: float | None

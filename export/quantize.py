@@ -15,7 +15,7 @@ import torch
 
 from .config import AccuracyBounds, ModelConfig, QuantizationRecipe, Variant
 from .errors import ExportError, GateError
-from .metrics import check, compare, miou
+from .metrics import compare, miou
 from .preprocess import NEAR_DUPLICATE, load_image, model_input, similarity
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -289,7 +289,7 @@ def auto_keep_fp32(program, module, cfg: ModelConfig, variant: Variant, images: 
         v = replace(variant, quantization=replace(recipe, keep_fp32=tuple(kept)))
         result = quantize(program, cfg, v, images)
         worst = worst_accuracy(list(eager_accuracy(result[0], module, inputs, bounds.near_tie).values()))
-        failed = check(asdict(worst), bounds.gated())
+        failed = bounds.failures(asdict(worst))
         cost = sum(
             3 * m.weight.numel() for n, m in module.named_modules() if isinstance(m, torch.nn.Conv2d) and n in kept
         )
@@ -345,7 +345,7 @@ def accuracy_gate(
             ref, noisy_refs = eager_fp32(x), [eager_fp32(n) for n in noisy]
         per_image[name] = compare_accuracy(ref, method.execute([x])[0].clone(), noisy_refs, bounds.near_tie)
     worst = worst_accuracy(list(per_image.values()))
-    failed = check(asdict(worst), bounds.gated())
+    failed = bounds.failures(asdict(worst))
     labels = labels_accuracy(method, eager_fp32, cfg, variant) if spec.labels else None
     if labels and labels["miou_drop"] > labels["max_miou_drop"]:
         failed.append(f"labels miou_drop={labels['miou_drop']:.4g} (bound <= {labels['max_miou_drop']:g})")

@@ -185,13 +185,11 @@ def test_weight_family_subset_on_real_architecture(tmp_path):
         import int8_family
     finally:
         sys.path.pop(0)
-    from export.metrics import check
-
     cfg = load_config(DEEPLAB)
     ckpt = int8_family.checkpoint(tmp_path, cfg.model.builder, "random", 0)
     res = int8_family.measure(cfg, cfg.variant("xnnpack_int8"), ckpt, list(int8_family.RECIPES), tmp_path)
     for recipe, per in res["rows"].items():
-        failed = check(int8_family.worst_of(per), cfg.accuracy.bounds.gated())
+        failed = cfg.accuracy.bounds.failures(int8_family.worst_of(per))
         assert bool(failed) == (recipe != "shipped"), (recipe, failed)
 
 

@@ -75,16 +75,15 @@ def test_family_spans_logit_scale_and_near_ties_and_outliers_keep_fp32_output(ti
 def test_shipped_bounds_pass_every_healthy_member_and_fail_every_broken_case(tiny_family, member, tmp_path):
     """The eager quantized model (the file's arithmetic) of each recipe vs fp32, held to the config's
     bounds: healthy passes on every kind of weights, every broken recipe fails on every kind."""
-    from export.metrics import check
 
     folder, paths = tiny_family
     cfg = load_config(TINY)
-    bounds = cfg.accuracy.bounds.gated()
+    bounds = cfg.accuracy.bounds
     broken_member = member in {m.name for m in rc.BROKEN_MEMBERS}
     recipes = ["shipped"] if broken_member else list(int8_family.RECIPES)
     res = int8_family.measure(cfg, cfg.variant("xnnpack_int8"), paths[member], recipes, tmp_path)
     for recipe, per in res["rows"].items():
-        failed = check(int8_family.worst_of(per), bounds)
+        failed = bounds.failures(int8_family.worst_of(per))
         healthy = recipe == "shipped" and not broken_member
         assert bool(failed) != healthy, (member, recipe, failed, int8_family.worst_of(per))
 
@@ -233,3 +232,13 @@ def test_labels_folder_not_in_voc_layout_is_one_clear_error(tmp_path):
 
     with pytest.raises(ExportError, match=r"expected Pascal VOC layout .*JPEGImages is missing"):
         voc_items(tmp_path)
+
+
+def test_relative_bound_yields_to_enough_absolute_fidelity():
+    """snr_vs_noise_db is waived only when int8's centered SNR is past every broken case's."""
+    from export.config import AccuracyBounds
+
+    b = AccuracyBounds(min_snr_vs_noise_db=-19.0, enough_centered_snr_db=25.0)
+    assert b.failures({"snr_vs_noise_db": -16.3, "centered_snr_db": 19.0}) == []
+    assert b.failures({"snr_vs_noise_db": -30.0, "centered_snr_db": 28.4}) == []  # an insensitive model
+    assert b.failures({"snr_vs_noise_db": -21.8, "centered_snr_db": 20.7}) == ["snr_vs_noise_db=-21.8 (bound >= -19)"]
