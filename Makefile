@@ -21,7 +21,7 @@ CONFIG_DIR ?= configs
 SEED ?= 0
 MEMBER ?= fixture
 
-.PHONY: help venv export lint test test-fast bench card publish compat release fixture clean
+.PHONY: help venv export lint test test-fast bench card publish compat release fixture explain-int8 clean
 
 help:
 	@echo "make export  [WEIGHTS=default|random|PATH] [MODEL=name] [VARIANT=name ...]  -> $(OUT)/<model>/"
@@ -33,6 +33,7 @@ help:
 	@echo "make publish MODEL=name REPO=owner/name TAG=vX.Y.Z [PUSH=1] [ALLOW_RANDOM=1]   # dry run unless PUSH=1"
 	@echo "make compat  [MODEL=name] [RUNTIMES='0.6.0 1.3.1']  # load + parity in the ExecuTorch runtimes RNE releases embed"
 	@echo "make release MODELS='a b' REPO='owner/{model}' TAG=vX.Y.Z [J=2] [WEIGHTS=..] [ALLOW_RANDOM=1] [SKIP_COMPAT=1]  # export -> publish -> one constants module"
+	@echo "make explain-int8 [MODEL=name] [WEIGHTS=default|random|PATH]  # int8 per-layer sensitivity, worst first"
 	@echo "make fixture [BUILDER=deeplabv3_resnet50] [SEED=0] [MEMBER=fixture]  # a weight-family checkpoint -> $(OUT)/fixtures/"
 
 $(STAMP): pyproject.toml scripts/ts/package-lock.json
@@ -92,6 +93,10 @@ release: $(STAMP)
 fixture: $(STAMP)
 	mkdir -p $(OUT)/fixtures
 	$(PY) scripts/realistic_checkpoint.py $(BUILDER) $(OUT)/fixtures/$(BUILDER)_$(MEMBER)_seed$(SEED).pth --seed $(SEED) --member $(MEMBER)
+
+# Which layers lose accuracy in int8 (each conv alone in int8, the rest fp32), worst first
+explain-int8: $(STAMP)
+	$(PY) -m export explain-int8 --config configs/$(ONE).yaml --weights $(WEIGHTS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
