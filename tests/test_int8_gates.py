@@ -233,4 +233,4 @@ def test_relative_bound_yields_to_enough_absolute_fidelity():
     b = AccuracyBounds(min_snr_vs_noise_db=-20.5, enough_centered_snr_db=25.0)
     assert b.failures({"snr_vs_noise_db": -16.3, "centered_snr_db": 19.0}) == []
     assert b.failures({"snr_vs_noise_db": -30.0, "centered_snr_db": 28.4}) == []  # an insensitive model
-    assert b.failures({"snr_vs_noise_db": -21.8, "centered_snr_db": 20.7}) == ["snr_vs_noise_db=-21.8 (bound >= -19)"]
+    assert b.failures({"snr_vs_noise_db": -21.8, "centered_snr_db": 20.7}) == ["snr_vs_noise_db=-21.8 (bound >= -20.5)"]
