@@ -139,8 +139,8 @@ NOISE_DRAWS = 2
 @dataclass(frozen=True)
 class Accuracy:
     """The int8 file vs eager fp32 on one photo. Agreement, mIoU and SNR depend on how many
-    near-ties the weights have; `stable_agreement` and `flips_vs_noise` are normalized by the fp32
-    model's own stability under sensor noise, and mean the same for any weights."""
+    near-ties the weights have; `snr_vs_noise_db` (the gated one), `stable_agreement` and
+    `flips_vs_noise` are normalized by the fp32 model's own stability under sensor noise."""
 
     argmax_agreement: float  # all pixels (what the app shows)
     miou: float  # masks vs fp32's
@@ -263,13 +263,17 @@ def bounds_for(cfg: ModelConfig, weights_kind: str) -> tuple[str, AccuracyBounds
     return "release", spec.bounds
 
 
-def eager_accuracy(quantized, fp32: torch.nn.Module, inputs, near_tie: float) -> dict[str, Accuracy]:
-    """The eager quantized model (the file's arithmetic) vs fp32 on `accuracy_inputs`."""
+def fp32_references(fp32: torch.nn.Module, inputs) -> dict[str, tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]]:
+    """{photo: (model input, fp32 logits, fp32 logits on its noisy views)} for `accuracy_inputs`:
+    computed once, then compared with any number of quantized models or files."""
     with torch.no_grad():
-        return {
-            k: compare_accuracy(fp32(x), quantized(x), [fp32(n) for n in noisy], near_tie)
-            for k, (x, noisy) in inputs.items()
-        }
+        return {k: (x, fp32(x), [fp32(n) for n in noisy]) for k, (x, noisy) in inputs.items()}
+
+
+def eager_accuracy(quantized, refs, near_tie: float) -> dict[str, Accuracy]:
+    """The eager quantized model (the file's arithmetic) vs fp32 on `fp32_references`."""
+    with torch.no_grad():
+        return {k: compare_accuracy(ref, quantized(x), noisy, near_tie) for k, (x, ref, noisy) in refs.items()}
 
 
 def auto_keep_fp32(program, module, cfg: ModelConfig, variant: Variant, images: list[str], weights_kind: str, log):
@@ -281,6 +285,7 @@ def auto_keep_fp32(program, module, cfg: ModelConfig, variant: Variant, images: 
     recipe = variant.quantization or QuantizationRecipe()
     which, bounds = bounds_for(cfg, weights_kind)
     inputs = accuracy_inputs(cfg, variant)
+    refs = fp32_references(module, inputs)  # once: every step compares against the same fp32
     int8_bytes = sum(m.weight.numel() for m in module.modules() if isinstance(m, torch.nn.Conv2d))
     kept: list[str] = [k for k in recipe.keep_fp32 if k != "auto"]
     tried: list[dict] = []
@@ -288,7 +293,7 @@ def auto_keep_fp32(program, module, cfg: ModelConfig, variant: Variant, images: 
     while True:
         v = replace(variant, quantization=replace(recipe, keep_fp32=tuple(kept)))
         result = quantize(program, cfg, v, images)
-        worst = worst_accuracy(list(eager_accuracy(result[0], module, inputs, bounds.near_tie).values()))
+        worst = worst_accuracy(list(eager_accuracy(result[0], refs, bounds.near_tie).values()))
         failed = bounds.failures(asdict(worst))
         cost = sum(
             3 * m.weight.numel() for n, m in module.named_modules() if isinstance(m, torch.nn.Conv2d) and n in kept
@@ -339,11 +344,11 @@ def accuracy_gate(
     spec = cfg.accuracy
     assert spec is not None, "the loader refuses int8 variants without `accuracy`"
     method = Runtime.get().load_program(path).load_method("forward")
-    per_image = {}
-    for name, (x, noisy) in accuracy_inputs(cfg, variant).items():
-        with torch.no_grad():
-            ref, noisy_refs = eager_fp32(x), [eager_fp32(n) for n in noisy]
-        per_image[name] = compare_accuracy(ref, method.execute([x])[0].clone(), noisy_refs, bounds.near_tie)
+    per_image = eager_accuracy(
+        lambda x: method.execute([x])[0].clone(),
+        fp32_references(eager_fp32, accuracy_inputs(cfg, variant)),
+        bounds.near_tie,
+    )
     worst = worst_accuracy(list(per_image.values()))
     failed = bounds.failures(asdict(worst))
     labels = labels_accuracy(method, eager_fp32, cfg, variant) if spec.labels else None

@@ -35,7 +35,14 @@ import realistic_checkpoint as rc  # noqa: E402
 from export.config import CalibrationSpec, load_config  # noqa: E402
 from export.lower import export_program  # noqa: E402
 from export.models import MODELS  # noqa: E402
-from export.quantize import ACCURACY_METRICS, accuracy_inputs, calibration_set, compare_accuracy, quantize  # noqa: E402
+from export.quantize import (  # noqa: E402
+    ACCURACY_METRICS,
+    accuracy_inputs,
+    calibration_set,
+    eager_accuracy,
+    fp32_references,
+    quantize,
+)
 from export.weights import _drop_aux  # noqa: E402
 from export.wrap import example_input, wrap  # noqa: E402
 
@@ -82,9 +89,7 @@ def measure(cfg, variant, state_path: Path, recipes, out: Path) -> dict:
     model.load_state_dict(state)
     module = wrap(_drop_aux(model.eval()), cfg, variant)
     program = export_program(module, example_input(variant))
-    photos = accuracy_inputs(cfg, variant)
-    with torch.no_grad():
-        ref = {k: (module(x), [module(n) for n in noisy]) for k, (x, noisy) in photos.items()}
+    refs = fp32_references(module, accuracy_inputs(cfg, variant))
     rows = {}
     for recipe in recipes:
         start = time.perf_counter()
@@ -93,10 +98,7 @@ def measure(cfg, variant, state_path: Path, recipes, out: Path) -> dict:
             quantized = quantize(program, rcfg, variant, [])[0]
         else:
             quantized = quantize(program, rcfg, variant, calibration_set(rcfg))[0]
-        per = {}
-        with torch.no_grad():
-            for k, (x, _) in photos.items():
-                per[k] = asdict(compare_accuracy(ref[k][0], quantized(x), ref[k][1]))
+        per = {k: asdict(a) for k, a in eager_accuracy(quantized, refs, cfg.accuracy.bounds.near_tie).items()}
         rows[recipe] = per
         worst = worst_of(per)
         print(
@@ -105,7 +107,7 @@ def measure(cfg, variant, state_path: Path, recipes, out: Path) -> dict:
             file=sys.stderr,
             flush=True,
         )
-    first = next(iter(ref.values()))[0]
+    first = next(iter(refs.values()))[1]
     return {"rows": rows, "logit_range": float(first.max() - first.min())}
 
 
