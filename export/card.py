@@ -12,7 +12,14 @@ from .codegen import constants_for, group_snippet, groups_for, snippet
 from .errors import ExportError
 from .files import write_bytes_atomic
 from .manifest import Entry, Manifest, checked_files, read_manifest
-from .runtimes import RneLine, claimed_lines, contract_lines, load_runtimes, releases_label, served_lines
+from .runtimes import (
+    RneLine,
+    claimed_lines,
+    load_runtimes,
+    releases_label,
+    runtimes_to_prove,
+    served_lines,
+)
 
 CARD_NAME = "README.md"
 OVERLAY_DIR = "overlays"
@@ -64,11 +71,12 @@ def _served(e: Entry, lines: tuple[RneLine, ...]) -> str:
 
 
 def _compat_table(manifest: Manifest, lines: tuple[RneLine, ...]) -> list[str]:
-    """Each file x each RNE release line it claims: what `export compat` found in that line's runtime."""
+    """Each file x each RNE release line that runs it (its contract's, and those serving it through
+    normalizeOpts): what `export compat` found in that line's runtime."""
     rows = []
     for name, e in manifest.artifacts.items():
-        claimed = claimed_lines(e, lines)
-        for line in contract_lines(e, lines):
+        claimed = [ln for group in runtimes_to_prove(e, lines).values() for ln in group]
+        for line in (ln for ln in lines if ln.feed_for(e.contract.name)):  # its contract's lines and the serving ones
             r = (e.compat or {}).get(line.executorch)
             if line not in claimed:
                 result = f"not supported: the variant's `min_rne` is {e.min_rne}"

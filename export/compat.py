@@ -1,6 +1,6 @@
 """`export compat`: each .pte of a manifest in the ExecuTorch runtimes embedded by the React Native
-ExecuTorch releases it claims (configs/runtimes/rne_releases.yaml: its contract's lines from its
-`min_rne` on). Each runtime lives in a cached side venv (its wheel imports only beside the torch it
+ExecuTorch releases it claims (configs/runtimes/rne_releases.yaml: its contract's lines and the
+lines that serve it through normalizeOpts, from its `min_rne` on; once per runtime). Each runtime lives in a cached side venv (its wheel imports only beside the torch it
 was built against) and runs the file in a subprocess, on the inputs bundled in the file's .bpte
 (real photos through the app's preprocessing, with eager PyTorch's outputs), compared as the
 parity gate compares. Results go into the manifest entry; a file that does not load or does not
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from .errors import ExportError, GateError
 from .manifest import CompatResult, Entry, MetricValues, checked_files, read_manifest, write_entry
-from .runtimes import RneLine, claimed_lines, load_runtimes, version_key
+from .runtimes import lines_label, load_runtimes, runtimes_to_prove, version_key
 
 if TYPE_CHECKING:
     import torch
@@ -123,12 +123,12 @@ class Reference:
         return cls(pte, cases, [method.execute([x])[0].clone() for x, _ in cases])
 
 
-def check_one(entry: Entry, ref: Reference, line: RneLine, python: Path) -> CompatResult:
+def check_one(entry: Entry, ref: Reference, et: str, label: str, python: Path) -> CompatResult:
     from .metrics import check, compare, worst_of
 
     said, outputs = run_in(python, ref.pte, [x for x, _ in ref.cases])
     if not outputs:
-        return CompatResult(line.executorch, line.label, bool(said.get("loads")), said.get("error"), None, None, False)
+        return CompatResult(et, label, bool(said.get("loads")), said.get("error"), None, None, False)
     worst = worst_of([compare(y, got) for (_, y), got in zip(ref.cases, outputs, strict=True)])
     bounds: dict[str, tuple[str, float]] = {
         k: (v[0], v[1]) for k, v in entry.parity.bounds.items() if isinstance(v, tuple)
@@ -136,7 +136,7 @@ def check_one(entry: Entry, ref: Reference, line: RneLine, python: Path) -> Comp
     failed = check(worst.as_dict(), bounds)
     vs_exporter = max(float((h - got).abs().max()) for h, got in zip(ref.here, outputs, strict=True))
     values = MetricValues(**worst.as_dict())
-    return CompatResult(line.executorch, line.label, True, "; ".join(failed) or None, values, vs_exporter, not failed)
+    return CompatResult(et, label, True, "; ".join(failed) or None, values, vs_exporter, not failed)
 
 
 def run_compat(manifest_path: Path, runtimes: list[str] | None = None) -> int:
@@ -152,30 +152,30 @@ def run_compat(manifest_path: Path, runtimes: list[str] | None = None) -> int:
     if unknown:
         raise ExportError(f"--runtime {', '.join(unknown)}: not in the release table; valid: {', '.join(known)}")
     registry = Runtime.get().backend_registry
-    todo = [  # 1. (artifact, line) pairs, grouped by runtime below: one side venv at a time
-        (name, entry, line)
+    todo = [  # 1. (artifact, runtime, its lines) triples, grouped by runtime below: one side venv at a time
+        (name, entry, et, group)
         for name, entry in manifest.artifacts.items()
-        for line in claimed_lines(entry, lines)
-        if not runtimes or line.executorch in runtimes
+        for et, group in runtimes_to_prove(entry, lines).items()
+        if not runtimes or et in runtimes
     ]
     results = {name: dict(entry.compat or {}) for name, entry in manifest.artifacts.items()}
     refs: dict[str, Reference] = {}
     failures, rows = [], []
-    for et in sorted({line.executorch for _, _, line in todo}, key=version_key):
-        mine = [(n, e, ln) for n, e, ln in todo if ln.executorch == et]
-        for name, entry, line in mine:
+    for et in sorted({et for _, _, et, _ in todo}, key=version_key):
+        for name, entry, _, group in [t for t in todo if t[2] == et]:
+            label = lines_label(group, lines, entry.min_rne)
             if not registry.is_available(entry.delegate):  # Core ML on Linux: said, never passed
                 why = f"not runnable on this host: {entry.delegate} is not in its ExecuTorch runtime"
-                results[name][et] = CompatResult(et, line.label, None, why, None, None, False)
+                results[name][et] = CompatResult(et, label, None, why, None, None, False)
             else:
-                python = side_python(et, line.torch)  # 2.
+                python = side_python(et, group[0].torch)  # 2.
                 if name not in refs:
                     refs[name] = Reference.of(name, entry, folder)
-                results[name][et] = check_one(entry, refs[name], line, python)  # 3.
+                results[name][et] = check_one(entry, refs[name], et, label, python)  # 3.
             r = results[name][et]
-            rows.append((name, et, line.label, r))
+            rows.append((name, et, label, r))
             if r.loads is not None and not r.passed:
-                failures.append(f"{name} in ExecuTorch {et} (RNE {line.label}): {r.error}")
+                failures.append(f"{name} in ExecuTorch {et} (RNE {label}): {r.error}")
         if os.environ.get("RNE_EXPORT_PRUNE_RUNTIMES") == "1":  # small disks (CI runners): one at a time
             shutil.rmtree(CACHE_DIR / f"executorch-{et}", ignore_errors=True)
     for name, entry in manifest.artifacts.items():  # 4.

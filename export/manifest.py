@@ -197,7 +197,7 @@ class LabelsRecord:
     folder: str
     images: int
     seconds_per_image: float
-    scores: dict[str, LabelScoresRecord]  # "eager fp32", "int8 file"
+    scores: dict[str, LabelScoresRecord]  # "eager fp32", "int8 file", "fp16 estimate" (an fp16 variant)
     miou_drop: float
     max_miou_drop: float
 

@@ -352,16 +352,16 @@ class Publisher:
     def unproven(self) -> list[str]:
         """Files without a passing `export compat` result for every runtime their releases embed:
         refused, unless --skip-compat, which says loudly what was not proven and records it."""
-        from .runtimes import claimed_lines, load_runtimes
+        from .runtimes import lines_label, load_runtimes, runtimes_to_prove
 
         lines = load_runtimes()
         missing = []
         for name, e in self.record.artifacts.items():
-            for line in claimed_lines(e, lines):
-                r = (e.compat or {}).get(line.executorch)
+            for et, group in runtimes_to_prove(e, lines).items():
+                r = (e.compat or {}).get(et)
                 if r is None or not r.passed:
                     why = "not checked" if r is None else "not runnable here" if r.loads is None else "failed"
-                    missing.append(f"{name} in ExecuTorch {line.executorch} (RNE {line.label}): {why}")
+                    missing.append(f"{name} in ExecuTorch {et} (RNE {lines_label(group, lines, e.min_rne)}): {why}")
         if missing and not self.skip_compat:
             raise ExportError(
                 f"{self.manifest}: not proven to load in every runtime its releases embed: {'; '.join(missing)}; "

@@ -231,20 +231,32 @@ def compare_accuracy(ref: torch.Tensor, got: torch.Tensor, noisy_refs: list[torc
 
 
 def labels_accuracy(method, eager_fp32: torch.nn.Module, cfg: ModelConfig, variant: Variant) -> dict:
-    """mIoU / pixel accuracy of eager fp32 and of the int8 file against `accuracy.labels`."""
+    """mIoU / pixel accuracy against `accuracy.labels` of eager fp32, the int8 file and, when the
+    model has an fp16 variant, the fp16 estimate (export.verify's emulation: Core ML does not run
+    here); only the int8 drop is gated."""
     from .voc import evaluate
 
     spec = cfg.accuracy
     assert spec is not None and spec.labels is not None
     h, w = variant.input.height, variant.input.width
+    models = {"eager fp32": eager_fp32, "int8 file": lambda x: method.execute([x])[0]}
+    if any(v.precision == "fp16" for v in cfg.variants):
+        from .lower import export_program
+        from .verify import fp16_emulation
+        from .wrap import example_input
 
-    def fp32(x):
-        with torch.no_grad():
-            return eager_fp32(x).numpy()
+        models["fp16 estimate"] = fp16_emulation(export_program(eager_fp32, example_input(variant)))
+
+    def numpy_of(run):
+        def call(x):
+            with torch.no_grad():
+                return run(x).numpy()
+
+        return call
 
     res = evaluate(
         spec.labels,
-        {"eager fp32": fp32, "int8 file": lambda x: method.execute([x])[0].numpy()},
+        {name: numpy_of(run) for name, run in models.items()},
         lambda bgr: model_input(bgr, h, w, variant.contract),
         h,
         w,

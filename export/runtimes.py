@@ -132,8 +132,8 @@ def contract_lines(entry: Entry, lines: tuple[RneLine, ...]) -> list[RneLine]:
 
 
 def claimed_lines(entry: Entry, lines: tuple[RneLine, ...]) -> list[RneLine]:
-    """`contract_lines` from the file's `min_rne` on: what `export compat` checks and publish
-    requires proof for."""
+    """`contract_lines` from the file's `min_rne` on: the releases the card says a file claims
+    (what `export compat` checks adds the served lines: `runtimes_to_prove`)."""
     low = version_key(entry.min_rne) if entry.min_rne else (0,)
     return [ln for ln in contract_lines(entry, lines) if version_key(ln.releases.last) >= low]
 
@@ -145,6 +145,30 @@ def served_lines(entry: Entry, lines: tuple[RneLine, ...]) -> list[RneLine]:
     return [
         ln for ln in lines if ln.serves and ln.feed_for(entry.contract.name) and version_key(ln.releases.last) >= low
     ]
+
+
+def runtimes_to_prove(entry: Entry, lines: tuple[RneLine, ...]) -> dict[str, list[RneLine]]:
+    """ExecuTorch version -> the release lines embedding it that run this file, from its `min_rne`
+    on: its contract's lines and the lines that serve it through normalizeOpts. What `export
+    compat` runs it in (once per runtime, whatever the number of lines) and publish requires."""
+    mine = claimed_lines(entry, lines) + served_lines(entry, lines)
+    out: dict[str, list[RneLine]] = {}
+    for ln in lines:  # table order: release order
+        if ln in mine:
+            out.setdefault(ln.executorch, []).append(ln)
+    return out
+
+
+def lines_label(group: list[RneLine], lines: tuple[RneLine, ...], min_rne: str | None = None) -> str:
+    """The releases of some lines: "0.9.1 – 0.10.2" when they follow each other in the table, else
+    each run of neighbours joined by ", "."""
+    runs: list[list[RneLine]] = []
+    for ln in group:
+        if runs and lines.index(runs[-1][-1]) + 1 == lines.index(ln):
+            runs[-1].append(ln)
+        else:
+            runs.append([ln])
+    return ", ".join(filter(None, (releases_label(r, min_rne) for r in runs)))
 
 
 def releases_label(lines: list[RneLine] | tuple[RneLine, ...], min_rne: str | None = None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import subprocess
@@ -561,3 +562,34 @@ def test_python_module_has_the_0_10_groups(tmp_path):
     )
     assert mod.DEEPLAB_V3_RESNET50_RNE09_SEGMENTER["normalizeOpts"] == "imagenet"
     assert g["labels"] == PASCAL_VOC_LABELS and len(mod.ALL_URLS) == 4
+
+
+def test_compat_proves_each_file_once_per_runtime_of_every_line_that_runs_it():
+    """0.10 runs both contracts through normalizeOpts: an rne-0.5 file is proven in 1.3.1 too (its
+    own lines stop at 1.0.1), and the rne-0.9 file once in 1.3.1, for 0.9.1 – 0.10.2; `min_rne`
+    drops the lines before it."""
+    from export.manifest import manifest_from_dict
+    from export.runtimes import lines_label, runtimes_to_prove
+
+    lines = load_runtimes()
+    arts = manifest_from_dict(published(with_int8=True, with_rne09=True)["manifest"], "test").artifacts
+
+    def plan(name):
+        e = arts[name]
+        return {et: lines_label(group, lines, e.min_rne) for et, group in runtimes_to_prove(e, lines).items()}
+
+    assert plan("deeplab_v3_resnet50_xnnpack_fp32.pte") == {
+        "0.6.0": "0.4.0 – 0.5.6",
+        "0.7.0": "0.5.7 – 0.5.15",
+        "1.0.1": "0.6.0 – 0.7.3",
+        "1.3.1": "0.10.0 – 0.10.2",
+    }
+    assert plan("deeplab_v3_resnet50_xnnpack_fp32_rne09.pte") == {
+        "1.1.0": "0.8.0 – 0.8.5",
+        "1.2.0": "0.9.0",
+        "1.3.1": "0.9.1 – 0.10.2",
+    }
+    late = dataclasses.replace(arts["deeplab_v3_resnet50_xnnpack_int8.pte"], min_rne="0.5.7")
+    assert list(runtimes_to_prove(late, lines)) == ["0.7.0", "1.0.1", "1.3.1"]
+    split = [lines[0], lines[-1]]  # not neighbours in the table: each run says its own releases
+    assert lines_label(split, lines) == "0.4.0 – 0.5.6, 0.10.0 – 0.10.2"

@@ -197,14 +197,16 @@ def test_labels_path_reports_miou_per_model_and_gates_the_drop(tiny_realistic, t
     res = pipeline.build(cfg, ["xnnpack_int8"], str(tiny_realistic), tmp_path / "out")
     labels = res[0].entry.accuracy.labels
     assert labels is not None and labels.images == len(LABELLED_PHOTOS) - 1 and labels.seconds_per_image > 0
-    assert set(labels.scores) == {"eager fp32", "int8 file"}
+    assert set(labels.scores) == {"eager fp32", "int8 file", "fp16 estimate"}  # the config has Core ML fp16
+    fp16 = labels.scores["fp16 estimate"]
+    assert abs(fp16.miou - labels.scores["eager fp32"].miou) < 0.01, labels.scores  # fp16 rounding: ~fp32
     fp32 = labels.scores["eager fp32"]
     assert fp32.pixel_accuracy > 0.9 and fp32.miou > 0.5, labels.scores  # fp32 made these labels
     assert labels.miou_drop <= labels.max_miou_drop
     from export.card import write_card
 
     body = write_card(tmp_path / "out" / "manifest.json", with_overlays=False).read_text()
-    assert f"Against ground-truth labels ({labels.images} images of `voc`" in body and "| int8 file | " in body
+    assert f"Against ground-truth labels ({labels.images} images of `voc`" in body and "| fp16 estimate | " in body
     # the labels gate alone (no other bound) fails on a broken calibration
     grey = tmp_path / "grey"
     grey.mkdir()

@@ -566,12 +566,12 @@ def read_manifest_names(arts: Path) -> list[str]:
 def _with_compat(arts: Path, passed: bool) -> None:
     """Compat results for every runtime each file claims (as `export compat` writes them)."""
     from export.manifest import CompatResult, read_manifest, write_entry
-    from export.runtimes import claimed_lines, load_runtimes
+    from export.runtimes import load_runtimes, runtimes_to_prove
 
     for name, e in read_manifest(arts / "manifest.json").artifacts.items():
         results = {
-            ln.executorch: CompatResult(ln.executorch, ln.label, True, None if passed else "x", None, 0.0, passed)
-            for ln in claimed_lines(e, load_runtimes())
+            et: CompatResult(et, group[0].label, True, None if passed else "x", None, 0.0, passed)
+            for et, group in runtimes_to_prove(e, load_runtimes()).items()
         }
         write_entry(arts, name, dataclasses.replace(e, compat=results))
 
@@ -599,6 +599,7 @@ def test_push_needs_compat_results_or_says_loudly_what_was_not_proven(arts, hub,
         "WARNING: --skip-compat: not proven: tiny_segnet_xnnpack_fp32.pte in ExecuTorch 1.0.1"
         in capsys.readouterr().err
     )
-    assert len(published["compat_not_proven"]) == 3 * 3  # 3 files x 3 runtimes of the rne-0.5 lines
+    # 3 files x 4 runtimes: the rne-0.5 lines (0.6.0, 0.7.0, 1.0.1) and 0.10, which serves them (1.3.1)
+    assert len(published["compat_not_proven"]) == 3 * 4
     _with_compat(arts, passed=True)
     assert pub("v1.0.1").push()["compat_not_proven"] == []
