@@ -37,6 +37,11 @@ def config_for(entry: Entry, config_dir: Path, explicit: Path | None) -> ModelCo
     for path in candidates:
         if path and path.is_file():
             cfg = load_config(path)
+            if cfg.name != entry.model:
+                raise ExportError(
+                    f"--config {path} is model {cfg.name}'s, but {entry.path} is {entry.model}'s; "
+                    f"pass {entry.model}'s config ({entry.config.file})"
+                )
             if cfg.sha256 != entry.config.sha256:
                 raise ExportError(f"{path} changed since {entry.path} was exported (sha256 differs); re-export first")
             return cfg
@@ -150,6 +155,15 @@ def run_bench(
     config_dir: Path,
     out: Path | None = None,
 ) -> dict:
+    manifest = read_manifest(manifest_path)  # the manifest's problems before torch is imported
+    folder = manifest_path.parent
+    entries = manifest.artifacts
+    if not entries:
+        raise ExportError(f"{manifest_path} lists no artifacts; run the export first")
+    models = sorted({e.model for e in entries.values()})
+    if config is not None and len(models) > 1:
+        raise ExportError(f"--config fits one model, but {manifest_path} holds {', '.join(models)}")
+
     import torch
     from executorch.runtime import Runtime
 
@@ -158,14 +172,6 @@ def run_bench(
     from .weights import load_model
     from .wrap import wrap
 
-    manifest = read_manifest(manifest_path)
-    folder = manifest_path.parent
-    entries = manifest.artifacts
-    if not entries:
-        raise ExportError(f"{manifest_path} lists no artifacts; run the export first")
-    models = sorted({e.model for e in entries.values()})
-    if config is not None and len(models) > 1:
-        raise ExportError(f"--config fits one model, but {manifest_path} holds {', '.join(models)}")
     bgr = load_photo(PHOTO)
     runtime = Runtime.get()
     engines: dict[str, Callable[[], object]] = {}

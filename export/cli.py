@@ -3,14 +3,39 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
+import os
+import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from .config import BACKENDS, CONTRACTS, ModelConfig, list_configs, load_config
 from .errors import ExportError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+# Where a command's native (C++) log lines and other libraries' warnings go unless --verbose: the
+# ExecuTorch runtime prints cpuinfo probing lines on every XNNPACK load, which are not the user's business.
+LOG_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rne-export" / "logs"
+# the toolchain whose versions decide the bytes (pyproject.toml pins them)
+TOOLCHAIN = ("torch", "torchvision", "executorch", "torchao", "coremltools")
+
+
+def _version() -> str:
+    """This tool's version and the installed toolchain's, read from package metadata (no import)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(dist: str) -> str:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return f"rne-export {of('rne-export')} (" + ", ".join(f"{d} {of(d)}" for d in TOOLCHAIN) + ")"
 
 
 def _catalogue() -> str:
@@ -25,12 +50,21 @@ def _catalogue() -> str:
     return "\n".join(lines)
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(help_wanted: bool = True) -> argparse.ArgumentParser:
+    """The CLI; the catalogue of configs (every YAML loaded: ~0.4 s) only when help is shown."""
     fmt = argparse.RawDescriptionHelpFormatter
-    p = argparse.ArgumentParser(prog="python -m export", description=__doc__, epilog=_catalogue(), formatter_class=fmt)
+    catalogue = _catalogue() if help_wanted else None
+    p = argparse.ArgumentParser(prog="rne-export", description=__doc__, epilog=catalogue, formatter_class=fmt)
+    p.add_argument("--version", action="version", version=_version())
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help=f"show other libraries' warnings and the ExecuTorch runtime's own log lines (default: kept in {LOG_DIR})",
+    )
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser(
-        "build", help="export verified .pte files for one model config", epilog=_catalogue(), formatter_class=fmt
+        "build", help="export verified .pte files for one model config", epilog=catalogue, formatter_class=fmt
     )
     b.add_argument(
         "--config",
@@ -242,21 +276,23 @@ def _run(args) -> int:
             "an RGBA mask at the image's size: use --mask / --colormap"
         )
     colormap = _colormap_arg(args.colormap) if args.colormap else None
-    from .files import ensure_writable_dir
+    from .files import existing_file, new_file
 
+    # every argument that needs no model first: a bad one fails before the program is loaded
+    existing_file(args.artifact, "artifact", "pass the .pte file")
     for flag, target in (("--overlay", args.overlay), ("--mask", args.mask)):
-        if target:  # before any work: the folder must take a file
-            ensure_writable_dir(Path(target).parent, flag)
+        if target:  # a PNG name in a folder that takes files
+            new_file(target, flag, (".png",))
+    bgr = decode(read_source(args.image), args.image)
     model = SegmentationModel(args.artifact, contract=args.contract)
     if model.entry is None:
         print(
             f"note: no manifest.json beside {args.artifact}: its sha256 cannot be checked and labels are class ids",
             file=sys.stderr,
         )
-    bgr = decode(read_source(args.image), args.image)
     if args.rne:
         return _segment(args, model, bgr, colormap)
-    classes = [c for c in args.classes.split(",") if c]
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()]  # "CAT, PERSON": the space is not a label
     result = model.forward(bgr, classes, resize=args.resize)
     argmax = result[ARGMAX]
     ids, counts = np.unique(argmax, return_counts=True)
@@ -282,6 +318,10 @@ def _bench(args) -> int:
 
     if args.runs < 1 or args.warmup < 0:
         raise ExportError("--runs must be >= 1 and --warmup >= 0")
+    if args.weights not in (None, "default", "random"):
+        from .files import existing_file
+
+        existing_file(args.weights, "--weights", "valid values: default, random, or a checkpoint PATH")
     run_bench(args.manifest, args.runs, args.warmup, args.weights, args.config, CONFIG_DIR)
     return 0
 
@@ -403,7 +443,7 @@ def select(configs: list[ModelConfig], variant_names: list[str] | None) -> list[
     if not variant_names:
         return [(c, None) for c in configs]
     known = {v.name for c in configs for v in c.variants}
-    missing = [n for n in variant_names if n not in known]
+    missing = [repr(n) if not n.strip() or n != n.strip() else n for n in variant_names if n not in known]
     if missing:
         raise ExportError(f"unknown variant(s) {', '.join(missing)}; valid variants: {', '.join(sorted(known))}")
     pairs = [(c, [n for n in variant_names if n in {v.name for v in c.variants}]) for c in configs]
@@ -445,16 +485,103 @@ def _build(args) -> int:
     return 0
 
 
-def _quiet_toolchains() -> None:
-    # coremltools and the Core ML partitioner log version-compat notices and per-op INFO lines on
-    # every lowering; our own stage lines and the manifest say what matters.
-    for name, level in (("executorch", logging.WARNING), ("coremltools", logging.ERROR)):
-        logging.getLogger(name).setLevel(level)
+# ExecuTorch's runtime logs through Python's sys.stderr (its pybindings), in its C++ format:
+# "[cpuinfo_utils.cpp:71] Reading file ..." on the first XNNPACK run of a process
+NATIVE_LINE = re.compile(r"^\[[\w./-]+\.(?:cpp|cc|c|h|hpp|mm):\d+\] ")
+
+
+class _Sieve(io.TextIOBase):
+    """sys.stderr for a quiet command: the tool's own lines pass to the terminal; the runtime's
+    native log lines go to a log file (opened on the first one)."""
+
+    def __init__(self, terminal, log: Path) -> None:
+        self.terminal, self.log_path, self.tail = terminal, log, ""
+        self.log: io.TextIOBase | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        *lines, self.tail = (self.tail + text).split("\n")
+        for line in lines:
+            self._route(line + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        # a progress line ("\r  labels: 3/12") shows now; the runtime writes its lines in pieces
+        # ("[", "cpuinfo_utils.cpp", ":71] ", ...) with a flush after each: a "[" start waits for its end
+        if self.tail and not self.tail.startswith("["):
+            self.terminal.write(self.tail)
+            self.tail = ""
+        self.terminal.flush()
+
+    def _route(self, line: str) -> None:
+        if not NATIVE_LINE.match(line):
+            self.terminal.write(line)
+            return
+        if self.log is None:
+            try:
+                self.log_path.parent.mkdir(parents=True, exist_ok=True)
+                self.log = open(self.log_path, "a")  # closed when the command ends (close_log)
+            except OSError:  # no writable cache: the line stays on the terminal rather than failing the command
+                self.terminal.write(line)
+                return
+        self.log.write(line)
+
+    def close_log(self) -> None:
+        if self.tail:
+            self._route(self.tail)
+            self.tail = ""
+        if self.log is not None:
+            self.log.close()
+
+
+@contextlib.contextmanager
+def _terminal_for_the_tool(command: str, verbose: bool) -> Iterator[None]:
+    """Unless --verbose: other libraries' Python warnings and log records (torch's, ExecuTorch's,
+    coremltools') are dropped, coremltools' progress bars are off, and the ExecuTorch runtime's own
+    log lines go to LOG_DIR/<command>.log. Errors, gate verdicts and stage progress stay."""
+    if verbose:
+        yield
+        return
+    import warnings
+
+    tqdm_was = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"  # coremltools' per-pass progress bars: our stage lines time the lowering
+    import cv2  # OpenCV's own decoder warnings ("[ WARN:0@1.2] global grfmt_png.cpp ..."): our error says it
+
+    cv_level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    terminal = sys.stderr
+    sieve = _Sieve(terminal, LOG_DIR / f"{command}.log")
+    sys.stderr = sieve
+    logging.disable(logging.WARNING)  # this tool logs nothing; ERROR records of others still show
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            warnings.filterwarnings("default", module=r"export(\.|$)")
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+        cv2.utils.logging.setLogLevel(cv_level)
+        sieve.flush()
+        sieve.close_log()
+        if sys.stderr is sieve:
+            sys.stderr = terminal
+        if tqdm_was is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = tqdm_was
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    _quiet_toolchains()
+    given = sys.argv[1:] if argv is None else argv
+    args = _parser(help_wanted=bool({"-h", "--help"} & set(given)) or not given).parse_args(argv)
+    with _terminal_for_the_tool(args.command, args.verbose):
+        return _dispatch(args)
+
+
+def _dispatch(args) -> int:
     try:
         return {
             "build": _build,
@@ -491,3 +618,8 @@ def _write_traceback() -> str:
     with open(fd, "w") as f:
         f.write(traceback.format_exc())
     return path
+
+
+def console() -> None:
+    """The `rne-export` command (pyproject's [project.scripts])."""
+    sys.exit(main())

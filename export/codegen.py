@@ -646,8 +646,13 @@ def urls_in(path: str | Path) -> list[str]:
 def check_urls(paths: list[Path]) -> list[tuple[str, str]]:
     """Every URL in the given generated modules must resolve (HTTP 200 after redirects).
     Returns (url, problem) pairs; empty means all resolve."""
+    import httpx2  # huggingface_hub's HTTP client
     from huggingface_hub import constants
     from huggingface_hub.utils import build_hf_headers, http_backoff
+
+    # retried: what can pass (timeouts, a dropped connection, 429/5xx); not a refused or unresolvable
+    # host (ConnectError), which would only make the user wait ~23 s for the same answer
+    transient = (httpx2.TimeoutException, httpx2.ReadError, httpx2.WriteError, httpx2.RemoteProtocolError)
 
     problems = []
     urls = sorted({u for p in paths for u in urls_in(p)})
@@ -656,7 +661,13 @@ def check_urls(paths: list[Path]) -> list[tuple[str, str]]:
     for url in urls:
         try:
             token = None if sends_token(url, constants.ENDPOINT) else False  # None: the saved token
-            r = http_backoff("HEAD", url, headers=build_hf_headers(token=token), follow_redirects=True)
+            r = http_backoff(
+                "HEAD",
+                url,
+                headers=build_hf_headers(token=token),
+                follow_redirects=True,
+                retry_on_exceptions=transient,
+            )
             status = r.status_code
         except Exception as e:  # any transport failure means "does not resolve"; reported, not hidden
             problems.append((url, f"{type(e).__name__}: {e}"))

@@ -219,6 +219,17 @@ class QuantizationRecipe:
     keep_fp32_cap: float = 0.05
 
 
+# coremltools 9.0's ct.target and ct.ComputeUnit members, checked when a config loads (importing
+# coremltools there would cost every command seconds); test_config asserts they are still its members.
+COREML_TARGETS = (
+    *(f"iOS{v}" for v in (13, 14, 15, 16, 17, 18, 26)),
+    *(f"macOS{v}" for v in ("10_15", "10_16", 11, 12, 13, 14, 15, 26)),
+    *(f"watchOS{v}" for v in (6, 7, 8, 9, 10, 11, 26)),
+    *(f"tvOS{v}" for v in (13, 14, 15, 16, 17, 18, 26)),
+)
+COREML_COMPUTE_UNITS = ("ALL", "CPU_AND_GPU", "CPU_ONLY", "CPU_AND_NE")
+
+
 @dataclass(frozen=True)
 class CoreMLOptions:
     deployment_target: str = "iOS17"  # coremltools.target member
@@ -455,6 +466,18 @@ def _validate(cfg: ModelConfig, source: Path) -> ModelConfig:
             )
         if v.coreml is not None and v.backend != "coreml":
             _fail(source, f"variants[{i}].coreml", "only valid for backend coreml")
+        if v.coreml is not None and v.coreml.deployment_target not in COREML_TARGETS:
+            _fail(
+                source,
+                f"variants[{i}].coreml.deployment_target",
+                f"unknown {v.coreml.deployment_target!r}; valid: {', '.join(COREML_TARGETS)}",
+            )
+        if v.coreml is not None and v.coreml.compute_units not in COREML_COMPUTE_UNITS:
+            _fail(
+                source,
+                f"variants[{i}].coreml.compute_units",
+                f"unknown {v.coreml.compute_units!r}; valid: {', '.join(COREML_COMPUTE_UNITS)}",
+            )
         if v.quantization is not None and v.precision != "int8":
             _fail(source, f"variants[{i}].quantization", "only valid for precision int8")
         if v.quantization is not None and v.quantization.activation_observer not in ACTIVATION_OBSERVERS:

@@ -97,3 +97,31 @@ def ensure_writable_dir(folder: str | Path, flag: str = "--out") -> Path:
     except OSError as e:
         raise ExportError(f"{flag} {folder}: cannot write there ({e.strerror}); pass a writable folder") from None
     return folder
+
+
+def existing_file(path: str | Path, what: str, fix: str = "") -> Path:
+    """`path` as a readable regular file, or one error naming `what` and why: no such file, a
+    directory, unreadable. Checked before any heavy import, so a bad argument fails at once."""
+    p = Path(path)
+    tail = f"; {fix}" if fix else ""
+    if p.is_dir():
+        raise ExportError(f"{what} {p}: is a directory, not a file{tail}")
+    if not p.is_file():
+        raise ExportError(f"{what} {p}: no such file{tail}")
+    if not os.access(p, os.R_OK):
+        raise ExportError(f"{what} {p}: not readable (permissions){tail}")
+    return p
+
+
+def new_file(path: str | Path, flag: str, suffixes: tuple[str, ...] = ()) -> Path:
+    """An output file path: its folder takes files, it is not a directory, and its name says the
+    format that will be written (`suffixes`)."""
+    p = Path(path)
+    if p.is_dir():
+        raise ExportError(f"{flag} {p}: is a directory; give a file name, e.g. {p / ('out' + (suffixes or ('',))[0])}")
+    if suffixes and p.suffix.lower() not in suffixes:
+        raise ExportError(
+            f"{flag} {p}: this writes {'/'.join(s.lstrip('.').upper() for s in suffixes)}; name it {p.with_suffix(suffixes[0]).name}"
+        )
+    ensure_writable_dir(p.parent, flag)
+    return p

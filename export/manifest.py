@@ -13,6 +13,7 @@ pending name (`commit_entry`). So at every instant the folder holds what its man
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import json
 import os
@@ -484,15 +485,19 @@ def read_manifest(path: str | Path) -> Manifest:
         raise StaleManifest(
             f"manifest {path}: cannot read it ({reason}); re-export to rewrite it (make export)"
         ) from None
-    if (
-        not isinstance(data, dict)
-        or data.get("schema") != SCHEMA_VERSION
-        or not isinstance(data.get("artifacts"), dict)
-    ):
-        found = data.get("schema") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
         raise StaleManifest(
-            f"manifest {path}: schema {found}, this tool reads schema {SCHEMA_VERSION}; "
+            f"manifest {path}: a JSON {type(data).__name__}, not an object with `schema` and `artifacts`; "
             "re-export to rewrite it (make export)"
+        )
+    if data.get("schema") != SCHEMA_VERSION:
+        raise StaleManifest(
+            f"manifest {path}: schema {data.get('schema')}, this tool reads schema {SCHEMA_VERSION}; "
+            "re-export to rewrite it (make export)"
+        )
+    if not isinstance(data.get("artifacts"), dict):
+        raise StaleManifest(
+            f"manifest {path}: schema {SCHEMA_VERSION} but no `artifacts` object; re-export to rewrite it (make export)"
         )
     try:
         return _strict(data)
@@ -524,9 +529,32 @@ def current_entries(path: Path) -> dict[str, Entry]:
         return {}
     try:
         return read_manifest(path).artifacts
-    except StaleManifest as e:
-        print(f"note: {e}; starting it afresh", file=sys.stderr, flush=True)
+    except StaleManifest:  # said once, by `set_aside_undescribed` at the start of a build
         return {}
+
+
+def set_aside_undescribed(folder: Path, names: list[str]) -> Path | None:
+    """A build over a damaged manifest (unreadable, another schema) starts it afresh: the files it
+    described can no longer be checked, so this model's .pte/.bpte (`names`) are moved into
+    `unverified-<UTC time>/` beside it (nothing deleted, nothing left undescribed), said once."""
+    path = folder / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    try:
+        read_manifest(path)
+        return None
+    except StaleManifest as e:
+        problem = str(e)
+    files = [folder / n for n in names if (folder / n).is_file()]
+    aside = None
+    if files:
+        aside = folder / f"unverified-{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}"
+        aside.mkdir(exist_ok=True)
+        for f in files:
+            os.replace(f, aside / f.name)
+    moved = f"; moved {len(files)} file(s) it described into {aside.name}/" if aside else ""
+    print(f"note: {problem}; starting it afresh{moved}", file=sys.stderr, flush=True)
+    return aside
 
 
 @contextlib.contextmanager

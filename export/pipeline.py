@@ -26,6 +26,7 @@ from .manifest import (
     find_file,
     git_commit,
     platform_id,
+    set_aside_undescribed,
     settle,
     tool_versions,
 )
@@ -148,6 +149,8 @@ def build(
     if (out / MANIFEST_NAME).exists() and not (out / MANIFEST_NAME).is_file():
         raise ExportError(f"{out / MANIFEST_NAME} is not a file; move it away so the export can write its manifest")
     settle(out)  # finish what an interrupted export committed; drop what it did not
+    names = [cfg.artifact_name(v) for v in cfg.variants]
+    set_aside_undescribed(out, [*names, *map(bundle_name, names)])  # a damaged manifest: said once
     if any(v.precision == "int8" for v in variants):  # folder, count, held apart: before fp32 is built
         from .quantize import calibration_set
 

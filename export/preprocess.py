@@ -38,7 +38,7 @@ def decode(data: bytes, source: str = "image") -> np.ndarray:
     expanded to 3 channels, alpha dropped)."""
     if not data:
         raise ImageError(f"{_shown(source)}: empty (0 bytes)")
-    w, h = _header_size(data)
+    w, h = _header_size(data, source)
     if w * h > MAX_PIXELS:
         raise ImageError(f"{_shown(source)}: {w}x{h} pixels, over the {MAX_PIXELS}-pixel limit; downscale it first")
     try:
@@ -50,16 +50,20 @@ def decode(data: bytes, source: str = "image") -> np.ndarray:
     return img
 
 
-def _header_size(data: bytes) -> tuple[int, int]:
+def _header_size(data: bytes, source: str) -> tuple[int, int]:
     """Width and height from the image header alone (Pillow reads headers lazily); (0, 0) when
     Pillow does not know the format, leaving the verdict to OpenCV."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            return im.size
-    except Image.DecompressionBombError as e:
-        raise ImageError(f"image refused: {e}") from None
+        with warnings.catch_warnings():  # Pillow's own bomb limits (89 MP warns, 179 MP raises): ours decides
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                return im.size
+    except Image.DecompressionBombError:  # over twice Pillow's limit, so over ours too
+        raise ImageError(f"{_shown(source)}: over the {MAX_PIXELS}-pixel limit; downscale it first") from None
     except (UnidentifiedImageError, OSError):
         return (0, 0)
 

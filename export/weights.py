@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
+import re
 import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .errors import ExportError
+from .files import existing_file
 from .models import MODELS, small_residual_branches
 
 AUX_PREFIX = "aux_classifier."
@@ -70,15 +73,35 @@ def _load_state_dict(model_cfg: ModelConfig, state: object, what: str) -> nn.Mod
     return _drop_aux(model).eval()
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # PyTorch colours its weights_only advice for terminals
+
+
 def _torch_load(path: Path, what: str) -> object:
+    if path.stat().st_size == 0:
+        raise ExportError(
+            f"{what}: empty (0 bytes); not a checkpoint — save one with torch.save(model.state_dict(), PATH)"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ExportError(f"{what}: file not found; pass an existing checkpoint, or --weights default|random") from None
-    except Exception as e:  # torch raises many types for corrupt or unsafe pickles; all mean the same here
+    except pickle.UnpicklingError as e:
+        if "Unsupported global" not in str(e):  # not a pickle at all (text, another format)
+            raise ExportError(
+                f"{what}: not a PyTorch checkpoint torch.load(weights_only=True) can read; pass a tensor-only "
+                "state dict saved with torch.save"
+            ) from None
+        # a pickle of Python objects, not of tensors: refused by weights_only
+        first = ANSI.sub("", str(e)).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
+        first = first.split(" was not an allowed global")[0][:200]
         raise ExportError(
-            f"{what} could not be loaded with torch.load(weights_only=True): {type(e).__name__}: "
-            f"{str(e).splitlines()[0][:300] if str(e) else ''} — is it a complete, tensor-only state dict?"
+            f"{what}: holds Python objects that weights_only=True refuses ({first}); re-save it as a tensor-only "
+            "state dict: torch.save(model.state_dict(), PATH) where it was trained"
+        ) from None
+    except Exception as e:  # torch raises many types for corrupt files (EOFError, IndexError, ...): one meaning
+        raise ExportError(
+            f"{what}: not a PyTorch checkpoint torch.load(weights_only=True) can read (truncated, or another "
+            f"format: {type(e).__name__}); pass a tensor-only state dict saved with torch.save"
         ) from None
 
 
@@ -151,9 +174,7 @@ def weights_identity(cfg: ModelConfig, weights: str) -> tuple[str, str]:
         return "default", _default_checkpoint(cfg)[1]
     if weights == "random":
         return "random", random_identity(cfg)
-    path = Path(weights)
-    if not path.is_file():
-        raise ExportError(f"--weights {weights}: no such file; valid values: default, random, or a checkpoint PATH")
+    path = existing_file(weights, "--weights", "valid values: default, random, or a checkpoint PATH")
     return "path", f"file {path.name} (sha256 {_sha256(path)})"
 
 
@@ -168,9 +189,7 @@ def load_model(cfg: ModelConfig, weights: str) -> LoadedModel:
         if cfg.model.random_residual_gain is not None:
             small_residual_branches(model, cfg.model.random_residual_gain)
         return LoadedModel(_drop_aux(model).eval(), random_identity(cfg), "random")
-    path = Path(weights)
-    if not path.is_file():
-        raise ExportError(f"--weights {weights}: no such file; valid values: default, random, or a checkpoint PATH")
+    path = existing_file(weights, "--weights", "valid values: default, random, or a checkpoint PATH")
     what = f"checkpoint {path}"
     model = _load_state_dict(cfg, _torch_load(path, what), what)
     return LoadedModel(model, f"file {path.name} (sha256 {_sha256(path)})", "path")

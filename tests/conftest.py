@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 # The local Hub server speaks LFS, not Xet: must be set before huggingface_hub is imported.
 os.environ["HF_HUB_DISABLE_XET"] = "1"
@@ -31,6 +32,16 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subpro
     )
     OUTPUTS.append((f"`export {' '.join(args[:1])}` output", proc.stdout + proc.stderr))
     return proc
+
+
+# The lines this tool itself writes to stderr: stage progress "[label] 5. lower ...", "[label] up to
+# date", notes, errors, its own warnings, the labels progress and compat's side-venv line.
+OWN_STDERR = re.compile(r"^(\[[a-z0-9_]+\] |note: |error: |WARNING: |  labels: |compat: |\s*$)")
+
+
+def foreign_stderr_lines(stderr: str) -> list[str]:
+    """stderr lines that are not this tool's own (other libraries' warnings, the runtime's log)."""
+    return [ln for ln in stderr.replace("\r", "\n").splitlines() if not OWN_STDERR.match(ln)]
 
 
 def token_leaks(token: str, texts: list[tuple[str, str]], folder: Path) -> list[str]:

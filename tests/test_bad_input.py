@@ -179,6 +179,9 @@ def _argument_cases(arts: Path, tmp: Path) -> list[Case]:
     (tmp / "file").write_text("x")
     (tmp / "broken.json").write_text("{")
     (tmp / "binary").write_bytes(BINARY)
+    (tmp / "empty.pth").write_bytes(b"")
+    (tmp / "list.json").write_text("[]")
+    (tmp / "tiny_two.yaml").write_text(TINY.read_text().replace("name: tiny_segnet", "name: tiny_two"))
     (tmp / "empty.ts").write_text("export {};\n")
     fake = tmp / "fake-photos"  # a calibration folder whose JPEGs are not images / are cut short
     fake.mkdir()
@@ -207,12 +210,17 @@ def _argument_cases(arts: Path, tmp: Path) -> list[Case]:
         ("build: config binary", ["build", "--config", str(tmp / "binary")], 2, (str(tmp / "binary"),)),
         ("build: unknown variant", [*build, "--variant", "xnnpack_fp64"], 2, ("valid variants", "xnnpack_int8")),
         ("build: weights file missing", [*build, "--weights", str(tmp / "w.pth"), *out], 2, ("no such file",)),
-        ("build: weights not a checkpoint", [*build, "--weights", str(tmp / "file"), *out], 2, ("file",)),
-        ("build: weights a folder", [*build, "--weights", str(tmp), *out], 2, (str(tmp),)),
+        ("build: weights a folder", [*build, "--weights", str(tmp), *out], 2, (str(tmp), "is a directory")),
+        ("build: weights 0 bytes", [*build, "--weights", str(tmp / "empty.pth"), *out], 2, ("empty (0 bytes)",)),
+        ("build: weights text", [*build, "--weights", str(tmp / "file"), *out], 2, ("not a PyTorch checkpoint",)),
+        ("build: empty --variant", [*build, "--variant", ""], 2, ("unknown variant(s) ''", "valid variants")),
         ("build: --out under a file", [*build, "--weights", "random", "--out", str(tmp / "file" / "o")], 2, ("--out",)),
         ("build: --out is a file", [*build, "--weights", "random", "--out", str(tmp / "file")], 2, ("--out",)),
         ("run: no such artifact", ["run", str(tmp / "x.pte"), PHOTO], 2, ("no such file",)),
-        ("run: artifact is a folder", ["run", str(tmp), PHOTO], 2, ("no such file",)),
+        ("run: artifact is a folder", ["run", str(tmp), PHOTO], 2, ("is a directory", "pass the .pte file")),
+        ("run: --overlay a folder", ["run", pte, PHOTO, "--overlay", str(tmp)], 2, ("--overlay", "is a directory")),
+        ("run: --overlay .jpg", ["run", pte, PHOTO, "--overlay", str(tmp / "o.jpg")], 2, ("writes PNG", "o.png")),
+        ("run: class with a space", ["run", pte, PHOTO, "--classes", "CAT, KITTEN"], 2, ("unknown label(s) KITTEN",)),
         ("run: bundle as artifact", ["run", pte.replace(".pte", ".bpte"), PHOTO], 2, ("pass the .pte beside it",)),
         ("run: text as artifact", ["run", str(bare / "text.pte"), PHOTO], 2, ("not an ExecuTorch program",)),
         ("run: empty artifact", ["run", str(bare / "empty.pte"), PHOTO], 2, ("not an ExecuTorch program",)),
@@ -272,6 +280,20 @@ def _argument_cases(arts: Path, tmp: Path) -> list[Case]:
             ["bench", "--manifest", manifest, "--config", str(TINY), "--weights", str(tmp / "file")],
             2,
             ("is not the checkpoint",),
+        ),
+        (
+            "bench: weights missing",
+            ["bench", "--manifest", manifest, "--weights", str(tmp / "w.pth")],
+            2,
+            ("no such file",),
+        ),
+        ("bench: weights a folder", ["bench", "--manifest", manifest, "--weights", str(tmp)], 2, ("is a directory",)),
+        ("bench: manifest a JSON list", ["bench", "--manifest", str(tmp / "list.json")], 2, ("a JSON list",)),
+        (
+            "bench: another model's config",
+            ["bench", "--manifest", manifest, "--config", str(tmp / "tiny_two.yaml")],
+            2,
+            ("is model tiny_two's", "tiny_segnet's"),
         ),
         ("bench: config missing", ["bench", "--manifest", manifest, "--config", str(tmp / "c.yaml")], 2, ("c.yaml",)),
         ("publish: no tag", [*publish, "--repo", "o/r", "--tag", "latest"], 2, ("expected a version tag",)),

@@ -8,7 +8,7 @@ import shutil
 import cv2
 import pytest
 import yaml
-from conftest import TINY, run_cli, sample_entry, write_yaml
+from conftest import TINY, foreign_stderr_lines, run_cli, sample_entry, write_yaml
 
 from export.card import render_card
 from export.manifest import manifest_from_dict, read_manifest
@@ -38,6 +38,7 @@ def test_bench_measures_every_engine_in_one_run(benched):
         assert r["ratio_to_eager"] == pytest.approx(r["median_ms"] / engines["eager fp32"]["median_ms"])
         assert r["ratio_to_onnxruntime"] == pytest.approx(r["median_ms"] / engines["onnxruntime fp32"]["median_ms"])
     assert engines["eager fp32"]["ratio_to_eager"] == 1.0
+    assert foreign_stderr_lines(proc.stderr) == []  # quiet: no runtime log or library warnings
     assert engines[XNN]["load_ms"] > 0 and engines[XNN]["peak_rss_increment_mb"] >= 0  # from its own process
     assert CML in bench["not_run"] and "CoreMLBackend" in bench["not_run"][CML]
     assert bench["resize"]["artifact"] == XNN and bench["resize"]["image"] == "451x300"

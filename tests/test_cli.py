@@ -6,8 +6,9 @@ import hashlib
 import json
 
 import torch
-from conftest import DEEPLAB, ROOT, TINY, run_cli
+from conftest import DEEPLAB, ROOT, TINY, foreign_stderr_lines, run_cli
 
+from export import cli
 from export.config import list_configs
 from export.models import TinySegNet
 
@@ -121,6 +122,8 @@ def test_reproducible_across_processes(tiny_build, tmp_path):
     shas = []
     proc = run_cli("build", "--config", str(TINY), "--weights", "random", "--out", str(tmp_path / "o0"))
     assert proc.returncode == 0, proc.stderr
+    # quiet by default: fp32, int8 and Core ML lowered, and stderr holds only the tool's own lines
+    assert foreign_stderr_lines(proc.stderr) == [] and "[coreml_fp16] 5. lower (coreml)" in proc.stderr
     for out in (tiny_build, tmp_path / "o0"):
         shas.append({p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("*.*pte"))})
     assert len(shas[0]) == 6 and shas[0] == shas[1]  # .pte and .bpte of fp32, int8 and Core ML fp16
@@ -167,3 +170,45 @@ def test_config_errors_come_before_any_torch_import(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code, str(bad)], cwd=ROOT, capture_output=True, text=True)
     assert proc.stdout.split() == ["False", "2"], proc.stdout + proc.stderr
     assert "bogus: unknown key" in proc.stderr
+
+
+def test_rne_export_is_installed_with_its_version_and_the_same_subcommands(tmp_path):
+    """The venv the Makefile makes has the `rne-export` command beside python."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).parent / "rne-export"
+    assert exe.is_file(), "pip install -e . did not install [project.scripts]"
+    version = subprocess.run([exe, "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith("rne-export 0.1.0 (torch 2.14.1, "), version
+    assert "executorch 1.5.1" in version.stdout and "coremltools 9.0" in version.stdout
+    proc = subprocess.run([exe, "build", "--config", str(tmp_path / "none.yaml")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "config file not found" in proc.stderr
+
+
+def test_a_pickled_object_checkpoint_gets_the_fix_not_pytorch_s_colours(tmp_path):
+    import fractions
+
+    ckpt = tmp_path / "obj.pth"
+    torch.save({"state": fractions.Fraction(1, 3)}, ckpt)  # a Python object weights_only=True refuses
+    proc = run_cli("build", "--config", str(TINY), "--weights", str(ckpt), "--out", str(tmp_path / "o"))
+    line = _one_error_line(proc)
+    assert proc.returncode == 2 and "holds Python objects" in line and "torch.save(model.state_dict()" in line
+    assert "\x1b[" not in proc.stderr
+
+
+def test_check_urls_does_not_retry_a_refused_connection(tmp_path, monkeypatch, capsys):
+    """A refused port is not transient: one attempt, no backoff sleeps (timeouts and 5xx are retried)."""
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    module = tmp_path / "model_urls.py"
+    module.write_text(f'X = "http://127.0.0.1:{port}/x.pte"\n')
+    sleeps = []
+    monkeypatch.setattr(time, "sleep", sleeps.append)
+    assert cli.main(["check-urls", str(module)]) == 4
+    assert sleeps == [] and "Connection refused" in capsys.readouterr().err

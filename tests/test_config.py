@@ -249,3 +249,22 @@ def test_shipped_family_files_say_only_what_differs():
     assert not list_configs(ROOT / "configs" / "base") or all(
         "name:" not in p.read_text() for p in list_configs(ROOT / "configs" / "base")
     )
+
+
+def test_coreml_options_are_checked_at_load_against_coremltools_own_members(tmp_path):
+    """The static lists the loader checks (no coremltools import per command) are coremltools' own."""
+    import coremltools as ct
+
+    from export.config import COREML_COMPUTE_UNITS, COREML_TARGETS
+
+    assert list(COREML_TARGETS) == list(ct.target.__members__)
+    assert list(COREML_COMPUTE_UNITS) == list(ct.ComputeUnit.__members__)
+    text = TINY.read_text()
+    assert "deployment_target: iOS17" in text and "compute_units: ALL" in text
+    for old, new, key in (
+        ("deployment_target: iOS17", "deployment_target: iOS99", "coreml.deployment_target"),
+        ("compute_units: ALL", "compute_units: NPU", "coreml.compute_units"),
+    ):
+        bad = write_yaml(tmp_path / "tiny_segnet.yaml", text.replace(old, new))
+        with pytest.raises(ConfigError, match=rf"tiny_segnet.yaml: variants\[2\]\.{key}: unknown '.*'; valid: "):
+            load_config(bad)

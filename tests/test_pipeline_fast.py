@@ -211,6 +211,25 @@ def test_rebuild_replaces_artifact_and_keeps_other_entries(prev, weights):
     assert (out / "tiny_segnet_xnnpack_fp32.pte").read_bytes() == before["tiny_segnet_xnnpack_fp32.pte"]
 
 
+@pytest.mark.parametrize("kind", ["random"])
+def test_build_over_a_damaged_manifest_sets_the_old_files_aside_and_says_so_once(prev, capsys):
+    """The old manifest cannot vouch for its files any more: the build starts it afresh, moves the
+    files it described into unverified-<time>/ (nothing deleted, nothing left undescribed) and says
+    so in one note."""
+    out, before = prev
+    (out / "manifest.json").write_text("[]")
+    pipeline.build(load_config(TINY), ["xnnpack_fp32"], "random", out)
+    err = capsys.readouterr().err
+    notes = [ln for ln in err.splitlines() if ln.startswith("note: ")]
+    assert len(notes) == 1 and "a JSON list" in notes[0] and "moved 6 file(s)" in notes[0], notes
+    [aside] = out.glob("unverified-*")
+    assert sorted(p.name for p in aside.iterdir()) == sorted(n for n in before if n.endswith(("pte", "bpte")))
+    described = json.loads((out / "manifest.json").read_text())["artifacts"]
+    assert list(described) == ["tiny_segnet_xnnpack_fp32.pte"]
+    on_disk = sorted(p.name for p in out.iterdir() if p.suffix in (".pte", ".bpte"))
+    assert on_disk == ["tiny_segnet_xnnpack_fp32.bpte", "tiny_segnet_xnnpack_fp32.pte"]
+
+
 @pytest.mark.parametrize("scale", [0.3, 30.0])
 def test_metrics_are_scale_invariant_and_gate_names_metric_value_bound(scale):
     """The same relative error gives the same verdict at random-init scale and at trained scale."""

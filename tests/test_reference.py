@@ -8,14 +8,16 @@ import functools
 import http.server
 import json
 import shutil
+import struct
 import threading
+import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import DEEPLAB, ROOT, TINY, run_cli, write_yaml
+from conftest import DEEPLAB, ROOT, TINY, foreign_stderr_lines, run_cli, write_yaml
 
 from export import pipeline
 from export.config import CONTRACTS, load_config
@@ -145,7 +147,16 @@ def test_bad_images_fail_clearly(tmp_path, served):
     (tmp_path / "empty.png").write_bytes(b"")
     ok, huge = cv2.imencode(".png", np.zeros((9000, 8000), np.uint8))  # 72 MP: over OpenCV's pixel cap
     (tmp_path / "huge.png").write_bytes(huge.tobytes())
+
+    # a header claiming 20000x20000 (400 MP, past Pillow's own 179 MP refusal): the same one limit, named
+    def chunk(body: bytes) -> bytes:
+        return struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = b"IHDR" + struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0)
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(ihdr) + chunk(b"IDAT" + zlib.compress(b"")) + chunk(b"IEND")
+    (tmp_path / "bomb.png").write_bytes(bomb)
     cases = {
+        str(tmp_path / "bomb.png"): f"{tmp_path / 'bomb.png'}: over the 67108864-pixel limit",
         str(tmp_path / "missing.png"): "no such file",
         str(tmp_path / "truncated.png"): "not a decodable image",
         str(tmp_path / "text.png"): "not a decodable image",
@@ -173,6 +184,10 @@ def test_cli_run_writes_overlay_and_fails_cleanly(tiny_by_contract, tmp_path):
     assert summary["keys"]["CAT"]["dtype"] == "float32" and summary["contract"] == "rne-0.5"
     img = cv2.imread(str(out))
     assert img.shape[1] == w and img.shape[0] > h  # photo plus legend rows
+    # quiet by default: the runtime's log lines (cpuinfo) and torch's warnings are not on the terminal; -v shows them
+    assert foreign_stderr_lines(proc.stderr) == [], proc.stderr
+    loud = run_cli("-v", "run", str(pte), str(photo_path("chelsea")))
+    assert loud.returncode == 0 and foreign_stderr_lines(loud.stderr), loud.stderr  # the filter is what hid them
     bad = run_cli("run", str(pte), str(tmp_path / "nope.jpg"))
     assert bad.returncode == 2 and "no such file" in bad.stderr and "Traceback" not in bad.stderr
     bad = run_cli("run", str(pte), str(photo_path("chelsea")), "--classes", "KITTEN")
