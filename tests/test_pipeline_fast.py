@@ -438,3 +438,26 @@ def test_fp16_overflow_names_the_layer_and_by_how_much(tmp_path):
         match=r"fp16 output is not finite on photo:astronaut: activations overflow fp16 first at model\.backbone\.0 .*x fp16's largest value 65504",
     ):
         pipeline.build(load_config(TINY), ["coreml_fp16"], str(ckpt), tmp_path / "out")
+
+
+def test_stage_lines_count_seconds_on_a_terminal_and_stay_plain_in_ci_logs(monkeypatch):
+    """Long steps show their elapsed time while they run on a terminal; a log file gets exactly the
+    start and the end line."""
+    import io
+    import re
+    import sys
+    import time
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    for stream, ticks in ((io.StringIO(), False), (Tty(), True)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        with pipeline.Timer("v").stage("5", "lower (xnnpack)"):
+            time.sleep(1.3)  # one tick is due after 1 s
+        lines = stream.getvalue().splitlines()
+        assert lines[0] == "[v] 5. lower (xnnpack) ..." and re.search(
+            r"\[v\] 5\. lower \(xnnpack\) \d+\.\d s$", lines[-1]
+        )
+        assert (len(lines) > 2) == ticks and any("... 1 s" in ln for ln in lines) == ticks, lines
