@@ -547,7 +547,10 @@ def _terminal_for_the_tool(command: str, verbose: bool) -> Iterator[None]:
     import warnings
 
     tqdm_was = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"  # coremltools' per-pass progress bars: our stage lines time the lowering
+    # coremltools' per-pass progress bars: our stage lines time the lowering; huggingface_hub's upload
+    # bars stay for a publish on a terminal
+    if command != "publish" or not sys.stderr.isatty():
+        os.environ["TQDM_DISABLE"] = "1"
     import cv2  # OpenCV's own decoder warnings ("[ WARN:0@1.2] global grfmt_png.cpp ..."): our error says it
 
     cv_level = cv2.utils.logging.getLogLevel()

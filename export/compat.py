@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from .errors import ExportError, GateError
 from .manifest import CompatResult, Entry, MetricValues, checked_files, read_manifest, write_entry
+from .progress import step
 from .runtimes import lines_label, load_runtimes, runtimes_to_prove, version_key
 
 if TYPE_CHECKING:
@@ -55,8 +56,9 @@ def side_python(executorch: str, torch: str) -> Path:
         [*pip, "--no-deps", f"executorch=={executorch}"],
         [str(python), "-c", "from executorch.extension.pybindings import portable_lib"],
     ]
-    for cmd in steps:
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+    for what, cmd in zip(("venv", f"torch {torch}", f"executorch {executorch}", "import check"), steps, strict=True):
+        with step(f"executorch-{executorch}", what):
+            proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
             raise ExportError(f"compat: cannot make the ExecuTorch {executorch} runtime in {venv}: {tail[0][:300]}")
@@ -170,8 +172,10 @@ def run_compat(manifest_path: Path, runtimes: list[str] | None = None) -> int:
             else:
                 python = side_python(et, group[0].torch)  # 2.
                 if name not in refs:
-                    refs[name] = Reference.of(name, entry, folder)
-                results[name][et] = check_one(entry, refs[name], et, label, python)  # 3.
+                    with step(name, "read its .bpte and run it here"):
+                        refs[name] = Reference.of(name, entry, folder)
+                with step(name, f"run in ExecuTorch {et}"):
+                    results[name][et] = check_one(entry, refs[name], et, label, python)  # 3.
             r = results[name][et]
             rows.append((name, et, label, r))
             if r.loads is not None and not r.passed:

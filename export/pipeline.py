@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import json
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +28,7 @@ from .manifest import (
     settle,
     tool_versions,
 )
+from .progress import Timer
 from .weights import LoadedModel, load_model, weights_identity
 
 if TYPE_CHECKING:  # annotations only: the stages import these where they run
@@ -38,48 +36,6 @@ if TYPE_CHECKING:  # annotations only: the stages import these where they run
     from executorch.exir import EdgeProgramManager
 
     from .verify import Parity
-
-
-@dataclass
-class Timer:
-    label: str
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    @contextlib.contextmanager
-    def stage(self, step: str, name: str) -> Iterator[None]:
-        """One line when the stage starts and one with its seconds when it ends (CI logs); on a
-        terminal the start line counts the seconds while the stage runs."""
-        head = f"[{self.label}] {step}. {name}"
-        print(f"{head} ...", file=sys.stderr, flush=True)
-        start = time.perf_counter()
-        done = threading.Event()
-        ticker = None
-        if _is_terminal(sys.stderr):
-            ticker = threading.Thread(target=_tick, args=(head, start, done), daemon=True)
-            ticker.start()
-        try:
-            yield
-        finally:
-            done.set()
-            if ticker is not None:
-                ticker.join()
-            self.seconds[name] = round(time.perf_counter() - start, 3)
-            over = UP_AND_CLEAR if ticker is not None else ""  # a terminal: the start line becomes the result
-            print(f"{over}{head} {self.seconds[name]:.1f} s", file=sys.stderr, flush=True)
-
-
-UP_AND_CLEAR = "\r\x1b[1A\x1b[2K"  # back to the line above, cleared (VT100: every terminal emulator)
-
-
-def _is_terminal(stream) -> bool:
-    terminal = getattr(stream, "terminal", stream)  # the CLI's quiet sieve wraps the real stderr
-    return bool(getattr(terminal, "isatty", lambda: False)())
-
-
-def _tick(head: str, start: float, done: threading.Event) -> None:
-    """Rewrites the stage's start line with its elapsed seconds, every second, until it ends."""
-    while not done.wait(1.0):
-        print(f"{UP_AND_CLEAR}{head} ... {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)

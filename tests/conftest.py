@@ -36,7 +36,7 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subpro
 
 # The lines this tool itself writes to stderr: stage progress "[label] 5. lower ...", "[label] up to
 # date", notes, errors, its own warnings, the labels progress and compat's side-venv line.
-OWN_STDERR = re.compile(r"^(\[[a-z0-9_]+\] |note: |error: |WARNING: |  labels: |compat: |\s*$)")
+OWN_STDERR = re.compile(r"^(\[[\w.-]+\] |note: |error: |WARNING: |  labels: |compat: |\s*$)")
 
 
 def foreign_stderr_lines(stderr: str) -> list[str]:

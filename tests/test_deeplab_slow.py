@@ -226,10 +226,11 @@ def test_byte_identical_across_processes(export_random, tmp_path):
     assert hashlib.sha256((tmp_path / CML).read_bytes()).hexdigest() == arts[CML]["sha256"]
 
 
-@pytest.mark.parametrize("config", list_configs(ROOT / "configs"), ids=lambda p: p.stem)
+@pytest.mark.parametrize("config", [c for c in list_configs(ROOT / "configs") if c != DEEPLAB], ids=lambda p: p.stem)
 def test_every_config_builds_fp32(config, tmp_path):
-    """The model family is configs only; each builds and passes its gates. 64×64 input: lowering
-    cost does not depend on it, but eager parity runs and file sizes do, and CI has 2 cores."""
+    """The model family is configs only; each builds and passes its gates (DeepLabV3-ResNet50's
+    whole matrix: export_random above). 64×64 input: lowering cost does not depend on it, but eager
+    parity runs and file sizes do, and CI has 2 cores."""
     cfg = load_config(config)
     small = InputSpec(64, 64)
     cfg = dataclasses.replace(
