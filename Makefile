@@ -21,7 +21,7 @@ CONFIG_DIR ?= configs
 SEED ?= 0
 MEMBER ?= fixture
 
-.PHONY: help venv export lint test test-fast bench card publish compat release fixture explain-int8 clean
+.PHONY: help venv export lint test test-fast bench card publish compat verify-coreml release fixture explain-int8 clean
 
 help:
 	@echo "make export  [WEIGHTS=default|random|PATH] [MODEL=name] [VARIANT=name ...]  -> $(OUT)/<model>/"
@@ -33,6 +33,7 @@ help:
 	@echo "make publish MODEL=name REPO=owner/name TAG=vX.Y.Z [PUSH=1] [ALLOW_RANDOM=1]   # dry run unless PUSH=1"
 	@echo "make compat  [MODEL=name] [RUNTIMES='0.6.0 1.3.1']  # load + parity in the ExecuTorch runtimes RNE releases embed"
 	@echo "make release MODELS='a b' REPO='owner/{model}' TAG=vX.Y.Z [J=2] [WEIGHTS=..] [ALLOW_RANDOM=1] [SKIP_COMPAT=1]  # export -> publish -> one constants module"
+	@echo "make verify-coreml [MODEL=name]     # execute the Core ML files (macOS only; exit 3 elsewhere) -> manifest"
 	@echo "make explain-int8 [MODEL=name] [WEIGHTS=default|random|PATH]  # int8 per-layer sensitivity, worst first"
 	@echo "make fixture [BUILDER=deeplabv3_resnet50] [SEED=0] [MEMBER=fixture]  # a weight-family checkpoint -> $(OUT)/fixtures/"
 
@@ -73,8 +74,16 @@ card: $(STAMP)
 # Each .pte in the older ExecuTorch runtimes its RNE releases embed (configs/runtimes/rne_releases.yaml),
 # each in a cached side venv outside the repo (~/.cache/rne-export/runtimes, 4-7 GB each, made once).
 RUNTIMES ?=
+BACKEND ?=
 compat: $(STAMP)
-	$(PY) -m export compat --manifest $(OUT)/$(ONE)/manifest.json $(foreach r,$(RUNTIMES),--runtime $(r))
+	$(PY) -m export compat --manifest $(OUT)/$(ONE)/manifest.json $(foreach r,$(RUNTIMES),--runtime $(r)) \
+		$(if $(BACKEND),--backend $(BACKEND),)
+
+# Core ML files executed where Core ML runs (macOS: the release's macOS job runs exactly this);
+# on Linux it exits 3 with one line. BACKEND=coreml on compat: only those files, in every claimed runtime.
+verify-coreml: $(STAMP)
+	$(PY) -m export verify-coreml --manifest $(OUT)/$(ONE)/manifest.json \
+		$(if $(filter-out default random,$(WEIGHTS)),--weights $(WEIGHTS),)
 
 # token: HF_TOKEN or `hf auth login`
 publish: $(STAMP)

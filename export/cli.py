@@ -167,6 +167,9 @@ def _parser(help_wanted: bool = True) -> argparse.ArgumentParser:
     compat.add_argument(
         "--runtime", action="append", help="only this ExecuTorch version (repeatable; default: every claimed one)"
     )
+    compat.add_argument(
+        "--backend", help="only this backend's files, e.g. coreml (the release's macOS job); default: every file"
+    )
     ex = sub.add_parser(
         "explain-int8", help="per-layer int8 sensitivity: which layers lose accuracy, worst first (eager, no file)"
     )
@@ -174,6 +177,14 @@ def _parser(help_wanted: bool = True) -> argparse.ArgumentParser:
     ex.add_argument("--weights", default="default", help="as for build: default | random | PATH")
     ex.add_argument("--variant", default="xnnpack_int8", help="the int8 variant whose recipe and input to use")
     ex.add_argument("--top", type=int, default=10, help="rows to print (default 10)")
+    vc = sub.add_parser(
+        "verify-coreml",
+        help="execute each Core ML file of a manifest where Core ML runs (macOS): parity and bundled "
+        "verification, recorded in the manifest (publish needs it)",
+    )
+    vc.add_argument("--manifest", default=Path("artifacts/manifest.json"), type=Path)
+    vc.add_argument("--weights", help="as for build; default: what the manifest records (random/default)")
+    vc.add_argument("--config", type=Path, help="config the files came from (default: found by name, sha-checked)")
     chk = sub.add_parser("check-urls", help="check that every URL in generated constants modules resolves")
     chk.add_argument("modules", nargs="+", type=Path)
     return p
@@ -383,7 +394,15 @@ def _explain_int8(args) -> int:
 def _compat(args) -> int:
     from .compat import run_compat
 
-    return run_compat(args.manifest, args.runtime)
+    return run_compat(args.manifest, args.runtime, args.backend)
+
+
+def _verify_coreml(args) -> int:
+    from .coreml_proof import verify_coreml
+
+    done = verify_coreml(args.manifest, args.weights, args.config, CONFIG_DIR)
+    print(f"Core ML executed and recorded in {args.manifest}: {', '.join(done)}")
+    return 0
 
 
 def _check_urls(args) -> int:
@@ -591,6 +610,7 @@ def _dispatch(args) -> int:
             "publish": _publish,
             "check-urls": _check_urls,
             "compat": _compat,
+            "verify-coreml": _verify_coreml,
             "explain-int8": _explain_int8,
             "run": _run,
             "bench": _bench,

@@ -141,7 +141,7 @@ def check_one(entry: Entry, ref: Reference, et: str, label: str, python: Path) -
     return CompatResult(et, label, True, "; ".join(failed) or None, values, vs_exporter, not failed)
 
 
-def run_compat(manifest_path: Path, runtimes: list[str] | None = None) -> int:
+def run_compat(manifest_path: Path, runtimes: list[str] | None = None, backend: str | None = None) -> int:
     """Checks every runnable artifact in every runtime it claims (or only `runtimes`); records each
     result in the manifest; raises GateError naming file, runtime and releases on any failure."""
     from executorch.runtime import Runtime
@@ -153,12 +153,16 @@ def run_compat(manifest_path: Path, runtimes: list[str] | None = None) -> int:
     unknown = [r for r in runtimes or [] if r not in known]
     if unknown:
         raise ExportError(f"--runtime {', '.join(unknown)}: not in the release table; valid: {', '.join(known)}")
+    if backend is not None:
+        from .config import BACKENDS
+
+        BACKENDS.get(backend, where="--backend")
     registry = Runtime.get().backend_registry
     todo = [  # 1. (artifact, runtime, its lines) triples, grouped by runtime below: one side venv at a time
         (name, entry, et, group)
         for name, entry in manifest.artifacts.items()
         for et, group in runtimes_to_prove(entry, lines).items()
-        if not runtimes or et in runtimes
+        if (not runtimes or et in runtimes) and (backend is None or entry.backend == backend)
     ]
     results = {name: dict(entry.compat or {}) for name, entry in manifest.artifacts.items()}
     refs: dict[str, Reference] = {}

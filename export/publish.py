@@ -362,10 +362,16 @@ class Publisher:
                 if r is None or not r.passed:
                     why = "not checked" if r is None else "not runnable here" if r.loads is None else "failed"
                     missing.append(f"{name} in ExecuTorch {et} (RNE {lines_label(group, lines, e.min_rne)}): {why}")
+        from .coreml_proof import unexecuted_coreml
+
+        for name in unexecuted_coreml(self.record.artifacts):  # Core ML proven only where it runs
+            mode = self.record.artifacts[name].parity.mode
+            missing.append(f"{name}: Core ML not executed (parity {mode}); run `make verify-coreml` on macOS")
         if missing and not self.skip_compat:
             raise ExportError(
                 f"{self.manifest}: not proven to load in every runtime its releases embed: {'; '.join(missing)}; "
-                "run `make compat` (python -m export compat), or pass --skip-compat to publish unproven"
+                "run `make compat` (python -m export compat) and, for Core ML, `make verify-coreml` on macOS, or "
+                "pass --skip-compat to publish unproven"
             )
         for m in missing:
             print(f"WARNING: --skip-compat: not proven: {m}", file=sys.stderr, flush=True)

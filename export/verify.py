@@ -125,6 +125,14 @@ def rne_schema_gate(path: Path, cfg: ModelConfig, variant: Variant, artifact: st
     return gate(path, variant.contract, variant.min_rne, len(cfg.labels), artifact)
 
 
+def executed(path: Path):
+    """x -> the file's output 0, run by this host's ExecuTorch runtime."""
+    method = Runtime.get().load_program(path).load_method("forward")
+    # clone: the output lives in the program's planned memory, overwritten by the next execute
+    # contiguous: the runtime reads the raw buffer as NCHW whatever the tensor's strides say
+    return lambda x: method.execute([x.contiguous()])[0].clone()
+
+
 def backend_available(variant: Variant) -> bool:
     return Runtime.get().backend_registry.is_available(BACKENDS.get(variant.backend).runtime_id)
 
@@ -196,18 +204,17 @@ def verify(
     cfg: ModelConfig,
     variant: Variant,
     artifact: str,
+    runner=None,
 ) -> Parity:
-    """`eager` is the parity reference (int8: the quantized model); `program` what was lowered."""
+    """`eager` is the parity reference (int8: the quantized model); `program` what was lowered.
+    `runner` (x -> output): how the file is executed when not by this host's runtime (tests)."""
     check_program(path, cfg, variant)
     tol = variant.tolerances
     bounds = {k: [op, b] for k, (op, b) in gate_bounds(tol).items()} | {"near_tie": tol.near_tie}
     runtime_id = BACKENDS.get(variant.backend).runtime_id
-    if backend_available(variant):
+    if runner is not None or backend_available(variant):
         mode, why = "executed", ""
-        method = Runtime.get().load_program(path).load_method("forward")
-        # clone: the output lives in the program's planned memory, overwritten by the next execute
-        # contiguous: the runtime reads the raw buffer as NCHW whatever the tensor's strides say
-        run = lambda x: method.execute([x.contiguous()])[0].clone()  # noqa: E731
+        run = runner or executed(path)
     elif variant.precision == "fp16":
         mode = "emulated"
         why = (

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import os
 import re
 
@@ -37,6 +38,14 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subpro
 # The lines this tool itself writes to stderr: stage progress "[label] 5. lower ...", "[label] up to
 # date", notes, errors, its own warnings, the labels progress and compat's side-venv line.
 OWN_STDERR = re.compile(r"^(\[[\w.-]+\] |note: |error: |WARNING: |  labels: |compat: |\s*$)")
+
+
+@functools.cache
+def core_ml_runs() -> bool:
+    """Does this host's ExecuTorch runtime execute Core ML (macOS arm64 wheel), or only estimate it?"""
+    from executorch.runtime import Runtime
+
+    return Runtime.get().backend_registry.is_available("CoreMLBackend")
 
 
 def foreign_stderr_lines(stderr: str) -> list[str]:

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import HF_TEST_TOKEN, ROOT, run_cli, token_leaks
+from conftest import HF_TEST_TOKEN, ROOT, core_ml_runs, run_cli, token_leaks
 from hub_server import HubServer
 from test_codegen import tsc, typecheck_card
 
@@ -599,7 +599,15 @@ def test_push_needs_compat_results_or_says_loudly_what_was_not_proven(arts, hub,
         "WARNING: --skip-compat: not proven: tiny_segnet_xnnpack_fp32.pte in ExecuTorch 1.0.1"
         in capsys.readouterr().err
     )
-    # 3 files x 4 runtimes: the rne-0.5 lines (0.6.0, 0.7.0, 1.0.1) and 0.10, which serves them (1.3.1)
-    assert len(published["compat_not_proven"]) == 3 * 4
+    # 3 files x 4 runtimes: the rne-0.5 lines (0.6.0, 0.7.0, 1.0.1) and 0.10, which serves them
+    # (1.3.1); and the Core ML file not executed (Linux: emulated)
+    assert len(published["compat_not_proven"]) == 3 * 4 + (0 if core_ml_runs() else 1)
     _with_compat(arts, passed=True)
-    assert pub("v1.0.1").push()["compat_not_proven"] == []
+    if core_ml_runs():  # macOS: the build executed it
+        assert pub("v1.0.1").push()["compat_not_proven"] == []
+        return
+    with pytest.raises(ExportError, match=r"tiny_segnet_coreml_fp16.pte: Core ML not executed \(parity emulated\)"):
+        pub("v1.0.1").push()  # every runtime passed; Core ML is proven only where it runs (test_coreml_proof)
+    assert pub("v1.0.1", skip_compat=True).push()["compat_not_proven"] == [
+        "tiny_segnet_coreml_fp16.pte: Core ML not executed (parity emulated); run `make verify-coreml` on macOS"
+    ]

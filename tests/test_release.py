@@ -110,7 +110,7 @@ def test_the_workflow_checks_can_fail(tmp_path):
     """A job that needs a job that does not exist (actionlint), an action by a movable tag and an
     input pasted into a shell script (zizmor): both tools refuse."""
     text = (WORKFLOWS / "release.yml").read_text()
-    text = text.replace("needs: [matrix, export]", "needs: [matrix, exports]")
+    text = text.replace("needs: [matrix, export, coreml]", "needs: [matrix, exports, coreml]")
     text = text.replace(
         "actions/download-artifact@d3f86a106a0bac45b974a628896c90dbdf5c8093", "actions/download-artifact@v4"
     )

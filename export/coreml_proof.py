@@ -1,0 +1,118 @@
+"""`export verify-coreml`: a manifest's Core ML files executed where Core ML runs. On Linux they get
+an fp16 estimate (emulated) or only static checks; a macOS host whose ExecuTorch runtime registers
+CoreMLBackend (the macOS arm64 `executorch` wheel's pybindings link libexecutorch_backend_coreml)
+runs them: the release's macOS job runs this, and publish refuses Core ML files without it.
+
+1. refuse a host whose ExecuTorch runtime has no CoreMLBackend: one line, nothing changed
+2. per Core ML artifact: the file checked against its manifest, its config (sha-checked) and weights
+   (as `bench` finds them), the eager model under the file's contract
+3. parity executed: the file read from disk vs eager, on the same photos and seeded inputs as the
+   export's gates, with the variant's bounds (a failure is a gate failure, exit 3)
+4. the .bpte's bundled verification by the runtime
+5. the manifest entry rewritten (parity mode executed, on which host and compute units; the bundle
+   verified); the Linux fp16 estimate stays in the card's history as the cross-check
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import ExportError, GateError
+from .manifest import Entry, checked_files, entry_dict, entry_from_dict, read_manifest, write_entry
+
+CORE_ML = "CoreMLBackend"
+
+
+def host_description() -> str:
+    """OS, machine and (on macOS) the chip: a hosted runner may lack the Neural Engine or GPU."""
+    chip = ""
+    if sys.platform == "darwin":
+        proc = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True)
+        chip = f", {proc.stdout.strip()}" if proc.returncode == 0 and proc.stdout.strip() else ""
+    return f"{platform.system()} {platform.release()} {platform.machine()}{chip}"
+
+
+def verify_coreml(
+    manifest_path: Path,
+    weights: str | None,
+    config: Path | None,
+    config_dir: Path,
+    execute: Callable[[Path], Callable] | None = None,
+    check_bundle: Callable[[Path, int, float, str], None] | None = None,
+) -> list[str]:
+    """Proves every Core ML file of the manifest; returns their names. `execute` / `check_bundle`:
+    how a file is run and its bundle checked (default: this host's runtime; tests inject them)."""
+    from executorch.runtime import Runtime
+
+    manifest = read_manifest(manifest_path)
+    folder = manifest_path.parent
+    names = [n for n, e in manifest.artifacts.items() if e.delegate == CORE_ML]
+    if not names:
+        raise ExportError(f"{manifest_path} lists no Core ML file; nothing to verify")
+    # 1.
+    if execute is None and not Runtime.get().backend_registry.is_available(CORE_ML):
+        raise GateError(
+            f"verify-coreml: {CORE_ML} is not in this host's ExecuTorch runtime ({host_description()}): Core ML "
+            "files execute only on macOS (the release's macOS job runs this command); nothing was changed"
+        )
+    host = host_description()
+    proven = []
+    for name in names:
+        entry = manifest.artifacts[name]
+        print(f"[{name}] executing on {host} ...", file=sys.stderr, flush=True)
+        write_entry(
+            folder, name, prove_one(name, entry, folder, weights, config, config_dir, host, execute, check_bundle)
+        )
+        proven.append(name)
+    return proven
+
+
+def prove_one(
+    name: str,
+    entry: Entry,
+    folder: Path,
+    weights: str | None,
+    config: Path | None,
+    config_dir: Path,
+    host: str,
+    execute: Callable[[Path], Callable] | None,
+    check_bundle: Callable[[Path, int, float, str], None] | None,
+) -> Entry:
+    """Steps 2-4 for one file; the new entry (nothing written when a gate fails)."""
+    from .bench import config_for, weights_for
+    from .bundle import verify_bundle
+    from .lower import export_program
+    from .verify import executed, verify
+    from .weights import load_model
+    from .wrap import example_input, wrap
+
+    pte, bpte = checked_files(folder, name, entry)  # 2.
+    cfg = config_for(entry, config_dir, config)
+    variant = cfg.variant(entry.variant)
+    module = wrap(load_model(cfg, weights_for(entry, weights)).module, cfg, variant)
+    program = export_program(module, example_input(variant))
+    parity = verify(pte, module, program, cfg, variant, name, runner=(execute or executed)(pte))  # 3.
+    (check_bundle or (lambda p, n, atol, a: verify_bundle(p, n, atol=atol, rtol=0.0, artifact=a)))(  # 4.
+        bpte, entry.bundle.cases, entry.bundle.atol, name
+    )
+    units = entry.coreml.compute_units if entry.coreml else "ALL"
+    record = parity.as_dict()
+    record["why"] = (
+        f"executed on {host} by ExecuTorch's CoreMLBackend (compute units requested: {units}; Core ML picks "
+        "among those the host has)"
+    )
+    data = entry_dict(entry)  # 5.
+    data["parity"] = record
+    if entry.precision == "fp16":
+        data["fp16_drift_vs_fp32"] = {"reference": "eager fp32", "mode": "executed", **record["worst"]}
+    data["bundle"] = {**data["bundle"], "verified": "executed"}
+    return entry_from_dict(data, f"{name} (a bug in this tool: its record does not match the manifest schema)")
+
+
+def unexecuted_coreml(entries: dict[str, Entry]) -> list[str]:
+    """Core ML files whose parity was not executed (emulated or static only): publish's refusal."""
+    return [n for n, e in entries.items() if e.delegate == CORE_ML and e.parity.mode != "executed"]

@@ -1,0 +1,90 @@
+"""`verify-coreml` (issue 24): what can run on Linux. The refusal on a host without Core ML; the
+manifest merge of a macOS proof and the failure path, with the Core ML execution stood in by the
+fp16 emulation (what a Core ML fp16 run is compared against) or by broken outputs; publish then
+takes the file without --skip-compat. The real execution: the release's macOS job."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+from conftest import ROOT, TINY, core_ml_runs
+
+from export import cli
+from export.coreml_proof import unexecuted_coreml, verify_coreml
+from export.errors import GateError
+from export.manifest import read_manifest
+
+CML = "tiny_segnet_coreml_fp16.pte"
+
+
+@pytest.fixture
+def arts(tiny_build, tmp_path):
+    out = tmp_path / "artifacts"
+    shutil.copytree(tiny_build, out)
+    return out
+
+
+def _emulated_core_ml(pte):
+    """A stand-in for the runtime executing the Core ML file: the fp16 emulation of its graph."""
+    from export.config import load_config
+    from export.lower import export_program
+    from export.verify import fp16_emulation
+    from export.weights import load_model
+    from export.wrap import example_input, wrap
+
+    cfg = load_config(TINY)
+    variant = cfg.variant("coreml_fp16")
+    module = wrap(load_model(cfg, "random").module, cfg, variant)
+    emulated = fp16_emulation(export_program(module, example_input(variant)))
+    return lambda x: emulated(x)
+
+
+def test_without_core_ml_it_refuses_in_one_line_and_changes_nothing(arts, capsys):
+    """Linux: one line, exit 3. Where Core ML runs (macOS), the real command proves the file."""
+    before = (arts / "manifest.json").read_bytes()
+    argv = ["verify-coreml", "--manifest", str(arts / "manifest.json"), "--config", str(TINY)]
+    if core_ml_runs():
+        assert cli.main(argv) == 0
+        assert read_manifest(arts / "manifest.json").artifacts[CML].parity.mode == "executed"
+        return
+    assert cli.main(argv) == 3
+    err = capsys.readouterr().err
+    [line] = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    assert "CoreMLBackend is not in this host's ExecuTorch runtime (Linux" in line and "macOS" in line
+    assert (arts / "manifest.json").read_bytes() == before
+
+
+def test_a_macos_proof_is_merged_into_the_manifest_and_publish_then_takes_the_file(arts):
+    before = read_manifest(arts / "manifest.json").artifacts
+    assert unexecuted_coreml(before) == ([] if core_ml_runs() else [CML])
+    bundles = []
+    done = verify_coreml(
+        arts / "manifest.json",
+        None,
+        TINY,
+        ROOT / "configs",
+        execute=_emulated_core_ml,
+        check_bundle=lambda *a: bundles.append(a),
+    )
+    after = read_manifest(arts / "manifest.json").artifacts
+    assert done == [CML] and unexecuted_coreml(after) == [] and len(bundles) == 1
+    e = after[CML]
+    assert e.parity.mode == "executed" and "compute units requested: ALL" in e.parity.why
+    assert e.bundle.verified == "executed" and e.fp16_drift_vs_fp32.mode == "executed"
+    assert e.parity.worst.decisive_agreement >= e.tolerances.min_decisive_agreement
+    assert e.sha256 == before[CML].sha256  # the file itself is untouched
+    assert {n: after[n] for n in after if n != CML} == {n: before[n] for n in before if n != CML}
+
+
+def test_a_core_ml_file_that_does_not_match_fails_and_nothing_is_recorded(arts):
+    before = (arts / "manifest.json").read_bytes()
+
+    def broken(pte):
+        run = _emulated_core_ml(pte)
+        return lambda x: run(x) + torch.randn_like(run(x)) * 5  # what a wrong kernel would give
+
+    with pytest.raises(GateError, match=r"parity gate \(executed\): tiny_segnet_coreml_fp16.pte"):
+        verify_coreml(arts / "manifest.json", None, TINY, ROOT / "configs", broken, lambda *a: None)
+    assert (arts / "manifest.json").read_bytes() == before
