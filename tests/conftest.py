@@ -3,6 +3,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import shutil
 
 # The local Hub server speaks LFS, not Xet: must be set before huggingface_hub is imported.
 os.environ["HF_HUB_DISABLE_XET"] = "1"
@@ -36,8 +37,8 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subpro
 
 
 # The lines this tool itself writes to stderr: stage progress "[label] 5. lower ...", "[label] up to
-# date", notes, errors, its own warnings, the labels progress and compat's side-venv line.
-OWN_STDERR = re.compile(r"^(\[[\w.-]+\] |note: |error: |WARNING: |  labels: |compat: |\s*$)")
+# date", notes, errors, its own warnings, the labels progress, compat's and bench's headers, retries.
+OWN_STDERR = re.compile(r"^(\[[\w.-]+\] |note: |error: |WARNING: |  labels: |compat: |bench: |  .*retrying in |\s*$)")
 
 
 @functools.cache
@@ -127,6 +128,14 @@ def tiny_builds(tmp_path_factory, tiny_weights) -> dict[str, Path]:
 def tiny_build(tiny_builds) -> Path:
     """The random-weights tiny build (publish, bench, card and reference tests use it)."""
     return tiny_builds["random"]
+
+
+@pytest.fixture
+def arts(tiny_build, tmp_path) -> Path:
+    """A writable copy of the tiny build (compat, publish and verify-coreml write into it)."""
+    out = tmp_path / "artifacts"
+    shutil.copytree(tiny_build, out)
+    return out
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import yaml
 from conftest import TINY, core_ml_runs, foreign_stderr_lines, run_cli, sample_entry, write_yaml
 
 from export.card import render_card
+from export.config import bundled_photos
 from export.manifest import manifest_from_dict, read_manifest
 from export.publish import local_files
 
@@ -119,7 +120,7 @@ def test_bench_card_and_run_refuse_a_file_changed_since_export(tiny_build, tmp_p
     for args in (
         ("bench", "--manifest", str(out / "manifest.json"), "--runs", "1", "--warmup", "0", "--config", str(TINY)),
         ("card", "--manifest", str(out / "manifest.json")),
-        ("run", str(pte), str(tmp_path / "any.png")),
+        ("run", str(pte), str(bundled_photos()["chelsea"])),  # a good image: the file is what is wrong
     ):
         proc = run_cli(*args)
         errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]

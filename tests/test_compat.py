@@ -6,7 +6,6 @@ fails the gate with the runtime's own words, recorded in the manifest, files unt
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 from conftest import run_cli
@@ -14,13 +13,6 @@ from conftest import run_cli
 from export.files import sha256_file
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def arts(tiny_build, tmp_path):
-    out = tmp_path / "artifacts"
-    shutil.copytree(tiny_build, out)
-    return out
 
 
 def test_compat_in_executorch_0_6_0_passes_fp32_and_fails_int8(arts):

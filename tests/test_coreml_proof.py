@@ -5,8 +5,6 @@ takes the file without --skip-compat. The real execution: the release's macOS jo
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import torch
 from conftest import ROOT, TINY, core_ml_runs
@@ -17,13 +15,6 @@ from export.errors import GateError
 from export.manifest import read_manifest
 
 CML = "tiny_segnet_coreml_fp16.pte"
-
-
-@pytest.fixture
-def arts(tiny_build, tmp_path):
-    out = tmp_path / "artifacts"
-    shutil.copytree(tiny_build, out)
-    return out
 
 
 def _emulated_core_ml(pte):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,13 +20,6 @@ REPO = "rne-test/deeplab"
 XNN_PATH = "xnnpack/tiny_segnet_xnnpack_fp32.pte"
 CML_PATH = "coreml/tiny_segnet_coreml_fp16.pte"
 Q_PATH = "xnnpack/tiny_segnet_xnnpack_int8.pte"
-
-
-@pytest.fixture
-def arts(tiny_build, tmp_path):
-    out = tmp_path / "artifacts"
-    shutil.copytree(tiny_build, out)
-    return out
 
 
 @pytest.fixture
