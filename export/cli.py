@@ -520,6 +520,17 @@ class _Sieve(io.TextIOBase):
     def writable(self) -> bool:
         return True
 
+    # what libraries ask of sys.stderr (a terminal? its fd? its encoding?) is the terminal's answer
+    def isatty(self) -> bool:
+        return bool(getattr(self.terminal, "isatty", lambda: False)())
+
+    def fileno(self) -> int:
+        return self.terminal.fileno()
+
+    @property
+    def encoding(self):  # type: ignore[override]
+        return getattr(self.terminal, "encoding", "utf-8")
+
     def write(self, text: str) -> int:
         *lines, self.tail = (self.tail + text).split("\n")
         for line in lines:

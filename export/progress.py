@@ -43,8 +43,7 @@ UP_AND_CLEAR = "\r\x1b[1A\x1b[2K"  # back to the line above, cleared (VT100: eve
 
 
 def _is_terminal(stream) -> bool:
-    terminal = getattr(stream, "terminal", stream)  # the CLI's quiet sieve wraps the real stderr
-    return bool(getattr(terminal, "isatty", lambda: False)())
+    return bool(getattr(stream, "isatty", lambda: False)())
 
 
 def _tick(head: str, start: float, done: threading.Event) -> None:
