@@ -60,6 +60,19 @@ def test_xnnpack_fp32_entry(export_random):
     assert e["bundle"]["verified"] == "executed"
 
 
+def test_reference_runtime_agrees_with_eager_on_the_matrix_file(export_random):
+    """The hook's forward() in Python (export.reference) on the real architecture's fp32 file, vs
+    eager on five photos (the tiny net's both contracts: test_reference)."""
+    from test_reference import FP32_AGREEMENT, agreement
+
+    from export.wrap import wrap
+
+    out, _, _ = export_random
+    cfg = load_config(DEEPLAB)
+    eager = wrap(load_model(cfg, "random").module, cfg, cfg.variants[0])
+    assert agreement(out / XNN, eager, cfg, "rne-0.5") >= FP32_AGREEMENT
+
+
 def test_resolution_and_contract_variants(export_random):
     _, arts, _ = export_random
     assert arts[X520]["input"]["shape"] == [1, 3, 520, 520] and arts[X520]["output"]["shape"] == [1, 21, 520, 520]

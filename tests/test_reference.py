@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import DEEPLAB, ROOT, TINY, foreign_stderr_lines, run_cli, write_yaml
+from conftest import ROOT, TINY, foreign_stderr_lines, run_cli, write_yaml
 
 from export import pipeline
 from export.config import CONTRACTS, load_config
@@ -192,14 +192,6 @@ def test_cli_run_writes_overlay_and_fails_cleanly(tiny_by_contract, tmp_path):
     assert bad.returncode == 2 and "no such file" in bad.stderr and "Traceback" not in bad.stderr
     bad = run_cli("run", str(pte), str(photo_path("chelsea")), "--classes", "KITTEN")
     assert bad.returncode == 2 and "valid labels" in bad.stderr
-
-
-@pytest.mark.slow
-def test_contract_deeplab_xnnpack_matches_eager(tmp_path):
-    cfg = load_config(DEEPLAB)
-    pipeline.build(cfg, ["xnnpack_fp32"], "random", tmp_path)
-    eager = wrap(load_model(cfg, "random").module, cfg, cfg.variants[0])
-    assert agreement(tmp_path / "deeplab_v3_resnet50_xnnpack_fp32.pte", eager, cfg, "rne-0.5") >= FP32_AGREEMENT
 
 
 def test_run_on_a_bare_pte_says_what_it_cannot_check(tiny_build, tmp_path):
