@@ -21,14 +21,15 @@ CONFIG_DIR ?= configs
 SEED ?= 0
 MEMBER ?= fixture
 
-.PHONY: help venv export lint test test-fast bench card publish compat verify-coreml release fixture explain-int8 clean
+.PHONY: help venv export lint test test-fast bench profile card publish compat verify-coreml release fixture explain-int8 clean
 
 help:
 	@echo "make export  [WEIGHTS=default|random|PATH] [MODEL=name] [VARIANT=name ...]  -> $(OUT)/<model>/"
 	@echo "make test       # lint, then all tests, offline (fast tier + real-architecture tier)"
 	@echo "make lint       # ruff check, ruff format --check, mypy (export/)"
 	@echo "make test-fast  # fast tier only"
-	@echo "make bench   [MODEL=name] [RUNS=20]   # latency ratios vs eager and ONNX Runtime -> bench.json"
+	@echo "make bench   [MODEL=name] [RUNS=20] [BENCH_OUT=path]  # latency ratios vs eager and ONNX Runtime fp32/int8 -> bench.json"
+	@echo "make profile [MODEL=name] [RUNS=20]   # bench + op-by-op profile of each XNNPACK file and ONNX Runtime -> profile.json/.png"
 	@echo "make card    [MODEL=name]             # Hugging Face model card from manifest + bench"
 	@echo "make publish MODEL=name REPO=owner/name TAG=vX.Y.Z [PUSH=1] [ALLOW_RANDOM=1]   # dry run unless PUSH=1"
 	@echo "make compat  [MODEL=name] [RUNTIMES='0.6.0 1.3.1']  # load + parity in the ExecuTorch runtimes RNE releases embed"
@@ -64,9 +65,15 @@ test: lint
 test-fast: lint
 	$(PY) -m pytest -q -rfEs -m "not slow"
 
+# BENCH_OUT: another host's file beside this one's (the release's macOS job: bench-macos-arm64.json)
+BENCH_OUT ?=
 bench: $(STAMP)
 	$(PY) -m export bench --manifest $(OUT)/$(ONE)/manifest.json --runs $(RUNS) \
-		$(if $(filter-out default random,$(WEIGHTS)),--weights $(WEIGHTS),)
+		$(if $(filter-out default random,$(WEIGHTS)),--weights $(WEIGHTS),) $(if $(BENCH_OUT),--out $(BENCH_OUT),) $(if $(PROFILE),--profile,)
+
+# bench, plus each XNNPACK file and ONNX Runtime peer op by op -> profile.json, profile.png (in the card)
+profile: $(STAMP)
+	$(MAKE) --no-print-directory bench PROFILE=1
 
 card: $(STAMP)
 	$(PY) -m export card --manifest $(OUT)/$(ONE)/manifest.json
@@ -95,7 +102,7 @@ publish: $(STAMP)
 release: $(STAMP)
 	$(PY) scripts/release.py all $(if $(MODELS),--models $(MODELS),) --configs $(CONFIG_DIR) --out $(OUT) \
 		--weights $(WEIGHTS) --jobs $(J) --repo '$(REPO)' --tag '$(TAG)' $(if $(ALLOW_RANDOM),--allow-random-weights,) \
-		$(if $(SKIP_COMPAT),--skip-compat,) $(foreach r,$(RUNTIMES),--runtime $(r))
+		$(if $(SKIP_COMPAT),--skip-compat,) $(foreach r,$(RUNTIMES),--runtime $(r)) $(if $(BENCH_RUNS),--bench-runs $(BENCH_RUNS),)
 
 # A seeded stand-in for trained weights (trained-scale, decisive logits), made offline in about a
 # minute: try the gates on it with `make export WEIGHTS=$(OUT)/fixtures/<builder>_seed<N>.pth`.

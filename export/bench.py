@@ -12,15 +12,16 @@ import dataclasses
 import functools
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from .config import CONTRACTS, ModelConfig, load_config
+from .config import CONTRACTS, ModelConfig, Variant, load_config
 from .errors import ExportError
 from .files import sha256_file, write_bytes_atomic
 from .manifest import Entry, checked_files, read_manifest, tool_versions
@@ -101,16 +102,60 @@ def _probe_subprocess(artifact: Path, runs: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _onnx_session(module, example):
-    import onnxruntime as ort
+def onnx_fp32(module, example, path: Path) -> Path:
+    """The wrapped model as ONNX (torch.onnx's dynamo exporter), the peer every file is timed against."""
     import torch
 
     program = torch.onnx.export(module, (example,), dynamo=True, verbose=False)
+    assert program is not None, "torch.onnx.export(dynamo=True) returns the program"
+    program.save(str(path))
+    return path
+
+
+def onnx_int8(fp32: Path, path: Path, calibration: list) -> Path:
+    """ONNX Runtime's own static int8 model: QDQ, per-channel int8 weights, uint8 activations,
+    calibrated on the same photos, views and preprocessing as the int8 .pte."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    name = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+
+    class Photos(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.feeds = iter([{name: x.numpy()} for x in calibration])
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    prepared = path.with_suffix(".pre.onnx")
+    quant_pre_process(str(fp32), str(prepared))  # shape inference + graph cleanup, as ORT's docs ask
+    quantize_static(
+        str(prepared),
+        str(path),
+        Photos(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
+    return path
+
+
+def ort_session(model: Path, threads: int, profile_prefix: str | None = None):
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
+    options.intra_op_num_threads = threads  # the ExecuTorch threadpool's count: same cores for both
     # No spin-waiting after a run: in an interleaved loop a spinning pool would steal the cores
     # from whichever engine runs next.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(program.model_proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    if profile_prefix:
+        options.enable_profiling, options.profile_file_prefix = True, profile_prefix
+    return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+
+
+def ort_runner(session):
     name = session.get_inputs()[0].name
     return lambda x: session.run(None, {name: x.numpy()})[0]
 
@@ -146,6 +191,21 @@ def latency_ratio(int8_path: Path, fp32_path: Path, example, runs: int = 5) -> d
     }
 
 
+@dataclasses.dataclass
+class Plan:
+    """What one bench run times: engines by name, each file's baselines, the inputs fed."""
+
+    engines: dict[str, Callable[[], object]] = dataclasses.field(default_factory=dict)
+    # engine -> (eager fp32, ONNX Runtime fp32, its peer: ONNX Runtime int8 for an int8 file)
+    baseline: dict[str, tuple[str, str, str]] = dataclasses.field(default_factory=dict)
+    inputs: dict[str, Any] = dataclasses.field(default_factory=dict)  # engine -> its input tensor
+    files: dict[str, Path] = dataclasses.field(default_factory=dict)  # runnable artifacts, checked
+    onnx: dict[str, Path] = dataclasses.field(default_factory=dict)  # ONNX Runtime engine -> model
+    skipped: dict[str, str] = dataclasses.field(default_factory=dict)
+    variant_of: dict[str, tuple[ModelConfig, Variant]] = dataclasses.field(default_factory=dict)
+    accuracy: dict[str, dict] = dataclasses.field(default_factory=dict)  # int8 engines vs eager fp32
+
+
 def run_bench(
     manifest_path: Path,
     runs: int,
@@ -154,8 +214,13 @@ def run_bench(
     config: Path | None,
     config_dir: Path,
     out: Path | None = None,
+    profile: bool = False,
 ) -> dict:
-    manifest = read_manifest(manifest_path)  # the manifest's problems before torch is imported
+    """1. read the manifest (before torch), 2. plan: eager, ONNX Runtime fp32 and int8 peers and
+    each runnable file per input group, int8 accuracy vs eager fp32, 3. time all interleaved,
+    4. probe load time and memory per file, 5. the resize cost, 6. optionally profile op by op,
+    7. write bench.json (and profile.json / profile.png)."""
+    manifest = read_manifest(manifest_path)  # 1. the manifest's problems before torch is imported
     folder = manifest_path.parent
     entries = manifest.artifacts
     if not entries:
@@ -165,120 +230,230 @@ def run_bench(
         raise ExportError(f"--config fits one model, but {manifest_path} holds {', '.join(models)}")
 
     import torch
-    from executorch.runtime import Runtime
+    from executorch.extension.pybindings.portable_lib import _threadpool_get_thread_count
 
+    from .host import describe
     from .preprocess import load_photo
-    from .reference import SegmentationModel, preprocess, resize_outputs
-    from .weights import load_model
-    from .wrap import wrap
 
+    threads = {"torch": torch.get_num_threads(), "executorch": _threadpool_get_thread_count()}
+    threads["onnxruntime"] = threads["executorch"]
     bgr = load_photo(PHOTO)
-    runtime = Runtime.get()
-    engines: dict[str, Callable[[], object]] = {}
-    baseline: dict[str, tuple[str, str]] = {}
-    skipped: dict[str, str] = {}
-    variant_of = {}
-    files: dict[str, Path] = {}  # each runnable artifact, as checked against its manifest entry
-    for model in models:
-        mine = {n: e for n, e in entries.items() if e.model == model}
-        first = next(iter(mine.values()))
-        cfg = config_for(first, config_dir, config)
-        loaded = load_model(cfg, weights_for(first, weights))
-        by_name = {cfg.artifact_name(v): (cfg, v) for v in cfg.variants}
-        unknown = [n for n in mine if n not in by_name]
-        if unknown:
-            raise ExportError(f"{', '.join(unknown)} not in {cfg.source}; re-export or pass the right --config")
-        variant_of.update({n: by_name[n] for n in mine})
-        # Artifacts of one input size and contract share an eager and an ONNX Runtime baseline.
-        groups: dict[tuple, list[str]] = {}
-        for name in mine:
-            v = by_name[name][1]
-            groups.setdefault((v.input.height, v.input.width, v.contract), []).append(name)
-        for (h, w, contract), names in groups.items():
-            tag = f"{model} {h}x{w} {contract}" if len(models) > 1 or len(groups) > 1 else ""
-            eager_key, ort_key = f"eager fp32 {tag}".strip(), f"onnxruntime fp32 {tag}".strip()
-            eager = wrap(loaded.module, cfg, by_name[names[0]][1])
-            x = torch.from_numpy(preprocess(bgr, h, w, CONTRACTS.get(contract)))
-            engines[eager_key] = functools.partial(eager, x)
-            engines[ort_key] = functools.partial(_onnx_session(eager, x), x)
-            baseline[eager_key] = baseline[ort_key] = (eager_key, ort_key)
-            for name in names:
-                e = mine[name]
-                if not runtime.backend_registry.is_available(e.delegate):
-                    skipped[name] = f"{e.delegate} is not in this ExecuTorch runtime"
-                    continue
-                pte, _ = checked_files(folder, name, e)
-                files[name] = pte
-                method = runtime.load_program(pte).load_method("forward")
-                engines[name] = functools.partial(method.execute, [x])
-                baseline[name] = (eager_key, ort_key)
-    print(
-        f"bench: {len(engines)} engines, {warmup} warm-up + {runs} runs each, interleaved, input photo {PHOTO}",
-        file=sys.stderr,
-        flush=True,
-    )
-    with torch.no_grad():
-        times = interleaved(engines, runs, warmup)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    results = {
-        k: {
-            "median_ms": med[k],
-            "min_ms": min(v),
-            "max_ms": max(v),
-            "ratio_to_eager": med[k] / med[baseline[k][0]],
-            "ratio_to_onnxruntime": med[k] / med[baseline[k][1]],
-        }
-        for k, v in times.items()
-    }
-    for name in entries:
-        if name in engines:
-            results[name].update(_probe_subprocess(files[name], runs=3))
-            cfg_n, v_n = variant_of[name]
-            fp32 = cfg_n.artifact_name(dataclasses.replace(v_n, precision="fp32"))
-            if entries[name].precision == "int8" and fp32 in results:
-                results[name]["ratio_to_fp32"] = med[name] / med[fp32]
-    # resize cost: what forward(resize=True) adds to the hook's forward, timed on its own (it is far
-    # below the forward's run-to-run noise), for ARGMAX plus one class of interest
-    resize = None
-    runnable = [n for n in entries if n in engines]
-    if runnable:
-        first = entries[runnable[0]]
-        ref = SegmentationModel(files[runnable[0]], first.contract.name, list(first.labels))
-        label = [ref.labels[1]]
-        t_forward = interleaved({"forward": lambda: ref.forward(bgr, label)}, runs, warmup)["forward"]
-        small = ref.forward(bgr, label)
-        h, w = bgr.shape[:2]
-        t_resize = interleaved({"resize": lambda: resize_outputs(small, h, w)}, runs * 10, warmup)["resize"]
-        resize = {
-            "artifact": runnable[0],
-            "image": f"{w}x{h}",
-            "classes": 1 + len(label),
-            "forward_ms": statistics.median(t_forward),
-            "resize_cost_ms": statistics.median(t_resize),
-        }
-    bench = {
-        "schema": 1,
+    with tempfile.TemporaryDirectory() as tmp:
+        plan = Plan()
+        for model in models:  # 2.
+            _plan_model(
+                plan,
+                folder,
+                {n: e for n, e in entries.items() if e.model == model},
+                bgr,
+                Path(tmp),
+                threads,
+                weights,
+                config,
+                config_dir,
+                len(models) > 1,
+            )
+        print(
+            f"bench: {len(plan.engines)} engines, {warmup} warm-up + {runs} runs each, interleaved, input photo {PHOTO}",
+            file=sys.stderr,
+            flush=True,
+        )
+        with torch.no_grad():
+            times = interleaved(plan.engines, runs, warmup)  # 3.
+        results = _results(plan, times, entries)
+        for name, path in plan.files.items():  # 4.
+            results[name].update(_probe_subprocess(path, runs=3))
+        profiles = _profiles(plan, threads["onnxruntime"], runs) if profile else None  # 6.
+    bench: dict[str, Any] = {
+        "schema": 2,
         "models": models,
         "input": f"photo:{PHOTO}, resized to each artifact's input",
         "runs": runs,
         "warmup": warmup,
-        "host": {
-            "machine": platform.machine(),
-            "processor": platform.processor() or "?",
-            "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            **tool_versions(),
-            "onnxruntime": _version("onnxruntime"),
-        },
+        "host": {**describe(threads), **tool_versions(), "onnxruntime": _version("onnxruntime")},
+        "artifacts": {n: e.sha256 for n, e in entries.items()},  # the files measured (a stale bench shows)
         "engines": results,
-        "not_run": skipped,
-        "resize": resize,
+        "peers": {n: plan.baseline[n][2] for n in plan.files},
+        "int8_accuracy": plan.accuracy,
+        "not_run": plan.skipped,
+        "resize": _resize_cost(plan, entries, bgr, runs, warmup),  # 5.
     }
-    target = out or folder / BENCH_NAME
+    target = out or folder / BENCH_NAME  # 7.
     write_bytes_atomic(target, (json.dumps(bench, indent=2) + "\n").encode())
     print(table(bench))
     print(f"wrote {target}")
+    if profiles:
+        _write_profiles(profiles, bench["host"], runs, target.parent)
     return bench
+
+
+def _plan_model(
+    plan: Plan,
+    folder: Path,
+    mine: dict[str, Entry],
+    bgr,
+    tmp: Path,
+    threads: dict,
+    weights,
+    config,
+    config_dir,
+    several: bool,
+) -> None:
+    """Engines of one model: per input size and contract an eager and an ONNX Runtime fp32
+    baseline, an ONNX Runtime int8 peer where the group has an int8 file, and the files."""
+    import torch
+    from executorch.runtime import Runtime
+
+    from .quantize import calibration_inputs, calibration_set
+    from .reference import preprocess
+    from .weights import load_model
+    from .wrap import wrap
+
+    runtime = Runtime.get()
+    first = next(iter(mine.values()))
+    cfg = config_for(first, config_dir, config)
+    loaded = load_model(cfg, weights_for(first, weights))
+    by_name = {cfg.artifact_name(v): (cfg, v) for v in cfg.variants}
+    unknown = [n for n in mine if n not in by_name]
+    if unknown:
+        raise ExportError(f"{', '.join(unknown)} not in {cfg.source}; re-export or pass the right --config")
+    plan.variant_of.update({n: by_name[n] for n in mine})
+    groups: dict[tuple, list[str]] = {}
+    for name in mine:
+        v = by_name[name][1]
+        groups.setdefault((v.input.height, v.input.width, v.contract), []).append(name)
+    for (h, w, contract), names in groups.items():
+        tag = f"{cfg.name} {h}x{w} {contract}" if several or len(groups) > 1 else ""
+        eager_key, ort_key, ort8_key = (
+            f"{e} {tag}".strip() for e in ("eager fp32", "onnxruntime fp32", "onnxruntime int8")
+        )
+        eager = wrap(loaded.module, cfg, by_name[names[0]][1]).eval()
+        x = torch.from_numpy(preprocess(bgr, h, w, CONTRACTS.get(contract)))
+        stem = tmp / f"{cfg.name}_{h}x{w}_{contract}"
+        plan.onnx[ort_key] = onnx_fp32(eager, x, stem.with_suffix(".fp32.onnx"))
+        plan.engines[eager_key] = functools.partial(eager, x)
+        plan.engines[ort_key] = functools.partial(
+            ort_runner(ort_session(plan.onnx[ort_key], threads["onnxruntime"])), x
+        )
+        int8 = [n for n in names if mine[n].precision == "int8"]
+        if int8:
+            v8 = by_name[int8[0]][1]
+            calibration = calibration_inputs(cfg, v8, calibration_set(cfg))
+            plan.onnx[ort8_key] = onnx_int8(plan.onnx[ort_key], stem.with_suffix(".int8.onnx"), calibration)
+            ort8 = ort_runner(ort_session(plan.onnx[ort8_key], threads["onnxruntime"]))
+            plan.engines[ort8_key] = functools.partial(ort8, x)
+            plan.accuracy[ort8_key] = _int8_accuracy(lambda t, f=ort8: torch.from_numpy(f(t)), eager, cfg, v8)
+        for key in (eager_key, ort_key, ort8_key):
+            plan.inputs[key] = x
+        for name in names:
+            e = mine[name]
+            if not runtime.backend_registry.is_available(e.delegate):
+                plan.skipped[name] = f"{e.delegate} is not in this ExecuTorch runtime"
+                continue
+            pte, _ = checked_files(folder, name, e)
+            method = runtime.load_program(pte).load_method("forward")
+            plan.files[name], plan.inputs[name] = pte, x
+            plan.engines[name] = functools.partial(method.execute, [x])
+            plan.baseline[name] = (eager_key, ort_key, ort8_key if e.precision == "int8" else ort_key)
+            if e.precision == "int8":
+                plan.accuracy[name] = _int8_accuracy(
+                    lambda t, m=method: m.execute([t])[0].clone(), eager, cfg, by_name[name][1]
+                )
+        for key in (eager_key, ort_key, ort8_key):
+            plan.baseline.setdefault(key, (eager_key, ort_key, ort_key))
+
+
+def _int8_accuracy(run, eager, cfg: ModelConfig, variant) -> dict:
+    """An int8 engine vs eager fp32 on the held-apart photos, by the export gate's own metrics
+    (worst photo), so a speed-up is never bought with accuracy unseen."""
+    from .quantize import accuracy_inputs, bounds_for, eager_accuracy, fp32_references, worst_accuracy
+
+    if cfg.accuracy is None:
+        return {}
+    near_tie = bounds_for(cfg, "path")[1].near_tie
+    worst = worst_accuracy(
+        list(eager_accuracy(run, fp32_references(eager, accuracy_inputs(cfg, variant)), near_tie).values())
+    )
+    return {
+        k: getattr(worst, k) for k in ("snr_vs_noise_db", "centered_snr_db", "decisive_agreement", "argmax_agreement")
+    }
+
+
+def _results(plan: Plan, times: dict[str, list[float]], entries: dict[str, Entry]) -> dict[str, dict]:
+    med = {k: statistics.median(v) for k, v in times.items()}
+    results = {}
+    for k, v in times.items():
+        eager, ort, peer = plan.baseline[k]
+        results[k] = {
+            "median_ms": med[k],
+            "min_ms": min(v),
+            "max_ms": max(v),
+            "ratio_to_eager": med[k] / med[eager],
+            "ratio_to_onnxruntime": med[k] / med[ort],
+            "ratio_to_peer": med[k] / med[peer],
+        }
+    for name in plan.files:
+        cfg_n, v_n = plan.variant_of[name]
+        fp32 = cfg_n.artifact_name(dataclasses.replace(v_n, precision="fp32"))
+        if entries[name].precision == "int8" and fp32 in results:
+            results[name]["ratio_to_fp32"] = med[name] / med[fp32]
+    return results
+
+
+def _resize_cost(plan: Plan, entries: dict[str, Entry], bgr, runs: int, warmup: int) -> dict | None:
+    """What forward(resize=True) adds to the hook's forward, timed on its own (it is far below the
+    forward's run-to-run noise), for ARGMAX plus one class of interest."""
+    from .reference import SegmentationModel, resize_outputs
+
+    runnable = [n for n in entries if n in plan.files]
+    if not runnable:
+        return None
+    first = entries[runnable[0]]
+    ref = SegmentationModel(plan.files[runnable[0]], first.contract.name, list(first.labels))
+    label = [ref.labels[1]]
+    t_forward = interleaved({"forward": lambda: ref.forward(bgr, label)}, runs, warmup)["forward"]
+    small = ref.forward(bgr, label)
+    h, w = bgr.shape[:2]
+    t_resize = interleaved({"resize": lambda: resize_outputs(small, h, w)}, runs * 10, warmup)["resize"]
+    return {
+        "artifact": runnable[0],
+        "image": f"{w}x{h}",
+        "classes": 1 + len(label),
+        "forward_ms": statistics.median(t_forward),
+        "resize_cost_ms": statistics.median(t_resize),
+    }
+
+
+PROFILE_NAME, PROFILE_CHART = "profile.json", "profile.png"
+
+
+def _profiles(plan: Plan, threads: int, runs: int) -> dict[str, dict]:
+    """Op-by-op profiles of every XNNPACK file and of the ONNX Runtime engines (export.profile)."""
+    from . import profile
+
+    out = {}
+    for name, path in plan.files.items():
+        if plan.variant_of[name][1].backend == "xnnpack":  # Core ML reports no per-op events
+            out[name] = profile.profile_pte(path, plan.inputs[name], runs)
+    for key, model in plan.onnx.items():
+        feed = {ort_session(model, threads).get_inputs()[0].name: plan.inputs[key].numpy()}
+        out[key] = profile.profile_ort(lambda prefix, m=model: ort_session(m, threads, prefix), feed, runs)
+    return out
+
+
+def _write_profiles(profiles: dict[str, dict], host: dict, runs: int, folder: Path) -> None:
+    from . import profile
+    from .host import label
+
+    doc = {"schema": 1, "runs": runs, "host": label(host), "engines": profiles}
+    write_bytes_atomic(folder / PROFILE_NAME, (json.dumps(doc, indent=2) + "\n").encode())
+    tmp = folder / f".tmp-{os.getpid()}-{PROFILE_CHART}"
+    profile.chart(profiles, tmp)
+    os.replace(tmp, folder / PROFILE_CHART)
+    print(profile.table(profiles))
+    for name, p in profiles.items():
+        print(profile.top_ops(name, p))
+    print(f"wrote {folder / PROFILE_NAME}, {folder / PROFILE_CHART}")
 
 
 def _version(pkg: str) -> str:
@@ -290,29 +465,33 @@ def _version(pkg: str) -> str:
 def table(bench: dict) -> str:
     from tabulate import tabulate
 
+    from .host import label
+
     rows = []
     for name, r in bench["engines"].items():
+        peer = bench.get("peers", {}).get(name)
         rows.append(
             (
                 name,
                 f"{r['median_ms']:.2f}",
                 f"{r['ratio_to_eager']:.2f}",
                 f"{r['ratio_to_onnxruntime']:.2f}",
+                f"{r['ratio_to_peer']:.2f}" if peer and "int8" in peer else "-",
                 f"{r['ratio_to_fp32']:.2f}" if "ratio_to_fp32" in r else "-",
                 f"{r['load_ms']:.0f}" if "load_ms" in r else "-",
                 f"{r['peak_rss_increment_mb']:.0f}" if "peak_rss_increment_mb" in r else "-",
             )
         )
-    lines = [
-        tabulate(
-            rows,
-            headers=("engine", "median ms", "x eager", "x onnxruntime", "x fp32", "load ms", "peak MB"),
-            tablefmt="plain",
-            disable_numparse=True,
-        )
-    ]
+    heads = ("engine", "median ms", "x eager", "x ort fp32", "x ort int8", "x fp32", "load ms", "peak MB")
+    lines = [f"host: {label(bench['host'])}; threads {bench['host']['threads']}"]
+    lines.append(tabulate(rows, headers=heads, tablefmt="plain", disable_numparse=True))
     for name, why in bench["not_run"].items():
         lines.append(f"{name}: not run here ({why})")
+    for name, a in bench.get("int8_accuracy", {}).items():
+        lines.append(
+            f"{name} vs eager fp32 (worst held-apart photo): {a['snr_vs_noise_db']:.1f} dB vs noise, "
+            f"centered SNR {a['centered_snr_db']:.1f} dB, decisive agreement {100 * a['decisive_agreement']:.2f} %"
+        )
     if bench["resize"]:
         rz = bench["resize"]
         lines.append(
@@ -320,6 +499,7 @@ def table(bench: dict) -> str:
             f"to a {rz['forward_ms']:.1f} ms forward of {rz['artifact']}"
         )
     lines.append(
-        "ratios: median latency / median latency of eager fp32 (x eager) or ONNX Runtime (x onnxruntime); < 1 is faster"
+        "ratios: median latency / median latency of eager fp32, ONNX Runtime fp32 (same wrapped model), "
+        "ONNX Runtime int8 (its static QDQ model, same calibration photos; int8 files), the fp32 file; < 1 is faster"
     )
     return "\n".join(lines)

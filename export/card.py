@@ -107,7 +107,13 @@ def _compat_table(manifest: Manifest, lines: tuple[RneLine, ...]) -> list[str]:
     ]
 
 
-def render_card(manifest: Manifest, bench: dict | None, overlays: list[str]) -> str:
+def render_card(
+    manifest: Manifest,
+    bench: dict | None,
+    overlays: list[str],
+    extra_benches: dict[str, dict] | None = None,
+    profile: dict | None = None,
+) -> str:
     arts = manifest.artifacts
     if not arts:
         raise ExportError("the manifest lists no artifacts; run the export first")
@@ -253,31 +259,7 @@ def render_card(manifest: Manifest, bench: dict | None, overlays: list[str]) -> 
         "(delegate ids, input/output shapes) ran.",
         "",
     ]
-    if bench:
-        h = bench["host"]
-        lines += [
-            "## Host benchmark",
-            "",
-            f"{bench['runs']} runs after {bench['warmup']} warm-up, interleaved, medians; input {bench['input']}; "
-            f"{h['machine']}, {h['cpus']} CPUs, torch {h['torch']} ({h['torch_threads']} threads), "
-            f"ExecuTorch {h['executorch']}, ONNX Runtime {h['onnxruntime']}. Ratios are latency ratios (< 1 is faster).",
-            "",
-            "| engine | median ms | × eager | × ONNX Runtime | load ms |",
-            "| --- | --- | --- | --- | --- |",
-        ]
-        for name, r in bench["engines"].items():
-            load = f"{r['load_ms']:.0f}" if "load_ms" in r else "-"
-            lines.append(
-                f"| {name} | {r['median_ms']:.1f} | {r['ratio_to_eager']:.2f} | {r['ratio_to_onnxruntime']:.2f} | {load} |"
-            )
-        for name, why in bench.get("not_run", {}).items():
-            lines.append(f"\n`{name}` was not benchmarked: {why}.")
-        if bench.get("resize"):
-            rz = bench["resize"]
-            lines.append(
-                f"\n`resize: true` adds {rz['resize_cost_ms']:.3f} ms ({rz['classes']} maps to {rz['image']})."
-            )
-        lines.append("")
+    lines += bench_sections(bench, extra_benches or {}, profile)
     if overlays:
         lines += [
             "## Example output",
@@ -307,6 +289,70 @@ def render_card(manifest: Manifest, bench: dict | None, overlays: list[str]) -> 
     return "\n".join(lines)
 
 
+def bench_sections(bench: dict | None, extra: dict[str, dict], profile: dict | None) -> list[str]:
+    """One "Host benchmark" section per bench file (this host's bench.json, then e.g. the macOS
+    job's bench-macos-arm64.json), each titled by its CPU; then the op-by-op profile, if any."""
+    from .host import label
+
+    lines: list[str] = []
+    for title, b in ([("", bench)] if bench else []) + sorted(extra.items()):
+        h = b["host"]
+        threads = ", ".join(f"{k} {v}" for k, v in h.get("threads", {}).items())
+        lines += [
+            f"## Host benchmark: {h.get('cpu', h['machine'])}" + (f" ({title})" if title else ""),
+            "",
+            f"{b['runs']} runs after {b['warmup']} warm-up, interleaved, medians; input {b['input']}; "
+            f"{label(h) if 'cpus' in h else h['machine']}; threads: {threads or '?'}; torch {h['torch']}, "
+            f"ExecuTorch {h['executorch']}, ONNX Runtime {h['onnxruntime']}. Ratios are latency ratios (< 1 is "
+            "faster); ONNX Runtime runs the same wrapped model, int8 as its own static QDQ model calibrated on "
+            "the same photos.",
+            "",
+            "| engine | median ms | × eager | × ONNX Runtime fp32 | × ONNX Runtime int8 | load ms |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        peers = b.get("peers", {})
+        for name, r in b["engines"].items():
+            load = f"{r['load_ms']:.0f}" if "load_ms" in r else "-"
+            peer = f"{r['ratio_to_peer']:.2f}" if "int8" in peers.get(name, "") else "-"
+            lines.append(
+                f"| {name} | {r['median_ms']:.1f} | {r['ratio_to_eager']:.2f} | {r['ratio_to_onnxruntime']:.2f} | "
+                f"{peer} | {load} |"
+            )
+        for name, a in b.get("int8_accuracy", {}).items():
+            lines.append(
+                f"\n`{name}` vs eager fp32, worst held-apart photo: {a['snr_vs_noise_db']:+.1f} dB vs sensor "
+                f"noise, centered SNR {a['centered_snr_db']:.1f} dB, decisive agreement "
+                f"{100 * a['decisive_agreement']:.2f} %."
+            )
+        for name, why in b.get("not_run", {}).items():
+            lines.append(f"\n`{name}` was not benchmarked: {why}.")
+        if b.get("resize"):
+            rz = b["resize"]
+            lines.append(
+                f"\n`resize: true` adds {rz['resize_cost_ms']:.3f} ms ({rz['classes']} maps to {rz['image']})."
+            )
+        lines.append("")
+    if profile:
+        from .profile import table
+
+        lines += [
+            "## Where the time goes",
+            "",
+            f"Op by op on {profile['host']}, {profile['runs']} traced runs: each XNNPACK file through "
+            "ExecuTorch's event tracer (ETDump, read by its Inspector), ONNX Runtime through its profiler, "
+            "grouped into the same kinds of work. Tracing adds a little per op: read the shares; the "
+            "latency is the table above.",
+            "",
+            "![time per kind of work](profile.png)",
+            "",
+            "```",
+            table(profile["engines"]),
+            "```",
+            "",
+        ]
+    return lines
+
+
 def _read_bench(path: Path) -> dict:
     try:
         bench = json.loads(path.read_text())
@@ -324,7 +370,13 @@ def write_card(manifest_path: Path, with_overlays: bool = True) -> Path:
         checked_files(folder, name, entry)
     bench_path = folder / "bench.json"
     bench = _read_bench(bench_path) if bench_path.is_file() else None
+    # other hosts' runs of `bench --out bench-<host>.json` (the release's macOS job: Apple silicon)
+    extra = {p.stem.removeprefix("bench-"): _read_bench(p) for p in sorted(folder.glob("bench-*.json"))}
+    profile_path = folder / "profile.json"
+    profile = (
+        json.loads(profile_path.read_text()) if profile_path.is_file() and (folder / "profile.png").is_file() else None
+    )
     overlays = [str(p.relative_to(folder)) for p in render_overlays(folder, manifest)] if with_overlays else []
     target = folder / CARD_NAME
-    write_bytes_atomic(target, render_card(manifest, bench, overlays).encode())
+    write_bytes_atomic(target, render_card(manifest, bench, overlays, extra, profile).encode())
     return target

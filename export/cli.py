@@ -146,6 +146,12 @@ def _parser(help_wanted: bool = True) -> argparse.ArgumentParser:
     bench.add_argument(
         "--config", type=Path, help="config the artifacts came from (default: found by name, sha-checked)"
     )
+    bench.add_argument("--out", type=Path, help="where bench.json goes (default: beside the manifest)")
+    bench.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile each XNNPACK file (ETDump) and the ONNX Runtime peers op by op -> profile.json, profile.png",
+    )
     card = sub.add_parser("card", help="write the Hugging Face model card (README.md) beside the manifest")
     card.add_argument("--manifest", default=Path("artifacts/manifest.json"), type=Path)
     card.add_argument("--no-overlays", action="store_true", help="skip rendering overlay PNGs")
@@ -333,7 +339,9 @@ def _bench(args) -> int:
         from .files import existing_file
 
         existing_file(args.weights, "--weights", "valid values: default, random, or a checkpoint PATH")
-    run_bench(args.manifest, args.runs, args.warmup, args.weights, args.config, CONFIG_DIR)
+    run_bench(
+        args.manifest, args.runs, args.warmup, args.weights, args.config, CONFIG_DIR, args.out, profile=args.profile
+    )
     return 0
 
 

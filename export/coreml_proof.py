@@ -15,25 +15,15 @@ runs them: the release's macOS job runs this, and publish refuses Core ML files 
 
 from __future__ import annotations
 
-import platform
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from .errors import ExportError, GateError
+from .host import host_description
 from .manifest import Entry, checked_files, entry_dict, entry_from_dict, read_manifest, write_entry
 
 CORE_ML = "CoreMLBackend"
-
-
-def host_description() -> str:
-    """OS, machine and (on macOS) the chip: a hosted runner may lack the Neural Engine or GPU."""
-    chip = ""
-    if sys.platform == "darwin":
-        proc = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True)
-        chip = f", {proc.stdout.strip()}" if proc.returncode == 0 and proc.stdout.strip() else ""
-    return f"{platform.system()} {platform.release()} {platform.machine()}{chip}"
 
 
 def verify_coreml(

@@ -329,6 +329,9 @@ class Entry:
     min_rne: str | None = None  # the oldest React Native ExecuTorch release the file claims
     compat: dict[str, CompatResult] | None = None  # executorch version -> result (`export compat`)
     rne_schema: RneSchemaRecord | None = None  # None: no schema-checking release line serves its contract
+    # modules replaced by exact, cheaper forms before export (export.rewrite), e.g. ASPP convolutions
+    # that mostly read padding; parity is against the original module
+    graph_rewrites: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 from .config import BACKENDS, CONTRACTS, ModelConfig, QuantizationRecipe, Variant
 from .errors import ExportError
 from .files import ensure_writable_dir, scratch, sha256_file
-from .lower import Delegation, delegation_gate, delegation_of, export_program, lower, serialize
 from .manifest import (
     MANIFEST_NAME,
     Entry,
@@ -35,6 +34,7 @@ if TYPE_CHECKING:  # annotations only: the stages import these where they run
     import torch
     from executorch.exir import EdgeProgramManager
 
+    from .lower import Delegation
     from .verify import Parity
 
 
@@ -158,6 +158,10 @@ def build(
 
 def export_variant(cfg: ModelConfig, variant: Variant, weights: Weights, out: Path, key: str) -> Result:
     """Steps 3-8 of `build` for one variant; each step is a function below with typed in and out."""
+    # export.lower imports ExecuTorch's compiler (~9 s): only a variant that is built needs it, so an
+    # up-to-date re-export never pays for it
+    from .lower import serialize
+
     name, timer = cfg.artifact_name(variant), Timer(variant.name)
     # 3. wrap (contract)  4. torch.export  4b. quantize (int8)
     exported = export_stage(cfg, variant, weights, timer)
@@ -199,19 +203,28 @@ class Exported:
     samples: int = 0  # int8: calibration samples fed (images x views)
     recipe: QuantizationRecipe | None = None  # int8: as applied (keep_fp32: auto resolved to layers)
     auto_keep: dict | None = None  # int8 with keep_fp32: auto: the layers kept and their cost
+    rewrites: tuple[str, ...] = ()  # modules replaced by exact cheaper forms before export (4a)
 
 
 def export_stage(cfg: ModelConfig, variant: Variant, weights: Weights, timer: Timer) -> Exported:
+    from .lower import export_program
     from .quantize import auto_keep_fp32, calibration_set, quantize
+    from .rewrite import trim_padded_taps
     from .wrap import example_input, wrap
 
     loaded = weights.load()
     with timer.stage("3", "wrap"):
         module = wrap(loaded.module, cfg, variant)
     with timer.stage("4", "torch.export"):
-        program = export_program(module, example_input(variant))
+        # 4a. XNNPACK fp32/fp16: convolutions that mostly read padding lose those taps (export.rewrite);
+        # the original module stays the parity reference. int8 is quantized from the original graph.
+        traced: torch.nn.Module = module
+        rewrites: list[str] = []
+        if variant.backend == "xnnpack" and variant.precision != "int8":
+            traced, rewrites = trim_padded_taps(module, example_input(variant))
+        program = export_program(traced, example_input(variant))
     if variant.precision != "int8":
-        return Exported(module, program, module)
+        return Exported(module, program, module, rewrites=tuple(rewrites))
     with timer.stage("4b", "quantize (int8)"):
         calibration = calibration_set(cfg)
         recipe = variant.quantization or QuantizationRecipe()
@@ -231,15 +244,18 @@ def export_stage(cfg: ModelConfig, variant: Variant, weights: Weights, timer: Ti
 class Lowered:
     edge: EdgeProgramManager
     delegation: Delegation
+    rewrites: tuple[str, ...] = ()  # as Exported.rewrites: recorded in the manifest
 
 
 def lower_stage(exported: Exported, cfg: ModelConfig, variant: Variant, weights: Weights, name: str) -> Lowered:
     """Lower for the variant's backend, then the delegation gate. The seed (config, weights, tools)
     makes Core ML's otherwise random identifiers reproducible."""
+    from .lower import delegation_gate, delegation_of, lower
+
     edge = lower(exported.program, variant, seed=f"{cfg.variant_hash(variant)}|{weights.identity}|{tool_versions()}")
     delegation = delegation_of(edge)
     delegation_gate(delegation, variant, name)
-    return Lowered(edge, delegation)
+    return Lowered(edge, delegation, exported.rewrites)
 
 
 @dataclass(frozen=True)
@@ -356,6 +372,7 @@ def manifest_entry(
             else None,
             "tolerances": asdict(variant.tolerances),
             "delegation": lowered.delegation.as_dict(),
+            "graph_rewrites": list(lowered.rewrites),
             "coreml": asdict(variant.coreml) if variant.coreml else None,
             "export_seconds": round(sum(seconds.values()), 3),
             "stage_seconds": seconds,

@@ -93,6 +93,8 @@ def local_files(manifest_path: Path, manifest: Manifest) -> list[LocalFile]:
     if card.is_file():  # the model card, when one was generated, with the overlays it shows
         extra.append((card, "README.md"))
         extra += [(p, f"overlays/{p.name}") for p in sorted((folder / "overlays").glob("*.png"))]
+        if (folder / "profile.png").is_file():  # bench --profile's chart, shown by the card
+            extra.append((folder / "profile.png", "profile.png"))
     out += [LocalFile(f, path, sha256_file(f), f.stat().st_size, None) for f, path in extra]
     return out
 

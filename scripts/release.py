@@ -2,7 +2,7 @@
 
 1. matrix   the model configs (configs/*.yaml, or the ones named)
 2. export   every model's variants, up to --jobs models at a time, each in its own process, plus
-            its model card; a failed gate fails that model (its message printed) after the others end
+            its benchmark (--bench-runs, 0: none) and model card; a failed gate fails that model (its message printed) after the others end
 3. compat   each model's files in the older ExecuTorch runtimes its RNE releases embed (a failure
             fails the release before anything is published); --skip-compat skips it, loudly
 4. publish  each model's folder to its repo (--repo 'owner/{model}') under --tag, verified
@@ -60,12 +60,31 @@ def run(cmd: list[str], log: Path | None = None) -> tuple[int, str]:
     return rc, error or "\n".join(tail)
 
 
-def export_one(model: str, configs: Path, out: Path, weights: str, log: Path | None) -> tuple[str, int, str, float]:
+def export_one(
+    model: str, configs: Path, out: Path, weights: str, log: Path | None, bench_runs: int
+) -> tuple[str, int, str, float]:
     start = time.perf_counter()
     folder = out / model
     rc, said = run(
         export_cli("build", "--config", str(configs / f"{model}.yaml"), "--weights", weights, "--out", str(folder)), log
     )
+    if rc == 0 and bench_runs and not bench_current(folder):  # the card's host table (the macOS job adds
+        # Apple silicon's beside it); measured again only when the files changed, so a re-run of a
+        # release changes nothing
+        rc, said = run(
+            export_cli(
+                "bench",
+                "--manifest",
+                str(folder / "manifest.json"),
+                "--runs",
+                str(bench_runs),
+                "--config",
+                str(configs / f"{model}.yaml"),
+                "--weights",
+                weights,
+            ),
+            log and log.with_suffix(".bench.log"),
+        )
     if rc == 0:
         rc, said = run(
             export_cli("card", "--manifest", str(folder / "manifest.json")), log and log.with_suffix(".card.log")
@@ -73,13 +92,24 @@ def export_one(model: str, configs: Path, out: Path, weights: str, log: Path | N
     return model, rc, said, time.perf_counter() - start
 
 
-def export(models: list[str], configs: Path, out: Path, weights: str, jobs: int) -> int:
+def bench_current(folder: Path) -> bool:
+    """Did bench.json measure exactly the files the manifest lists now?"""
+    try:
+        measured = json.loads((folder / "bench.json").read_text()).get("artifacts")
+        listed = json.loads((folder / "manifest.json").read_text())["artifacts"]
+    except (OSError, ValueError, KeyError, AttributeError):
+        return False
+    return measured == {name: entry.get("sha256") for name, entry in listed.items()}
+
+
+def export(models: list[str], configs: Path, out: Path, weights: str, jobs: int, bench_runs: int = 0) -> int:
     """2. Exports, `jobs` models at a time; prints each model's time and the first failure's code."""
     logs = jobs > 1  # parallel legs write logs, so their lines do not interleave
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         results = list(
             pool.map(
-                lambda m: export_one(m, configs, out, weights, out / "logs" / f"{m}.log" if logs else None), models
+                lambda m: export_one(m, configs, out, weights, out / "logs" / f"{m}.log" if logs else None, bench_runs),
+                models,
             )
         )
     failed = [(m, rc, said) for m, rc, said, _ in results if rc != 0]
@@ -144,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--allow-random-weights", action="store_true", help="publish test builds (random weights)")
     p.add_argument("--skip-compat", action="store_true", help="skip the runtime compatibility step (said loudly)")
     p.add_argument("--runtime", action="append", default=[], help="compat: only this ExecuTorch version")
+    p.add_argument("--bench-runs", type=int, default=10, help="export: timed bench runs per engine (0: no bench)")
     a = p.parse_args(argv)
     models = models_in(a.configs, a.models)
     if a.step == "matrix":  # for the workflow's matrix: a JSON list on one line
@@ -154,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.jobs < 1:
         p.error("--jobs must be >= 1")
     if a.step in ("export", "all"):
-        rc = export(models, a.configs, a.out, a.weights, a.jobs)
+        rc = export(models, a.configs, a.out, a.weights, a.jobs, a.bench_runs)
         if rc:
             return rc
     if a.step in ("compat", "all"):

@@ -16,6 +16,7 @@ from export.manifest import manifest_from_dict, read_manifest
 from export.publish import local_files
 
 XNN = "tiny_segnet_xnnpack_fp32.pte"
+INT8 = "tiny_segnet_xnnpack_int8.pte"
 CML = "tiny_segnet_coreml_fp16.pte"
 
 
@@ -24,7 +25,16 @@ def benched(tiny_build, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "artifacts"
     shutil.copytree(tiny_build, out)  # bench writes bench.json beside the manifest
     proc = run_cli(
-        "bench", "--manifest", str(out / "manifest.json"), "--runs", "3", "--warmup", "1", "--config", str(TINY)
+        "bench",
+        "--manifest",
+        str(out / "manifest.json"),
+        "--runs",
+        "3",
+        "--warmup",
+        "1",
+        "--config",
+        str(TINY),
+        "--profile",
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out, json.loads((out / "bench.json").read_text()), proc
@@ -33,12 +43,24 @@ def benched(tiny_build, tmp_path_factory):
 def test_bench_measures_every_engine_in_one_run(benched):
     out, bench, proc = benched
     engines = bench["engines"]
-    assert list(engines)[:2] == ["eager fp32", "onnxruntime fp32"] and XNN in engines
+    assert list(engines)[:3] == ["eager fp32", "onnxruntime fp32", "onnxruntime int8"] and XNN in engines
     for r in engines.values():
         assert r["min_ms"] <= r["median_ms"] <= r["max_ms"]
         assert r["ratio_to_eager"] == pytest.approx(r["median_ms"] / engines["eager fp32"]["median_ms"])
         assert r["ratio_to_onnxruntime"] == pytest.approx(r["median_ms"] / engines["onnxruntime fp32"]["median_ms"])
     assert engines["eager fp32"]["ratio_to_eager"] == 1.0
+    # int8's peer is ONNX Runtime's own static int8 model; its accuracy is measured beside the file's
+    assert bench["peers"] == {XNN: "onnxruntime fp32", INT8: "onnxruntime int8"}
+    assert engines[INT8]["ratio_to_peer"] == pytest.approx(
+        engines[INT8]["median_ms"] / engines["onnxruntime int8"]["median_ms"]
+    )
+    for name in (INT8, "onnxruntime int8"):
+        acc = bench["int8_accuracy"][name]
+        assert acc["centered_snr_db"] > 10 and 0.5 < acc["decisive_agreement"] <= 1.0
+    # the host, so a ratio from elsewhere can be read: CPU, instruction sets, each engine's threads
+    host = bench["host"]
+    assert host["cpu"] and isinstance(host["isa"], list) and host["cpus"] >= 1
+    assert host["threads"]["onnxruntime"] == host["threads"]["executorch"] >= 1 and host["threads"]["torch"] >= 1
     assert foreign_stderr_lines(proc.stderr) == []  # quiet: no runtime log or library warnings
     assert engines[XNN]["load_ms"] > 0 and engines[XNN]["peak_rss_increment_mb"] >= 0  # from its own process
     if core_ml_runs():  # macOS: Core ML is one more engine
@@ -47,7 +69,27 @@ def test_bench_measures_every_engine_in_one_run(benched):
         assert CML in bench["not_run"] and "CoreMLBackend" in bench["not_run"][CML]
     assert bench["resize"]["artifact"] == XNN and bench["resize"]["image"] == "451x300"
     assert bench["runs"] == 3 and bench["warmup"] == 1
-    assert "x eager" in proc.stdout and "x onnxruntime" in proc.stdout and "not run here" in proc.stdout
+    listed = read_manifest(out / "manifest.json").artifacts  # which files were measured, by sha256
+    assert bench["artifacts"] == {n: e.sha256 for n, e in listed.items()}
+    assert "x eager" in proc.stdout and "x ort fp32" in proc.stdout and "not run here" in proc.stdout
+    assert f"host: {host['cpu']}" in proc.stdout and "x ort int8" in proc.stdout
+
+
+def test_profile_splits_each_engine_into_kinds_of_work(benched):
+    """bench --profile: every XNNPACK file through ETDump + Inspector, ONNX Runtime through its
+    profiler, the same kinds of work; a table printed and saved, and a chart."""
+    out, _, proc = benched
+    prof = json.loads((out / "profile.json").read_text())
+    assert set(prof["engines"]) == {XNN, INT8, "onnxruntime fp32", "onnxruntime int8"}  # Core ML: no op events
+    for name, p in prof["engines"].items():
+        assert p["total_ms"] > 0 and p["kinds"]["convolution"] > 0, name
+        assert sum(v for k, v in p["kinds"].items()) <= p["total_ms"] * 1.05, name  # parts of the traced whole
+        assert p["top"][0]["ms"] == max(o["ms"] for o in p["top"])
+    assert any(o["op"].startswith("Convolution (NHWC, F32)") for o in prof["engines"][XNN]["top"])
+    assert any(o["op"].startswith("Convolution (NHWC, QC8)") for o in prof["engines"][INT8]["top"])
+    assert "convolution" in proc.stdout and "slowest ops" in proc.stdout
+    png = cv2.imread(str(out / "profile.png"))
+    assert png is not None and png.shape[0] > 100
 
 
 def test_bench_refuses_mismatched_weights_or_config(benched, tmp_path):
@@ -93,7 +135,29 @@ def test_card_from_manifest_bench_and_overlays(benched, tmp_path):
         assert f"(overlays/{p.name})" in body and cv2.imread(str(p)) is not None
     # the publish command ships the card and its overlays with the artifacts
     shipped = {f.path_in_repo for f in local_files(out / "manifest.json", manifest)}
-    assert {"README.md", *(f"overlays/{p.name}" for p in pngs)} <= shipped
+    assert {"README.md", "profile.png", *(f"overlays/{p.name}" for p in pngs)} <= shipped
+    assert "## Where the time goes" in body and "![time per kind of work](profile.png)" in body
+    assert f"## Host benchmark: {bench['host']['cpu']}" in body
+
+
+def test_card_shows_another_hosts_bench_beside_this_ones(benched, tmp_path):
+    """The release's macOS job adds bench-macos-arm64.json (bench --out): a second section, titled
+    by its chip, beside this host's."""
+    src, bench, _ = benched
+    out = tmp_path / "a"
+    shutil.copytree(src, out)
+    arm = {
+        **bench,
+        "host": {**bench["host"], "cpu": "Apple M1 (Virtual)", "machine": "arm64", "isa": ["asimd", "asimddp"]},
+    }
+    arm["engines"] = {k: {**v, "median_ms": 12345.6} for k, v in bench["engines"].items()}
+    (out / "bench-macos-arm64.json").write_text(json.dumps(arm))
+    assert run_cli("card", "--manifest", str(out / "manifest.json"), "--no-overlays").returncode == 0
+    body = (out / "README.md").read_text()
+    assert body.index(f"## Host benchmark: {bench['host']['cpu']}") < body.index(
+        "## Host benchmark: Apple M1 (Virtual) (macos-arm64)"
+    )
+    assert "| 12345.6 |" in body and "asimd, asimddp" in body
 
 
 def test_card_without_bench_says_so():

@@ -34,7 +34,16 @@ def _make_release(configs, out, hub, *extra: str) -> subprocess.CompletedProcess
     env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_TOKEN": HF_TEST_TOKEN, "HF_HOME": str(out / "hf-home")}
     cmd = ["make", "-s", "release", "MODELS=tiny_a tiny_b", f"CONFIG_DIR={configs}", f"OUT={out}"]
     # compat has its own test (a real older runtime); here it is skipped, and that is recorded
-    cmd += ["REPO=rne-test/{model}", "TAG=v1.0.0", "WEIGHTS=random", "J=2", "ALLOW_RANDOM=1", "SKIP_COMPAT=1", *extra]
+    cmd += [
+        "REPO=rne-test/{model}",
+        "TAG=v1.0.0",
+        "WEIGHTS=random",
+        "J=2",
+        "ALLOW_RANDOM=1",
+        "SKIP_COMPAT=1",
+        "BENCH_RUNS=1",
+        *extra,
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     OUTPUTS.append(("make release output", proc.stdout + proc.stderr))
     return proc

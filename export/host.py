@@ -1,0 +1,88 @@
+"""The machine a number was measured on: OS, CPU model, the instruction sets the kernels pick from,
+and each engine's thread count. A latency ratio from another host cannot be read without these."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+# The instruction sets XNNPACK, MLAS (ONNX Runtime) and oneDNN (PyTorch) choose kernels by, as
+# /proc/cpuinfo (x86) and Linux's arm64 hwcaps name them; everything else in the flag list is noise here.
+X86_ISA = (
+    *("avx", "fma", "f16c", "avx2", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni", "avx512_bf16"),
+    *("amx_tile", "amx_int8", "amx_bf16"),
+)
+ARM_ISA = ("asimd", "asimdhp", "asimddp", "i8mm", "bf16", "sve", "sve2", "sme")
+# macOS names the same features FEAT_* under `sysctl hw.optional.arm`
+DARWIN_ISA = {
+    "FEAT_FP16": "asimdhp",
+    "FEAT_DotProd": "asimddp",
+    "FEAT_I8MM": "i8mm",
+    "FEAT_BF16": "bf16",
+    "FEAT_SME": "sme",
+}
+
+
+def _sysctl(*args: str) -> str:
+    proc = subprocess.run(["sysctl", *args], capture_output=True, text=True)
+    return proc.stdout.strip() if proc.returncode == 0 else ""
+
+
+def _cpuinfo() -> list[tuple[str, str]]:
+    """(key, value) lines of /proc/cpuinfo."""
+    text = Path("/proc/cpuinfo").read_text(encoding="utf8", errors="replace")
+    return [(k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in text.splitlines())]
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name ("AMD EPYC", "Apple M1 (Virtual)"), or the machine type."""
+    if sys.platform == "darwin":
+        return _sysctl("-n", "machdep.cpu.brand_string") or platform.machine()
+    if sys.platform.startswith("linux"):
+        for key, value in _cpuinfo():
+            if key in ("model name", "Model", "Hardware") and value:
+                return value
+    return platform.processor() or platform.machine()
+
+
+def isa() -> list[str]:
+    """The kernel-relevant instruction sets this CPU has (see X86_ISA / ARM_ISA)."""
+    if sys.platform == "darwin":
+        found = ["asimd"] if platform.machine() == "arm64" else []  # NEON is baseline on Apple silicon
+        for line in _sysctl("hw.optional.arm").splitlines():
+            key, _, value = line.partition(":")
+            feature = DARWIN_ISA.get(key.strip().rsplit(".", 1)[-1])
+            if feature and value.strip() == "1":
+                found.append(feature)
+        return sorted(set(found), key=ARM_ISA.index)
+    flags: set[str] = set()
+    if sys.platform.startswith("linux"):
+        flags = next((set(value.split()) for key, value in _cpuinfo() if key in ("flags", "Features")), set())
+    known = X86_ISA if platform.machine() in ("x86_64", "AMD64") else ARM_ISA
+    return [f for f in known if f in flags]
+
+
+def describe(threads: dict[str, int]) -> dict:
+    """bench.json's `host`: `threads` as each engine was configured (torch, executorch, onnxruntime)."""
+    return {
+        "os": f"{platform.system()} {platform.release()}",
+        "machine": platform.machine(),
+        "cpu": cpu_model(),
+        "isa": isa(),
+        "cpus": os.cpu_count(),
+        "threads": threads,
+    }
+
+
+def label(host: dict) -> str:
+    """One line naming the host, for tables and headings: "AMD EPYC (x86_64; avx2, avx512f, …)"."""
+    sets = ", ".join(host.get("isa", [])) or "no SIMD extension found"
+    return f"{host.get('cpu', '?')} ({host['machine']}, {host['cpus']} CPUs; {sets})"
+
+
+def host_description() -> str:
+    """OS, machine and the chip: a hosted runner may lack the Neural Engine or GPU."""
+    return f"{platform.system()} {platform.release()} {platform.machine()}, {cpu_model()}"

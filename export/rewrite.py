@@ -1,0 +1,116 @@
+"""Step 4a: exact graph rewrites that make the exported program cheaper at its static input size.
+
+A dilated 3x3 convolution whose dilation is large next to its feature map (DeepLab's ASPP: rates
+12/24/36 on a 28x28 map at 224x224) reads mostly zero padding: at rate 36 every off-centre tap
+falls outside the map. XNNPACK's IGEMM multiplies those zeros anyway (profile: the three ASPP
+convolutions were a third of the fp32 file's time), while ONNX Runtime's NCHWc kernels skip them.
+`trim_padded_taps` replaces each such convolution by the same sum over only the taps that touch
+the map: the centre tap as a 1x1 convolution over the whole map, every other tap as a 1x1
+convolution over the band of outputs it reaches, padded back into place. Same weights, same
+arithmetic up to summation order; the parity gate compares the file with the original module.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import cast
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# why 0.7: rewrite only when at most 70 % of the taps' multiply-adds touch the map. ASPP at
+# 224x224 is at 51 % (rate 12), 17 % (24) and 11 % (36); the backbone's rate-2/4 convolutions are at
+# 86-93 %, where eight extra pad+add ops would cost more than the zeros they skip.
+MAX_USEFUL_SHARE = 0.7
+
+
+Pair = tuple[int, int]
+
+
+def _geometry(conv: nn.Conv2d) -> tuple[Pair, Pair, Pair]:
+    """Kernel size, dilation and padding of a convolution with numeric padding (see _trimmable)."""
+    assert isinstance(conv.padding, tuple), "only numeric padding is trimmed"
+    return cast(Pair, conv.kernel_size), cast(Pair, conv.dilation), cast(Pair, conv.padding)
+
+
+class TrimmedConv(nn.Module):
+    """A stride-1 2-D convolution computed from only the taps that read inside an h x w input."""
+
+    def __init__(self, conv: nn.Conv2d, h: int, w: int) -> None:
+        super().__init__()
+        (kh, kw), (dh, dw), (ph, pw) = _geometry(conv)
+        self.h, self.w = h, w
+        self.bands: list[tuple[int, int, int, int, int, int]] = []  # (dy, dx, y0, y1, x0, x1) per tap
+        weights = []
+        for ky in range(kh):
+            for kx in range(kw):
+                dy, dx = ky * dh - ph, kx * dw - pw  # the input offset this tap reads
+                y0, y1, x0, x1 = max(0, -dy), min(h, h - dy), max(0, -dx), min(w, w - dx)
+                if y0 < y1 and x0 < x1:
+                    self.bands.append((dy, dx, y0, y1, x0, x1))
+                    weights.append(conv.weight.detach()[:, :, ky, kx, None, None])
+        # one parameter per tap: a slice of a stacked tensor would be computed at run time, and
+        # XNNPACK takes only constant convolution weights
+        self.weights = nn.ParameterList(nn.Parameter(t.clone(), requires_grad=False) for t in weights)
+        self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = None
+        for i, (dy, dx, y0, y1, x0, x1) in enumerate(self.bands):
+            whole = (y0, y1, x0, x1) == (0, self.h, 0, self.w)
+            # no slice or pad where the band is the whole map (a no-op slice lowers to a portable
+            # alias_copy outside the delegate), and the bias rides on the centre tap's convolution
+            window = x if whole and dy == dx == 0 else x[:, :, y0 + dy : y1 + dy, x0 + dx : x1 + dx]
+            part = F.conv2d(window, self.weights[i], self.bias if dy == dx == 0 else None)
+            if not whole:
+                part = F.pad(part, (x0, self.w - x1, y0, self.h - y1))
+            out = part if out is None else out + part
+        assert out is not None
+        return out
+
+
+def useful_share(conv: nn.Conv2d, h: int, w: int) -> float:
+    """The share of a convolution's multiply-adds that read inside an h x w map (the rest read padding)."""
+    (kh, kw), (dh, dw), (ph, pw) = _geometry(conv)
+    rows = sum(max(0, min(h, h - (ky * dh - ph)) - max(0, ph - ky * dh)) for ky in range(kh))
+    cols = sum(max(0, min(w, w - (kx * dw - pw)) - max(0, pw - kx * dw)) for kx in range(kw))
+    return rows * cols / (kh * kw * h * w)
+
+
+def _trimmable(conv: nn.Conv2d) -> bool:
+    return (
+        conv.stride == (1, 1)
+        and conv.groups == 1
+        and conv.padding_mode == "zeros"
+        and isinstance(conv.padding, tuple)
+        and all(2 * p == d * (k - 1) for p, d, k in zip(*_geometry(conv)[::-1], strict=True))
+    )
+
+
+def trim_padded_taps(module: nn.Module, example: torch.Tensor) -> tuple[nn.Module, list[str]]:
+    """A copy of `module` with every "same"-padded stride-1 convolution whose useful share at
+    `example`'s size is <= MAX_USEFUL_SHARE replaced by a TrimmedConv; returns it and their names.
+    `module` itself is left as it is (it stays the parity reference)."""
+    sizes: dict[str, tuple[int, int]] = {}
+    hooks = [
+        m.register_forward_pre_hook(lambda m, args, n=name: sizes.__setitem__(n, tuple(args[0].shape[-2:])))
+        for name, m in module.named_modules()
+        if isinstance(m, nn.Conv2d) and _trimmable(m)
+    ]
+    try:
+        with torch.no_grad():
+            module(example)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    convs = {n: cast(nn.Conv2d, module.get_submodule(n)) for n in sizes}
+    chosen = [n for n, (h, w) in sizes.items() if useful_share(convs[n], h, w) <= MAX_USEFUL_SHARE]
+    if not chosen:
+        return module, []
+    trimmed = copy.deepcopy(module)
+    for name in chosen:
+        parent, _, leaf = name.rpartition(".")
+        h, w = sizes[name]
+        setattr(trimmed.get_submodule(parent), leaf, TrimmedConv(convs[name], h, w))
+    return trimmed.eval(), chosen
