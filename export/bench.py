@@ -381,7 +381,7 @@ def _int8_accuracy(run, eager, cfg: ModelConfig, variant) -> dict:
 
 def _results(plan: Plan, times: dict[str, list[float]], entries: dict[str, Entry]) -> dict[str, dict]:
     med = {k: statistics.median(v) for k, v in times.items()}
-    results = {}
+    results: dict[str, dict[str, Any]] = {}
     for k, v in times.items():
         eager, ort, peer = plan.baseline[k]
         results[k] = {
@@ -393,6 +393,9 @@ def _results(plan: Plan, times: dict[str, list[float]], entries: dict[str, Entry
             "ratio_to_peer": med[k] / med[peer],
         }
     for name in plan.files:
+        coreml = entries[name].coreml
+        if coreml is not None:  # which Core ML compute units the file asks for (set at export)
+            results[name]["coreml_compute_units"] = coreml.compute_units
         cfg_n, v_n = plan.variant_of[name]
         fp32 = cfg_n.artifact_name(dataclasses.replace(v_n, precision="fp32"))
         if entries[name].precision == "int8" and fp32 in results:

@@ -314,8 +314,9 @@ def bench_sections(bench: dict | None, extra: dict[str, dict], profile: dict | N
         for name, r in b["engines"].items():
             load = f"{r['load_ms']:.0f}" if "load_ms" in r else "-"
             peer = f"{r['ratio_to_peer']:.2f}" if "int8" in peers.get(name, "") else "-"
+            units = f" (Core ML compute units {r['coreml_compute_units']})" if "coreml_compute_units" in r else ""
             lines.append(
-                f"| {name} | {r['median_ms']:.1f} | {r['ratio_to_eager']:.2f} | {r['ratio_to_onnxruntime']:.2f} | "
+                f"| {name}{units} | {r['median_ms']:.1f} | {r['ratio_to_eager']:.2f} | {r['ratio_to_onnxruntime']:.2f} | "
                 f"{peer} | {load} |"
             )
         for name, a in b.get("int8_accuracy", {}).items():

@@ -69,8 +69,16 @@ def xnnpack_kind(event: str) -> str:
     return "other"
 
 
-def ort_kind(op_type: str) -> str:
-    return _ORT_KIND.get(op_type) or ("elementwise" if op_type in _ELEMENTWISE else "other")
+def ort_kind(op_type: str, input_shapes: list | None = None) -> str:
+    """A convolution whose weight (the first 4-D input after the data) is 1x1 is a GEMM, as
+    XNNPACK counts it, so the two engines' kinds compare."""
+    kind = _ORT_KIND.get(op_type) or ("elementwise" if op_type in _ELEMENTWISE else "other")
+    if kind == "convolution" and input_shapes:
+        dims = [next(iter(t.values())) for t in input_shapes[1:] if isinstance(t, dict) and t]
+        weight = next((d for d in dims if len(d) == 4), None)
+        if weight is not None and weight[2:] == [1, 1]:
+            return "1x1 / GEMM"
+    return kind
 
 
 def _summary(ops: list[dict], total_ms: float, outside_ms: float) -> dict:
@@ -122,7 +130,9 @@ def profile_ort(session_for, feed: dict, runs: int) -> dict:
             session.run(None, feed)
         events = json.loads(Path(session.end_profiling()).read_text())
     per_node: dict[str, list[float]] = defaultdict(list)
-    op_type, runs_ms = {}, []
+    op_type: dict[str, str] = {}
+    shapes: dict[str, list] = {}
+    runs_ms: list[float] = []
     for e in events:
         if e.get("cat") == "Session" and e.get("name") == "model_run":
             runs_ms.append(e["dur"] / 1e3)
@@ -130,10 +140,11 @@ def profile_ort(session_for, feed: dict, runs: int) -> dict:
             node = e["name"].removesuffix("_kernel_time")
             per_node[node].append(e["dur"] / 1e3)
             op_type[node] = e["args"].get("op_name", "?")
+            shapes[node] = e["args"].get("input_type_shape", [])
     ops = []
     for node, times in per_node.items():
         ms = sorted(times[1:] or times)[len(times[1:] or times) // 2]  # median, warm-up dropped
-        ops.append({"op": f"{op_type[node]} {node}", "kind": ort_kind(op_type[node]), "ms": round(ms, 4)})
+        ops.append({"op": f"{op_type[node]} {node}", "kind": ort_kind(op_type[node], shapes[node]), "ms": round(ms, 4)})
     total = sorted(runs_ms[1:] or runs_ms)[len(runs_ms[1:] or runs_ms) // 2] if runs_ms else 0.0
     return _summary(ops, total, 0.0)
 
@@ -161,7 +172,10 @@ def top_ops(name: str, profile: dict, n: int = 5) -> str:
 
 
 def _short(name: str) -> str:
-    return re.sub(r"^[a-z0-9_]+?_(xnnpack|coreml)_", r"\1_", name)
+    """ "deeplab_v3_resnet50_xnnpack_fp32.pte" -> "xnnpack_fp32.pte"; "onnxruntime fp32 <model> 224x224
+    rne-0.5" -> "onnxruntime fp32 224x224 rne-0.5"."""
+    name = re.sub(r"^[a-z0-9_]+?_(xnnpack|coreml)_", r"\1_", name)
+    return re.sub(r"^(onnxruntime \w+) [a-z0-9_]+ (\d+x\d+)", r"\1 \2", name)
 
 
 def chart(profiles: dict[str, dict], path: Path) -> None:
@@ -174,7 +188,7 @@ def chart(profiles: dict[str, dict], path: Path) -> None:
 
     names = list(profiles)
     kinds = [k for k in (*KINDS, "outside the delegate") if any(k in p["kinds"] for p in profiles.values())]
-    fig, ax = plt.subplots(figsize=(8, 0.6 * len(names) + 1.6), dpi=100)
+    fig, ax = plt.subplots(figsize=(9, 0.5 * len(names) + 2.2), dpi=100)
     left = [0.0] * len(names)
     colours = plt.get_cmap("tab10")
     for i, k in enumerate(kinds):
@@ -183,7 +197,7 @@ def chart(profiles: dict[str, dict], path: Path) -> None:
         left = [a + b for a, b in zip(left, widths, strict=True)]
     ax.invert_yaxis()
     ax.set_xlabel("ms per inference (traced, median op times)")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=4, fontsize=8, frameon=False)
-    fig.tight_layout()
+    fig.legend(loc="lower center", ncol=5, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))  # room for the legend below the axis
     fig.savefig(path, format="png", metadata={"Software": None})  # no version stamp: same data, same bytes
     plt.close(fig)

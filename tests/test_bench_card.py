@@ -87,6 +87,8 @@ def test_profile_splits_each_engine_into_kinds_of_work(benched):
         assert p["top"][0]["ms"] == max(o["ms"] for o in p["top"])
     assert any(o["op"].startswith("Convolution (NHWC, F32)") for o in prof["engines"][XNN]["top"])
     assert any(o["op"].startswith("Convolution (NHWC, QC8)") for o in prof["engines"][INT8]["top"])
+    # ONNX Runtime's 1x1 convolutions (the classifier) count as GEMMs, as XNNPACK's do
+    assert prof["engines"]["onnxruntime fp32"]["kinds"]["1x1 / GEMM"] > 0
     assert "convolution" in proc.stdout and "slowest ops" in proc.stdout
     png = cv2.imread(str(out / "profile.png"))
     assert png is not None and png.shape[0] > 100
