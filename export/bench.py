@@ -431,31 +431,31 @@ PROFILE_NAME, PROFILE_CHART = "profile.json", "profile.png"
 
 
 def _profiles(plan: Plan, threads: int, runs: int) -> dict[str, dict]:
-    """Op-by-op profiles of every XNNPACK file and of the ONNX Runtime engines (export.profile)."""
-    from . import profile
+    """Op-by-op profiles of every XNNPACK file and of the ONNX Runtime engines (export.op_profile)."""
+    from . import op_profile
 
     out = {}
     for name, path in plan.files.items():
         if plan.variant_of[name][1].backend == "xnnpack":  # Core ML reports no per-op events
-            out[name] = profile.profile_pte(path, plan.inputs[name], runs)
+            out[name] = op_profile.profile_pte(path, plan.inputs[name], runs)
     for key, model in plan.onnx.items():
         feed = {ort_session(model, threads).get_inputs()[0].name: plan.inputs[key].numpy()}
-        out[key] = profile.profile_ort(lambda prefix, m=model: ort_session(m, threads, prefix), feed, runs)
+        out[key] = op_profile.profile_ort(lambda prefix, m=model: ort_session(m, threads, prefix), feed, runs)
     return out
 
 
 def _write_profiles(profiles: dict[str, dict], host: dict, runs: int, folder: Path) -> None:
-    from . import profile
+    from . import op_profile
     from .host import label
 
     doc = {"schema": 1, "runs": runs, "host": label(host), "engines": profiles}
     write_bytes_atomic(folder / PROFILE_NAME, (json.dumps(doc, indent=2) + "\n").encode())
     tmp = folder / f".tmp-{os.getpid()}-{PROFILE_CHART}"
-    profile.chart(profiles, tmp)
+    op_profile.chart(profiles, tmp)
     os.replace(tmp, folder / PROFILE_CHART)
-    print(profile.table(profiles))
+    print(op_profile.table(profiles))
     for name, p in profiles.items():
-        print(profile.top_ops(name, p))
+        print(op_profile.top_ops(name, p))
     print(f"wrote {folder / PROFILE_NAME}, {folder / PROFILE_CHART}")
 
 

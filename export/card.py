@@ -334,7 +334,7 @@ def bench_sections(bench: dict | None, extra: dict[str, dict], profile: dict | N
             )
         lines.append("")
     if profile:
-        from .profile import table
+        from .op_profile import table
 
         lines += [
             "## Where the time goes",

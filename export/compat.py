@@ -91,7 +91,9 @@ def run_in(python: Path, pte: Path, inputs: list) -> tuple[dict, list]:
 
     with tempfile.TemporaryDirectory(prefix="rne-compat-") as d:
         np.savez(Path(d) / "in.npz", **{f"case{i}": x.numpy() for i, x in enumerate(inputs)})
-        cmd = [str(python), str(PROBE), str(pte), str(Path(d) / "in.npz"), str(Path(d) / "out.npz")]
+        # -P: the probe's folder (export/) stays off sys.path, so no module of ours can shadow the
+        # standard library's inside the side venv (export/profile.py once hid `profile` from cProfile)
+        cmd = [str(python), "-P", str(PROBE), str(pte), str(Path(d) / "in.npz"), str(Path(d) / "out.npz")]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
         said = next((json.loads(ln) for ln in reversed(proc.stdout.splitlines()) if ln.startswith("{")), None)
         if said is None:  # the runtime died (a crash is a failure to load, in its own words)
