@@ -10,10 +10,15 @@ import os
 import re
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import BACKENDS, CONTRACTS, ModelConfig, list_configs, load_config
 from .errors import ExportError
+
+if TYPE_CHECKING:
+    from .manifest import Entry
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -483,6 +488,9 @@ def _build(args) -> int:
     if len(configs) > 1 and args.weights not in ("default", "random"):
         raise ExportError("--weights PATH fits one model: pass a single --config with it")
     plan = select(configs, args.variant)  # fail on a bad variant name before any work
+    outs = [args.out / cfg.name if len(configs) > 1 else args.out for cfg, _ in plan]  # a folder per model
+    if not args.force and _all_fresh(plan, outs, args.weights):
+        return 0
     from .pipeline import build
     from .weights import weights_identity
 
@@ -499,17 +507,44 @@ def _build(args) -> int:
         raise ExportError(f"{len(problems)} of {len(plan)} models cannot get their weights: " + " | ".join(problems))
 
     results = []
-    outs = []
-    for cfg, names in plan:
-        out = args.out / cfg.name if len(configs) > 1 else args.out  # one folder per model in a matrix
+    for (cfg, names), out in zip(plan, outs, strict=True):
         results += build(cfg, names, args.weights, out, force=args.force)
-        outs.append(out / "manifest.json")
     print(summary_table(results))
-    for manifest in outs:
-        print(f"manifest: {manifest}")
+    for out in outs:
+        print(f"manifest: {out / 'manifest.json'}")
     if results and all(r.up_to_date for r in results):
         print("everything up to date")
     return 0
+
+
+@dataclass(frozen=True)
+class _Fresh:
+    artifact: str
+    entry: Entry
+    up_to_date: bool = True
+
+
+def _all_fresh(plan, outs: list[Path], weights: str) -> bool:
+    """Every requested variant up to date by what the last build recorded (export.uptodate):
+    the same lines as a build that skips them all, without importing torch."""
+    from .manifest import read_manifest
+    from .uptodate import fresh_entries
+
+    found = []
+    for (cfg, names), out in zip(plan, outs, strict=True):
+        variants = [cfg.variant(n) for n in names] if names else list(cfg.variants)
+        fresh = fresh_entries(out, cfg, variants, weights) if out.is_dir() else None
+        if fresh is None:
+            return False
+        listed = read_manifest(out / "manifest.json").artifacts
+        found += [(v, cfg.artifact_name(v), listed[cfg.artifact_name(v)]) for v in variants]
+    for v, name, _ in found:
+        print(f"[{v.name}] up to date: {name} (config, weights and tools unchanged)", file=sys.stderr, flush=True)
+    print(summary_table([_Fresh(name, entry) for _, name, entry in found]))
+    for out in outs:
+        print(f"manifest: {out / 'manifest.json'}")
+    print("everything up to date")
+    return True
 
 
 # ExecuTorch's runtime logs through Python's sys.stderr (its pybindings), in its C++ format:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -28,7 +26,8 @@ from .manifest import (
     tool_versions,
 )
 from .progress import Timer
-from .weights import LoadedModel, load_model, weights_identity
+from .uptodate import cache_key, record
+from .weights import LoadedModel, default_checkpoint, load_model, weights_identity
 
 if TYPE_CHECKING:  # annotations only: the stages import these where they run
     import torch
@@ -64,41 +63,6 @@ class Weights:
                 self._loaded = load_model(self.cfg, self.spec)
                 self.load_seconds = round(time.perf_counter() - start, 3)
         return self._loaded
-
-
-def tool_source_hash() -> str:
-    """This tool's own code: a change to it re-exports, as a change of config or weights does."""
-    h = hashlib.sha256()
-    for p in sorted(Path(__file__).resolve().parent.glob("*.py")):
-        h.update(p.name.encode() + b"\0" + p.read_bytes())
-    return h.hexdigest()
-
-
-def calibration_hash(cfg: ModelConfig) -> str | None:
-    """A calibration folder's contents (names and bytes), not just its path: new photos re-export."""
-    cal = cfg.calibration
-    if cal is None or not cal.folder or not Path(cal.folder).is_dir():
-        return None
-    h = hashlib.sha256()
-    for p in sorted(Path(cal.folder).iterdir()):
-        if p.is_file():
-            h.update(p.name.encode() + b"\0" + sha256_file(p).encode())
-    return h.hexdigest()
-
-
-def cache_key(cfg: ModelConfig, variant: Variant, identity: str) -> str:
-    """Everything that changes a variant's bytes or verdict: config, weights, tool versions (incl.
-    torchao, scikit-image's photos, OpenCV's resize), this tool's code, calibration folder contents
-    and the platform (an `emulated` Core ML entry made on Linux executes on macOS)."""
-    data = [
-        cfg.variant_hash(variant),
-        identity,
-        tool_versions(),
-        tool_source_hash(),
-        calibration_hash(cfg) if variant.precision == "int8" else None,
-        platform_id(),
-    ]
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 def up_to_date(out: Path, name: str, key: str) -> Entry | None:
@@ -153,6 +117,8 @@ def build(
             results.append(Result(name, out / name, entry, up_to_date=True))
             continue
         results.append(export_variant(cfg, v, w, out, key))
+    checkpoint = default_checkpoint(cfg) if kind == "default" else None
+    record(out, cfg, weights, identity, checkpoint)  # lets the next no-op re-export skip torch
     return results
 
 

@@ -31,6 +31,7 @@ from .config import ModelConfig
 from .errors import ExportError
 from .files import existing_file
 from .models import MODELS, small_residual_branches
+from .uptodate import random_identity
 
 AUX_PREFIX = "aux_classifier."
 
@@ -142,6 +143,11 @@ def _default_checkpoint(cfg: ModelConfig) -> tuple[Path, str]:
     return target, f"{enum.__name__}.{weights.name} (sha256 {_sha256(target)})"
 
 
+def default_checkpoint(cfg: ModelConfig) -> Path:
+    """Where torchvision keeps the config's default checkpoint (present: weights_identity checked)."""
+    return _default_checkpoint(cfg)[0]
+
+
 def _default(cfg: ModelConfig) -> LoadedModel:
     target, identity = _default_checkpoint(cfg)
     model = _load_state_dict(cfg, _torch_load(target, f"cached weights {target}"), f"cached weights {target}")
@@ -158,12 +164,6 @@ def _check_labels(cfg: ModelConfig, categories) -> None:
     norm = ["BACKGROUND" if c.strip("_").lower() == "background" else c.upper().replace(" ", "") for c in categories]
     if list(cfg.labels) != norm:
         raise ExportError(f"{cfg.source}: labels do not match the weights' categories {list(categories)}")
-
-
-def random_identity(cfg: ModelConfig) -> str:
-    """Seeded init; with `model.random_residual_gain`, ResNet residual branches scaled down."""
-    gain = cfg.model.random_residual_gain
-    return f"random(seed={cfg.model.random_seed}" + (f", residual_gain={gain:g})" if gain is not None else ")")
 
 
 def weights_identity(cfg: ModelConfig, weights: str) -> tuple[str, str]:

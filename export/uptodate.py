@@ -1,0 +1,139 @@
+"""Is a variant up to date? The cache key, and an answer for a whole request without torch.
+
+A variant is up to date when its manifest entry was made from the same inputs (`cache_key`: config,
+weights identity, tool versions, this tool's code, calibration folder, platform) and its files are
+intact. `build` answers that per variant after resolving the weights, which imports torch and
+torchvision and may hash a checkpoint (~5 s). `fresh_entries` answers it for a whole request from
+what the last build left beside its manifest (INPUTS_NAME: how each `--weights` value resolved,
+and each file's size and mtime), importing neither: a re-export with nothing to do takes about a
+second. Anything it cannot vouch for (a new checkpoint, a touched file, an interrupted export)
+answers None, and the full build decides, hashing as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from importlib import metadata
+from pathlib import Path
+
+from .config import ModelConfig, Variant
+from .files import PENDING_PREFIX, TMP_PREFIX, sha256_file, write_bytes_atomic
+from .manifest import MANIFEST_NAME, platform_id, tool_versions
+
+INPUTS_NAME = ".build-inputs.json"  # beside the manifest; not published (publish sends listed files)
+
+
+def tool_source_hash() -> str:
+    """This tool's own code: a change to it re-exports, as a change of config or weights does."""
+    h = hashlib.sha256()
+    for p in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        h.update(p.name.encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
+
+
+def calibration_hash(cfg: ModelConfig) -> str | None:
+    """A calibration folder's contents (names and bytes), not just its path: new photos re-export."""
+    cal = cfg.calibration
+    if cal is None or not cal.folder or not Path(cal.folder).is_dir():
+        return None
+    h = hashlib.sha256()
+    for p in sorted(Path(cal.folder).iterdir()):
+        if p.is_file():
+            h.update(p.name.encode() + b"\0" + sha256_file(p).encode())
+    return h.hexdigest()
+
+
+def cache_key(cfg: ModelConfig, variant: Variant, identity: str) -> str:
+    """Everything that changes a variant's bytes or verdict: config, weights, tool versions (incl.
+    torchao, scikit-image's photos, OpenCV's resize), this tool's code, calibration folder contents
+    and the platform (an `emulated` Core ML entry made on Linux executes on macOS)."""
+    data = [
+        cfg.variant_hash(variant),
+        identity,
+        tool_versions(),
+        tool_source_hash(),
+        calibration_hash(cfg) if variant.precision == "int8" else None,
+        platform_id(),
+    ]
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def random_identity(cfg: ModelConfig) -> str:
+    """Seeded init; with `model.random_residual_gain`, ResNet residual branches scaled down."""
+    gain = cfg.model.random_residual_gain
+    return f"random(seed={cfg.model.random_seed}" + (f", residual_gain={gain:g})" if gain is not None else ")")
+
+
+def weights_memo(cfg: ModelConfig, weights: str) -> str | None:
+    """What a `--weights` value's identity depends on, cheap to read: the identity is reused while
+    it is unchanged (a checkpoint: its path, size and mtime; `default`: the enum member and the
+    torchvision that names its file)."""
+    if weights == "random":
+        return None  # computed from the config directly
+    if weights == "default":
+        parts = ["default", cfg.model.builder, cfg.model.weights, metadata.version("torchvision")]
+        return json.dumps(parts + [os.environ.get("TORCH_HOME", "")])
+    try:
+        st = Path(weights).resolve().stat()
+    except OSError:
+        return None
+    return json.dumps(["path", str(Path(weights).resolve()), st.st_size, st.st_mtime_ns])
+
+
+def record(out: Path, cfg: ModelConfig, weights: str, identity: str, checkpoint: Path | None) -> None:
+    """After a build of `out`: how `weights` resolved, and every file's size and mtime by name."""
+    inputs = _read(out) or {"weights": {}, "files": {}}
+    memo = weights_memo(cfg, weights)
+    if memo is not None:
+        inputs["weights"][memo] = {"identity": identity, "checkpoint": str(checkpoint) if checkpoint else None}
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    inputs["files"] = {}
+    for entry in manifest.get("artifacts", {}).values():
+        for name, sha in ((entry["path"], entry["sha256"]), (entry["bundle"]["path"], entry["bundle"]["sha256"])):
+            st = (out / name).stat()
+            inputs["files"][name] = [st.st_size, st.st_mtime_ns, sha]
+    write_bytes_atomic(out / INPUTS_NAME, (json.dumps(inputs, indent=1, sort_keys=True) + "\n").encode())
+
+
+def _read(out: Path) -> dict | None:
+    try:
+        data = json.loads((out / INPUTS_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and {"weights", "files"} <= data.keys() else None
+
+
+def fresh_entries(out: Path, cfg: ModelConfig, variants: list[Variant], weights: str) -> dict[str, dict] | None:
+    """{artifact: manifest entry (raw)} when every variant is up to date by what the last build
+    recorded (see module doc); None when that cannot be vouched for without the full check."""
+    inputs = _read(out)
+    if inputs is None or any(p.name.startswith((TMP_PREFIX, PENDING_PREFIX)) for p in out.iterdir()):
+        return None  # nothing recorded, or an export was interrupted here: settle it first
+    if weights == "random":
+        identity = random_identity(cfg)
+    else:
+        memo = inputs["weights"].get(weights_memo(cfg, weights) or "")
+        if not memo or (memo["checkpoint"] and not Path(memo["checkpoint"]).is_file()):
+            return None
+        identity = memo["identity"]
+    try:
+        listed = json.loads((out / MANIFEST_NAME).read_text())["artifacts"]
+    except (OSError, ValueError, KeyError):
+        return None
+    fresh = {}
+    for v in variants:
+        name = cfg.artifact_name(v)
+        entry = listed.get(name)
+        if not isinstance(entry, dict) or entry.get("cache_key") != cache_key(cfg, v, identity):
+            return None
+        for fname, sha in ((entry["path"], entry["sha256"]), (entry["bundle"]["path"], entry["bundle"]["sha256"])):
+            try:
+                st = (out / fname).stat()
+            except OSError:
+                return None
+            if inputs["files"].get(fname) != [st.st_size, st.st_mtime_ns, sha]:
+                return None  # touched since the build: the full check hashes it
+        fresh[name] = entry
+    return fresh
