@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import TINY, WEIGHT_KINDS, core_ml_runs, write_yaml
 
+from export import lower as lowering
 from export import pipeline
 from export.config import Tolerances, load_config
 from export.errors import ExportError, GateError
@@ -123,7 +124,7 @@ def test_parity_gate_fails_on_perturbed_artifact(prev, weights, monkeypatch, var
     After int8 quantization the graph reads the folded int8 copy (a buffer), not the fp32
     parameter, so that copy is the one nudged, in whole int8 steps."""
     out, before = prev
-    real_lower = pipeline.lower
+    real_lower = lowering.lower
 
     def lower_perturbed(program, variant, seed):
         gm = copy.deepcopy(program.module())  # the unlifted module shares tensors with eager
@@ -142,7 +143,7 @@ def test_parity_gate_fails_on_perturbed_artifact(prev, weights, monkeypatch, var
         assert any(d == (torch.int8 if variant.precision == "int8" else torch.float32) for _, d in nudged), nudged
         return real_lower(torch.export.export(gm, program.example_inputs[0]), variant, seed)
 
-    monkeypatch.setattr(pipeline, "lower", lower_perturbed)
+    monkeypatch.setattr(lowering, "lower", lower_perturbed)
     with pytest.raises(GateError) as e:
         pipeline.build(load_config(TINY), [variant], weights, out, force=True)
     msg = str(e.value)
@@ -192,13 +193,13 @@ def test_delegation_gate_fails_on_op_backend_cannot_take(cumsum_model, prev, wei
 def test_interrupt_mid_serialize_keeps_previous_artifact(prev, monkeypatch):
     out, before = prev
 
-    from export.lower import serialize
+    serialize = lowering.serialize
 
     def interrupted(edge, path):
         serialize(edge, path)  # the bytes are in the temp file ...
         raise KeyboardInterrupt  # ... when Ctrl-C arrives, before the rename
 
-    monkeypatch.setattr(pipeline, "serialize", interrupted)
+    monkeypatch.setattr(lowering, "serialize", interrupted)  # the stages import it where they run
     with pytest.raises(KeyboardInterrupt):
         pipeline.build(load_config(TINY), ["xnnpack_fp32"], "random", out, force=True)
     _unchanged(out, before)
@@ -266,8 +267,8 @@ def test_near_ties_do_not_count_and_decisive_flips_do():
 def test_unchanged_variants_are_up_to_date_and_changes_rebuild(prev, monkeypatch, tiny_yaml_text, tmp_path):
     out, before = prev
     calls = []
-    real_lower = pipeline.lower
-    monkeypatch.setattr(pipeline, "lower", lambda *a, **k: calls.append(a[1].name) or real_lower(*a, **k))
+    real_lower = lowering.lower
+    monkeypatch.setattr(lowering, "lower", lambda *a, **k: calls.append(a[1].name) or real_lower(*a, **k))
     res = pipeline.build(load_config(TINY), None, "random", out)
     assert calls == [] and all(r.up_to_date for r in res)
     _unchanged(out, before)
