@@ -21,6 +21,13 @@ BUILD = (
 )
 
 
+def test_a_checkpoint_resolved_once_is_vouched_for_by_path_size_and_mtime(tiny_builds, tiny_weights):
+    cfg = load_config(TINY)
+    realistic = tiny_builds["realistic"]  # built from a checkpoint PATH
+    assert fresh_entries(realistic, cfg, list(cfg.variants), tiny_weights["realistic"]) is not None
+    assert fresh_entries(realistic, cfg, list(cfg.variants), "random") is None  # other weights: rebuild
+
+
 def test_a_no_op_re_export_skips_torch_and_declines_what_it_cannot_vouch_for(arts):
     inputs = json.loads((arts / INPUTS_NAME).read_text())
     assert set(inputs["files"]) == {p.name for p in arts.glob("*.pte")} | {p.name for p in arts.glob("*.bpte")}
