@@ -342,7 +342,8 @@ def _plan_model(
             plan.onnx[ort8_key] = onnx_int8(plan.onnx[ort_key], stem.with_suffix(".int8.onnx"), calibration)
             ort8 = ort_runner(ort_session(plan.onnx[ort8_key], threads["onnxruntime"]))
             plan.engines[ort8_key] = functools.partial(ort8, x)
-            plan.accuracy[ort8_key] = _int8_accuracy(lambda t, f=ort8: torch.from_numpy(f(t)), eager, cfg, v8)
+            if acc := _int8_accuracy(lambda t, f=ort8: torch.from_numpy(f(t)), eager, cfg, v8):
+                plan.accuracy[ort8_key] = acc
         for key in (eager_key, ort_key, ort8_key):
             plan.inputs[key] = x
         for name in names:
@@ -356,9 +357,9 @@ def _plan_model(
             plan.engines[name] = functools.partial(method.execute, [x])
             plan.baseline[name] = (eager_key, ort_key, ort8_key if e.precision == "int8" else ort_key)
             if e.precision == "int8":
-                plan.accuracy[name] = _int8_accuracy(
-                    lambda t, m=method: m.execute([t])[0].clone(), eager, cfg, by_name[name][1]
-                )
+                run8 = lambda t, m=method: m.execute([t])[0].clone()  # noqa: E731
+                if acc := _int8_accuracy(run8, eager, cfg, by_name[name][1]):
+                    plan.accuracy[name] = acc
         for key in (eager_key, ort_key, ort8_key):
             plan.baseline.setdefault(key, (eager_key, ort_key, ort_key))
 

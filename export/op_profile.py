@@ -36,6 +36,8 @@ _XNNPACK_KIND = (
     ("Multiply", "elementwise"),
     ("Divide", "elementwise"),
     ("Clamp", "elementwise"),
+    ("HardSwish", "elementwise"),
+    ("Sigmoid", "elementwise"),
     ("Concatenate", "layout copy"),
 )
 _ORT_KIND = {
@@ -46,6 +48,7 @@ _ORT_KIND = {
     "MatMul": "1x1 / GEMM",
     "Gemm": "1x1 / GEMM",
     "Resize": "resize",
+    "Upsample": "resize",
     "Transpose": "layout copy",
     "ReorderInput": "layout copy",
     "ReorderOutput": "layout copy",
@@ -59,7 +62,20 @@ _ORT_KIND = {
     "GlobalAveragePool": "pool / reduce",
     "QLinearGlobalAveragePool": "pool / reduce",
 }
-_ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Relu", "Clip", "QLinearAdd", "QLinearMul", "Sum"}
+_ELEMENTWISE = {
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Relu",
+    "Clip",
+    "QLinearAdd",
+    "QLinearMul",
+    "Sum",
+    "HardSigmoid",
+    "HardSwish",
+}
+_ELEMENTWISE |= {"Sigmoid", "QLinearSigmoid"}
 
 
 def xnnpack_kind(event: str) -> str:
