@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -112,18 +111,15 @@ def onnx_fp32(module, example, path: Path) -> Path:
     return path
 
 
-def onnx_int8(fp32: Path, path: Path, calibration: list) -> Path:
+def onnx_int8(fp32: Path, path: Path, calibration: list, input_name: str) -> Path:
     """ONNX Runtime's own static int8 model: QDQ, per-channel int8 weights, uint8 activations,
     calibrated on the same photos, views and preprocessing as the int8 .pte."""
-    import onnxruntime as ort
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    name = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]).get_inputs()[0].name
-
     class Photos(CalibrationDataReader):
         def __init__(self) -> None:
-            self.feeds = iter([{name: x.numpy()} for x in calibration])
+            self.feeds = iter([{input_name: x.numpy()} for x in calibration])
 
         def get_next(self):
             return next(self.feeds, None)
@@ -332,17 +328,19 @@ def _plan_model(
         stem = tmp / f"{cfg.name}_{h}x{w}_{contract}"
         plan.onnx[ort_key] = onnx_fp32(eager, x, stem.with_suffix(".fp32.onnx"))
         plan.engines[eager_key] = functools.partial(eager, x)
-        plan.engines[ort_key] = functools.partial(
-            ort_runner(ort_session(plan.onnx[ort_key], threads["onnxruntime"])), x
-        )
+        ort32 = ort_session(plan.onnx[ort_key], threads["onnxruntime"])
+        plan.engines[ort_key] = functools.partial(ort_runner(ort32), x)
         int8 = [n for n in names if mine[n].precision == "int8"]
+        refs: dict = {}  # eager fp32 on the held-apart photos: once, for every int8 engine here
         if int8:
             v8 = by_name[int8[0]][1]
+            refs = _accuracy_references(eager, cfg, v8)
             calibration = calibration_inputs(cfg, v8, calibration_set(cfg))
-            plan.onnx[ort8_key] = onnx_int8(plan.onnx[ort_key], stem.with_suffix(".int8.onnx"), calibration)
+            name8 = ort32.get_inputs()[0].name
+            plan.onnx[ort8_key] = onnx_int8(plan.onnx[ort_key], stem.with_suffix(".int8.onnx"), calibration, name8)
             ort8 = ort_runner(ort_session(plan.onnx[ort8_key], threads["onnxruntime"]))
             plan.engines[ort8_key] = functools.partial(ort8, x)
-            if acc := _int8_accuracy(lambda t, f=ort8: torch.from_numpy(f(t)), eager, cfg, v8):
+            if acc := _int8_accuracy(lambda t, f=ort8: torch.from_numpy(f(t)), refs, cfg):
                 plan.accuracy[ort8_key] = acc
         for key in (eager_key, ort_key, ort8_key):
             plan.inputs[key] = x
@@ -358,23 +356,28 @@ def _plan_model(
             plan.baseline[name] = (eager_key, ort_key, ort8_key if e.precision == "int8" else ort_key)
             if e.precision == "int8":
                 run8 = lambda t, m=method: m.execute([t])[0].clone()  # noqa: E731
-                if acc := _int8_accuracy(run8, eager, cfg, by_name[name][1]):
+                if acc := _int8_accuracy(run8, refs, cfg):
                     plan.accuracy[name] = acc
         for key in (eager_key, ort_key, ort8_key):
             plan.baseline.setdefault(key, (eager_key, ort_key, ort_key))
 
 
-def _int8_accuracy(run, eager, cfg: ModelConfig, variant) -> dict:
+def _accuracy_references(eager, cfg: ModelConfig, variant: Variant) -> dict:
+    """Eager fp32 on the held-apart photos and their noisy views (export.quantize), once per group."""
+    from .quantize import accuracy_inputs, fp32_references
+
+    return fp32_references(eager, accuracy_inputs(cfg, variant)) if cfg.accuracy is not None else {}
+
+
+def _int8_accuracy(run, refs: dict, cfg: ModelConfig) -> dict:
     """An int8 engine vs eager fp32 on the held-apart photos, by the export gate's own metrics
     (worst photo), so a speed-up is never bought with accuracy unseen."""
-    from .quantize import accuracy_inputs, bounds_for, eager_accuracy, fp32_references, worst_accuracy
+    from .quantize import bounds_for, eager_accuracy, worst_accuracy
 
-    if cfg.accuracy is None:
+    if not refs:
         return {}
     near_tie = bounds_for(cfg, "path")[1].near_tie
-    worst = worst_accuracy(
-        list(eager_accuracy(run, fp32_references(eager, accuracy_inputs(cfg, variant)), near_tie).values())
-    )
+    worst = worst_accuracy(list(eager_accuracy(run, refs, near_tie).values()))
     return {
         k: getattr(worst, k) for k in ("snr_vs_noise_db", "centered_snr_db", "decisive_agreement", "argmax_agreement")
     }
@@ -440,8 +443,8 @@ def _profiles(plan: Plan, threads: int, runs: int) -> dict[str, dict]:
         if plan.variant_of[name][1].backend == "xnnpack":  # Core ML reports no per-op events
             out[name] = op_profile.profile_pte(path, plan.inputs[name], runs)
     for key, model in plan.onnx.items():
-        feed = {ort_session(model, threads).get_inputs()[0].name: plan.inputs[key].numpy()}
-        out[key] = op_profile.profile_ort(lambda prefix, m=model: ort_session(m, threads, prefix), feed, runs)
+        x = plan.inputs[key].numpy()
+        out[key] = op_profile.profile_ort(lambda prefix, m=model: ort_session(m, threads, prefix), x, runs)
     return out
 
 
@@ -451,9 +454,7 @@ def _write_profiles(profiles: dict[str, dict], host: dict, runs: int, folder: Pa
 
     doc = {"schema": 1, "runs": runs, "host": label(host), "engines": profiles}
     write_bytes_atomic(folder / PROFILE_NAME, (json.dumps(doc, indent=2) + "\n").encode())
-    tmp = folder / f".tmp-{os.getpid()}-{PROFILE_CHART}"
-    op_profile.chart(profiles, tmp)
-    os.replace(tmp, folder / PROFILE_CHART)
+    write_bytes_atomic(folder / PROFILE_CHART, op_profile.chart(profiles))
     print(op_profile.table(profiles))
     for name, p in profiles.items():
         print(op_profile.top_ops(name, p))

@@ -527,7 +527,6 @@ class _Fresh:
 def _all_fresh(plan, outs: list[Path], weights: str) -> bool:
     """Every requested variant up to date by what the last build recorded (export.uptodate):
     the same lines as a build that skips them all, without importing torch."""
-    from .manifest import read_manifest
     from .uptodate import fresh_entries
 
     found = []
@@ -536,8 +535,7 @@ def _all_fresh(plan, outs: list[Path], weights: str) -> bool:
         fresh = fresh_entries(out, cfg, variants, weights) if out.is_dir() else None
         if fresh is None:
             return False
-        listed = read_manifest(out / "manifest.json").artifacts
-        found += [(v, cfg.artifact_name(v), listed[cfg.artifact_name(v)]) for v in variants]
+        found += [(v, cfg.artifact_name(v), fresh[cfg.artifact_name(v)]) for v in variants]
     for v, name, _ in found:
         print(f"[{v.name}] up to date: {name} (config, weights and tools unchanged)", file=sys.stderr, flush=True)
     print(summary_table([_Fresh(name, entry) for _, name, entry in found]))

@@ -10,8 +10,10 @@ op: shares are the thing to read, the bench's medians are the latency.
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import statistics
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -136,11 +138,12 @@ def profile_pte(path: Path, x, runs: int) -> dict:
     return {**summary, "outside_ops": outside}
 
 
-def profile_ort(session_for, feed: dict, runs: int) -> dict:
-    """Per-node mean time of `runs` runs in ONNX Runtime's profiler; `session_for(prefix)` makes a
-    session that profiles into files starting with `prefix`."""
+def profile_ort(session_for, x, runs: int) -> dict:
+    """Per-node median time of `runs` runs of input `x` (numpy) in ONNX Runtime's profiler;
+    `session_for(prefix)` makes a session that profiles into files starting with `prefix`."""
     with tempfile.TemporaryDirectory() as tmp:
         session = session_for(str(Path(tmp) / "ort"))
+        feed = {session.get_inputs()[0].name: x}
         session.run(None, feed)  # warm-up, like the .pte's
         for _ in range(runs):
             session.run(None, feed)
@@ -159,9 +162,9 @@ def profile_ort(session_for, feed: dict, runs: int) -> dict:
             shapes[node] = e["args"].get("input_type_shape", [])
     ops = []
     for node, times in per_node.items():
-        ms = sorted(times[1:] or times)[len(times[1:] or times) // 2]  # median, warm-up dropped
+        ms = statistics.median(times[1:] or times)  # the warm-up dropped
         ops.append({"op": f"{op_type[node]} {node}", "kind": ort_kind(op_type[node], shapes[node]), "ms": round(ms, 4)})
-    total = sorted(runs_ms[1:] or runs_ms)[len(runs_ms[1:] or runs_ms) // 2] if runs_ms else 0.0
+    total = statistics.median(runs_ms[1:] or runs_ms) if runs_ms else 0.0
     return _summary(ops, total, 0.0)
 
 
@@ -194,8 +197,8 @@ def _short(name: str) -> str:
     return re.sub(r"^(onnxruntime \w+) [a-z0-9_]+ (\d+x\d+)", r"\1 \2", name)
 
 
-def chart(profiles: dict[str, dict], path: Path) -> None:
-    """A stacked horizontal bar per engine, one colour per kind of work, written as PNG."""
+def chart(profiles: dict[str, dict]) -> bytes:
+    """A stacked horizontal bar per engine, one colour per kind of work, as PNG bytes."""
     # matplotlib is imported only here: only --profile draws, and it costs ~1 s to import
     import matplotlib
 
@@ -215,5 +218,7 @@ def chart(profiles: dict[str, dict], path: Path) -> None:
     ax.set_xlabel("ms per inference (traced, median op times)")
     fig.legend(loc="lower center", ncol=5, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.1, 1, 1))  # room for the legend below the axis
-    fig.savefig(path, format="png", metadata={"Software": None})  # no version stamp: same data, same bytes
+    png = io.BytesIO()
+    fig.savefig(png, format="png", metadata={"Software": None})  # no version stamp: same data, same bytes
     plt.close(fig)
+    return png.getvalue()

@@ -19,8 +19,9 @@ from importlib import metadata
 from pathlib import Path
 
 from .config import ModelConfig, Variant
+from .errors import ExportError
 from .files import PENDING_PREFIX, TMP_PREFIX, sha256_file, write_bytes_atomic
-from .manifest import MANIFEST_NAME, platform_id, tool_versions
+from .manifest import MANIFEST_NAME, Entry, current_entries, platform_id, tool_versions
 
 INPUTS_NAME = ".build-inputs.json"  # beside the manifest; not published (publish sends listed files)
 
@@ -88,10 +89,9 @@ def record(out: Path, cfg: ModelConfig, weights: str, identity: str, checkpoint:
     memo = weights_memo(cfg, weights)
     if memo is not None:
         inputs["weights"][memo] = {"identity": identity, "checkpoint": str(checkpoint) if checkpoint else None}
-    manifest = json.loads((out / MANIFEST_NAME).read_text())
     inputs["files"] = {}
-    for entry in manifest.get("artifacts", {}).values():
-        for name, sha in ((entry["path"], entry["sha256"]), (entry["bundle"]["path"], entry["bundle"]["sha256"])):
+    for entry in current_entries(out / MANIFEST_NAME).values():
+        for name, sha in _files_of(entry):
             st = (out / name).stat()
             inputs["files"][name] = [st.st_size, st.st_mtime_ns, sha]
     write_bytes_atomic(out / INPUTS_NAME, (json.dumps(inputs, indent=1, sort_keys=True) + "\n").encode())
@@ -105,9 +105,9 @@ def _read(out: Path) -> dict | None:
     return data if isinstance(data, dict) and {"weights", "files"} <= data.keys() else None
 
 
-def fresh_entries(out: Path, cfg: ModelConfig, variants: list[Variant], weights: str) -> dict[str, dict] | None:
-    """{artifact: manifest entry (raw)} when every variant is up to date by what the last build
-    recorded (see module doc); None when that cannot be vouched for without the full check."""
+def fresh_entries(out: Path, cfg: ModelConfig, variants: list[Variant], weights: str) -> dict[str, Entry] | None:
+    """{artifact: manifest entry} when every variant is up to date by what the last build recorded
+    (see module doc); None when that cannot be vouched for without the full check."""
     inputs = _read(out)
     if inputs is None or any(p.name.startswith((TMP_PREFIX, PENDING_PREFIX)) for p in out.iterdir()):
         return None  # nothing recorded, or an export was interrupted here: settle it first
@@ -119,16 +119,16 @@ def fresh_entries(out: Path, cfg: ModelConfig, variants: list[Variant], weights:
             return None
         identity = memo["identity"]
     try:
-        listed = json.loads((out / MANIFEST_NAME).read_text())["artifacts"]
-    except (OSError, ValueError, KeyError):
+        listed = current_entries(out / MANIFEST_NAME)
+    except ExportError:  # the full build says what is wrong with it
         return None
     fresh = {}
     for v in variants:
         name = cfg.artifact_name(v)
         entry = listed.get(name)
-        if not isinstance(entry, dict) or entry.get("cache_key") != cache_key(cfg, v, identity):
+        if entry is None or entry.cache_key != cache_key(cfg, v, identity):
             return None
-        for fname, sha in ((entry["path"], entry["sha256"]), (entry["bundle"]["path"], entry["bundle"]["sha256"])):
+        for fname, sha in _files_of(entry):
             try:
                 st = (out / fname).stat()
             except OSError:
@@ -137,3 +137,8 @@ def fresh_entries(out: Path, cfg: ModelConfig, variants: list[Variant], weights:
                 return None  # touched since the build: the full check hashes it
         fresh[name] = entry
     return fresh
+
+
+def _files_of(entry: Entry) -> tuple[tuple[str, str], tuple[str, str]]:
+    """(file name, sha256) of an artifact and of its bundle."""
+    return (entry.path, entry.sha256), (entry.bundle.path, entry.bundle.sha256)
