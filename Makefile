@@ -27,7 +27,7 @@ help:
 	@echo "make export  [WEIGHTS=default|random|PATH] [MODEL=name] [VARIANT=name ...]  -> $(OUT)/<model>/"
 	@echo "make test       # lint, then all tests, offline (fast tier + real-architecture tier)"
 	@echo "make lint       # ruff check, ruff format --check, mypy (export/)"
-	@echo "make test-fast  # fast tier only"
+	@echo "make test-fast  # every stage on the tiny net in process (no real architecture, no child-process flows)"
 	@echo "make bench   [MODEL=name] [RUNS=20] [BENCH_OUT=path]  # latency ratios vs eager and ONNX Runtime fp32/int8 -> bench.json"
 	@echo "make profile [MODEL=name] [RUNS=20]   # bench + op-by-op profile of each XNNPACK file and ONNX Runtime -> profile.json/.png"
 	@echo "make card    [MODEL=name]             # Hugging Face model card from manifest + bench"
@@ -59,11 +59,17 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check
 	$(VENV)/bin/mypy
 
-test: lint
-	$(PY) -m pytest -q -rfEs --durations=25
+# TEST_WORKERS: pytest-xdist workers, a whole test file each (module fixtures build once), slow
+# files first (tests/conftest.py orders them) so the long DeepLab builds start on both cores at once
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q -rfEs -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
+test: lint
+	$(PYTEST) --durations=25
+
+# every stage on the tiny net, in process: no real architecture, no whole flows through child processes
 test-fast: lint
-	$(PY) -m pytest -q -rfEs -m "not slow"
+	$(PYTEST) -m "not slow and not e2e"
 
 # BENCH_OUT: another host's file beside this one's (the release's macOS job: bench-macos-arm64.json)
 BENCH_OUT ?=

@@ -9,6 +9,7 @@ import shutil
 os.environ["HF_HUB_DISABLE_XET"] = "1"
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,13 @@ def token_leaks(token: str, texts: list[tuple[str, str]], folder: Path) -> list[
     return found
 
 
+def pytest_collection_modifyitems(items):
+    """The real-architecture files first: with two workers taking a whole file each (make test), the
+    long DeepLab builds start at once on both cores instead of last on one. Stable: files and the
+    tests inside them keep their order."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_runtest_logreport(report):
     OUTPUTS.extend((f"{report.nodeid} ({report.when}): {title}", text) for title, text in report.sections)
     if report.longrepr:
@@ -70,9 +78,13 @@ def pytest_runtest_logreport(report):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def the_token_is_in_no_output(tmp_path_factory):
+def the_token_is_in_no_output(tmp_path_factory, shared_root):
     yield
-    leaks = token_leaks(HF_TEST_TOKEN, OUTPUTS, tmp_path_factory.getbasetemp())
+    # this worker's folder and the ones shared between workers (the other worker's own folder is
+    # its own to check: it may still be writing)
+    base = tmp_path_factory.getbasetemp()
+    shared = [p for p in shared_root.glob("shared-*") if p.is_dir() and base not in p.parents]
+    leaks = token_leaks(HF_TEST_TOKEN, OUTPUTS, base) + [f for d in shared for f in token_leaks(HF_TEST_TOKEN, [], d)]
     assert not leaks, f"the Hub token leaked into: {leaks}"
 
 
@@ -96,9 +108,47 @@ def realistic_checkpoint(builder: str, path: Path, seed: int = 0) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_realistic(tmp_path_factory) -> Path:
+def shared_root(tmp_path_factory) -> Path:
+    """A folder every test worker sees (under pytest-xdist: the parent of each worker's own)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if "PYTEST_XDIST_WORKER" in os.environ else base
+
+
+def made_once(root: Path, names: list[str], make: Callable[[str, Path], None]) -> dict[str, Path]:
+    """`make(name, folder)` for each name, once across all test workers: a worker first takes the
+    names no other has started (so two workers build two things side by side), then waits for the
+    rest. A make that failed is retried by the next worker. The folders are read-only to tests."""
+    from filelock import FileLock, Timeout
+
+    folders = {n: root / f"shared-{n}" for n in names}
+    pending = list(names)
+    for blocking in (False, True):
+        for name in list(pending):
+            lock = FileLock(f"{folders[name]}.lock")
+            try:
+                lock.acquire(blocking=blocking)
+            except Timeout:
+                continue  # another worker is making it: take the next one, come back for it
+            try:
+                done = root / f"shared-{name}.done"  # beside the folder: tests copy the folder
+                if not done.exists():
+                    shutil.rmtree(folders[name], ignore_errors=True)
+                    folders[name].mkdir()
+                    make(name, folders[name])
+                    done.touch()
+            finally:
+                lock.release()
+            pending.remove(name)
+    return folders
+
+
+@pytest.fixture(scope="session")
+def tiny_realistic(shared_root) -> Path:
     """The tiny net fitted to synthetic scenes: logits span 15-27 units on photos, 5 classes."""
-    return realistic_checkpoint("tiny_segnet", tmp_path_factory.mktemp("tiny-ckpt") / "tiny_realistic.pth")
+    [folder] = made_once(
+        shared_root, ["tiny-ckpt"], lambda _, f: realistic_checkpoint("tiny_segnet", f / "tiny_realistic.pth")
+    ).values()
+    return folder / "tiny_realistic.pth"
 
 
 # Both kinds of weights every gate and bound is exercised on: seeded random init (near-zero,
@@ -112,16 +162,18 @@ def tiny_weights(tiny_realistic):
 
 
 @pytest.fixture(scope="session")
-def tiny_builds(tmp_path_factory, tiny_weights) -> dict[str, Path]:
-    """Every variant of the tiny net per weight kind, built once per session. Read-only: copy first."""
-    from export import pipeline
-    from export.config import load_config
+def tiny_builds(shared_root, tiny_weights) -> dict[str, Path]:
+    """Every variant of the tiny net per weight kind, built once per test run (one kind per worker
+    when two run). Read-only: copy first."""
 
-    outs = {}
-    for kind, weights in tiny_weights.items():
-        outs[kind] = tmp_path_factory.mktemp(f"tiny-build-{kind}")
-        pipeline.build(load_config(TINY), None, weights, outs[kind])
-    return outs
+    def build(name: str, out: Path) -> None:
+        from export import pipeline
+        from export.config import load_config
+
+        pipeline.build(load_config(TINY), None, tiny_weights[name.removeprefix("tiny-build-")], out)
+
+    folders = made_once(shared_root, [f"tiny-build-{kind}" for kind in WEIGHT_KINDS], build)
+    return {kind: folders[f"tiny-build-{kind}"] for kind in WEIGHT_KINDS}
 
 
 @pytest.fixture(scope="session")

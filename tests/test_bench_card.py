@@ -94,6 +94,7 @@ def test_profile_splits_each_engine_into_kinds_of_work(benched):
     assert png is not None and png.shape[0] > 100
 
 
+@pytest.mark.e2e
 def test_bench_refuses_mismatched_weights_or_config(benched, tmp_path):
     out, _, _ = benched
     proc = run_cli("bench", "--manifest", str(out / "manifest.json"), "--config", str(TINY), "--weights", "default")
@@ -172,6 +173,7 @@ def _entry() -> dict:
     return sample_entry(XNN)
 
 
+@pytest.mark.e2e
 def test_bench_card_and_run_refuse_a_file_changed_since_export(tiny_build, tmp_path):
     """bench, card and run check each file against its manifest sha256 and size before using it:
     exit 2, one line naming the file, and nothing written from the wrong file. The swapped-in file

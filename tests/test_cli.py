@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pytest
 import torch
 from conftest import DEEPLAB, ROOT, TINY, foreign_stderr_lines, run_cli
 
@@ -48,6 +49,7 @@ def test_missing_config_file(tmp_path):
     assert proc.returncode == 2 and "config file not found" in _one_error_line(proc)
 
 
+@pytest.mark.e2e
 def test_unknown_model_builder_lists_valid_names(tmp_path):
     cfg = tmp_path / "m.yaml"
     cfg.write_text(TINY.read_text().replace("builder: tiny_segnet", "builder: deeplabv4"))
@@ -64,6 +66,7 @@ def test_unwritable_out(tmp_path):
     assert proc.returncode == 2 and "--out" in _one_error_line(proc) and "cannot write there" in proc.stderr
 
 
+@pytest.mark.e2e
 def test_offline_default_weights_names_cache_path_and_alternatives(tmp_path):
     # An unreachable proxy makes the download fail at once, whether or not this machine has internet.
     env = {"TORCH_HOME": str(tmp_path / "th"), "HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
@@ -78,6 +81,7 @@ def test_offline_default_weights_names_cache_path_and_alternatives(tmp_path):
     assert not list((tmp_path / "o").rglob("*.pte")), "nothing may be built when weights are missing"
 
 
+@pytest.mark.e2e
 def test_corrupt_checkpoint(tmp_path):
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"\x80\x02not a checkpoint")
@@ -86,6 +90,7 @@ def test_corrupt_checkpoint(tmp_path):
     assert proc.returncode == 2 and str(bad) in line and "weights_only=True" in line
 
 
+@pytest.mark.e2e
 def test_wrong_architecture_checkpoint(tmp_path):
     ckpt = tmp_path / "other.pth"
     torch.save(torch.nn.Conv2d(3, 8, 3).state_dict(), ckpt)
@@ -99,6 +104,7 @@ def test_missing_weights_file(tmp_path):
     assert proc.returncode == 2 and "valid values: default, random, or a checkpoint PATH" in _one_error_line(proc)
 
 
+@pytest.mark.e2e
 def test_torchvision_format_checkpoint_with_aux_head_loads(tmp_path):
     torch.manual_seed(1)
     ckpt = tmp_path / "tv.pth"
@@ -116,6 +122,7 @@ def test_torchvision_format_checkpoint_with_aux_head_loads(tmp_path):
     assert "tiny_segnet_xnnpack_fp32.pte" in proc.stdout  # the summary table
 
 
+@pytest.mark.e2e
 def test_reproducible_across_processes(tiny_build, tmp_path):
     """Same config + weights -> byte-identical files, Core ML included (its random UUIDs are seeded):
     a fresh CLI process against the session's build (made in the test process)."""
@@ -139,6 +146,7 @@ def test_reproducible_across_processes(tiny_build, tmp_path):
     assert b"conversion_date" not in data
 
 
+@pytest.mark.e2e
 def test_matrix_of_configs_goes_to_one_folder_per_model(tmp_path):
     other = tmp_path / "tiny_two.yaml"
     other.write_text(TINY.read_text().replace("name: tiny_segnet", "name: tiny_two"))
@@ -187,6 +195,7 @@ def test_rne_export_is_installed_with_its_version_and_the_same_subcommands(tmp_p
     assert proc.returncode == 2 and "config file not found" in proc.stderr
 
 
+@pytest.mark.e2e
 def test_a_pickled_object_checkpoint_gets_the_fix_not_pytorch_s_colours(tmp_path):
     import fractions
 

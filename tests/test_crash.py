@@ -9,12 +9,15 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT, TINY
 
 from export import cli
 from export.files import sha256_file
 from export.manifest import checked_files, read_manifest
 from export.publish import Publisher
+
+pytestmark = pytest.mark.e2e  # a child process killed at each of ~30 renames: the full tier
 
 # The real CLI in a child that SIGKILLs itself at its Nth os.replace (the only way a finished file
 # reaches its name): "before" kills just ahead of the rename, "after" just behind it.

@@ -71,7 +71,14 @@ def test_family_spans_logit_scale_and_near_ties_and_outliers_keep_fp32_output(ti
 
 # a representative subset (random init, many near-ties, a broken member); the whole family on the
 # tiny net: `python scripts/int8_family.py --config tests/data/tiny_segnet.yaml`
-@pytest.mark.parametrize("member", ["random", "fixture_twins", "outlier_fixture"])
+@pytest.mark.parametrize(
+    "member",
+    [
+        pytest.param("random", marks=pytest.mark.e2e),
+        pytest.param("fixture_twins", marks=pytest.mark.e2e),
+        "outlier_fixture",
+    ],
+)
 def test_shipped_bounds_pass_every_healthy_member_and_fail_every_broken_case(tiny_family, member, tmp_path):
     """The eager quantized model (the file's arithmetic) of each recipe vs fp32, held to the config's
     bounds: healthy passes on every kind of weights, every broken recipe fails on every kind."""
@@ -110,6 +117,7 @@ def test_failing_gate_prints_every_metric_per_photo_and_the_next_step(tiny_famil
     assert not (before / "tiny_segnet_xnnpack_int8.pte").exists()
 
 
+@pytest.mark.e2e
 def test_explain_int8_names_the_layer_behind_the_outlier_and_auto_keeps_it(tiny_family, tmp_path):
     """The outlier channel sits between model.backbone.1 (its BN) and model.backbone.3 (the conv
     that undoes it): alone in int8, that conv is the worst layer by orders of magnitude; with
@@ -172,6 +180,7 @@ def voc_folder(root, label_fn, photos=LABELLED_PHOTOS):
     return root
 
 
+@pytest.mark.e2e
 def test_labels_path_reports_miou_per_model_and_gates_the_drop(tiny_realistic, tmp_path):
     """VOC-layout labels on photos. The 32x32 toy net is no segmenter, so the labels are a
     reference model's: the realistic fixture's fp32 masks, resized to each photo. What is tested is

@@ -197,6 +197,7 @@ def _hf_env(tmp_path, hub, token=TOKEN) -> dict:
     return {"HF_TOKEN": token, "HF_HOME": str(tmp_path / "hf-home"), "HF_ENDPOINT": hub.url}
 
 
+@pytest.mark.e2e
 def test_cli_dry_run_push_and_token_never_printed(arts, hub, tmp_path):
     env = _hf_env(tmp_path, hub)
     args = ["publish", "--manifest", str(arts / "manifest.json"), "--repo", REPO, "--tag", "v2.0.0"]

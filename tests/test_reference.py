@@ -171,6 +171,7 @@ def test_bad_images_fail_clearly(tmp_path, served):
             decode(read_source(source), source)
 
 
+@pytest.mark.e2e
 def test_cli_run_writes_overlay_and_fails_cleanly(tiny_by_contract, tmp_path):
     pte, _, _ = tiny_by_contract["rne-0.5"]
     out = tmp_path / "overlay.png"
@@ -194,6 +195,7 @@ def test_cli_run_writes_overlay_and_fails_cleanly(tiny_by_contract, tmp_path):
     assert bad.returncode == 2 and "valid labels" in bad.stderr
 
 
+@pytest.mark.e2e
 def test_run_on_a_bare_pte_says_what_it_cannot_check(tiny_build, tmp_path):
     """The tool's own advice (`--contract` for a file without a manifest) works: labels are class
     ids, and a note says the file's hash could not be checked."""
@@ -286,6 +288,7 @@ def test_segment_colormap_default_and_given(tiny_build):
         colormap_for(list(seg.colormap), {"cat": [1, 2, 300, 4]})
 
 
+@pytest.mark.e2e
 def test_run_rne_0_10_writes_a_mask_png_of_the_source_size_and_an_overlay(tiny_build, tmp_path):
     src = photo_path("chelsea")
     h, w = cv2.imread(str(src)).shape[:2]

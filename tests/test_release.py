@@ -55,6 +55,7 @@ def hub():
         yield server
 
 
+@pytest.mark.e2e
 def test_make_release_exports_publishes_and_merges_constants(tmp_path, hub):
     configs, out = tmp_path / "configs", tmp_path / "artifacts"
     configs.mkdir()
@@ -79,6 +80,7 @@ def test_make_release_exports_publishes_and_merges_constants(tmp_path, hub):
     assert again.returncode == 0 and hub.state.count("POST", r"/commit/") == commits, again.stderr[-2000:]
 
 
+@pytest.mark.e2e
 def test_a_failed_gate_fails_its_model_and_nothing_is_published(tmp_path, hub):
     """tiny_b's parity bound cannot hold: its leg fails with the gate's message (exit 3), tiny_a's leg
     still finishes, and no repo is touched."""
