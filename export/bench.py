@@ -23,7 +23,11 @@ from typing import Any
 from .config import CONTRACTS, ModelConfig, Variant, load_config
 from .errors import ExportError
 from .files import sha256_file, write_bytes_atomic
-from .manifest import Entry, checked_files, read_manifest, tool_versions
+from .host import runs_here
+from .manifest import checked_files, read_manifest
+from .provenance import tool_versions
+from .records import Entry
+from .timing import interleaved, medians
 
 BENCH_NAME = "bench.json"
 PHOTO = "chelsea"  # why: a real photo at a size the hook typically gets (451x300)
@@ -156,37 +160,6 @@ def ort_runner(session):
     return lambda x: session.run(None, {name: x.numpy()})[0]
 
 
-def interleaved(engines: dict[str, Callable[[], object]], runs: int, warmup: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {k: [] for k in engines}
-    for r in range(warmup + runs):
-        for name, fn in engines.items():
-            t0 = time.perf_counter()
-            fn()
-            dt = time.perf_counter() - t0
-            if r >= warmup:
-                times[name].append(dt * 1e3)
-    return times
-
-
-def latency_ratio(int8_path: Path, fp32_path: Path, example, runs: int = 5) -> dict:
-    """Median latency of the int8 file over its fp32 sibling, interleaved in this process."""
-    import statistics
-
-    from executorch.runtime import Runtime
-
-    rt = Runtime.get()
-    methods = {k: rt.load_program(p).load_method("forward") for k, p in (("int8", int8_path), ("fp32", fp32_path))}
-    times = interleaved({k: functools.partial(m.execute, [example]) for k, m in methods.items()}, runs, warmup=1)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    return {
-        "int8_ms": med["int8"],
-        "fp32_ms": med["fp32"],
-        "ratio": med["int8"] / med["fp32"],
-        "runs": runs,
-        "fp32_artifact": fp32_path.name,
-    }
-
-
 @dataclasses.dataclass
 class Plan:
     """What one bench run times: engines by name, each file's baselines, the inputs fed."""
@@ -200,6 +173,20 @@ class Plan:
     skipped: dict[str, str] = dataclasses.field(default_factory=dict)
     variant_of: dict[str, tuple[ModelConfig, Variant]] = dataclasses.field(default_factory=dict)
     accuracy: dict[str, dict] = dataclasses.field(default_factory=dict)  # int8 engines vs eager fp32
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """What every model's engines share in one bench run."""
+
+    folder: Path  # the manifest's folder: the files
+    photo: Any  # the BGR photo every engine is fed (resized per input group)
+    tmp: Path  # ONNX models
+    threads: dict[str, int]  # torch, executorch, onnxruntime
+    weights: str | None
+    config: Path | None
+    config_dir: Path
+    several: bool  # more than one model: engine names carry the model and input
 
 
 def run_bench(
@@ -216,15 +203,7 @@ def run_bench(
     each runnable file per input group, int8 accuracy vs eager fp32, 3. time all interleaved,
     4. probe load time and memory per file, 5. the resize cost, 6. optionally profile op by op,
     7. write bench.json (and profile.json / profile.png)."""
-    manifest = read_manifest(manifest_path)  # 1. the manifest's problems before torch is imported
-    folder = manifest_path.parent
-    entries = manifest.artifacts
-    if not entries:
-        raise ExportError(f"{manifest_path} lists no artifacts; run the export first")
-    models = sorted({e.model for e in entries.values()})
-    if config is not None and len(models) > 1:
-        raise ExportError(f"--config fits one model, but {manifest_path} holds {', '.join(models)}")
-
+    entries, models = _bench_request(manifest_path, config)  # 1. its problems before torch is imported
     import torch
     from executorch.extension.pybindings.portable_lib import _threadpool_get_thread_count
 
@@ -235,28 +214,11 @@ def run_bench(
     threads["onnxruntime"] = threads["executorch"]
     bgr = load_photo(PHOTO)
     with tempfile.TemporaryDirectory() as tmp:
+        setup = Setup(manifest_path.parent, bgr, Path(tmp), threads, weights, config, config_dir, len(models) > 1)
         plan = Plan()
         for model in models:  # 2.
-            _plan_model(
-                plan,
-                folder,
-                {n: e for n, e in entries.items() if e.model == model},
-                bgr,
-                Path(tmp),
-                threads,
-                weights,
-                config,
-                config_dir,
-                len(models) > 1,
-            )
-        print(
-            f"bench: {len(plan.engines)} engines, {warmup} warm-up + {runs} runs each, interleaved, input photo {PHOTO}",
-            file=sys.stderr,
-            flush=True,
-        )
-        with torch.no_grad():
-            times = interleaved(plan.engines, runs, warmup)  # 3.
-        results = _results(plan, times, entries)
+            _plan_model(plan, setup, {n: e for n, e in entries.items() if e.model == model})
+        results = _results(plan, _time(plan, runs, warmup), entries)  # 3.
         for name, path in plan.files.items():  # 4.
             results[name].update(_probe_subprocess(path, runs=3))
         profiles = _profiles(plan, threads["onnxruntime"], runs) if profile else None  # 6.
@@ -274,7 +236,7 @@ def run_bench(
         "not_run": plan.skipped,
         "resize": _resize_cost(plan, entries, bgr, runs, warmup),  # 5.
     }
-    target = out or folder / BENCH_NAME  # 7.
+    target = out or manifest_path.parent / BENCH_NAME  # 7.
     write_bytes_atomic(target, (json.dumps(bench, indent=2) + "\n").encode())
     print(table(bench))
     print(f"wrote {target}")
@@ -283,83 +245,108 @@ def run_bench(
     return bench
 
 
-def _plan_model(
-    plan: Plan,
-    folder: Path,
-    mine: dict[str, Entry],
-    bgr,
-    tmp: Path,
-    threads: dict,
-    weights,
-    config,
-    config_dir,
-    several: bool,
-) -> None:
+def _time(plan: Plan, runs: int, warmup: int) -> dict[str, list[float]]:
+    import torch
+
+    print(
+        f"bench: {len(plan.engines)} engines, {warmup} warm-up + {runs} runs each, interleaved, input photo {PHOTO}",
+        file=sys.stderr,
+        flush=True,
+    )
+    with torch.no_grad():
+        return interleaved(plan.engines, runs, warmup)
+
+
+def _bench_request(manifest_path: Path, config: Path | None) -> tuple[dict[str, Entry], list[str]]:
+    """The manifest's entries and models; a config given for several models is refused."""
+    entries = read_manifest(manifest_path).artifacts
+    if not entries:
+        raise ExportError(f"{manifest_path} lists no artifacts; run the export first")
+    models = sorted({e.model for e in entries.values()})
+    if config is not None and len(models) > 1:
+        raise ExportError(f"--config fits one model, but {manifest_path} holds {', '.join(models)}")
+    return entries, models
+
+
+def _plan_model(plan: Plan, setup: Setup, mine: dict[str, Entry]) -> None:
     """Engines of one model: per input size and contract an eager and an ONNX Runtime fp32
     baseline, an ONNX Runtime int8 peer where the group has an int8 file, and the files."""
-    import torch
-    from executorch.runtime import Runtime
-
-    from .quantize import calibration_inputs, calibration_set
-    from .reference import preprocess
     from .weights import load_model
-    from .wrap import wrap
 
-    runtime = Runtime.get()
     first = next(iter(mine.values()))
-    cfg = config_for(first, config_dir, config)
-    loaded = load_model(cfg, weights_for(first, weights))
-    by_name = {cfg.artifact_name(v): (cfg, v) for v in cfg.variants}
+    cfg = config_for(first, setup.config_dir, setup.config)
+    module = load_model(cfg, weights_for(first, setup.weights)).module
+    by_name = {cfg.artifact_name(v): v for v in cfg.variants}
     unknown = [n for n in mine if n not in by_name]
     if unknown:
         raise ExportError(f"{', '.join(unknown)} not in {cfg.source}; re-export or pass the right --config")
-    plan.variant_of.update({n: by_name[n] for n in mine})
-    groups: dict[tuple, list[str]] = {}
+    plan.variant_of.update({n: (cfg, by_name[n]) for n in mine})
+    groups: dict[tuple[int, int, str], dict[str, Variant]] = {}
     for name in mine:
-        v = by_name[name][1]
-        groups.setdefault((v.input.height, v.input.width, v.contract), []).append(name)
-    for (h, w, contract), names in groups.items():
-        tag = f"{cfg.name} {h}x{w} {contract}" if several or len(groups) > 1 else ""
-        eager_key, ort_key, ort8_key = (
-            f"{e} {tag}".strip() for e in ("eager fp32", "onnxruntime fp32", "onnxruntime int8")
-        )
-        eager = wrap(loaded.module, cfg, by_name[names[0]][1]).eval()
-        x = torch.from_numpy(preprocess(bgr, h, w, CONTRACTS.get(contract)))
-        stem = tmp / f"{cfg.name}_{h}x{w}_{contract}"
-        plan.onnx[ort_key] = onnx_fp32(eager, x, stem.with_suffix(".fp32.onnx"))
-        plan.engines[eager_key] = functools.partial(eager, x)
-        ort32 = ort_session(plan.onnx[ort_key], threads["onnxruntime"])
-        plan.engines[ort_key] = functools.partial(ort_runner(ort32), x)
-        int8 = [n for n in names if mine[n].precision == "int8"]
-        refs: dict = {}  # eager fp32 on the held-apart photos: once, for every int8 engine here
-        if int8:
-            v8 = by_name[int8[0]][1]
-            refs = _accuracy_references(eager, cfg, v8)
-            calibration = calibration_inputs(cfg, v8, calibration_set(cfg))
-            name8 = ort32.get_inputs()[0].name
-            plan.onnx[ort8_key] = onnx_int8(plan.onnx[ort_key], stem.with_suffix(".int8.onnx"), calibration, name8)
-            ort8 = ort_runner(ort_session(plan.onnx[ort8_key], threads["onnxruntime"]))
-            plan.engines[ort8_key] = functools.partial(ort8, x)
-            if acc := _int8_accuracy(lambda t, f=ort8: torch.from_numpy(f(t)), refs, cfg):
-                plan.accuracy[ort8_key] = acc
-        for key in (eager_key, ort_key, ort8_key):
-            plan.inputs[key] = x
-        for name in names:
-            e = mine[name]
-            if not runtime.backend_registry.is_available(e.delegate):
-                plan.skipped[name] = f"{e.delegate} is not in this ExecuTorch runtime"
-                continue
-            pte, _ = checked_files(folder, name, e)
-            method = runtime.load_program(pte).load_method("forward")
-            plan.files[name], plan.inputs[name] = pte, x
-            plan.engines[name] = functools.partial(method.execute, [x])
-            plan.baseline[name] = (eager_key, ort_key, ort8_key if e.precision == "int8" else ort_key)
-            if e.precision == "int8":
-                run8 = lambda t, m=method: m.execute([t])[0].clone()  # noqa: E731
-                if acc := _int8_accuracy(run8, refs, cfg):
-                    plan.accuracy[name] = acc
-        for key in (eager_key, ort_key, ort8_key):
-            plan.baseline.setdefault(key, (eager_key, ort_key, ort_key))
+        v = by_name[name]
+        groups.setdefault((v.input.height, v.input.width, v.contract), {})[name] = v
+    for (h, w, contract), variants in groups.items():
+        tag = f"{cfg.name} {h}x{w} {contract}" if setup.several or len(groups) > 1 else ""
+        keys = tuple(f"{e} {tag}".strip() for e in ("eager fp32", "onnxruntime fp32", "onnxruntime int8"))
+        x, refs = _plan_baselines(plan, setup, cfg, module, variants, mine, keys)
+        _plan_files(plan, setup, cfg, {n: mine[n] for n in variants}, x, refs, keys)
+
+
+def _plan_baselines(plan: Plan, setup: Setup, cfg: ModelConfig, module, variants: dict[str, Variant], mine, keys):
+    """One input group's eager and ONNX Runtime fp32 engines, and ONNX Runtime's int8 peer when the
+    group has an int8 file. -> the group's input, and eager fp32 on the held-apart photos (int8)."""
+    import torch
+
+    from .hook import preprocess
+    from .quantize import calibration_inputs, calibration_set
+    from .wrap import wrap
+
+    eager_key, ort_key, ort8_key = keys
+    first = next(iter(variants.values()))
+    h, w = first.input.height, first.input.width
+    eager = wrap(module, cfg, first).eval()
+    x = torch.from_numpy(preprocess(setup.photo, h, w, CONTRACTS.get(first.contract)))
+    stem = setup.tmp / f"{cfg.name}_{h}x{w}_{first.contract}"
+    plan.onnx[ort_key] = onnx_fp32(eager, x, stem.with_suffix(".fp32.onnx"))
+    plan.engines[eager_key] = functools.partial(eager, x)
+    ort32 = ort_session(plan.onnx[ort_key], setup.threads["onnxruntime"])
+    plan.engines[ort_key] = functools.partial(ort_runner(ort32), x)
+    int8 = [v for n, v in variants.items() if mine[n].precision == "int8"]
+    refs: dict = {}  # eager fp32 on the held-apart photos: once, for every int8 engine here
+    if int8:
+        refs = _accuracy_references(eager, cfg, int8[0])
+        calibration = calibration_inputs(cfg, int8[0], calibration_set(cfg))
+        name8 = ort32.get_inputs()[0].name
+        plan.onnx[ort8_key] = onnx_int8(plan.onnx[ort_key], stem.with_suffix(".int8.onnx"), calibration, name8)
+        ort8 = ort_runner(ort_session(plan.onnx[ort8_key], setup.threads["onnxruntime"]))
+        plan.engines[ort8_key] = functools.partial(ort8, x)
+        if acc := _int8_accuracy(lambda t, f=ort8: torch.from_numpy(f(t)), refs, cfg):
+            plan.accuracy[ort8_key] = acc
+    for key in keys:
+        plan.inputs[key] = x
+        plan.baseline.setdefault(key, (eager_key, ort_key, ort_key))
+    return x, refs
+
+
+def _plan_files(plan: Plan, setup: Setup, cfg: ModelConfig, files: dict[str, Entry], x, refs: dict, keys) -> None:
+    """The group's files this host runs (checked against the manifest), each with its baselines."""
+    from executorch.runtime import Runtime
+
+    runtime = Runtime.get()
+    eager_key, ort_key, ort8_key = keys
+    for name, e in files.items():
+        if not runs_here(e.delegate):
+            plan.skipped[name] = f"{e.delegate} is not in this ExecuTorch runtime"
+            continue
+        pte, _ = checked_files(setup.folder, name, e)
+        method = runtime.load_program(pte).load_method("forward")
+        plan.files[name], plan.inputs[name] = pte, x
+        plan.engines[name] = functools.partial(method.execute, [x])
+        plan.baseline[name] = (eager_key, ort_key, ort8_key if e.precision == "int8" else ort_key)
+        if e.precision == "int8":
+            run8 = lambda t, m=method: m.execute([t])[0].clone()  # noqa: E731
+            if acc := _int8_accuracy(run8, refs, cfg):
+                plan.accuracy[name] = acc
 
 
 def _accuracy_references(eager, cfg: ModelConfig, variant: Variant) -> dict:
@@ -384,7 +371,7 @@ def _int8_accuracy(run, refs: dict, cfg: ModelConfig) -> dict:
 
 
 def _results(plan: Plan, times: dict[str, list[float]], entries: dict[str, Entry]) -> dict[str, dict]:
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med = medians(times)
     results: dict[str, dict[str, Any]] = {}
     for k, v in times.items():
         eager, ort, peer = plan.baseline[k]
@@ -410,7 +397,7 @@ def _results(plan: Plan, times: dict[str, list[float]], entries: dict[str, Entry
 def _resize_cost(plan: Plan, entries: dict[str, Entry], bgr, runs: int, warmup: int) -> dict | None:
     """What forward(resize=True) adds to the hook's forward, timed on its own (it is far below the
     forward's run-to-run noise), for ARGMAX plus one class of interest."""
-    from .reference import SegmentationModel, resize_outputs
+    from .hook import SegmentationModel, resize_outputs
 
     runnable = [n for n in entries if n in plan.files]
     if not runnable:

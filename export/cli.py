@@ -18,7 +18,7 @@ from .config import BACKENDS, CONTRACTS, ModelConfig, list_configs, load_config
 from .errors import ExportError
 
 if TYPE_CHECKING:
-    from .manifest import Entry
+    from .records import Entry
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -68,8 +68,20 @@ def _parser(help_wanted: bool = True) -> argparse.ArgumentParser:
         help=f"show other libraries' warnings and the ExecuTorch runtime's own log lines (default: kept in {LOG_DIR})",
     )
     sub = p.add_subparsers(dest="command", required=True)
+    _build_args(sub, catalogue)
+    _publish_args(sub)
+    _run_args(sub)
+    _bench_and_card_args(sub)
+    _tool_args(sub)
+    return p
+
+
+def _build_args(sub, catalogue: str | None) -> None:
     b = sub.add_parser(
-        "build", help="export verified .pte files for one model config", epilog=catalogue, formatter_class=fmt
+        "build",
+        help="export verified .pte files for one model config",
+        epilog=catalogue,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     b.add_argument(
         "--config",
@@ -91,6 +103,9 @@ def _parser(help_wanted: bool = True) -> argparse.ArgumentParser:
         type=Path,
         help="output folder (default: artifacts/); with several --config, each model goes to OUT/<model>/",
     )
+
+
+def _publish_args(sub) -> None:
     pub = sub.add_parser(
         "publish", help="publish the manifest's files to a Hugging Face repo under a tag (dry run without --push)"
     )
@@ -113,6 +128,9 @@ def _parser(help_wanted: bool = True) -> argparse.ArgumentParser:
     pub.add_argument(
         "--xet", action="store_true", help="upload through Xet instead of LFS (not exercised by this tool's tests)"
     )
+
+
+def _run_args(sub) -> None:
     run = sub.add_parser(
         "run",
         help="run a .pte as the app would (reference runtime): forward() of useImageSegmentation / "
@@ -143,6 +161,9 @@ def _parser(help_wanted: bool = True) -> argparse.ArgumentParser:
         help="--rne: the ImageBuffer format the decoded photo is handed over in: rgb | rgba | bgr | bgra | gray "
         "(default rgba)",
     )
+
+
+def _bench_and_card_args(sub) -> None:
     bench = sub.add_parser("bench", help="latency ratios of each artifact vs eager PyTorch and ONNX Runtime (one run)")
     bench.add_argument("--manifest", default=Path("artifacts/manifest.json"), type=Path)
     bench.add_argument("--runs", type=int, default=20, help="timed runs per engine (default 20)")
@@ -163,6 +184,10 @@ def _parser(help_wanted: bool = True) -> argparse.ArgumentParser:
     probe = sub.add_parser("bench-probe", help=argparse.SUPPRESS)
     probe.add_argument("artifact", type=Path)
     probe.add_argument("--runs", type=int, default=3)
+
+
+def _tool_args(sub) -> None:
+    """codegen, compat, explain-int8, verify-coreml, check-urls."""
     cg = sub.add_parser("codegen", help="model-URL constants (TypeScript + Python) from published.json files")
     cg.add_argument("published", nargs="+", type=Path, help="published.json of each model repo")
     cg.add_argument("--out", default=Path("artifacts"), type=Path)
@@ -198,7 +223,6 @@ def _parser(help_wanted: bool = True) -> argparse.ArgumentParser:
     vc.add_argument("--config", type=Path, help="config the files came from (default: found by name, sha-checked)")
     chk = sub.add_parser("check-urls", help="check that every URL in generated constants modules resolves")
     chk.add_argument("modules", nargs="+", type=Path)
-    return p
 
 
 def _publish(args) -> int:
@@ -206,7 +230,7 @@ def _publish(args) -> int:
         import os
 
         os.environ["HF_HUB_DISABLE_XET"] = "0"
-    from .publish import Publisher
+    from .publish import PUBLISHED_NAME, Publisher
 
     publisher = Publisher(
         args.manifest,
@@ -219,6 +243,10 @@ def _publish(args) -> int:
     try:
         if args.push:
             publisher.push(move_tag=args.move_tag)
+            from .codegen import write_modules
+
+            folder = publisher.manifest.parent
+            print("wrote " + ", ".join(str(w) for w in write_modules(folder / PUBLISHED_NAME, folder)))
         else:
             publisher.dry_run()
     except ExportError as e:  # any message that reaches the user passes through the redactor
@@ -245,7 +273,7 @@ def _segment(args, model, bgr, colormap: dict | None) -> int:
     import numpy as np
 
     from .codegen import segmenter_labels
-    from .reference import image_buffer, mask_overlay, write_png, write_rgba_png
+    from .hook import image_buffer, mask_overlay, write_png, write_rgba_png
 
     result = model.segment(image_buffer(bgr, args.format), colormap, args.rne)
     opts = result.opts
@@ -285,7 +313,7 @@ def _run(args) -> int:
 
     import numpy as np
 
-    from .reference import ARGMAX, SegmentationModel, decode, overlay, read_source, write_png
+    from .hook import ARGMAX, SegmentationModel, decode, overlay, read_source, write_png
 
     segmenter_only = [f for f, v in (("--mask", args.mask), ("--colormap", args.colormap)) if v]
     if args.format != "rgba":

@@ -28,7 +28,8 @@ from .config import IMAGENET_MEAN, IMAGENET_STD
 from .errors import ExportError
 from .files import ensure_writable_dir, write_bytes_atomic
 from .hubnames import check_repo_and_tag, sends_token
-from .manifest import ContractInfo, Entry, manifest_from_dict
+from .manifest import manifest_from_dict
+from .records import Contract, Entry
 from .runtimes import RUNTIMES_PATH, RneLine, load_runtimes, releases_label, version_key
 
 TS_NAME = "modelUrls.ts"
@@ -86,7 +87,7 @@ def segmenter_labels(labels: tuple[str, ...] | list[str]) -> tuple[tuple[str, ..
 @dataclass(frozen=True)
 class SegmenterOpts:
     """The modelOpts codegen writes for a file of one contract, for one GROUPED_HOOKS release line:
-    what the reference runtime's segment() runs (export/reference.py)."""
+    what the reference runtime's segment() runs (export/hook.py)."""
 
     line: RneLine
     contract: str
@@ -98,7 +99,7 @@ class SegmenterOpts:
     resize_mode: str = "stretch"
 
 
-def segmenter_opts(rne: str, contract: ContractInfo, lines: tuple[RneLine, ...] | None = None) -> SegmenterOpts:
+def segmenter_opts(rne: str, contract: Contract, lines: tuple[RneLine, ...] | None = None) -> SegmenterOpts:
     """The modelOpts of a file of `contract` for react-native-executorch `rne` (a release, or a
     prefix such as 0.10): refused as codegen refuses the pairing."""
     if not re.fullmatch(r"\d+\.\d+(\.\d+)?", rne):
@@ -175,7 +176,7 @@ def families(lines: tuple[RneLine, ...] | None = None) -> list[Family]:
     return out
 
 
-def check_pairing(family: Family, artifact: str, contract: ContractInfo, output: str = "logits") -> None:
+def check_pairing(family: Family, artifact: str, contract: Contract, output: str = "logits") -> None:
     """Refuse a constant that gives these releases a file their runtime feeds differently from what
     the file expects (ImageNet mean/std applied twice, or not at all), or whose output 0 is not what
     their hook reads."""

@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ExportError, GateError
-from .manifest import CompatResult, Entry, MetricValues, checked_files, read_manifest, write_entry
+from .host import runs_here
+from .manifest import checked_files, read_manifest, write_entry
 from .progress import step
+from .records import CompatResult, Entry, check
 from .runtimes import lines_label, load_runtimes, runtimes_to_prove, version_key
 
 if TYPE_CHECKING:
@@ -108,7 +110,7 @@ def run_in(python: Path, pte: Path, inputs: list) -> tuple[dict, list]:
 
 
 @dataclasses.dataclass
-class Reference:
+class ExporterRun:
     """One artifact's bundled cases and the exporting runtime's outputs on them: read once per
     artifact, whatever the number of runtimes (reading a .bpte converts it through flatc's JSON,
     100 s for a 168 MB file on 2 cores, measured)."""
@@ -118,8 +120,8 @@ class Reference:
     here: list[torch.Tensor]
 
     @classmethod
-    def of(cls, name: str, entry: Entry, folder: Path) -> Reference:
-        from .reference import SegmentationModel
+    def of(cls, name: str, entry: Entry, folder: Path) -> ExporterRun:
+        from .hook import SegmentationModel
 
         pte, bpte = checked_files(folder, name, entry)
         cases = bundled_cases(bpte)
@@ -127,8 +129,8 @@ class Reference:
         return cls(pte, cases, [method.execute([x])[0].clone() for x, _ in cases])
 
 
-def check_one(entry: Entry, ref: Reference, et: str, label: str, python: Path) -> CompatResult:
-    from .metrics import check, compare, worst_of
+def check_one(entry: Entry, ref: ExporterRun, et: str, label: str, python: Path) -> CompatResult:
+    from .metrics import compare, worst_of
 
     said, outputs = run_in(python, ref.pte, [x for x, _ in ref.cases])
     if not outputs:
@@ -139,14 +141,12 @@ def check_one(entry: Entry, ref: Reference, et: str, label: str, python: Path) -
     }
     failed = check(worst.as_dict(), bounds)
     vs_exporter = max(float((h - got).abs().max()) for h, got in zip(ref.here, outputs, strict=True))
-    values = MetricValues(**worst.as_dict())
-    return CompatResult(et, label, True, "; ".join(failed) or None, values, vs_exporter, not failed)
+    return CompatResult(et, label, True, "; ".join(failed) or None, worst, vs_exporter, not failed)
 
 
 def run_compat(manifest_path: Path, runtimes: list[str] | None = None, backend: str | None = None) -> int:
     """Checks every runnable artifact in every runtime it claims (or only `runtimes`); records each
     result in the manifest; raises GateError naming file, runtime and releases on any failure."""
-    from executorch.runtime import Runtime
 
     folder = manifest_path.parent
     manifest = read_manifest(manifest_path)
@@ -159,7 +159,6 @@ def run_compat(manifest_path: Path, runtimes: list[str] | None = None, backend: 
         from .config import BACKENDS
 
         BACKENDS.get(backend, where="--backend")
-    registry = Runtime.get().backend_registry
     todo = [  # 1. (artifact, runtime, its lines) triples, grouped by runtime below: one side venv at a time
         (name, entry, et, group)
         for name, entry in manifest.artifacts.items()
@@ -167,19 +166,19 @@ def run_compat(manifest_path: Path, runtimes: list[str] | None = None, backend: 
         if (not runtimes or et in runtimes) and (backend is None or entry.backend == backend)
     ]
     results = {name: dict(entry.compat or {}) for name, entry in manifest.artifacts.items()}
-    refs: dict[str, Reference] = {}
+    refs: dict[str, ExporterRun] = {}
     failures, rows = [], []
     for et in sorted({et for _, _, et, _ in todo}, key=version_key):
         for name, entry, _, group in [t for t in todo if t[2] == et]:
             label = lines_label(group, lines, entry.min_rne)
-            if not registry.is_available(entry.delegate):  # Core ML on Linux: said, never passed
+            if not runs_here(entry.delegate):  # Core ML on Linux: said, never passed
                 why = f"not runnable on this host: {entry.delegate} is not in its ExecuTorch runtime"
                 results[name][et] = CompatResult(et, label, None, why, None, None, False)
             else:
                 python = side_python(et, group[0].torch)  # 2.
                 if name not in refs:
                     with step(name, "read its .bpte and run it here"):
-                        refs[name] = Reference.of(name, entry, folder)
+                        refs[name] = ExporterRun.of(name, entry, folder)
                 with step(name, f"run in ExecuTorch {et}"):
                     results[name][et] = check_one(entry, refs[name], et, label, python)  # 3.
             r = results[name][et]

@@ -27,26 +27,13 @@ from typing import Any
 import yaml
 
 from .errors import ExportError
+from .records import AccuracyBounds, Contract, CoreMLOptions, QuantizationRecipe, Tolerances
 from .registry import Registry
 
 # --- runtime contracts -------------------------------------------------------------------------
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class Contract:
-    """What the hook's native runtime feeds the model and reads back."""
-
-    name: str
-    description: str
-    normalize_in_graph: bool  # True: the graph applies ImageNet mean/std itself
-    runtime_mean: tuple[float, float, float] | None  # what the runtime subtracts after /255
-    runtime_std: tuple[float, float, float] | None
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 CONTRACTS: Registry[Contract] = Registry("contract")
@@ -118,49 +105,6 @@ class CalibrationSpec:
 
 
 @dataclass(frozen=True)
-class AccuracyBounds:
-    """Bounds on the int8 file vs eager fp32, each metric's worst held-apart photo (metrics:
-    export.quantize.Accuracy). A bound left out (None) is recorded for information, not gated."""
-
-    # int8's logits SNR minus fp32's under 1 % sensor noise: error relative to the model's own stability
-    min_snr_vs_noise_db: float | None = None
-    # ...unless int8's centered SNR is at least this: then its logits are faithful whatever the
-    # model's noise sensitivity (a model that barely reacts to its input has a huge noise SNR)
-    enough_centered_snr_db: float | None = None
-    # logits SNR with each pixel's mean over classes removed: the same for any logit scale
-    min_centered_snr_db: float | None = None
-    # normalized by the fp32 model's own stability under sensor noise
-    min_stable_agreement: float | None = None  # agreement on pixels fp32 keeps under noise
-    max_flips_vs_noise: float | None = None  # int8's flipped pixels / noise's
-    # agreement on pixels whose fp32 top-2 margin is >= near_tie x the logit range
-    min_decisive_agreement: float | None = None
-    # these depend on how many near-ties the weights have
-    min_argmax_agreement: float | None = None  # all pixels
-    min_miou: float | None = None  # masks vs fp32's
-    min_snr_db: float | None = None  # logits vs fp32's
-    near_tie: float = 0.05
-
-    def failures(self, worst: dict[str, float]) -> list[str]:
-        """'metric=value (bound op b)' for each bound the worst-photo metrics break."""
-        from .metrics import check
-
-        failed = check(worst, self.gated())
-        if self.enough_centered_snr_db is not None and worst["centered_snr_db"] >= self.enough_centered_snr_db:
-            failed = [f for f in failed if not f.startswith("snr_vs_noise_db=")]
-        return failed
-
-    def gated(self) -> dict[str, tuple[str, float]]:
-        """metric -> (op, bound) for the bounds that are set."""
-        out: dict[str, tuple[str, float]] = {}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if f.name not in ("near_tie", "enough_centered_snr_db") and v is not None:
-                op, metric = f.name.split("_", 1)
-                out[metric] = (">=" if op == "min" else "<=", v)
-        return out
-
-
-@dataclass(frozen=True)
 class AccuracySpec:
     """The int8 accuracy gate: file vs eager fp32 on images held apart from calibration."""
 
@@ -184,39 +128,12 @@ class ParitySpec:
 
 
 @dataclass(frozen=True)
-class Tolerances:
-    """Parity bounds that mean the same for any weights (see export.metrics): no absolute error
-    bound, since logits of random init span ~1 unit and a trained net's tens of units."""
-
-    max_rel_err: float  # worst per-input max |file - reference| / reference logit range
-    min_snr_db: float  # worst per-input 10*log10(sum ref^2 / sum err^2)
-    min_cosine: float  # worst per-input cosine similarity of flattened logits
-    min_decisive_agreement: float  # worst per-input argmax agreement on pixels that are not near-ties
-    near_tie: float = 0.02  # top-2 margin below this fraction of the logit range is a near-tie
-
-
-@dataclass(frozen=True)
 class ToleranceDefaults:
     """Parity bounds per precision for variants that do not give their own."""
 
     fp32: Tolerances | None = None
     fp16: Tolerances | None = None
     int8: Tolerances | None = None
-
-
-@dataclass(frozen=True)
-class QuantizationRecipe:
-    """int8 PT2E recipe for XNNPACK (weights symmetric int8, activations per-tensor int8)."""
-
-    activation_observer: str = "histogram"  # histogram (L2-optimal clipping) | minmax
-    per_channel: bool = True  # per-output-channel weight scales
-    # module names left unquantized (e.g. model.classifier.4), or `auto`: the most sensitive layers,
-    # one at a time, until the accuracy gate passes (export.quantize.auto_keep_fp32)
-    keep_fp32: tuple[str, ...] | str = ()
-    # keep_fp32: auto stops before the kept layers' extra bytes pass this share of the int8 weights.
-    # why 5 %: a layer or two of a ResNet (DeepLabV3-ResNet50's largest 3x3 conv: 2.4 MB fp32 of
-    # ~40 MB int8); more, and the file stops being an int8 file
-    keep_fp32_cap: float = 0.05
 
 
 # coremltools 9.0's ct.target and ct.ComputeUnit members, checked when a config loads (importing
@@ -228,13 +145,6 @@ COREML_TARGETS = (
     *(f"tvOS{v}" for v in (13, 14, 15, 16, 17, 18, 26)),
 )
 COREML_COMPUTE_UNITS = ("ALL", "CPU_AND_GPU", "CPU_ONLY", "CPU_AND_NE")
-
-
-@dataclass(frozen=True)
-class CoreMLOptions:
-    deployment_target: str = "iOS17"  # coremltools.target member
-    compute_units: str = "ALL"  # coremltools.ComputeUnit member
-    lower_full_graph: bool = False  # True: fail instead of leaving any op outside Core ML
 
 
 @dataclass(frozen=True)
@@ -439,6 +349,8 @@ def _check_photos(names: tuple[str, ...], source: Path, key: str) -> None:
 
 
 def _validate(cfg: ModelConfig, source: Path) -> ModelConfig:
+    """What the types cannot say: names, photos, labels, each variant, calibration. -> the config
+    with every variant resolved (input, contract, tolerances)."""
     if not NAME_PATTERN.fullmatch(cfg.name):
         _fail(source, "name", f"{cfg.name!r}: use lowercase letters, digits and _ (it names files and constants)")
     CONTRACTS.get(cfg.contract, where=f"{source}: contract")
@@ -454,76 +366,87 @@ def _validate(cfg: ModelConfig, source: Path) -> ModelConfig:
     for i, v in enumerate(cfg.variants):
         if v.min_rne is not None and not re.fullmatch(r"\d+\.\d+\.\d+", v.min_rne):
             _fail(source, f"variants[{i}].min_rne", f"expected a release like 0.5.7, got {v.min_rne!r}")
-    seen = set()
-    variants = []
+    variants: list[Variant] = []
     for i, v in enumerate(cfg.variants):
-        spec = BACKENDS.get(v.backend, where=f"{source}: variants[{i}].backend")
-        if v.precision not in spec.precisions:
-            _fail(
-                source,
-                f"variants[{i}].precision",
-                f"{v.precision!r} is not supported by backend {v.backend!r} (valid: {', '.join(spec.precisions)})",
-            )
-        if v.coreml is not None and v.backend != "coreml":
-            _fail(source, f"variants[{i}].coreml", "only valid for backend coreml")
-        if v.coreml is not None and v.coreml.deployment_target not in COREML_TARGETS:
-            _fail(
-                source,
-                f"variants[{i}].coreml.deployment_target",
-                f"unknown {v.coreml.deployment_target!r}; valid: {', '.join(COREML_TARGETS)}",
-            )
-        if v.coreml is not None and v.coreml.compute_units not in COREML_COMPUTE_UNITS:
-            _fail(
-                source,
-                f"variants[{i}].coreml.compute_units",
-                f"unknown {v.coreml.compute_units!r}; valid: {', '.join(COREML_COMPUTE_UNITS)}",
-            )
-        if v.quantization is not None and v.precision != "int8":
-            _fail(source, f"variants[{i}].quantization", "only valid for precision int8")
-        if v.quantization is not None and v.quantization.activation_observer not in ACTIVATION_OBSERVERS:
-            _fail(
-                source,
-                f"variants[{i}].quantization.activation_observer",
-                f"{v.quantization.activation_observer!r} is not one of {', '.join(ACTIVATION_OBSERVERS)}",
-            )
-        if v.quantization is not None and isinstance(v.quantization.keep_fp32, str):
-            if v.quantization.keep_fp32 != "auto":
-                _fail(
-                    source,
-                    f"variants[{i}].quantization.keep_fp32",
-                    f"{v.quantization.keep_fp32!r}: give a list of module names, or auto",
-                )
-            v = dataclasses.replace(v, quantization=dataclasses.replace(v.quantization, keep_fp32=("auto",)))
-        if v.contract is not None:
-            CONTRACTS.get(v.contract, where=f"{source}: variants[{i}].contract")
-        v = _resolve_variant(cfg, v, source, i)
-        if not (0 < v.input.height <= MAX_INPUT_SIDE and 0 < v.input.width <= MAX_INPUT_SIDE):
-            _fail(
-                source,
-                f"variants[{i}].input" if v.input is not cfg.input else "input",
-                f"height and width must be 1..{MAX_INPUT_SIDE}, got {v.input.height}x{v.input.width}",
-            )
-        if v.name in seen:
+        v = _validate_variant(cfg, v, source, i)
+        if v.name in {seen.name for seen in variants}:
             _fail(source, f"variants[{i}]", f"duplicate variant {v.name!r}")
-        if v.precision == "int8" and (cfg.calibration is None or cfg.accuracy is None):
-            _fail(source, f"variants[{i}].precision", "int8 needs `calibration` and `accuracy` sections")
-        seen.add(v.name)
         variants.append(v)
     if cfg.calibration is not None:
-        cal = cfg.calibration
-        if not cal.images and not cal.folder:
-            _fail(source, "calibration", "give `images` (scikit-image photo names) or a `folder`")
-        if cal.count <= 0:
-            _fail(source, "calibration.count", "must be positive")
-        if cal.views <= 0:
-            _fail(source, "calibration.views", "must be positive")
-        if cfg.accuracy is not None and not cal.folder:
-            overlap = sorted(set(cal.images) & set(cfg.accuracy.images))
-            if overlap:
-                _fail(
-                    source, "accuracy.images", f"{', '.join(overlap)} also calibrate: accuracy needs held-apart images"
-                )
+        _validate_calibration(cfg, cfg.calibration, source)
     return dataclasses.replace(cfg, variants=tuple(variants))
+
+
+def _validate_variant(cfg: ModelConfig, v: Variant, source: Path, i: int) -> Variant:
+    """One variant: its backend takes its precision, its options fit; -> resolved (_resolve_variant)."""
+    spec = BACKENDS.get(v.backend, where=f"{source}: variants[{i}].backend")
+    if v.precision not in spec.precisions:
+        _fail(
+            source,
+            f"variants[{i}].precision",
+            f"{v.precision!r} is not supported by backend {v.backend!r} (valid: {', '.join(spec.precisions)})",
+        )
+    if v.coreml is not None:
+        _validate_coreml(v, v.coreml, source, i)
+    if v.quantization is not None:
+        v = dataclasses.replace(v, quantization=_validate_quantization(v, v.quantization, source, i))
+    if v.contract is not None:
+        CONTRACTS.get(v.contract, where=f"{source}: variants[{i}].contract")
+    v = _resolve_variant(cfg, v, source, i)
+    if not (0 < v.input.height <= MAX_INPUT_SIDE and 0 < v.input.width <= MAX_INPUT_SIDE):
+        _fail(
+            source,
+            f"variants[{i}].input" if v.input is not cfg.input else "input",
+            f"height and width must be 1..{MAX_INPUT_SIDE}, got {v.input.height}x{v.input.width}",
+        )
+    if v.precision == "int8" and (cfg.calibration is None or cfg.accuracy is None):
+        _fail(source, f"variants[{i}].precision", "int8 needs `calibration` and `accuracy` sections")
+    return v
+
+
+def _validate_coreml(v: Variant, opts: CoreMLOptions, source: Path, i: int) -> None:
+    if v.backend != "coreml":
+        _fail(source, f"variants[{i}].coreml", "only valid for backend coreml")
+    for key, value, valid in (
+        ("deployment_target", opts.deployment_target, COREML_TARGETS),
+        ("compute_units", opts.compute_units, COREML_COMPUTE_UNITS),
+    ):
+        if value not in valid:
+            _fail(source, f"variants[{i}].coreml.{key}", f"unknown {value!r}; valid: {', '.join(valid)}")
+
+
+def _validate_quantization(v: Variant, q: QuantizationRecipe, source: Path, i: int) -> QuantizationRecipe:
+    """-> the recipe with `keep_fp32: auto` as the one-name tuple ("auto",) the build reads."""
+    if v.precision != "int8":
+        _fail(source, f"variants[{i}].quantization", "only valid for precision int8")
+    if q.activation_observer not in ACTIVATION_OBSERVERS:
+        _fail(
+            source,
+            f"variants[{i}].quantization.activation_observer",
+            f"{q.activation_observer!r} is not one of {', '.join(ACTIVATION_OBSERVERS)}",
+        )
+    if isinstance(q.keep_fp32, str):
+        if q.keep_fp32 != "auto":
+            _fail(
+                source,
+                f"variants[{i}].quantization.keep_fp32",
+                f"{q.keep_fp32!r}: give a list of module names, or auto",
+            )
+        return dataclasses.replace(q, keep_fp32=("auto",))
+    return q
+
+
+def _validate_calibration(cfg: ModelConfig, cal: CalibrationSpec, source: Path) -> None:
+    if not cal.images and not cal.folder:
+        _fail(source, "calibration", "give `images` (scikit-image photo names) or a `folder`")
+    if cal.count <= 0:
+        _fail(source, "calibration.count", "must be positive")
+    if cal.views <= 0:
+        _fail(source, "calibration.views", "must be positive")
+    if cfg.accuracy is not None and not cal.folder:
+        overlap = sorted(set(cal.images) & set(cfg.accuracy.images))
+        if overlap:
+            _fail(source, "accuracy.images", f"{', '.join(overlap)} also calibrate: accuracy needs held-apart images")
 
 
 MERGE_KEYS = ("extends", "extra_variants")  # read by the loader, not fields of ModelConfig

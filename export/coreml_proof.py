@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from .errors import ExportError, GateError
-from .host import host_description
-from .manifest import Entry, checked_files, entry_dict, entry_from_dict, read_manifest, write_entry
+from .host import host_description, runs_here
+from .manifest import checked_files, read_manifest, write_entry
+from .records import DriftRecord, Entry
 
 CORE_ML = "CoreMLBackend"
 
@@ -36,7 +38,6 @@ def verify_coreml(
 ) -> list[str]:
     """Proves every Core ML file of the manifest; returns their names. `execute` / `check_bundle`:
     how a file is run and its bundle checked (default: this host's runtime; tests inject them)."""
-    from executorch.runtime import Runtime
 
     manifest = read_manifest(manifest_path)
     folder = manifest_path.parent
@@ -44,7 +45,7 @@ def verify_coreml(
     if not names:
         raise ExportError(f"{manifest_path} lists no Core ML file; nothing to verify")
     # 1.
-    if execute is None and not Runtime.get().backend_registry.is_available(CORE_ML):
+    if execute is None and not runs_here(CORE_ML):
         raise GateError(
             f"verify-coreml: {CORE_ML} is not in this host's ExecuTorch runtime ({host_description()}): Core ML "
             "files execute only on macOS (the release's macOS job runs this command); nothing was changed"
@@ -90,17 +91,15 @@ def prove_one(
         bpte, entry.bundle.cases, entry.bundle.atol, name
     )
     units = entry.coreml.compute_units if entry.coreml else "ALL"
-    record = parity.as_dict()
-    record["why"] = (
-        f"executed on {host} by ExecuTorch's CoreMLBackend (compute units requested: {units}; Core ML picks "
-        "among those the host has)"
+    parity = replace(
+        parity,
+        why=f"executed on {host} by ExecuTorch's CoreMLBackend (compute units requested: {units}; Core ML picks "
+        "among those the host has)",
     )
-    data = entry_dict(entry)  # 5.
-    data["parity"] = record
-    if entry.precision == "fp16":
-        data["fp16_drift_vs_fp32"] = {"reference": "eager fp32", "mode": "executed", **record["worst"]}
-    data["bundle"] = {**data["bundle"], "verified": "executed"}
-    return entry_from_dict(data, f"{name} (a bug in this tool: its record does not match the manifest schema)")
+    drift = entry.fp16_drift_vs_fp32  # 5.
+    if entry.precision == "fp16" and parity.worst is not None:
+        drift = DriftRecord(**parity.worst.as_dict(), reference="eager fp32", mode="executed")
+    return replace(entry, parity=parity, fp16_drift_vs_fp32=drift, bundle=replace(entry.bundle, verified="executed"))
 
 
 def unexecuted_coreml(entries: dict[str, Entry]) -> list[str]:

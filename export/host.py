@@ -1,5 +1,6 @@
 """The machine a number was measured on: OS, CPU model, the instruction sets the kernels pick from,
-and each engine's thread count. A latency ratio from another host cannot be read without these."""
+and each engine's thread count. A latency ratio from another host cannot be read without these.
+Also the one answer to "does this host's ExecuTorch runtime run that delegate?" (`runs_here`)."""
 
 from __future__ import annotations
 
@@ -86,3 +87,11 @@ def label(host: dict) -> str:
 def host_description() -> str:
     """OS, machine and the chip: a hosted runner may lack the Neural Engine or GPU."""
     return f"{platform.system()} {platform.release()} {platform.machine()}, {cpu_model()}"
+
+
+def runs_here(delegate: str) -> bool:
+    """Is the delegate (e.g. XnnpackBackend, CoreMLBackend) in this host's ExecuTorch runtime? Core ML
+    is only in the macOS arm64 wheels: on Linux its files are lowered and checked but never run."""
+    from executorch.runtime import Runtime  # the runtime loads native kernels: only callers that run files
+
+    return Runtime.get().backend_registry.is_available(delegate)

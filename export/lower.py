@@ -7,15 +7,15 @@ import itertools
 import json
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from executorch.devtools.backend_debug import get_delegation_info
 from executorch.exir import EdgeProgramManager, to_edge_transform_and_lower
 
-from .config import CoreMLOptions, Variant
+from .config import Variant
 from .errors import ExportError, GateError
+from .records import CoreMLOptions, DelegationRecord
 from .registry import Registry
 
 # Graph nodes that move data between delegate calls but compute nothing.
@@ -59,22 +59,6 @@ def _coreml_partitioners(variant: Variant) -> list:
 PARTITIONERS: Registry[Callable[[Variant], list]] = Registry("backend")
 PARTITIONERS.register("xnnpack", _xnnpack_partitioners)
 PARTITIONERS.register("coreml", _coreml_partitioners)
-
-
-@dataclass(frozen=True)
-class Delegation:
-    delegated: int
-    non_delegated: int  # compute ops only (getitem excluded)
-    subgraphs: int
-    non_delegated_ops: dict[str, int]
-
-    def as_dict(self) -> dict:
-        return {
-            "delegated_nodes": self.delegated,
-            "non_delegated_compute_nodes": self.non_delegated,
-            "delegated_subgraphs": self.subgraphs,
-            "non_delegated_ops": self.non_delegated_ops,
-        }
 
 
 def export_program(module: torch.nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
@@ -145,7 +129,7 @@ def _normalize_package_manifest(path: Path, seed: str) -> None:
     path.write_text(json.dumps(data, indent=4, sort_keys=True))
 
 
-def delegation_of(edge: EdgeProgramManager) -> Delegation:
+def delegation_of(edge: EdgeProgramManager) -> DelegationRecord:
     """ExecuTorch's own delegation count, with the non-delegated compute ops named."""
     gm = edge.exported_program().graph_module
     info = get_delegation_info(gm)
@@ -161,12 +145,12 @@ def delegation_of(edge: EdgeProgramManager) -> Delegation:
     non_delegated = info.num_non_delegated_nodes - ignored
     if non_delegated != sum(leftover.values()):  # two views of one graph must agree
         raise AssertionError(f"delegation count mismatch: {non_delegated} vs {leftover}")
-    return Delegation(
+    return DelegationRecord(
         info.num_delegated_nodes, non_delegated, info.num_delegated_subgraphs, dict(sorted(leftover.items()))
     )
 
 
-def delegation_gate(d: Delegation, variant: Variant, artifact: str) -> None:
+def delegation_gate(d: DelegationRecord, variant: Variant, artifact: str) -> None:
     blocked = {op: n for op, n in d.non_delegated_ops.items() if op not in variant.allow_non_delegated}
     if blocked:
         ops = ", ".join(f"{op} x{n}" for op, n in blocked.items())
@@ -175,7 +159,7 @@ def delegation_gate(d: Delegation, variant: Variant, artifact: str) -> None:
             f"{variant.backend}: {ops}. They would run on portable CPU kernels. Allow them explicitly with "
             f"allow_non_delegated: [{', '.join(blocked)}] in the variant, or change the model."
         )
-    if d.subgraphs == 0:
+    if d.delegated_subgraphs == 0:
         raise GateError(f"delegation gate: {artifact}: nothing was delegated to {variant.backend}")
 
 

@@ -17,331 +17,19 @@ import datetime as dt
 import fcntl
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, TypeVar
 
 import pydantic
 
 from .errors import ExportError
 from .files import PENDING_PREFIX, pending_path, sha256_file, stale_temp_files, write_bytes_atomic
-
-# --- the records (stdlib dataclasses; pydantic validates them and writes their JSON Schema) -------
-
-STRICT = pydantic.ConfigDict(extra="forbid")  # a key this tool does not know is a wrong manifest
-# A file the manifest names is a bare name in the manifest's own folder: nothing it says can make
-# publish, bench, card or run read or upload a file elsewhere ("../x", "/etc/x", ".hidden").
-FileName = Annotated[str, pydantic.StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}$")]
-
-
-@dataclass(frozen=True)
-class ContractInfo:
-    __pydantic_config__ = STRICT
-    name: str
-    description: str
-    normalize_in_graph: bool
-    runtime_mean: tuple[float, float, float] | None
-    runtime_std: tuple[float, float, float] | None
-
-
-@dataclass(frozen=True)
-class InputInfo:
-    __pydantic_config__ = STRICT
-    shape: tuple[int, int, int, int]
-    dtype: str
-    layout: str
-    range: tuple[float, float] | Literal["ImageNet-normalized"]
-
-
-@dataclass(frozen=True)
-class OutputInfo:
-    __pydantic_config__ = STRICT
-    index: int
-    shape: tuple[int, int, int, int]
-    dtype: str
-    kind: str
-
-
-@dataclass(frozen=True)
-class MetricValues:
-    """export.metrics.Metrics as recorded (see there for what each means)."""
-
-    __pydantic_config__ = STRICT
-    max_abs: float
-    rmse: float
-    ref_range: float
-    rel_max_abs: float
-    snr_db: float
-    cosine: float
-    argmax_agreement: float
-    decisive_agreement: float
-    decisive_fraction: float
-
-
-@dataclass(frozen=True)
-class ParityRecord:
-    __pydantic_config__ = STRICT
-    mode: Literal["executed", "emulated", "not executed"]
-    why: str | None
-    static_checks: tuple[str, ...]
-    inputs: tuple[str, ...]
-    bounds: dict[str, tuple[Literal["<=", ">="], float] | float]
-    worst: MetricValues | None  # None: not executed here (Core ML fp32 on Linux)
-    per_input: dict[str, MetricValues]
-
-
-@dataclass(frozen=True)
-class DriftRecord(MetricValues):
-    """fp16 files: their parity against eager fp32 *is* the fp16 drift; said explicitly."""
-
-    __pydantic_config__ = STRICT
-    reference: str
-    mode: str
-
-
-@dataclass(frozen=True)
-class ToleranceValues:
-    __pydantic_config__ = STRICT
-    max_rel_err: float
-    min_snr_db: float
-    min_cosine: float
-    min_decisive_agreement: float
-    near_tie: float
-
-
-@dataclass(frozen=True)
-class DelegationRecord:
-    __pydantic_config__ = STRICT
-    delegated_nodes: int
-    non_delegated_compute_nodes: int
-    delegated_subgraphs: int
-    non_delegated_ops: dict[str, int]
-
-
-@dataclass(frozen=True)
-class CoreMLRecord:
-    __pydantic_config__ = STRICT
-    deployment_target: str
-    compute_units: str
-    lower_full_graph: bool
-
-
-@dataclass(frozen=True)
-class AccuracyValues:
-    __pydantic_config__ = STRICT
-    argmax_agreement: float
-    miou: float
-    snr_db: float
-    centered_snr_db: float
-    snr_vs_noise_db: float
-    decisive_agreement: float
-    decisive_fraction: float
-    stable_agreement: float
-    stable_fraction: float
-    noise_agreement: float
-    flips_vs_noise: float
-
-
-@dataclass(frozen=True)
-class AccuracyBoundValues:
-    __pydantic_config__ = STRICT
-    min_snr_vs_noise_db: float | None
-    enough_centered_snr_db: float | None
-    min_centered_snr_db: float | None
-    min_stable_agreement: float | None
-    max_flips_vs_noise: float | None
-    min_decisive_agreement: float | None
-    min_argmax_agreement: float | None
-    min_miou: float | None
-    min_snr_db: float | None
-    near_tie: float
-
-
-@dataclass(frozen=True)
-class RecipeRecord:
-    __pydantic_config__ = STRICT
-    activation_observer: str
-    per_channel: bool
-    keep_fp32: tuple[str, ...]
-    keep_fp32_cap: float
-
-
-@dataclass(frozen=True)
-class LatencyRecord:
-    """int8/fp32 median latency, interleaved runs; ratio None (with why) when fp32 was not built."""
-
-    __pydantic_config__ = STRICT
-    ratio: float | None
-    why: str | None = None
-    int8_ms: float | None = None
-    fp32_ms: float | None = None
-    runs: int | None = None
-    fp32_artifact: str | None = None
-
-
-@dataclass(frozen=True)
-class LabelScoresRecord:
-    __pydantic_config__ = STRICT
-    miou: float
-    pixel_accuracy: float
-
-
-@dataclass(frozen=True)
-class LabelsRecord:
-    """mIoU and pixel accuracy against ground truth (accuracy.labels, VOC layout)."""
-
-    __pydantic_config__ = STRICT
-    folder: str
-    images: int
-    seconds_per_image: float
-    scores: dict[str, LabelScoresRecord]  # "eager fp32", "int8 file", "fp16 estimate" (an fp16 variant)
-    miou_drop: float
-    max_miou_drop: float
-
-
-@dataclass(frozen=True)
-class AutoKeepStep:
-    __pydantic_config__ = STRICT
-    kept: tuple[str, ...]
-    passes: bool
-    worst: AccuracyValues  # the eager quantized model vs fp32 with these layers in fp32
-
-
-@dataclass(frozen=True)
-class AutoKeepRecord:
-    """`keep_fp32: auto`: the layers kept in fp32 and what they cost."""
-
-    __pydantic_config__ = STRICT
-    kept: tuple[str, ...]
-    extra_bytes: int  # fp32 minus int8 bytes of the kept layers' weights
-    share_of_int8_weights: float
-    cap: float
-    bounds: Literal["smoke", "release"]
-    steps: tuple[AutoKeepStep, ...]
-
-
-@dataclass(frozen=True)
-class AccuracyRecord:
-    __pydantic_config__ = STRICT
-    reference: str
-    images: tuple[str, ...]
-    bounds: Literal["smoke", "release"]
-    bounds_values: AccuracyBoundValues
-    worst: AccuracyValues
-    per_image: dict[str, AccuracyValues]
-    calibration: tuple[str, ...]
-    calibration_samples: int
-    recipe: RecipeRecord
-    latency_ratio_to_fp32: LatencyRecord
-    keep_fp32_auto: AutoKeepRecord | None = None
-    labels: LabelsRecord | None = None
-
-
-@dataclass(frozen=True)
-class BundleRecord:
-    __pydantic_config__ = STRICT
-    path: FileName
-    cases: int
-    atol: float
-    rtol: float
-    verified: str  # "executed", or why not
-    sha256: str
-    bytes: int
-
-
-@dataclass(frozen=True)
-class ConfigRef:
-    __pydantic_config__ = STRICT
-    file: str
-    path: str
-    sha256: str  # of the expanded config
-    variant_hash: str
-
-
-@dataclass(frozen=True)
-class WeightsRef:
-    __pydantic_config__ = STRICT
-    kind: Literal["default", "path", "random"]
-    identity: str
-
-
-@dataclass(frozen=True)
-class CompatResult:
-    """One artifact in one older ExecuTorch runtime, as `export compat` found it."""
-
-    __pydantic_config__ = STRICT
-    executorch: str
-    rne: str  # the React Native ExecuTorch releases that embed this runtime
-    loads: bool | None  # None: not runnable on the checking host (Core ML off Apple platforms)
-    error: str | None  # the runtime's own words when it does not load or run; failed bounds otherwise
-    vs_eager: MetricValues | None  # on the bundled photos, as the parity gate compares
-    vs_exporter_max_abs: float | None  # against the exporting runtime's output on the same inputs
-    passed: bool
-
-
-@dataclass(frozen=True)
-class RneSchemaRecord:
-    """The export gate that ran react-native-executorch's own load-time check (export/rne_schema.py)
-    on the file read back from disk; an entry exists only if it passed."""
-
-    __pydantic_config__ = STRICT
-    package: str  # the npm release whose compiled check ran, e.g. react-native-executorch@0.10.2
-    passed: bool
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One artifact: written only after its file passed every gate."""
-
-    __pydantic_config__ = STRICT
-    model: str
-    variant: str
-    path: FileName
-    sha256: str
-    bytes: int
-    backend: str
-    delegate: str
-    precision: Literal["fp32", "fp16", "int8"]
-    contract: ContractInfo
-    input: InputInfo
-    output: OutputInfo
-    labels: tuple[str, ...]
-    parity: ParityRecord
-    fp16_drift_vs_fp32: DriftRecord | None
-    tolerances: ToleranceValues
-    delegation: DelegationRecord
-    coreml: CoreMLRecord | None
-    export_seconds: float
-    stage_seconds: dict[str, float]
-    versions: dict[str, str]
-    platform: str
-    config: ConfigRef
-    weights: WeightsRef
-    git_commit: str | None
-    exported_at: str
-    cache_key: str
-    accuracy: AccuracyRecord | None  # int8 only
-    bundle: BundleRecord
-    min_rne: str | None = None  # the oldest React Native ExecuTorch release the file claims
-    compat: dict[str, CompatResult] | None = None  # executorch version -> result (`export compat`)
-    rne_schema: RneSchemaRecord | None = None  # None: no schema-checking release line serves its contract
-    # modules replaced by exact, cheaper forms before export (export.rewrite), e.g. ASPP convolutions
-    # that mostly read padding; parity is against the original module
-    graph_rewrites: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Manifest:
-    __pydantic_config__ = STRICT
-    schema: int
-    artifacts: dict[str, Entry] = field(default_factory=dict)
-
+from .records import Entry, Manifest
 
 ENTRY = pydantic.TypeAdapter(Entry)
+R = TypeVar("R")
 MANIFEST = pydantic.TypeAdapter(Manifest)
 
 
@@ -374,16 +62,21 @@ def checked_files(folder: Path, name: str, entry: Entry) -> tuple[Path, Path]:
     return out[0], out[1]
 
 
-def entry_from_dict(data: dict[str, Any], where: str) -> Entry:
-    """A manifest entry from plain data (what the export stages produce), checked field by field."""
+def record_from_dict(cls: type[R], data: dict[str, Any], where: str) -> R:
+    """A record (export.records) from plain data, checked field by field against its schema."""
     try:
-        return ENTRY.validate_python(data)
+        return pydantic.TypeAdapter(cls).validate_python(data)
     except pydantic.ValidationError as e:
-        raise ExportError(f"{where}: not a manifest entry of schema {SCHEMA_VERSION}: {_first_error(e)}") from None
+        raise ExportError(
+            f"{where}: not a {cls.__name__} of manifest schema {SCHEMA_VERSION}: {_first_error(e)}"
+        ) from None
 
 
-def entry_dict(entry: Entry) -> dict[str, Any]:
-    return ENTRY.dump_python(entry, mode="json")
+def checked_entry(entry: Entry, name: str) -> Entry:
+    """`entry` as its JSON Schema reads it: a stage that built a wrong record is this tool's bug, and
+    it stops here, before anything is written."""
+    where = f"{name} (a bug in this tool: its record does not match the manifest schema)"
+    return record_from_dict(Entry, ENTRY.dump_python(entry, mode="json"), where)
 
 
 def manifest_dict(manifest: Manifest) -> dict[str, Any]:
@@ -410,55 +103,6 @@ def _first_error(e: pydantic.ValidationError) -> str:
 MANIFEST_NAME = "manifest.json"
 SCHEMA_NAME = "manifest.schema.json"
 SCHEMA_VERSION = 4
-# Everything whose version can change a file's bytes or its verdict: torchao quantizes, scikit-image
-# ships the photos, OpenCV decodes and resizes them as the app does.
-TOOL_PACKAGES = (
-    "torch",
-    "torchvision",
-    "executorch",
-    "coremltools",
-    "torchao",
-    "scikit-image",
-    "opencv-python-headless",
-)
-
-
-def tool_versions() -> dict[str, str]:
-    import platform
-
-    out = {"python": platform.python_version()}
-    for pkg in TOOL_PACKAGES:
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
-
-
-def platform_id() -> str:
-    """OS and CPU: which backends can execute here (Core ML on macOS only) depends on it."""
-    import platform
-
-    return f"{platform.system()}-{platform.machine()}"
-
-
-def git_commit(repo: Path | None = None) -> str | None:
-    """HEAD of the checkout this tool runs from, with '+dirty' when it has uncommitted changes."""
-    where = repo or Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=where,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head + ("+dirty" if dirty else "")
 
 
 class StaleManifest(ExportError):
@@ -582,7 +226,7 @@ def _write_manifest(folder: Path, name: str, entry: Entry) -> Path:
     tool, then the manifest: its rename is the one instant the folder changes what it describes."""
     path = folder / MANIFEST_NAME
     arts = dict(current_entries(path))
-    arts[name] = entry
+    arts[name] = checked_entry(entry, name)
     data = manifest_dict(Manifest(SCHEMA_VERSION, dict(sorted(arts.items()))))
     write_bytes_atomic(folder / SCHEMA_NAME, (json.dumps(json_schema(), indent=2) + "\n").encode())
     write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())

@@ -13,29 +13,14 @@ are kept for information only. Gates read:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import torch
+
+from .records import Metrics
 
 # why 2 %: int8 requantization moves a logit by up to ~1-2 % of the range (measured, configs);
 # a top-2 margin below that decides nothing a device could reproduce
 NEAR_TIE = 0.02
-
-
-@dataclass(frozen=True)
-class Metrics:
-    max_abs: float  # information: scales with the logits
-    rmse: float  # information: scales with the logits
-    ref_range: float  # the reference's logit range (max - min): the scale the relative error uses
-    rel_max_abs: float
-    snr_db: float
-    cosine: float
-    argmax_agreement: float  # all pixels (information for parity; the accuracy gate's metric)
-    decisive_agreement: float
-    decisive_fraction: float  # share of pixels that are not near-ties
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def compare(ref: torch.Tensor, got: torch.Tensor, near_tie: float = NEAR_TIE) -> Metrics:
@@ -99,14 +84,3 @@ def miou(ref: torch.Tensor, got: torch.Tensor, min_share: float = MIOU_MIN_SHARE
             continue
         ious.append(int((in_a & in_b).sum()) / int((in_a | in_b).sum()))
     return float(sum(ious) / len(ious)) if ious else 1.0
-
-
-def check(values: dict[str, float], bounds: dict[str, tuple[str, float]]) -> list[str]:
-    """Failed checks as 'name=value (bound op b)'; NaN always fails. bounds: name -> (op, bound)."""
-    failed = []
-    for name, (op, bound) in bounds.items():
-        v = values[name]
-        ok = (v <= bound) if op == "<=" else (v >= bound)
-        if not ok or math.isnan(v):
-            failed.append(f"{name}={v:.6g} (bound {op} {bound:g})")
-    return failed

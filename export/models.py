@@ -41,7 +41,10 @@ def _torchvision_builders():
                 kwargs["aux_loss"] = True
             return torchvision.models.get_model(_name, **kwargs)
 
-        yield name, ModelBuilder(build, lambda _name=name: torchvision.models.get_model_weights(_name))
+        def weights_enum(_name: str = name) -> type[WeightsEnum]:
+            return torchvision.models.get_model_weights(_name)
+
+        yield name, ModelBuilder(build, weights_enum)
 
 
 MODELS.add_source(_torchvision_builders)

@@ -14,27 +14,39 @@ from .errors import ExportError
 from .files import ensure_writable_dir, scratch, sha256_file
 from .manifest import (
     MANIFEST_NAME,
-    Entry,
     commit_entry,
     current_entries,
-    entry_from_dict,
     find_file,
-    git_commit,
-    platform_id,
+    record_from_dict,
     set_aside_undescribed,
     settle,
-    tool_versions,
 )
 from .progress import Timer
+from .provenance import git_commit, platform_id, tool_versions
+from .records import (
+    AccuracyRecord,
+    BundleRecord,
+    ConfigRef,
+    DelegationRecord,
+    DriftRecord,
+    Entry,
+    InputInfo,
+    LatencyRecord,
+    OutputInfo,
+    ParityRecord,
+    RneSchemaRecord,
+    WeightsRef,
+)
+from .rewrite import trim_padded_taps
+from .rne_schema import preflight
+from .timing import latency_ratio
 from .uptodate import cache_key, record
 from .weights import LoadedModel, default_checkpoint, load_model, weights_identity
+from .wrap import example_input, wrap
 
 if TYPE_CHECKING:  # annotations only: the stages import these where they run
     import torch
     from executorch.exir import EdgeProgramManager
-
-    from .lower import Delegation
-    from .verify import Parity
 
 
 @dataclass(frozen=True)
@@ -102,8 +114,6 @@ def build(
         from .quantize import calibration_set
 
         calibration_set(cfg)
-    from .rne_schema import preflight
-
     preflight([(v.contract, v.min_rne) for v in variants])  # node + the npm package the schema gate runs
     # 2. resolve the weights; skip what is up to date
     kind, identity = weights_identity(cfg, weights)
@@ -124,8 +134,8 @@ def build(
 
 def export_variant(cfg: ModelConfig, variant: Variant, weights: Weights, out: Path, key: str) -> Result:
     """Steps 3-8 of `build` for one variant; each step is a function below with typed in and out."""
-    # export.lower imports ExecuTorch's compiler (~9 s): only a variant that is built needs it, so an
-    # up-to-date re-export never pays for it
+    # lower, quantize, verify and bundle import ExecuTorch (its compiler alone ~9 s): each stage imports
+    # them where it runs, so an up-to-date re-export never pays for them
     from .lower import serialize
 
     name, timer = cfg.artifact_name(variant), Timer(variant.name)
@@ -141,14 +151,14 @@ def export_variant(cfg: ModelConfig, variant: Variant, weights: Weights, out: Pa
         with timer.stage("7", "verify"):
             checked = verify_stage(pte, exported, cfg, variant, weights.kind, name, out)
         with timer.stage("7b", "bundle (.bpte)"):
-            bundle = bundle_stage(pte, bpte, exported.reference, cfg, variant, bundle_name(name))
+            bundle = bundle_stage(pte, bpte, exported.parity_reference, cfg, variant, bundle_name(name))
         seconds = {"load weights": weights.load_seconds, **timer.seconds}
         entry = commit_entry(
             out,
             name,
-            {name: pte, bundle["path"]: bpte},
+            {name: pte, bundle.path: bpte},
             lambda files: manifest_entry(
-                cfg, variant, weights, name, files[name], lowered, checked, bundle, files[bundle["path"]], key, seconds
+                cfg, variant, weights, name, files[name], lowered, checked, bundle, key, seconds
             ),
         )
     return Result(name, out / name, entry)
@@ -164,7 +174,7 @@ class Exported:
 
     module: torch.nn.Module  # eager fp32 with the contract's wrapper (int8's accuracy reference)
     program: torch.export.ExportedProgram  # what is lowered (int8: the quantized program)
-    reference: torch.nn.Module  # what the file must match (int8: the quantized eager model)
+    parity_reference: torch.nn.Module  # what the file must match (int8: the quantized eager model)
     calibration: list[str] | None = None  # int8: the calibration images, in order
     samples: int = 0  # int8: calibration samples fed (images x views)
     recipe: QuantizationRecipe | None = None  # int8: as applied (keep_fp32: auto resolved to layers)
@@ -175,8 +185,6 @@ class Exported:
 def export_stage(cfg: ModelConfig, variant: Variant, weights: Weights, timer: Timer) -> Exported:
     from .lower import export_program
     from .quantize import auto_keep_fp32, calibration_set, quantize
-    from .rewrite import trim_padded_taps
-    from .wrap import example_input, wrap
 
     loaded = weights.load()
     with timer.stage("3", "wrap"):
@@ -209,7 +217,7 @@ def export_stage(cfg: ModelConfig, variant: Variant, weights: Weights, timer: Ti
 @dataclass(frozen=True)
 class Lowered:
     edge: EdgeProgramManager
-    delegation: Delegation
+    delegation: DelegationRecord
     rewrites: tuple[str, ...] = ()  # as Exported.rewrites: recorded in the manifest
 
 
@@ -228,9 +236,9 @@ def lower_stage(exported: Exported, cfg: ModelConfig, variant: Variant, weights:
 class Checked:
     """Step 7: the file read back from disk against its reference; int8 also against fp32."""
 
-    parity: Parity
-    accuracy: dict | None
-    rne_schema: dict | None = None  # react-native-executorch's own check passed (None: not served)
+    parity: ParityRecord
+    accuracy: AccuracyRecord | None
+    rne_schema: RneSchemaRecord | None = None  # react-native-executorch's own check passed (None: not served)
 
 
 def verify_stage(
@@ -239,22 +247,23 @@ def verify_stage(
     from .quantize import accuracy_gate
     from .verify import rne_schema_gate, verify
 
-    parity = verify(pte, exported.reference, exported.program, cfg, variant, name)
+    parity = verify(pte, exported.parity_reference, exported.program, cfg, variant, name)
     schema = rne_schema_gate(pte, cfg, variant, name)
     if variant.precision != "int8":
         return Checked(parity, None, schema)
-    accuracy = accuracy_gate(pte, exported.module, cfg, variant, weights_kind, name)
-    accuracy.update(
-        calibration=exported.calibration,
-        calibration_samples=exported.samples,
-        recipe=asdict(exported.recipe or QuantizationRecipe()),
-        latency_ratio_to_fp32=_int8_latency(pte, cfg, variant, out),
-        keep_fp32_auto=exported.auto_keep,
-    )
-    return Checked(parity, accuracy, schema)
+    gate = accuracy_gate(pte, exported.module, cfg, variant, weights_kind, name)
+    data = {
+        **gate,
+        "calibration": exported.calibration,
+        "calibration_samples": exported.samples,
+        "recipe": asdict(exported.recipe or QuantizationRecipe()),
+        "latency_ratio_to_fp32": asdict(_int8_latency(pte, cfg, variant, out)),
+        "keep_fp32_auto": exported.auto_keep,
+    }
+    return Checked(parity, record_from_dict(AccuracyRecord, data, f"{name}: accuracy"), schema)
 
 
-def bundle_stage(pte: Path, bpte: Path, reference, cfg: ModelConfig, variant: Variant, name: str) -> dict:
+def bundle_stage(pte: Path, bpte: Path, reference, cfg: ModelConfig, variant: Variant, name: str) -> BundleRecord:
     """Step 7b: the .bpte with real-photo cases and their eager expected outputs, verified by the
     runtime's bundled verification where the backend runs here."""
     import torch
@@ -272,25 +281,17 @@ def bundle_stage(pte: Path, bpte: Path, reference, cfg: ModelConfig, variant: Va
     runnable = backend_available(variant)
     if runnable:
         verify_bundle(bpte, len(cases), atol=atol, rtol=0.0, artifact=name)
-    return {
-        "path": name,
-        "cases": len(cases),
-        "atol": atol,
-        "rtol": 0.0,
-        "verified": "executed"
-        if runnable
-        else f"not run here: {BACKENDS.get(variant.backend).runtime_id} is not in this ExecuTorch runtime",
-    }
+    why_not = f"not run here: {BACKENDS.get(variant.backend).runtime_id} is not in this ExecuTorch runtime"
+    verified = "executed" if runnable else why_not
+    return BundleRecord(name, len(cases), atol, 0.0, verified, sha256_file(bpte), bpte.stat().st_size)
 
 
-def _int8_latency(tmp: Path, cfg: ModelConfig, variant: Variant, out: Path) -> dict:
+def _int8_latency(tmp: Path, cfg: ModelConfig, variant: Variant, out: Path) -> LatencyRecord:
     """int8/fp32 latency when the fp32 sibling (same backend, input, contract) is in the folder."""
-    from .bench import latency_ratio
-    from .wrap import example_input
 
     sibling = out / cfg.artifact_name(replace(variant, precision="fp32"))
     if not sibling.is_file():
-        return {"ratio": None, "why": f"{sibling.name} not built in {out}; export the fp32 variant first"}
+        return LatencyRecord(None, why=f"{sibling.name} not built in {out}; export the fp32 variant first")
     return latency_ratio(tmp, sibling, example_input(variant))
 
 
@@ -302,62 +303,50 @@ def manifest_entry(
     pte: Path,
     lowered: Lowered,
     checked: Checked,
-    bundle: dict,
-    bpte: Path,
+    bundle: BundleRecord,
     key: str,
     seconds: dict[str, float],
 ) -> Entry:
-    """Step 8: what the files are (`pte`/`bpte`: where they wait to take their names), as the typed
-    manifest record (checked against its schema)."""
+    """Step 8: what the files are (`pte`: where it waits to take its name), made of the stages' records."""
     contract = CONTRACTS.get(variant.contract)
     h, w = variant.input.height, variant.input.width
-    parity = checked.parity.as_dict()
-    return entry_from_dict(
-        {
-            "model": cfg.name,
-            "variant": variant.name,
-            "path": name,
-            "sha256": sha256_file(pte),
-            "bytes": pte.stat().st_size,
-            "backend": variant.backend,
-            "delegate": BACKENDS.get(variant.backend).runtime_id,
-            "precision": variant.precision,
-            "contract": contract.as_dict(),
-            "input": {
-                "shape": [1, 3, h, w],
-                "dtype": "float32",
-                "layout": "NCHW RGB",
-                "range": [0.0, 1.0] if contract.normalize_in_graph else "ImageNet-normalized",
-            },
-            "output": {"index": 0, "shape": [1, cfg.model.num_classes, h, w], "dtype": "float32", "kind": "logits"},
-            "labels": list(cfg.labels),
-            "parity": parity,
-            # fp16 files: their parity against eager fp32 *is* the fp16 drift; said explicitly here
-            "fp16_drift_vs_fp32": {"reference": "eager fp32", "mode": parity["mode"], **parity["worst"]}
-            if variant.precision == "fp16" and parity["worst"]
-            else None,
-            "tolerances": asdict(variant.tolerances),
-            "delegation": lowered.delegation.as_dict(),
-            "graph_rewrites": list(lowered.rewrites),
-            "coreml": asdict(variant.coreml) if variant.coreml else None,
-            "export_seconds": round(sum(seconds.values()), 3),
-            "stage_seconds": seconds,
-            "versions": tool_versions(),
-            "platform": platform_id(),
-            "config": {
-                "file": cfg.source.name,
-                "path": str(cfg.source),
-                "sha256": cfg.sha256,
-                "variant_hash": cfg.variant_hash(variant),
-            },
-            "weights": {"kind": weights.kind, "identity": weights.identity},
-            "git_commit": git_commit(),
-            "exported_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
-            "cache_key": key,
-            "accuracy": checked.accuracy,
-            "bundle": {**bundle, "sha256": sha256_file(bpte), "bytes": bpte.stat().st_size},
-            "min_rne": variant.min_rne,
-            "rne_schema": checked.rne_schema,
-        },
-        f"{name} (a bug in this tool: its record does not match the manifest schema)",
+    parity = checked.parity
+    # fp16 files: their parity against eager fp32 *is* the fp16 drift; said explicitly here
+    drift = None
+    if variant.precision == "fp16" and parity.worst is not None:
+        drift = DriftRecord(**parity.worst.as_dict(), reference="eager fp32", mode=parity.mode)
+    return Entry(
+        model=cfg.name,
+        variant=variant.name,
+        path=name,
+        sha256=sha256_file(pte),
+        bytes=pte.stat().st_size,
+        backend=variant.backend,
+        delegate=BACKENDS.get(variant.backend).runtime_id,
+        precision=variant.precision,  # type: ignore[arg-type]  # the config loader admits these three only
+        contract=contract,
+        input=InputInfo(
+            (1, 3, h, w), "float32", "NCHW RGB", (0.0, 1.0) if contract.normalize_in_graph else "ImageNet-normalized"
+        ),
+        output=OutputInfo(0, (1, cfg.model.num_classes, h, w), "float32", "logits"),
+        labels=tuple(cfg.labels),
+        parity=parity,
+        fp16_drift_vs_fp32=drift,
+        tolerances=variant.tolerances,
+        delegation=lowered.delegation,
+        graph_rewrites=lowered.rewrites,
+        coreml=variant.coreml,
+        export_seconds=round(sum(seconds.values()), 3),
+        stage_seconds=seconds,
+        versions=tool_versions(),
+        platform=platform_id(),
+        config=ConfigRef(cfg.source.name, str(cfg.source), cfg.sha256, cfg.variant_hash(variant)),
+        weights=WeightsRef(weights.kind, weights.identity),  # type: ignore[arg-type]  # weights_identity's kinds
+        git_commit=git_commit(),
+        exported_at=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+        cache_key=key,
+        accuracy=checked.accuracy,
+        bundle=bundle,
+        min_rne=variant.min_rne,
+        rne_schema=checked.rne_schema,
     )

@@ -21,7 +21,8 @@ from typing import TypeVar
 from .errors import ExportError
 from .files import ensure_writable_dir, sha256_file, write_bytes_atomic
 from .hubnames import check_repo_and_tag
-from .manifest import MANIFEST_NAME, SCHEMA_NAME, Manifest, checked_files, manifest_dict, read_manifest
+from .manifest import MANIFEST_NAME, SCHEMA_NAME, checked_files, manifest_dict, read_manifest
+from .records import Manifest
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 PUBLISHED_NAME = "published.json"
@@ -247,9 +248,8 @@ class Publisher:
     def push(self, move_tag: bool = False, out_dir: Path | None = None) -> dict:
         """1. token  2. remote state + plan  3. tag check  4. one commit of every file that differs
         from main (the commit's parent)  5. download every file back from the commit and verify
-        6. tag the verified commit (a moved tag is restored on failure)  7. published.json + constants."""
-        from huggingface_hub import CommitOperationAdd
-
+        6. tag the verified commit (a moved tag is restored on failure)  7. published.json (the
+        constants are generated from it by the caller: `export publish`, scripts/release.py)."""
         # 1. token and the output folder: either problem fails before any network write
         if not self.secret.value:
             raise PublishError("--push needs a Hugging Face token: set HF_TOKEN or run `hf auth login`")
@@ -272,62 +272,17 @@ class Publisher:
                 f"(or pass --move-tag to force it, breaking apps pinned to it)"
             )
         # 4. one commit, on main, of every file main does not already hold as it is here
-        upload = [p for p in plan if not _same(p, at_main.get(p.path_in_repo))]
         if old and not changed:
             commit = old  # the tag already holds these files
             print("no file changed: no commit")
-        elif upload:
-            if main is None:  # no repo yet
-                _retrying("create repo", lambda: api.create_repo(self.repo, exist_ok=True), self.secret, self.repo)
-            ops = [CommitOperationAdd(path_in_repo=p.path_in_repo, path_or_fileobj=str(p.local)) for p in upload]
-            info = _retrying(
-                "commit",
-                lambda: api.create_commit(
-                    self.repo,
-                    operations=ops,
-                    commit_message=f"Publish {self.tag}",
-                    commit_description="\n".join(f"{p.path_in_repo} sha256:{p.sha256}" for p in upload),
-                    parent_commit=main,
-                ),
-                self.secret,
-                self.repo,
-            )
-            commit = info.oid
-            print(f"committed {len(upload)} file(s): {commit}")
         else:
-            commit = typing.cast(str, main)  # main already holds every file
-            print("main already holds every file: no commit")
+            commit = self._commit(api, plan, at_main, main)
         # 5. verify what the commit serves, before any tag points at it
         files = [self.verify_download(p, commit) for p in plan]
         # 6. tag the verified commit; a moved tag that cannot be re-created is put back where it was
         if old != commit:
-            if old:
-                print(
-                    f"WARNING: --move-tag: moving {self.tag} from {old[:12]} to {commit[:12]}; "
-                    f"apps pinned to {self.tag} will now get different files",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                _retrying("delete tag", lambda: api.delete_tag(self.repo, tag=self.tag), self.secret, self.repo)
-            try:
-                _retrying(
-                    "create tag",
-                    lambda: api.create_tag(self.repo, tag=self.tag, revision=commit),
-                    self.secret,
-                    self.repo,
-                )
-            except ExportError as e:
-                if old:
-                    _retrying(
-                        "restore tag",
-                        lambda: api.create_tag(self.repo, tag=self.tag, revision=old),
-                        self.secret,
-                        self.repo,
-                    )
-                    raise PublishError(f"{e}; {self.tag} restored to {old[:12]}") from None
-                raise
-            print(f"tagged {self.tag} -> {commit}")
-        # 7. published.json, then the constants generated from it
+            self._tag(api, commit, old)
+        # 7. published.json
         published = {
             "schema": 1,
             "repo": self.repo,
@@ -342,14 +297,57 @@ class Publisher:
         }
         out = Path(out_dir or self.manifest.parent)
         write_bytes_atomic(out / PUBLISHED_NAME, (json.dumps(published, indent=2) + "\n").encode())
-        from .codegen import write_modules
-
-        written = write_modules(out / PUBLISHED_NAME, out)
-        print(
-            f"verified {len(files)} file(s) at {commit[:12]} = {self.tag}; wrote {out / PUBLISHED_NAME}, "
-            + ", ".join(str(w) for w in written)
-        )
+        print(f"verified {len(files)} file(s) at {commit[:12]} = {self.tag}; wrote {out / PUBLISHED_NAME}")
         return published
+
+    def _commit(self, api, plan: list[PlannedFile], at_main: dict, main: str | None) -> str:
+        """Step 4: the commit holding every planned file (main itself when it already holds them)."""
+        from huggingface_hub import CommitOperationAdd
+
+        upload = [p for p in plan if not _same(p, at_main.get(p.path_in_repo))]
+        if not upload:
+            print("main already holds every file: no commit")
+            return typing.cast(str, main)
+        if main is None:  # no repo yet
+            _retrying("create repo", lambda: api.create_repo(self.repo, exist_ok=True), self.secret, self.repo)
+        ops = [CommitOperationAdd(path_in_repo=p.path_in_repo, path_or_fileobj=str(p.local)) for p in upload]
+        info = _retrying(
+            "commit",
+            lambda: api.create_commit(
+                self.repo,
+                operations=ops,
+                commit_message=f"Publish {self.tag}",
+                commit_description="\n".join(f"{p.path_in_repo} sha256:{p.sha256}" for p in upload),
+                parent_commit=main,
+            ),
+            self.secret,
+            self.repo,
+        )
+        print(f"committed {len(upload)} file(s): {info.oid}")
+        return info.oid
+
+    def _tag(self, api, commit: str, old: str | None) -> None:
+        """Step 6: the tag at the verified commit; a moved tag that cannot be re-created is restored."""
+        if old:
+            print(
+                f"WARNING: --move-tag: moving {self.tag} from {old[:12]} to {commit[:12]}; "
+                f"apps pinned to {self.tag} will now get different files",
+                file=sys.stderr,
+                flush=True,
+            )
+            _retrying("delete tag", lambda: api.delete_tag(self.repo, tag=self.tag), self.secret, self.repo)
+        try:
+            _retrying(
+                "create tag", lambda: api.create_tag(self.repo, tag=self.tag, revision=commit), self.secret, self.repo
+            )
+        except ExportError as e:
+            if old:
+                _retrying(
+                    "restore tag", lambda: api.create_tag(self.repo, tag=self.tag, revision=old), self.secret, self.repo
+                )
+                raise PublishError(f"{e}; {self.tag} restored to {old[:12]}") from None
+            raise
+        print(f"tagged {self.tag} -> {commit}")
 
     def unproven(self) -> list[str]:
         """Files without a passing `export compat` result for every runtime their releases embed:

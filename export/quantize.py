@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import cv2
@@ -17,6 +17,7 @@ from .config import AccuracyBounds, ModelConfig, QuantizationRecipe, Variant
 from .errors import ExportError, GateError
 from .metrics import compare, miou
 from .preprocess import NEAR_DUPLICATE, load_image, model_input, similarity
+from .records import Accuracy
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -134,29 +135,6 @@ def _check_module_names(program: torch.export.ExportedProgram, recipe: Quantizat
 # whose fp32 class survives it is one the model is sure of, whatever its weights' logit scale
 NOISE_SIGMA = 2.55
 NOISE_DRAWS = 2
-
-
-@dataclass(frozen=True)
-class Accuracy:
-    """The int8 file vs eager fp32 on one photo. Agreement, mIoU and SNR depend on how many
-    near-ties the weights have; `snr_vs_noise_db` (the gated one), `stable_agreement` and
-    `flips_vs_noise` are normalized by the fp32 model's own stability under sensor noise."""
-
-    argmax_agreement: float  # all pixels (what the app shows)
-    miou: float  # masks vs fp32's
-    snr_db: float  # logits vs fp32's
-    # SNR of the logits with each pixel's mean over classes removed (softmax and argmax ignore it):
-    # the same for any logit scale and offset
-    centered_snr_db: float
-    # centered_snr_db minus the same SNR of fp32 on the photo with 1 % sensor noise (worst draw):
-    # int8's error in units of what noise does to this model; near-ties and logit scale cancel
-    snr_vs_noise_db: float
-    decisive_agreement: float  # pixels whose fp32 top-2 margin is >= near_tie x the logit range
-    decisive_fraction: float
-    stable_agreement: float  # pixels whose fp32 class every noise draw keeps
-    stable_fraction: float
-    noise_agreement: float  # fp32 vs fp32 on the noisy photo (worst draw): the model's own stability
-    flips_vs_noise: float  # int8's flipped pixels / the noise's (mean over draws; floor: 1 pixel)
 
 
 # metric -> whether higher is better; the order tables print in

@@ -22,6 +22,7 @@ import subprocess
 from pathlib import Path
 
 from .errors import ExportError, GateError
+from .records import RneSchemaRecord
 
 TS_DIR = Path(__file__).resolve().parent.parent / "scripts" / "ts"
 SCRIPT = TS_DIR / "validate_spec.mjs"
@@ -189,7 +190,7 @@ def package_id(rne: str) -> str:
     return f"react-native-executorch@{rne}"
 
 
-def gate(pte: str | Path, contract: str, min_rne: str | None, labels: int, name: str) -> dict | None:
+def gate(pte: str | Path, contract: str, min_rne: str | None, labels: int, name: str) -> RneSchemaRecord | None:
     """The export gate: the file (called `name`) passes the package's load-time check with its
     `labels`, for the release `schema_release` picks; the manifest's record of it. None: no
     schema-checking line serves this contract. GateError names the rule that failed."""
@@ -197,4 +198,4 @@ def gate(pte: str | Path, contract: str, min_rne: str | None, labels: int, name:
     if rne is None:
         return None
     check_pte(pte, labels, rne, name)
-    return {"package": package_id(rne), "passed": True}
+    return RneSchemaRecord(package_id(rne), passed=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from .config import CONTRACTS, ConfigError, _build, _fail
-from .manifest import Entry
+from .records import Entry
 
 RUNTIMES_PATH = Path(__file__).resolve().parent.parent / "configs" / "runtimes" / "rne_releases.yaml"
 # What each hook's native code does to a decoded RGB photo before the model sees it; normalizeOpts:

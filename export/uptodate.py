@@ -21,7 +21,9 @@ from pathlib import Path
 from .config import ModelConfig, Variant
 from .errors import ExportError
 from .files import PENDING_PREFIX, TMP_PREFIX, sha256_file, write_bytes_atomic
-from .manifest import MANIFEST_NAME, Entry, current_entries, platform_id, tool_versions
+from .manifest import MANIFEST_NAME, current_entries
+from .provenance import platform_id, tool_versions
+from .records import Entry
 
 INPUTS_NAME = ".build-inputs.json"  # beside the manifest; not published (publish sends listed files)
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import copy
 import math
 import struct
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 from executorch.exir._serialize._program import deserialize_pte_binary
@@ -25,36 +25,16 @@ from executorch.runtime import Runtime
 
 from .config import BACKENDS, ModelConfig, Tolerances, Variant
 from .errors import ExportError, GateError
-from .metrics import Metrics, check, compare, worst_of
+from .host import runs_here
+from .metrics import compare, worst_of
 from .preprocess import normalize_unit_input, photo_inputs
+from .records import Metrics, ParityRecord, RneSchemaRecord, check
 
 _DTYPE_FLOAT = 6  # executorch ScalarType::Float
 STATIC_CHECKS = ("delegate ids", "input/output shapes and dtypes")
 
 
-@dataclass(frozen=True)
-class Parity:
-    mode: str  # executed | emulated | not executed
-    inputs: list[str]
-    worst: Metrics | None
-    per_input: dict[str, Metrics]
-    static_checks: tuple[str, ...] = STATIC_CHECKS
-    why: str = ""
-    bounds: dict = field(default_factory=dict)
-
-    def as_dict(self) -> dict:
-        return {
-            "mode": self.mode,
-            "why": self.why or None,
-            "static_checks": list(self.static_checks),
-            "inputs": self.inputs,
-            "bounds": self.bounds,
-            "worst": self.worst.as_dict() if self.worst else None,
-            "per_input": {k: v.as_dict() for k, v in self.per_input.items()},
-        }
-
-
-def gate_bounds(tol: Tolerances) -> dict[str, tuple[str, float]]:
+def gate_bounds(tol: Tolerances) -> dict[str, tuple[Literal["<=", ">="], float]]:
     return {
         "rel_max_abs": ("<=", tol.max_rel_err),
         "snr_db": (">=", tol.min_snr_db),
@@ -116,7 +96,7 @@ def check_program(path: Path, cfg: ModelConfig, variant: Variant) -> None:
         )
 
 
-def rne_schema_gate(path: Path, cfg: ModelConfig, variant: Variant, artifact: str) -> dict | None:
+def rne_schema_gate(path: Path, cfg: ModelConfig, variant: Variant, artifact: str) -> RneSchemaRecord | None:
     """react-native-executorch's own load-time check (export/rne_schema.py) on the file read back
     from disk, for every file whose contract a schema-checking release line serves; GateError names
     the rule. Returns the manifest's record (None: no such line serves the contract)."""
@@ -134,7 +114,7 @@ def executed(path: Path):
 
 
 def backend_available(variant: Variant) -> bool:
-    return Runtime.get().backend_registry.is_available(BACKENDS.get(variant.backend).runtime_id)
+    return runs_here(BACKENDS.get(variant.backend).runtime_id)
 
 
 def _round_fp16(t):
@@ -205,15 +185,16 @@ def verify(
     variant: Variant,
     artifact: str,
     runner=None,
-) -> Parity:
+) -> ParityRecord:
     """`eager` is the parity reference (int8: the quantized model); `program` what was lowered.
     `runner` (x -> output): how the file is executed when not by this host's runtime (tests)."""
     check_program(path, cfg, variant)
     tol = variant.tolerances
-    bounds = {k: [op, b] for k, (op, b) in gate_bounds(tol).items()} | {"near_tie": tol.near_tie}
+    bounds: dict[str, tuple[Literal["<=", ">="], float] | float] = {**gate_bounds(tol), "near_tie": tol.near_tie}
     runtime_id = BACKENDS.get(variant.backend).runtime_id
     if runner is not None or backend_available(variant):
-        mode, why = "executed", ""
+        mode: Literal["executed", "emulated"] = "executed"
+        why: str | None = None
         run = runner or executed(path)
     elif variant.precision == "fp16":
         mode = "emulated"
@@ -224,17 +205,11 @@ def verify(
         emulated = fp16_emulation(program)
         run = emulated
     else:
-        return Parity(
-            "not executed",
-            [],
-            None,
-            {},
-            why=(
-                f"{runtime_id} is not in this ExecuTorch runtime and {variant.precision} has no emulation "
-                "worth the name; only the static checks ran. Run the export on macOS to execute it."
-            ),
-            bounds=bounds,
+        why = (
+            f"{runtime_id} is not in this ExecuTorch runtime and {variant.precision} has no emulation "
+            "worth the name; only the static checks ran. Run the export on macOS to execute it."
         )
+        return ParityRecord("not executed", why, STATIC_CHECKS, (), bounds, None, {})
     inputs = parity_inputs(cfg, variant)
     with torch.no_grad():
         per_input = {k: compare(eager(x), run(x), tol.near_tie) for k, x in inputs.items()}
@@ -245,4 +220,4 @@ def verify(
             f"parity gate ({mode}): {artifact}: fp16 output is not finite on {bad}: {fp16_overflow(program, inputs[bad])}"
         )
     parity_gate(worst, tol, artifact, mode)
-    return Parity(mode, list(inputs), worst, per_input, why=why, bounds=bounds)
+    return ParityRecord(mode, why, STATIC_CHECKS, tuple(inputs), bounds, worst, per_input)

@@ -398,10 +398,9 @@ def test_normalize_values_are_the_constants_expressions_bit_for_bit():
 
 def test_segmenter_opts_pick_the_line_and_the_contracts_normalization():
     from export.config import CONTRACTS
-    from export.manifest import ContractInfo
 
     for name, feed in (("rne-0.5", "pixel/255"), ("rne-0.9", "imagenet")):
-        contract = ContractInfo(**CONTRACTS.get(name).as_dict())
+        contract = CONTRACTS.get(name)
         for rne in ("0.10", "0.10.0", "0.10.2"):
             opts = segmenter_opts(rne, contract)
             assert (opts.line.label, opts.feed, opts.interpolation, opts.out_interpolation) == (
@@ -411,7 +410,7 @@ def test_segmenter_opts_pick_the_line_and_the_contracts_normalization():
                 "nearest",
             )
             assert (opts.alpha, opts.beta) == normalize_values(feed)
-    contract = ContractInfo(**CONTRACTS.get("rne-0.5").as_dict())
+    contract = CONTRACTS.get("rne-0.5")
     with pytest.raises(ExportError, match="0.5.15 .* runs useImageSegmentation"):
         segmenter_opts("0.5.15", contract)
     with pytest.raises(ExportError, match="react-native-executorch 0.11 is in no line"):

@@ -96,7 +96,7 @@ def test_weight_family_subset_on_real_architecture(tmp_path):
     """Issue 21 on DeepLabV3-ResNet50, a representative subset: torchvision's random init (the
     family member furthest from trained) through the shipped recipe passes the shipped bounds, and
     flat-grey, one-unlike-photo and uncalibrated recipes fail them (eager quantized model, the
-    file's arithmetic). The fixture's file: the tests above; the whole family: the config comment."""
+    file's arithmetic). The fixture's file: the tests above; the whole family: README "int8 on any weights"."""
     import sys
 
     sys.path.insert(0, str(ROOT / "scripts"))

@@ -62,9 +62,9 @@ def test_xnnpack_fp32_entry(export_random):
 
 
 def test_reference_runtime_agrees_with_eager_on_the_matrix_file(export_random):
-    """The hook's forward() in Python (export.reference) on the real architecture's fp32 file, vs
-    eager on five photos (the tiny net's both contracts: test_reference)."""
-    from test_reference import FP32_AGREEMENT, agreement
+    """The hook's forward() in Python (export.hook) on the real architecture's fp32 file, vs
+    eager on five photos (the tiny net's both contracts: test_hook)."""
+    from test_hook import FP32_AGREEMENT, agreement
 
     from export.wrap import wrap
 

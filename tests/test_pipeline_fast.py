@@ -15,9 +15,9 @@ from export import pipeline
 from export.config import Tolerances, load_config
 from export.errors import ExportError, GateError
 from export.files import TMP_PREFIX, sha256_file
-from export.manifest import TOOL_PACKAGES
 from export.metrics import compare, worst_of
 from export.models import MODELS, ModelBuilder, TinySegNet
+from export.provenance import TOOL_PACKAGES
 from export.verify import delegate_ids, parity_gate
 
 

@@ -98,14 +98,14 @@ def test_near_duplicate_check_catches_stereo_twin_and_mirror_not_distinct_photos
 RESIZE_CALLS = ("cv2.resize", "F.interpolate", "TF.resize", "torch.nn.functional.interpolate")
 # resizing that is not input preprocessing: model outputs back to the photo's size, the toy net's
 # own upsampling layer, ground-truth label maps (nearest: class ids); and the RNE 0.10 hook's own
-# input resize (in the ImageBuffer's format, with the constant's interpolation: test_reference
+# input resize (in the ImageBuffer's format, with the constant's interpolation: test_hook
 # shows it feeds the same argmax as this path)
 ALLOWED = {
-    ("reference.py", "resize_outputs"),
-    ("reference.py", "overlay"),
+    ("hook.py", "resize_outputs"),
+    ("hook.py", "overlay"),
     ("models.py", "forward"),
     ("voc.py", "read_label"),
-    ("reference.py", "_resize"),
+    ("hook.py", "_resize"),
 }
 
 
@@ -135,8 +135,8 @@ def test_consumers_feed_exactly_the_preprocessed_photo(tmp_path):
     from conftest import TINY
 
     from export.config import CONTRACTS, load_config
+    from export.hook import preprocess as hook_preprocess
     from export.quantize import calibration_inputs
-    from export.reference import preprocess as hook_preprocess
     from export.verify import parity_inputs
 
     cfg = load_config(TINY)

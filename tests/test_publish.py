@@ -37,6 +37,15 @@ def publisher(arts: Path, hub, tag="v1.0.0", token=TOKEN):
     )
 
 
+def pushed(arts: Path, hub, **kw) -> dict:
+    """push, then the constants from its published.json, as `export publish --push` does."""
+    from export.codegen import write_modules
+
+    pub = publisher(arts, hub, **kw).push()
+    write_modules(arts / "published.json", arts)
+    return pub
+
+
 def writes(hub) -> list:
     return [(m, p, s) for m, p, s in hub.state.log if m in ("POST", "PUT", "DELETE") and "paths-info" not in p]
 
@@ -60,7 +69,7 @@ def test_dry_run_prints_plan_and_changes_nothing(arts, hub, capsys):
 
 
 def test_push_then_second_push_changes_nothing(arts, hub, capsys):
-    pub = publisher(arts, hub).push()
+    pub = pushed(arts, hub)
     repo = hub.state.repos[REPO]
     assert repo.tags["v1.0.0"] == pub["commit"] == repo.branches["main"]
     assert hub.state.count("POST", r"/commit/main") == 1 and hub.state.count("PUT", r"^/lfs/") == 6
@@ -156,8 +165,7 @@ def test_tampered_remote_file_fails_verification(arts, hub):
     from export.publish import PublishError
 
     commit = publisher(arts, hub).push()["commit"]
-    for name in ("published.json", "modelUrls.ts", "model_urls.py"):
-        (arts / name).unlink()
+    (arts / "published.json").unlink()
     hub.state.tamper(REPO, commit, XNN_PATH, b"not the artifact")
     with pytest.raises(PublishError, match=r"verification failed: .*tiny_segnet_xnnpack_fp32.pte serves 16 bytes"):
         publisher(arts, hub).push()
@@ -277,7 +285,7 @@ def test_publish_and_codegen_never_import_torch():
 
 
 def test_check_urls_against_published_modules(arts, hub, tmp_path):
-    publisher(arts, hub).push()
+    pushed(arts, hub)
     env = _hf_env(tmp_path, hub)
     ok = run_cli("check-urls", str(arts / "modelUrls.ts"), str(arts / "model_urls.py"), env=env)
     assert ok.returncode == 0 and "all URLs resolve" in ok.stdout
@@ -404,7 +412,7 @@ def test_check_urls_sends_the_token_only_to_the_hub(arts, hub, tmp_path):
     other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
     threading.Thread(target=other.serve_forever, daemon=True).start()
     try:
-        publisher(arts, hub).push()
+        pushed(arts, hub)
         hub.state.repos[REPO].private = True  # resolves only with the token
         module = tmp_path / "urls.ts"
         module.write_text(
@@ -453,7 +461,7 @@ def test_card_with_overlays_is_published_and_a_bad_card_leaves_no_repo(arts, hub
     assert not isinstance(e.value, PublishError)
     assert hub.state.repos == {} and hub.state.count("POST", r"/api/validate-yaml", None) == 1
     card.write_text(good)
-    pub = publisher(arts, hub).push()
+    pub = pushed(arts, hub)
     paths = {f["path_in_repo"] for f in pub["files"]}
     assert "README.md" in paths and any(p.startswith("overlays/") and p.endswith(".png") for p in paths)
     assert _served(hub, "v1.0.0", "README.md") == good.encode()
@@ -558,7 +566,8 @@ def read_manifest_names(arts: Path) -> list[str]:
 
 def _with_compat(arts: Path, passed: bool) -> None:
     """Compat results for every runtime each file claims (as `export compat` writes them)."""
-    from export.manifest import CompatResult, read_manifest, write_entry
+    from export.manifest import read_manifest, write_entry
+    from export.records import CompatResult
     from export.runtimes import load_runtimes, runtimes_to_prove
 
     for name, e in read_manifest(arts / "manifest.json").artifacts.items():

@@ -58,7 +58,7 @@ def test_trimmed_convolution_lowers_whole_to_xnnpack():
     trimmed, _ = rewrite.trim_padded_taps(model, x)
     edge = lower(export_program(trimmed, x), Variant(backend="xnnpack", precision="fp32"), "test")
     d = delegation_of(edge)
-    assert d.non_delegated == 0, d.non_delegated_ops
+    assert d.non_delegated_compute_nodes == 0, d.non_delegated_ops
     program = to_bytes(edge)  # kept alive while the runtime reads it
     method = Runtime.get().load_program(program).load_method("forward")
     with torch.no_grad():

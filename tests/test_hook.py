@@ -22,7 +22,7 @@ from conftest import ROOT, TINY, foreign_stderr_lines, run_cli, write_yaml
 from export import pipeline
 from export.config import CONTRACTS, load_config
 from export.errors import ExportError
-from export.reference import ARGMAX, ImageError, SegmentationModel, decode, preprocess, read_source
+from export.hook import ARGMAX, ImageError, SegmentationModel, decode, preprocess, read_source
 from export.weights import load_model
 from export.wrap import wrap
 
@@ -221,7 +221,7 @@ def test_segment_and_forward_give_the_same_argmax(tiny_by_contract, tiny_builds,
     at the model's resolution, before the output resize; the mask is that argmax coloured and resized
     to the photo's size with the constant's outInterpolation ('nearest')."""
     from export.codegen import NORMALIZE_OPTS, OUT_INTERPOLATION
-    from export.reference import IMAGE_FORMATS, image_buffer
+    from export.hook import IMAGE_FORMATS, image_buffer
 
     files = [tiny_by_contract[contract][0]]
     if contract == "rne-0.5":  # trained-scale logits too (the realistic fixture)
@@ -250,7 +250,7 @@ def test_segment_colormap_default_and_given(tiny_build):
     bad colours refused."""
     import subprocess
 
-    from export.reference import colormap_for, default_colormap
+    from export.hook import colormap_for, default_colormap
 
     js = (
         ROOT / "scripts/ts/node_modules/rne-0.10.2/lib/module/extensions/cv/tasks/semanticSegmentation.js"

@@ -1,6 +1,6 @@
-"""Reference runtime: the `useImageSegmentation` hook's `forward(imageSource, classesOfInterest, resize)`
-in Python, on a .pte through the ExecuTorch runtime, with the native side's preprocessing; and
-react-native-executorch 0.10's `useSemanticSegmenter` `segment(imageBuffer, colormap)`.
+"""The hook in Python (what `export run` runs): the `useImageSegmentation` hook's
+`forward(imageSource, classesOfInterest, resize)` on a .pte through the ExecuTorch runtime, with the
+native side's preprocessing; and react-native-executorch 0.10's `useSemanticSegmenter` `segment(imageBuffer, colormap)`.
 
 forward (0.4 – 0.9): native preprocessing is export.preprocess's (the one owner), at the H×W read
 from the program. Output 0 is read as logits [1,C,H,W]; softmax and argmax follow, as on the device.
@@ -28,9 +28,11 @@ import numpy as np
 
 from .config import CONTRACTS, Contract
 from .errors import ExportError
-from .manifest import MANIFEST_NAME, Entry, checked_files, read_manifest
+from .host import runs_here
+from .manifest import MANIFEST_NAME, checked_files, read_manifest
 from .preprocess import ImageError, decode  # noqa: F401 (ImageError: the hook's image errors, re-exported)
 from .preprocess import preprocess as _preprocess
+from .records import Entry
 
 MAX_IMAGE_BYTES = 64 * 1024 * 1024  # why: larger encoded files are not photos the hook takes
 URL_TIMEOUT_S = 30
@@ -138,14 +140,13 @@ class SegmentationModel:
             raise ExportError(f"{self.path.name}: no manifest.json beside it records its contract; pass --contract")
         self.contract = CONTRACTS.get(name)
         self.labels = list(labels or (entry.labels if entry else []))
-        runtime = Runtime.get()
-        missing = sorted({d for d in delegates if not runtime.backend_registry.is_available(d)})
+        missing = sorted({d for d in delegates if not runs_here(d)})
         if missing:
             raise ExportError(
                 f"{self.path.name} needs {', '.join(missing)}, which this ExecuTorch runtime does not have "
-                f"(it has {', '.join(runtime.backend_registry.registered_backend_names)}); Core ML runs only on Apple platforms"
+                f"(it has {', '.join(Runtime.get().backend_registry.registered_backend_names)}); Core ML runs only on Apple platforms"
             )
-        program = runtime.load_program(self.path)
+        program = Runtime.get().load_program(self.path)
         meta = program.metadata("forward")
         _, _, self.height, self.width = meta.input_tensor_meta(0).sizes()
         self.num_classes = meta.output_tensor_meta(0).sizes()[1]
@@ -171,9 +172,8 @@ class SegmentationModel:
     def segmenter_opts(self, rne: str = "0.10"):
         """The modelOpts codegen writes for this file's contract for react-native-executorch `rne`."""
         from .codegen import segmenter_opts
-        from .manifest import ContractInfo
 
-        return segmenter_opts(rne, self.entry.contract if self.entry else ContractInfo(**self.contract.as_dict()))
+        return segmenter_opts(rne, self.entry.contract if self.entry else self.contract)
 
     def segment(self, image: ImageBuffer | np.ndarray, colormap: dict | None = None, rne: str = "0.10") -> Segmentation:
         """useSemanticSegmenter's segment(imageBuffer, colormap) (react-native-executorch `rne`, with

@@ -1,0 +1,58 @@
+"""Where a file came from: the tool versions, platform and checkout that made it (recorded in each
+manifest entry, and part of the up-to-date key)."""
+
+from __future__ import annotations
+
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+# Everything whose version can change a file's bytes or its verdict: torchao quantizes, scikit-image
+# ships the photos, OpenCV decodes and resizes them as the app does.
+TOOL_PACKAGES = (
+    "torch",
+    "torchvision",
+    "executorch",
+    "coremltools",
+    "torchao",
+    "scikit-image",
+    "opencv-python-headless",
+)
+
+
+def tool_versions() -> dict[str, str]:
+    import platform
+
+    out = {"python": platform.python_version()}
+    for pkg in TOOL_PACKAGES:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def platform_id() -> str:
+    """OS and CPU: which backends can execute here (Core ML on macOS only) depends on it."""
+    import platform
+
+    return f"{platform.system()}-{platform.machine()}"
+
+
+def git_commit(repo: Path | None = None) -> str | None:
+    """HEAD of the checkout this tool runs from, with '+dirty' when it has uncommitted changes."""
+    where = repo or Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
