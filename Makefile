@@ -59,10 +59,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check
 	$(VENV)/bin/mypy
 
-# TEST_WORKERS: pytest-xdist workers. Each takes whole groups (tests/conftest.py): a test file
-# (its module fixtures build once), or all the real-architecture files, in turn on one worker
+# TEST_WORKERS: pytest-xdist workers. Each takes whole units (tests/conftest.py): a test file (its
+# module fixtures build once), or all the real-architecture files (*_slow.py), in turn on one worker
 TEST_WORKERS ?= 2
-PYTEST := $(PY) -m pytest -q -rfEs -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+PYTEST := $(PY) -m pytest -q -rfEs -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: lint
 	$(PYTEST) --durations=25

@@ -67,18 +67,27 @@ def token_leaks(token: str, texts: list[tuple[str, str]], folder: Path) -> list[
 # The real-architecture builds, one after another on one test worker: two at once on 2 cores are
 # slower than in turn (each runtime's thread pool spins on both cores), while the other worker runs
 # the rest. Measured at caed376 with both DeepLab builds side by side: 417 s and 433 s, against
-# 179 s and 152 s in turn.
+# 179 s and 152 s in turn. Those files are named *_slow.py.
 REAL_ARCHITECTURE = "real architecture"
 
 
+def pytest_xdist_make_scheduler(config, log):
+    """make test's two workers (pytest-xdist) take whole units: a test file (its module fixtures
+    build once), or every *_slow.py file together, in turn on one worker."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFile(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            return REAL_ARCHITECTURE if file.endswith("_slow.py") else file
+
+    return ByFile(config, log)
+
+
 def pytest_collection_modifyitems(items):
-    """Groups for the test workers (make test: --dist loadgroup): the real-architecture files form
-    one group, every other file is a group of its own (its module fixtures build once). The group
-    of real architectures first, so it starts at once. Stable: files and their tests keep their order."""
-    for item in items:
-        heavy = item.get_closest_marker("slow") is not None and item.path.name != "test_compat.py"
-        item.add_marker(pytest.mark.xdist_group(REAL_ARCHITECTURE if heavy else item.path.name))
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The real-architecture files first, so their unit starts at once. Stable: files and the tests
+    inside them keep their order."""
+    items.sort(key=lambda item: not item.path.name.endswith("_slow.py"))
 
 
 def pytest_runtest_logreport(report):
