@@ -224,7 +224,7 @@ class ConfigError(ExportError):
 INTERNAL_FIELDS = ("source", "sha256", "name_suffix")  # set by the loader, never by YAML
 
 
-def _fail(source: Path, key: str, msg: str) -> typing.NoReturn:
+def config_error(source: Path, key: str, msg: str) -> typing.NoReturn:
     if not key.isprintable():  # a YAML key may hold a newline; the error stays one line
         key = key.encode("unicode_escape").decode()
     raise ConfigError(f"{source}: {key or '<top level>'}: {msg}")
@@ -243,15 +243,15 @@ def _convert(tp: Any, value: Any, source: Path, key: str, partial: bool = False)
                 pass
         return _convert(args[-1], value, source, key, partial)
     if dataclasses.is_dataclass(tp):
-        return _build(typing.cast(type, tp), value, source, key, partial)
+        return parse_record(typing.cast(type, tp), value, source, key, partial)
     if origin is tuple:
         if not isinstance(value, list):
-            _fail(source, key, f"expected a list, got {type(value).__name__}")
+            config_error(source, key, f"expected a list, got {type(value).__name__}")
         items = typing.get_args(tp)
         item_tp = items[0]
         if len(items) != 2 or items[1] is not Ellipsis:  # fixed-length tuple
             if len(value) != len(items):
-                _fail(source, key, f"expected {len(items)} items, got {len(value)}")
+                config_error(source, key, f"expected {len(items)} items, got {len(value)}")
             return tuple(
                 _convert(t, v, source, f"{key}[{i}]", partial)
                 for i, (t, v) in enumerate(zip(items, value, strict=True))
@@ -259,7 +259,7 @@ def _convert(tp: Any, value: Any, source: Path, key: str, partial: bool = False)
         return tuple(_convert(item_tp, v, source, f"{key}[{i}]", partial) for i, v in enumerate(value))
     if origin is dict:
         if not isinstance(value, dict):
-            _fail(source, key, f"expected a mapping, got {type(value).__name__}")
+            config_error(source, key, f"expected a mapping, got {type(value).__name__}")
         key_tp, value_tp = typing.get_args(tp)
         return {
             _convert(key_tp, k, source, key, partial): _convert(value_tp, v, source, f"{key}.{k}", partial)
@@ -267,39 +267,39 @@ def _convert(tp: Any, value: Any, source: Path, key: str, partial: bool = False)
         }
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            _fail(source, key, f"expected a finite number, got {value!r}")
+            config_error(source, key, f"expected a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            _fail(source, key, f"expected an integer, got {value!r}")
+            config_error(source, key, f"expected an integer, got {value!r}")
         return value
     if tp is str:
         if not isinstance(value, str):
-            _fail(source, key, f"expected a string, got {value!r}")
+            config_error(source, key, f"expected a string, got {value!r}")
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            _fail(source, key, f"expected true/false, got {value!r}")
+            config_error(source, key, f"expected true/false, got {value!r}")
         return value
     raise TypeError(f"config schema type {tp!r} not supported")  # a bug in this module, not input
 
 
-def _build(cls: type, data: Any, source: Path, key: str, partial: bool = False) -> Any:
+def parse_record(cls: type, data: Any, source: Path, key: str, partial: bool = False) -> Any:
     """`partial`: check keys and types only (a base file need not be a whole config)."""
     if not isinstance(data, dict):
-        _fail(source, key, f"expected a mapping, got {type(data).__name__}")
+        config_error(source, key, f"expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name not in INTERNAL_FIELDS}
     for k in data:
         if k not in fields:
-            _fail(source, f"{key}.{k}".lstrip("."), f"unknown key (valid: {', '.join(fields)})")
+            config_error(source, f"{key}.{k}".lstrip("."), f"unknown key (valid: {', '.join(fields)})")
     kwargs = {}
     for name, f in fields.items():
         sub = f"{key}.{name}".lstrip(".")
         if name in data:
             kwargs[name] = _convert(hints[name], data[name], source, sub, partial)
         elif not partial and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            _fail(source, sub, "missing required key")
+            config_error(source, sub, "missing required key")
     return kwargs if partial else cls(**kwargs)
 
 
@@ -310,7 +310,7 @@ def _resolve_variant(cfg: ModelConfig, v: Variant, source: Path, i: int) -> Vari
     coreml = v.coreml or (CoreMLOptions() if v.backend == "coreml" else None)
     tolerances = v.tolerances or getattr(cfg.tolerances, v.precision, None)
     if tolerances is None:
-        _fail(
+        config_error(
             source,
             f"variants[{i}].tolerances",
             f"missing: give them here or as a default under tolerances.{v.precision}",
@@ -345,14 +345,16 @@ def _check_photos(names: tuple[str, ...], source: Path, key: str) -> None:
     known = bundled_photos()
     for i, name in enumerate(names):
         if name not in known:
-            _fail(source, f"{key}[{i}]", f"unknown photo {name!r} (scikit-image photos: {', '.join(known)})")
+            config_error(source, f"{key}[{i}]", f"unknown photo {name!r} (scikit-image photos: {', '.join(known)})")
 
 
 def _validate(cfg: ModelConfig, source: Path) -> ModelConfig:
     """What the types cannot say: names, photos, labels, each variant, calibration. -> the config
     with every variant resolved (input, contract, tolerances)."""
     if not NAME_PATTERN.fullmatch(cfg.name):
-        _fail(source, "name", f"{cfg.name!r}: use lowercase letters, digits and _ (it names files and constants)")
+        config_error(
+            source, "name", f"{cfg.name!r}: use lowercase letters, digits and _ (it names files and constants)"
+        )
     CONTRACTS.get(cfg.contract, where=f"{source}: contract")
     _check_photos(cfg.parity.images, source, "parity.images")
     if cfg.accuracy is not None:
@@ -360,17 +362,17 @@ def _validate(cfg: ModelConfig, source: Path) -> ModelConfig:
     if cfg.calibration is not None and not cfg.calibration.folder:
         _check_photos(cfg.calibration.images, source, "calibration.images")
     if len(cfg.labels) != cfg.model.num_classes:
-        _fail(source, "labels", f"{len(cfg.labels)} labels for model.num_classes={cfg.model.num_classes}")
+        config_error(source, "labels", f"{len(cfg.labels)} labels for model.num_classes={cfg.model.num_classes}")
     if not cfg.variants:
-        _fail(source, "variants", "at least one variant is required")
+        config_error(source, "variants", "at least one variant is required")
     for i, v in enumerate(cfg.variants):
         if v.min_rne is not None and not re.fullmatch(r"\d+\.\d+\.\d+", v.min_rne):
-            _fail(source, f"variants[{i}].min_rne", f"expected a release like 0.5.7, got {v.min_rne!r}")
+            config_error(source, f"variants[{i}].min_rne", f"expected a release like 0.5.7, got {v.min_rne!r}")
     variants: list[Variant] = []
     for i, v in enumerate(cfg.variants):
         v = _validate_variant(cfg, v, source, i)
         if v.name in {seen.name for seen in variants}:
-            _fail(source, f"variants[{i}]", f"duplicate variant {v.name!r}")
+            config_error(source, f"variants[{i}]", f"duplicate variant {v.name!r}")
         variants.append(v)
     if cfg.calibration is not None:
         _validate_calibration(cfg, cfg.calibration, source)
@@ -381,7 +383,7 @@ def _validate_variant(cfg: ModelConfig, v: Variant, source: Path, i: int) -> Var
     """One variant: its backend takes its precision, its options fit; -> resolved (_resolve_variant)."""
     spec = BACKENDS.get(v.backend, where=f"{source}: variants[{i}].backend")
     if v.precision not in spec.precisions:
-        _fail(
+        config_error(
             source,
             f"variants[{i}].precision",
             f"{v.precision!r} is not supported by backend {v.backend!r} (valid: {', '.join(spec.precisions)})",
@@ -394,40 +396,40 @@ def _validate_variant(cfg: ModelConfig, v: Variant, source: Path, i: int) -> Var
         CONTRACTS.get(v.contract, where=f"{source}: variants[{i}].contract")
     v = _resolve_variant(cfg, v, source, i)
     if not (0 < v.input.height <= MAX_INPUT_SIDE and 0 < v.input.width <= MAX_INPUT_SIDE):
-        _fail(
+        config_error(
             source,
             f"variants[{i}].input" if v.input is not cfg.input else "input",
             f"height and width must be 1..{MAX_INPUT_SIDE}, got {v.input.height}x{v.input.width}",
         )
     if v.precision == "int8" and (cfg.calibration is None or cfg.accuracy is None):
-        _fail(source, f"variants[{i}].precision", "int8 needs `calibration` and `accuracy` sections")
+        config_error(source, f"variants[{i}].precision", "int8 needs `calibration` and `accuracy` sections")
     return v
 
 
 def _validate_coreml(v: Variant, opts: CoreMLOptions, source: Path, i: int) -> None:
     if v.backend != "coreml":
-        _fail(source, f"variants[{i}].coreml", "only valid for backend coreml")
+        config_error(source, f"variants[{i}].coreml", "only valid for backend coreml")
     for key, value, valid in (
         ("deployment_target", opts.deployment_target, COREML_TARGETS),
         ("compute_units", opts.compute_units, COREML_COMPUTE_UNITS),
     ):
         if value not in valid:
-            _fail(source, f"variants[{i}].coreml.{key}", f"unknown {value!r}; valid: {', '.join(valid)}")
+            config_error(source, f"variants[{i}].coreml.{key}", f"unknown {value!r}; valid: {', '.join(valid)}")
 
 
 def _validate_quantization(v: Variant, q: QuantizationRecipe, source: Path, i: int) -> QuantizationRecipe:
     """-> the recipe with `keep_fp32: auto` as the one-name tuple ("auto",) the build reads."""
     if v.precision != "int8":
-        _fail(source, f"variants[{i}].quantization", "only valid for precision int8")
+        config_error(source, f"variants[{i}].quantization", "only valid for precision int8")
     if q.activation_observer not in ACTIVATION_OBSERVERS:
-        _fail(
+        config_error(
             source,
             f"variants[{i}].quantization.activation_observer",
             f"{q.activation_observer!r} is not one of {', '.join(ACTIVATION_OBSERVERS)}",
         )
     if isinstance(q.keep_fp32, str):
         if q.keep_fp32 != "auto":
-            _fail(
+            config_error(
                 source,
                 f"variants[{i}].quantization.keep_fp32",
                 f"{q.keep_fp32!r}: give a list of module names, or auto",
@@ -438,15 +440,17 @@ def _validate_quantization(v: Variant, q: QuantizationRecipe, source: Path, i: i
 
 def _validate_calibration(cfg: ModelConfig, cal: CalibrationSpec, source: Path) -> None:
     if not cal.images and not cal.folder:
-        _fail(source, "calibration", "give `images` (scikit-image photo names) or a `folder`")
+        config_error(source, "calibration", "give `images` (scikit-image photo names) or a `folder`")
     if cal.count <= 0:
-        _fail(source, "calibration.count", "must be positive")
+        config_error(source, "calibration.count", "must be positive")
     if cal.views <= 0:
-        _fail(source, "calibration.views", "must be positive")
+        config_error(source, "calibration.views", "must be positive")
     if cfg.accuracy is not None and not cal.folder:
         overlap = sorted(set(cal.images) & set(cfg.accuracy.images))
         if overlap:
-            _fail(source, "accuracy.images", f"{', '.join(overlap)} also calibrate: accuracy needs held-apart images")
+            config_error(
+                source, "accuracy.images", f"{', '.join(overlap)} also calibrate: accuracy needs held-apart images"
+            )
 
 
 MERGE_KEYS = ("extends", "extra_variants")  # read by the loader, not fields of ModelConfig
@@ -486,7 +490,7 @@ def _read_yaml(source: Path, referrer: str | None = None) -> dict:
     except yaml.YAMLError as e:
         raise ConfigError(f"{source}: not valid YAML: {' '.join(str(e).split())}") from None
     if not isinstance(data, dict):
-        _fail(source, "", f"expected a mapping, got {type(data).__name__}")
+        config_error(source, "", f"expected a mapping, got {type(data).__name__}")
     return data
 
 
@@ -502,21 +506,21 @@ def _expanded(source: Path, chain: tuple[Path, ...] = ()) -> dict:
     """The file's data with its `extends:` chain applied; each file's own keys checked first."""
     data = _read_yaml(source, referrer=str(chain[-1]) if chain else None)
     own = {k: v for k, v in data.items() if k not in MERGE_KEYS}
-    _build(ModelConfig, own, source, "", partial=True)  # unknown keys and types, named in this file
+    parse_record(ModelConfig, own, source, "", partial=True)  # unknown keys and types, named in this file
     extra = data.get("extra_variants", [])
     if not isinstance(extra, list):
-        _fail(source, "extra_variants", f"expected a list, got {type(extra).__name__}")
+        config_error(source, "extra_variants", f"expected a list, got {type(extra).__name__}")
     _convert(tuple[Variant, ...], extra, source, "extra_variants", partial=True)
     parent = data.get("extends")
     if parent is None:
         if extra:
-            _fail(source, "extra_variants", "only valid with `extends:` (append to a base's variants)")
+            config_error(source, "extra_variants", "only valid with `extends:` (append to a base's variants)")
         return own
     if not isinstance(parent, str):
-        _fail(source, "extends", f"expected a path relative to {source.parent}, got {parent!r}")
+        config_error(source, "extends", f"expected a path relative to {source.parent}, got {parent!r}")
     base_path = (source.parent / parent).resolve()
     if base_path in chain or base_path == source.resolve():
-        _fail(source, "extends", f"{parent} extends itself through {' -> '.join(map(str, chain))}")
+        config_error(source, "extends", f"{parent} extends itself through {' -> '.join(map(str, chain))}")
     base = _expanded(base_path, (*chain, source.resolve()))
     merged = _merge(base, own)
     merged["variants"] = list(merged.get("variants", [])) + extra
@@ -526,7 +530,7 @@ def _expanded(source: Path, chain: tuple[Path, ...] = ()) -> dict:
 def load_config(path: str | Path) -> ModelConfig:
     source = Path(path)
     data = _expanded(source)
-    cfg = _validate(_build(ModelConfig, data, source, ""), source)
+    cfg = _validate(parse_record(ModelConfig, data, source, ""), source)
     expanded = json.dumps(data, sort_keys=True).encode()
     return dataclasses.replace(cfg, source=source, sha256=hashlib.sha256(expanded).hexdigest())
 

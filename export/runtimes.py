@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import CONTRACTS, ConfigError, _build, _fail
+from .config import CONTRACTS, ConfigError, config_error, parse_record
 from .records import Entry
 
 RUNTIMES_PATH = Path(__file__).resolve().parent.parent / "configs" / "runtimes" / "rne_releases.yaml"
@@ -87,26 +87,30 @@ def load_runtimes(path: str | Path = RUNTIMES_PATH) -> tuple[RneLine, ...]:
         data = yaml.safe_load(source.read_text())
     except (OSError, yaml.YAMLError) as e:
         raise ConfigError(f"{source}: cannot read it ({getattr(e, 'strerror', None) or 'not YAML'})") from None
-    table: RuntimeTable = _build(RuntimeTable, data, source, "")
+    table: RuntimeTable = parse_record(RuntimeTable, data, source, "")
     if not table.lines:
-        _fail(source, "lines", "at least one release line is required")
+        config_error(source, "lines", "at least one release line is required")
     previous = None
     for i, line in enumerate(table.lines):
         key = f"lines[{i}]"
         for name, v in (("releases.first", line.releases.first), ("releases.last", line.releases.last)):
             if not VERSION_RE.match(v):
-                _fail(source, f"{key}.{name}", f"expected a version like 0.5.15, got {v!r}")
+                config_error(source, f"{key}.{name}", f"expected a version like 0.5.15, got {v!r}")
         if line.hook not in HOOK_FEEDS:
-            _fail(source, f"{key}.hook", f"unknown hook {line.hook!r} (valid: {', '.join(HOOK_FEEDS)})")
+            config_error(source, f"{key}.hook", f"unknown hook {line.hook!r} (valid: {', '.join(HOOK_FEEDS)})")
         if line.feeds != HOOK_FEEDS[line.hook]:
-            _fail(source, f"{key}.feeds", f"{line.hook} feeds {HOOK_FEEDS[line.hook]}, not {line.feeds!r}")
+            config_error(source, f"{key}.feeds", f"{line.hook} feeds {HOOK_FEEDS[line.hook]}, not {line.feeds!r}")
         if line.reads not in OUTPUT_KINDS:
-            _fail(source, f"{key}.reads", f"unknown output kind {line.reads!r} (valid: {', '.join(OUTPUT_KINDS)})")
+            config_error(
+                source, f"{key}.reads", f"unknown output kind {line.reads!r} (valid: {', '.join(OUTPUT_KINDS)})"
+            )
         _check_contracts(line, source, key)
         if version_key(line.releases.first) > version_key(line.releases.last):
-            _fail(source, f"{key}.releases", f"first {line.releases.first} is after last {line.releases.last}")
+            config_error(source, f"{key}.releases", f"first {line.releases.first} is after last {line.releases.last}")
         if previous and version_key(line.releases.first) <= version_key(previous.releases.last):
-            _fail(source, f"{key}.releases", f"overlaps or precedes {previous.label}; list lines in release order")
+            config_error(
+                source, f"{key}.releases", f"overlaps or precedes {previous.label}; list lines in release order"
+            )
         previous = line
     return table.lines
 
@@ -114,15 +118,17 @@ def load_runtimes(path: str | Path = RUNTIMES_PATH) -> tuple[RneLine, ...]:
 def _check_contracts(line: RneLine, source: Path, key: str) -> None:
     if line.feeds != "normalizeOpts":
         if line.contract is None or line.serves:
-            _fail(source, key, f"{line.hook} fixes the feed: give `contract`, not `serves`")
+            config_error(source, key, f"{line.hook} fixes the feed: give `contract`, not `serves`")
         CONTRACTS.get(line.contract, where=f"{source}: {key}.contract")
         return
     if line.contract is not None or not line.serves:
-        _fail(source, key, f"{line.hook} takes normalizeOpts from the constant: give `serves`, not `contract`")
+        config_error(source, key, f"{line.hook} takes normalizeOpts from the constant: give `serves`, not `contract`")
     for contract, feed in line.serves.items():
         CONTRACTS.get(contract, where=f"{source}: {key}.serves")
         if feed not in FEED_NORMALIZES:
-            _fail(source, f"{key}.serves.{contract}", f"expected one of {', '.join(FEED_NORMALIZES)}, got {feed!r}")
+            config_error(
+                source, f"{key}.serves.{contract}", f"expected one of {', '.join(FEED_NORMALIZES)}, got {feed!r}"
+            )
 
 
 def contract_lines(entry: Entry, lines: tuple[RneLine, ...]) -> list[RneLine]:
