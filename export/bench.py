@@ -288,11 +288,11 @@ def _plan_model(plan: Plan, setup: Setup, mine: dict[str, Entry]) -> None:
     for (h, w, contract), variants in groups.items():
         tag = f"{cfg.name} {h}x{w} {contract}" if setup.several or len(groups) > 1 else ""
         keys = tuple(f"{e} {tag}".strip() for e in ("eager fp32", "onnxruntime fp32", "onnxruntime int8"))
-        x, refs = _plan_baselines(plan, setup, cfg, module, variants, mine, keys)
+        x, refs = _plan_baselines(plan, setup, cfg, module, variants, keys)
         _plan_files(plan, setup, cfg, {n: mine[n] for n in variants}, x, refs, keys)
 
 
-def _plan_baselines(plan: Plan, setup: Setup, cfg: ModelConfig, module, variants: dict[str, Variant], mine, keys):
+def _plan_baselines(plan: Plan, setup: Setup, cfg: ModelConfig, module, variants: dict[str, Variant], keys):
     """One input group's eager and ONNX Runtime fp32 engines, and ONNX Runtime's int8 peer when the
     group has an int8 file. -> the group's input, and eager fp32 on the held-apart photos (int8)."""
     import torch
@@ -311,7 +311,7 @@ def _plan_baselines(plan: Plan, setup: Setup, cfg: ModelConfig, module, variants
     plan.engines[eager_key] = functools.partial(eager, x)
     ort32 = ort_session(plan.onnx[ort_key], setup.threads["onnxruntime"])
     plan.engines[ort_key] = functools.partial(ort_runner(ort32), x)
-    int8 = [v for n, v in variants.items() if mine[n].precision == "int8"]
+    int8 = [v for v in variants.values() if v.precision == "int8"]
     refs: dict = {}  # eager fp32 on the held-apart photos: once, for every int8 engine here
     if int8:
         refs = _accuracy_references(eager, cfg, int8[0])

@@ -20,7 +20,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pydantic
 
@@ -28,9 +28,19 @@ from .errors import ExportError
 from .files import PENDING_PREFIX, pending_path, sha256_file, stale_temp_files, write_bytes_atomic
 from .records import Entry, Manifest
 
-ENTRY = pydantic.TypeAdapter(Entry)
 R = TypeVar("R")
-MANIFEST = pydantic.TypeAdapter(Manifest)
+_ADAPTERS: dict[type, pydantic.TypeAdapter[Any]] = {}
+
+
+def _adapter(cls: type) -> pydantic.TypeAdapter[Any]:
+    """pydantic's validator and serializer of a record type, built once per type."""
+    if cls not in _ADAPTERS:
+        _ADAPTERS[cls] = pydantic.TypeAdapter(cls)
+    return _ADAPTERS[cls]
+
+
+ENTRY = _adapter(Entry)
+MANIFEST = _adapter(Manifest)
 
 
 def find_file(folder: Path, fname: str, sha256: str, size: int) -> Path | None:
@@ -65,7 +75,7 @@ def checked_files(folder: Path, name: str, entry: Entry) -> tuple[Path, Path]:
 def record_from_dict(cls: type[R], data: dict[str, Any], where: str) -> R:
     """A record (export.records) from plain data, checked field by field against its schema."""
     try:
-        return pydantic.TypeAdapter(cls).validate_python(data)
+        return cast(R, _adapter(cls).validate_python(data))
     except pydantic.ValidationError as e:
         raise ExportError(
             f"{where}: not a {cls.__name__} of manifest schema {SCHEMA_VERSION}: {_first_error(e)}"

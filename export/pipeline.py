@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -256,8 +256,8 @@ def verify_stage(
         **gate,
         "calibration": exported.calibration,
         "calibration_samples": exported.samples,
-        "recipe": asdict(exported.recipe or QuantizationRecipe()),
-        "latency_ratio_to_fp32": asdict(_int8_latency(pte, cfg, variant, out)),
+        "recipe": exported.recipe or QuantizationRecipe(),
+        "latency_ratio_to_fp32": _int8_latency(pte, cfg, variant, out),
         "keep_fp32_auto": exported.auto_keep,
     }
     return Checked(parity, record_from_dict(AccuracyRecord, data, f"{name}: accuracy"), schema)
