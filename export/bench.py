@@ -26,10 +26,21 @@ from .files import sha256_file, write_bytes_atomic
 from .host import runs_here
 from .manifest import checked_files, read_manifest
 from .provenance import tool_versions
-from .records import Entry
+from .records import (
+    BENCH_NAME,
+    BENCH_SCHEMA_NAME,
+    BENCH_SCHEMA_VERSION,
+    Bench,
+    BenchAccuracy,
+    BenchHost,
+    EngineTiming,
+    Entry,
+    ResizeCost,
+    json_text,
+    schema_text,
+)
 from .timing import interleaved, medians
 
-BENCH_NAME = "bench.json"
 PHOTO = "chelsea"  # why: a real photo at a size the hook typically gets (451x300)
 
 
@@ -172,7 +183,7 @@ class Plan:
     onnx: dict[str, Path] = dataclasses.field(default_factory=dict)  # ONNX Runtime engine -> model
     skipped: dict[str, str] = dataclasses.field(default_factory=dict)
     variant_of: dict[str, tuple[ModelConfig, Variant]] = dataclasses.field(default_factory=dict)
-    accuracy: dict[str, dict] = dataclasses.field(default_factory=dict)  # int8 engines vs eager fp32
+    accuracy: dict[str, BenchAccuracy] = dataclasses.field(default_factory=dict)  # int8 engines vs eager fp32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,7 +209,7 @@ def run_bench(
     config_dir: Path,
     out: Path | None = None,
     profile: bool = False,
-) -> dict:
+) -> Bench:
     """1. read the manifest (before torch), 2. plan: eager, ONNX Runtime fp32 and int8 peers and
     each runnable file per input group, int8 accuracy vs eager fp32, 3. time all interleaved,
     4. probe load time and memory per file, 5. the resize cost, 6. optionally profile op by op,
@@ -218,30 +229,31 @@ def run_bench(
         plan = Plan()
         for model in models:  # 2.
             _plan_model(plan, setup, {n: e for n, e in entries.items() if e.model == model})
-        results = _results(plan, _time(plan, runs, warmup), entries)  # 3.
-        for name, path in plan.files.items():  # 4.
-            results[name].update(_probe_subprocess(path, runs=3))
+        times = _time(plan, runs, warmup)  # 3.
+        probes = {name: _probe_subprocess(path, runs=3) for name, path in plan.files.items()}  # 4.
         profiles = _profiles(plan, threads["onnxruntime"], runs) if profile else None  # 6.
-    bench: dict[str, Any] = {
-        "schema": 2,
-        "models": models,
-        "input": f"photo:{PHOTO}, resized to each artifact's input",
-        "runs": runs,
-        "warmup": warmup,
-        "host": {**describe(threads), **tool_versions(), "onnxruntime": _version("onnxruntime")},
-        "artifacts": {n: e.sha256 for n, e in entries.items()},  # the files measured (a stale bench shows)
-        "engines": results,
-        "peers": {n: plan.baseline[n][2] for n in plan.files},
-        "int8_accuracy": plan.accuracy,
-        "not_run": plan.skipped,
-        "resize": _resize_cost(plan, entries, bgr, runs, warmup),  # 5.
-    }
-    target = out or manifest_path.parent / BENCH_NAME  # 7.
-    write_bytes_atomic(target, (json.dumps(bench, indent=2) + "\n").encode())
+    bench = Bench(
+        schema=BENCH_SCHEMA_VERSION,
+        models=tuple(models),
+        input=f"photo:{PHOTO}, resized to each artifact's input",
+        runs=runs,
+        warmup=warmup,
+        host=describe(threads, {**tool_versions(), "onnxruntime": _version("onnxruntime")}),
+        artifacts={n: e.sha256 for n, e in entries.items()},  # the files measured (a stale bench shows)
+        engines=_results(plan, times, entries, probes),
+        peers={n: plan.baseline[n][2] for n in plan.files},
+        int8_accuracy=plan.accuracy,
+        not_run=plan.skipped,
+        resize=_resize_cost(plan, entries, bgr, runs, warmup),  # 5.
+    )
+    target = out or manifest_path.parent / BENCH_NAME  # 7. and its JSON Schema beside it
+    title = f"rne-export bench.json, schema {BENCH_SCHEMA_VERSION}"
+    write_bytes_atomic(target.parent / BENCH_SCHEMA_NAME, schema_text(Bench, title).encode())
+    write_bytes_atomic(target, json_text(bench).encode())
     print(table(bench))
     print(f"wrote {target}")
     if profiles:
-        _write_profiles(profiles, bench["host"], runs, target.parent)
+        _write_profiles(profiles, bench.host, runs, target.parent)
     return bench
 
 
@@ -356,45 +368,50 @@ def _accuracy_references(eager, cfg: ModelConfig, variant: Variant) -> dict:
     return fp32_references(eager, accuracy_inputs(cfg, variant)) if cfg.accuracy is not None else {}
 
 
-def _int8_accuracy(run, refs: dict, cfg: ModelConfig) -> dict:
+def _int8_accuracy(run, refs: dict, cfg: ModelConfig) -> BenchAccuracy | None:
     """An int8 engine vs eager fp32 on the held-apart photos, by the export gate's own metrics
     (worst photo), so a speed-up is never bought with accuracy unseen."""
     from .quantize import bounds_for, eager_accuracy, worst_accuracy
 
     if not refs:
-        return {}
+        return None
     near_tie = bounds_for(cfg, "path")[1].near_tie
-    worst = worst_accuracy(list(eager_accuracy(run, refs, near_tie).values()))
-    return {
-        k: getattr(worst, k) for k in ("snr_vs_noise_db", "centered_snr_db", "decisive_agreement", "argmax_agreement")
-    }
+    w = worst_accuracy(list(eager_accuracy(run, refs, near_tie).values()))
+    return BenchAccuracy(w.snr_vs_noise_db, w.centered_snr_db, w.decisive_agreement, w.argmax_agreement)
 
 
-def _results(plan: Plan, times: dict[str, list[float]], entries: dict[str, Entry]) -> dict[str, dict]:
+def _results(
+    plan: Plan, times: dict[str, list[float]], entries: dict[str, Entry], probes: dict[str, dict[str, float]]
+) -> dict[str, EngineTiming]:
+    """Each engine's timing and ratios; a file's also its Core ML compute units, × its fp32 sibling
+    (int8) and its load time and memory (`probes`)."""
     med = medians(times)
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, EngineTiming] = {}
     for k, v in times.items():
         eager, ort, peer = plan.baseline[k]
-        results[k] = {
-            "median_ms": med[k],
-            "min_ms": min(v),
-            "max_ms": max(v),
-            "ratio_to_eager": med[k] / med[eager],
-            "ratio_to_onnxruntime": med[k] / med[ort],
-            "ratio_to_peer": med[k] / med[peer],
-        }
-    for name in plan.files:
-        coreml = entries[name].coreml
-        if coreml is not None:  # which Core ML compute units the file asks for (set at export)
-            results[name]["coreml_compute_units"] = coreml.compute_units
-        cfg_n, v_n = plan.variant_of[name]
-        fp32 = cfg_n.artifact_name(dataclasses.replace(v_n, precision="fp32"))
-        if entries[name].precision == "int8" and fp32 in results:
-            results[name]["ratio_to_fp32"] = med[name] / med[fp32]
+        coreml = entries[k].coreml if k in plan.files else None
+        ratio_to_fp32 = None
+        if k in plan.files and entries[k].precision == "int8":
+            cfg_n, v_n = plan.variant_of[k]
+            fp32 = cfg_n.artifact_name(dataclasses.replace(v_n, precision="fp32"))
+            ratio_to_fp32 = med[k] / med[fp32] if fp32 in times else None
+        probe = probes.get(k, {})
+        results[k] = EngineTiming(
+            median_ms=med[k],
+            min_ms=min(v),
+            max_ms=max(v),
+            ratio_to_eager=med[k] / med[eager],
+            ratio_to_onnxruntime=med[k] / med[ort],
+            ratio_to_peer=med[k] / med[peer],
+            coreml_compute_units=coreml.compute_units if coreml is not None else None,  # as set at export
+            ratio_to_fp32=ratio_to_fp32,
+            load_ms=probe.get("load_ms"),
+            peak_rss_increment_mb=probe.get("peak_rss_increment_mb"),
+        )
     return results
 
 
-def _resize_cost(plan: Plan, entries: dict[str, Entry], bgr, runs: int, warmup: int) -> dict | None:
+def _resize_cost(plan: Plan, entries: dict[str, Entry], bgr, runs: int, warmup: int) -> ResizeCost | None:
     """What forward(resize=True) adds to the hook's forward, timed on its own (it is far below the
     forward's run-to-run noise), for ARGMAX plus one class of interest."""
     from .hook import SegmentationModel, resize_outputs
@@ -409,13 +426,13 @@ def _resize_cost(plan: Plan, entries: dict[str, Entry], bgr, runs: int, warmup: 
     small = ref.forward(bgr, label)
     h, w = bgr.shape[:2]
     t_resize = interleaved({"resize": lambda: resize_outputs(small, h, w)}, runs * 10, warmup)["resize"]
-    return {
-        "artifact": runnable[0],
-        "image": f"{w}x{h}",
-        "classes": 1 + len(label),
-        "forward_ms": statistics.median(t_forward),
-        "resize_cost_ms": statistics.median(t_resize),
-    }
+    return ResizeCost(
+        runnable[0],
+        image=f"{w}x{h}",
+        classes=1 + len(label),
+        forward_ms=statistics.median(t_forward),
+        resize_cost_ms=statistics.median(t_resize),
+    )
 
 
 PROFILE_NAME, PROFILE_CHART = "profile.json", "profile.png"
@@ -435,7 +452,7 @@ def _profiles(plan: Plan, threads: int, runs: int) -> dict[str, dict]:
     return out
 
 
-def _write_profiles(profiles: dict[str, dict], host: dict, runs: int, folder: Path) -> None:
+def _write_profiles(profiles: dict[str, dict], host: BenchHost, runs: int, folder: Path) -> None:
     from . import op_profile
     from .host import label
 
@@ -454,41 +471,44 @@ def _version(pkg: str) -> str:
     return metadata.version(pkg)
 
 
-def table(bench: dict) -> str:
+def table(bench: Bench) -> str:
     from tabulate import tabulate
 
     from .host import label
 
+    def num(v: float | None, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
     rows = []
-    for name, r in bench["engines"].items():
-        peer = bench.get("peers", {}).get(name)
+    for name, r in bench.engines.items():
+        peer = bench.peers.get(name)
         rows.append(
             (
                 name,
-                f"{r['median_ms']:.2f}",
-                f"{r['ratio_to_eager']:.2f}",
-                f"{r['ratio_to_onnxruntime']:.2f}",
-                f"{r['ratio_to_peer']:.2f}" if peer and "int8" in peer else "-",
-                f"{r['ratio_to_fp32']:.2f}" if "ratio_to_fp32" in r else "-",
-                f"{r['load_ms']:.0f}" if "load_ms" in r else "-",
-                f"{r['peak_rss_increment_mb']:.0f}" if "peak_rss_increment_mb" in r else "-",
+                f"{r.median_ms:.2f}",
+                f"{r.ratio_to_eager:.2f}",
+                f"{r.ratio_to_onnxruntime:.2f}",
+                f"{r.ratio_to_peer:.2f}" if peer and "int8" in peer else "-",
+                num(r.ratio_to_fp32, ".2f"),
+                num(r.load_ms, ".0f"),
+                num(r.peak_rss_increment_mb, ".0f"),
             )
         )
     heads = ("engine", "median ms", "x eager", "x ort fp32", "x ort int8", "x fp32", "load ms", "peak MB")
-    lines = [f"host: {label(bench['host'])}; threads {bench['host']['threads']}"]
+    lines = [f"host: {label(bench.host)}; threads {bench.host.threads}"]
     lines.append(tabulate(rows, headers=heads, tablefmt="plain", disable_numparse=True))
-    for name, why in bench["not_run"].items():
+    for name, why in bench.not_run.items():
         lines.append(f"{name}: not run here ({why})")
-    for name, a in bench.get("int8_accuracy", {}).items():
+    for name, a in bench.int8_accuracy.items():
         lines.append(
-            f"{name} vs eager fp32 (worst held-apart photo): {a['snr_vs_noise_db']:.1f} dB vs noise, "
-            f"centered SNR {a['centered_snr_db']:.1f} dB, decisive agreement {100 * a['decisive_agreement']:.2f} %"
+            f"{name} vs eager fp32 (worst held-apart photo): {a.snr_vs_noise_db:.1f} dB vs noise, "
+            f"centered SNR {a.centered_snr_db:.1f} dB, decisive agreement {100 * a.decisive_agreement:.2f} %"
         )
-    if bench["resize"]:
-        rz = bench["resize"]
+    if bench.resize:
+        rz = bench.resize
         lines.append(
-            f"resize=True adds {rz['resize_cost_ms']:.3f} ms ({rz['classes']} maps to {rz['image']}) "
-            f"to a {rz['forward_ms']:.1f} ms forward of {rz['artifact']}"
+            f"resize=True adds {rz.resize_cost_ms:.3f} ms ({rz.classes} maps to {rz.image}) "
+            f"to a {rz.forward_ms:.1f} ms forward of {rz.artifact}"
         )
     lines.append(
         "ratios: median latency / median latency of eager fp32, ONNX Runtime fp32 (same wrapped model), "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pydantic
 import yaml
 
 from .codegen import constants_for, group_snippet, groups_for, snippet
@@ -13,7 +14,7 @@ from .errors import ExportError
 from .files import write_bytes_atomic
 from .host import runs_here
 from .manifest import checked_files, read_manifest
-from .records import Entry, Manifest
+from .records import BENCH_NAME, BENCH_SCHEMA_VERSION, Bench, Entry, Manifest, first_error, from_json_data
 from .runtimes import (
     RneLine,
     claimed_lines,
@@ -51,9 +52,10 @@ def render_overlays(folder: Path, manifest: Manifest) -> list[Path]:
     return out
 
 
-def _fmt_ms(bench: dict | None, name: str, key: str, fmt: str) -> str:
-    r = (bench or {}).get("engines", {}).get(name)
-    return format(r[key], fmt) if r and key in r else "not measured"
+def _fmt_ms(bench: Bench | None, name: str, key: str, fmt: str) -> str:
+    r = bench.engines.get(name) if bench else None
+    value = getattr(r, key) if r else None
+    return "not measured" if value is None else format(value, fmt)
 
 
 def _claimed(e: Entry, lines: tuple[RneLine, ...]) -> str:
@@ -109,9 +111,9 @@ def _compat_table(manifest: Manifest, lines: tuple[RneLine, ...]) -> list[str]:
 
 def render_card(
     manifest: Manifest,
-    bench: dict | None,
+    bench: Bench | None,
     overlays: list[str],
-    extra_benches: dict[str, dict] | None = None,
+    extra_benches: dict[str, Bench] | None = None,
     profile: dict | None = None,
 ) -> str:
     """The model card: one section renderer after another, each from the manifest (and bench)."""
@@ -134,7 +136,7 @@ def render_card(
     return "\n".join(lines)
 
 
-def _front(arts: dict[str, Entry], bench: dict | None) -> list[str]:
+def _front(arts: dict[str, Entry], bench: Bench | None) -> list[str]:
     """Front matter, title, the random-weights warning and what the card is made from."""
     first = next(iter(arts.values()))
     backends = sorted({e.backend for e in arts.values()})
@@ -229,7 +231,7 @@ def _contracts_and_labels(arts: dict[str, Entry]) -> list[str]:
     ]
 
 
-def _artifact_table(arts: dict[str, Entry], bench: dict | None, table: tuple[RneLine, ...]) -> list[str]:
+def _artifact_table(arts: dict[str, Entry], bench: Bench | None, table: tuple[RneLine, ...]) -> list[str]:
     """One row per file: who loads it, what it is, its parity and its latency on the bench host."""
     lines = [
         "## Artifacts",
@@ -344,7 +346,7 @@ def _how_made(arts: dict[str, Entry]) -> list[str]:
     ]
 
 
-def bench_sections(bench: dict | None, extra: dict[str, dict], profile: dict | None) -> list[str]:
+def bench_sections(bench: Bench | None, extra: dict[str, Bench], profile: dict | None) -> list[str]:
     """One "Host benchmark" section per bench file (this host's bench.json, then e.g. the macOS
     job's bench-macos-arm64.json), each titled by its CPU; then the op-by-op profile, if any."""
     lines: list[str] = []
@@ -353,43 +355,43 @@ def bench_sections(bench: dict | None, extra: dict[str, dict], profile: dict | N
     return lines + (_profile_section(profile) if profile else [])
 
 
-def _host_bench(title: str, b: dict) -> list[str]:
+def _host_bench(title: str, b: Bench) -> list[str]:
     from .host import label
 
-    h = b["host"]
-    threads = ", ".join(f"{k} {v}" for k, v in h.get("threads", {}).items())
+    h = b.host
+    threads = ", ".join(f"{k} {v}" for k, v in h.threads.items())
+    version = h.versions.get
     lines = [
-        f"## Host benchmark: {h.get('cpu', h['machine'])}" + (f" ({title})" if title else ""),
+        f"## Host benchmark: {h.cpu}" + (f" ({title})" if title else ""),
         "",
-        f"{b['runs']} runs after {b['warmup']} warm-up, interleaved, medians; input {b['input']}; "
-        f"{label(h) if 'cpus' in h else h['machine']}; threads: {threads or '?'}; torch {h['torch']}, "
-        f"ExecuTorch {h['executorch']}, ONNX Runtime {h['onnxruntime']}. Ratios are latency ratios (< 1 is "
+        f"{b.runs} runs after {b.warmup} warm-up, interleaved, medians; input {b.input}; "
+        f"{label(h)}; threads: {threads or '?'}; torch {version('torch')}, "
+        f"ExecuTorch {version('executorch')}, ONNX Runtime {version('onnxruntime')}. Ratios are latency ratios (< 1 is "
         "faster); ONNX Runtime runs the same wrapped model, int8 as its own static QDQ model calibrated on "
         "the same photos.",
         "",
         "| engine | median ms | × eager | × ONNX Runtime fp32 | × ONNX Runtime int8 | load ms |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    peers = b.get("peers", {})
-    for name, r in b["engines"].items():
-        load = f"{r['load_ms']:.0f}" if "load_ms" in r else "-"
-        peer = f"{r['ratio_to_peer']:.2f}" if "int8" in peers.get(name, "") else "-"
-        units = f" (Core ML compute units {r['coreml_compute_units']})" if "coreml_compute_units" in r else ""
+    for name, r in b.engines.items():
+        load = "-" if r.load_ms is None else f"{r.load_ms:.0f}"
+        peer = f"{r.ratio_to_peer:.2f}" if "int8" in b.peers.get(name, "") else "-"
+        units = f" (Core ML compute units {r.coreml_compute_units})" if r.coreml_compute_units else ""
         lines.append(
-            f"| {name}{units} | {r['median_ms']:.1f} | {r['ratio_to_eager']:.2f} | {r['ratio_to_onnxruntime']:.2f} | "
+            f"| {name}{units} | {r.median_ms:.1f} | {r.ratio_to_eager:.2f} | {r.ratio_to_onnxruntime:.2f} | "
             f"{peer} | {load} |"
         )
-    for name, a in b.get("int8_accuracy", {}).items():
+    for name, a in b.int8_accuracy.items():
         lines.append(
-            f"\n`{name}` vs eager fp32, worst held-apart photo: {a['snr_vs_noise_db']:+.1f} dB vs sensor "
-            f"noise, centered SNR {a['centered_snr_db']:.1f} dB, decisive agreement "
-            f"{100 * a['decisive_agreement']:.2f} %."
+            f"\n`{name}` vs eager fp32, worst held-apart photo: {a.snr_vs_noise_db:+.1f} dB vs sensor "
+            f"noise, centered SNR {a.centered_snr_db:.1f} dB, decisive agreement "
+            f"{100 * a.decisive_agreement:.2f} %."
         )
-    for name, why in b.get("not_run", {}).items():
+    for name, why in b.not_run.items():
         lines.append(f"\n`{name}` was not benchmarked: {why}.")
-    if b.get("resize"):
-        rz = b["resize"]
-        lines.append(f"\n`resize: true` adds {rz['resize_cost_ms']:.3f} ms ({rz['classes']} maps to {rz['image']}).")
+    if b.resize:
+        rz = b.resize
+        lines.append(f"\n`resize: true` adds {rz.resize_cost_ms:.3f} ms ({rz.classes} maps to {rz.image}).")
     return lines + [""]
 
 
@@ -413,14 +415,16 @@ def _profile_section(profile: dict) -> list[str]:
     ]
 
 
-def _read_bench(path: Path) -> dict:
+def _read_bench(path: Path) -> Bench:
+    why = ""
     try:
-        bench = json.loads(path.read_text())
-    except (OSError, ValueError):
-        bench = None
-    if not isinstance(bench, dict) or not isinstance(bench.get("engines"), dict) or "host" not in bench:
-        raise ExportError(f"{path}: not a bench.json from `make bench`; re-run `make bench` or delete it")
-    return bench
+        return from_json_data(Bench, json.loads(path.read_text()))
+    except (OSError, ValueError) as e:  # ValueError: not JSON; pydantic's ValidationError is one too
+        why = f" ({first_error(e)})" if isinstance(e, pydantic.ValidationError) else ""
+    raise ExportError(
+        f"{path}: not a bench.json from `make bench` (schema {BENCH_SCHEMA_VERSION}){why}; "
+        "re-run `make bench` or delete it"
+    )
 
 
 def write_card(manifest_path: Path, with_overlays: bool = True) -> Path:
@@ -428,7 +432,7 @@ def write_card(manifest_path: Path, with_overlays: bool = True) -> Path:
     manifest = read_manifest(manifest_path)
     for name, entry in manifest.artifacts.items():  # the card describes these very files
         checked_files(folder, name, entry)
-    bench_path = folder / "bench.json"
+    bench_path = folder / BENCH_NAME
     bench = _read_bench(bench_path) if bench_path.is_file() else None
     # other hosts' runs of `bench --out bench-<host>.json` (the release's macOS job: Apple silicon)
     extra = {p.stem.removeprefix("bench-"): _read_bench(p) for p in sorted(folder.glob("bench-*.json"))}

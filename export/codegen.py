@@ -24,12 +24,14 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
+import pydantic
+
 from .config import IMAGENET_MEAN, IMAGENET_STD
 from .errors import ExportError
 from .files import ensure_writable_dir, write_bytes_atomic
 from .hubnames import check_repo_and_tag, sends_token
-from .manifest import manifest_from_dict
-from .records import Contract, Entry
+from .manifest import SCHEMA_VERSION, manifest_from_dict
+from .records import PUBLISHED_SCHEMA_VERSION, Contract, Entry, Published, first_error, from_json_data
 from .runtimes import RUNTIMES_PATH, RneLine, load_runtimes, releases_label, version_key
 
 TS_NAME = "modelUrls.ts"
@@ -344,31 +346,33 @@ def groups_for(
     return sorted(out, key=lambda g: g.name)
 
 
-def _published_files(published: dict | list[dict]) -> tuple[list[tuple[str, str]], dict[str, Entry]]:
-    pubs = published if isinstance(published, list) else [published]
+Publications = Published | list[Published]  # one published.json, or several (one per model repo)
+
+
+def _published_files(published: Publications) -> tuple[list[tuple[str, str]], dict[str, Entry]]:
     files, artifacts = [], {}
-    for pub in pubs:
-        arts = manifest_from_dict(
-            pub.get("manifest"), f"published record for {pub.get('repo')}@{pub.get('tag')}"
-        ).artifacts
-        artifacts.update(arts)
-        files += [(f["artifact"], f["url"]) for f in pub["files"] if f.get("artifact")]
+    for pub in _listed(published):
+        artifacts.update(pub.manifest.artifacts)
+        files += [(f.artifact, f.url) for f in pub.files if f.artifact]
     return files, artifacts
 
 
-def constants_from(published: dict | list[dict], lines: tuple[RneLine, ...] | None = None) -> list[Constant]:
+def _listed(published: Publications) -> list[Published]:
+    return published if isinstance(published, list) else [published]
+
+
+def constants_from(published: Publications, lines: tuple[RneLine, ...] | None = None) -> list[Constant]:
     """The constants of one or several published.json records (only what was published and verified)."""
     return constants_for(*_published_files(published), lines)
 
 
-def groups_from(published: dict | list[dict], lines: tuple[RneLine, ...] | None = None) -> list[Group]:
+def groups_from(published: Publications, lines: tuple[RneLine, ...] | None = None) -> list[Group]:
     """The per-model groups (GROUPED_HOOKS) of one or several published.json records."""
     return groups_for(*_published_files(published), lines)
 
 
-def _sources(published: dict | list[dict]) -> list[str]:
-    pubs = published if isinstance(published, list) else [published]
-    return [f"{p['repo']} @ {p['tag']} (commit {p['commit']})" for p in pubs]
+def _sources(published: Publications) -> list[str]:
+    return [f"{p.repo} @ {p.tag} (commit {p.commit})" for p in _listed(published)]
 
 
 def _ts_str(s: str) -> str:
@@ -434,7 +438,7 @@ def _render_group(g: Group) -> list[str]:
     return out
 
 
-def render_ts(published: dict | list[dict], lines: tuple[RneLine, ...] | None = None) -> str:
+def render_ts(published: Publications, lines: tuple[RneLine, ...] | None = None) -> str:
     consts = constants_from(published, lines)
     groups = groups_from(published, lines)
     out = [f"// {HEADER}", *[f"// {src}" for src in _sources(published)], "//"]
@@ -477,16 +481,15 @@ def render_ts(published: dict | list[dict], lines: tuple[RneLine, ...] | None = 
     return "\n".join(out)
 
 
-def render_py(published: dict | list[dict], lines: tuple[RneLine, ...] | None = None) -> str:
+def render_py(published: Publications, lines: tuple[RneLine, ...] | None = None) -> str:
     consts = constants_from(published, lines)
-    pubs = published if isinstance(published, list) else [published]
     out = [
         f"# {HEADER}",
         '"""Model URLs, from:',
         *_sources(published),
         '"""',
         "",
-        f"SOURCES = {tuple((p['repo'], p['tag'], p['commit']) for p in pubs)!r}",
+        f"SOURCES = {tuple((p.repo, p.tag, p.commit) for p in _listed(published))!r}",
         "",
     ]
     for c in consts:
@@ -583,24 +586,29 @@ def _ts_key(label: str) -> str:
     return label if re.fullmatch(r"[A-Za-z_$][A-Za-z0-9_$]*", label) else _ts_str(label)
 
 
-def _checked_published(pub: object, path: str | Path) -> dict:
-    """published.json as `publish --push` writes it, with at least one published artifact."""
-    files = pub.get("files") if isinstance(pub, dict) else None
-    if (
-        not isinstance(pub, dict)
-        or not isinstance(files, list)
-        or not all(isinstance(f, dict) and isinstance(f.get("url"), str) for f in files)
-        or not all(isinstance(pub.get(k), str) for k in ("repo", "tag"))
-    ):
+def read_published(path: str | Path) -> Published:
+    """published.json as `publish --push` writes it, with at least one published artifact, each in
+    its manifest."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:  # ValueError: not JSON, or not text at all
+        reason = e.strerror if isinstance(e, OSError) else "not a JSON file"
+        raise ExportError(f"cannot read {path}: {reason}; run `python -m export publish --push` first") from None
+    try:
+        pub = from_json_data(Published, data)
+        if pub.manifest.schema != SCHEMA_VERSION:
+            manifest_from_dict(data["manifest"], f"{path}")  # raises: re-export and re-publish
+    except pydantic.ValidationError as e:
+        if e.errors()[0]["loc"][:1] == ("manifest",) and isinstance(data["manifest"], dict):
+            manifest_from_dict(data["manifest"], f"{path}")  # raises, naming the manifest's key
         raise ExportError(
-            f"{path}: not a published.json from `python -m export publish --push` "
-            "(needs repo, tag, files with url, manifest); re-publish to rewrite it"
-        )
-    check_repo_and_tag(pub["repo"], pub["tag"], f"{path}: repo", f"{path}: tag")
-    if not any(f.get("artifact") for f in files):
+            f"{path}: not a published.json from `python -m export publish --push` (schema "
+            f"{PUBLISHED_SCHEMA_VERSION}; {first_error(e)}); re-publish to rewrite it"
+        ) from None
+    check_repo_and_tag(pub.repo, pub.tag, f"{path}: repo", f"{path}: tag")
+    if not any(f.artifact for f in pub.files):
         raise ExportError(f"{path}: lists no published artifact; nothing to generate constants for")
-    names = manifest_from_dict(pub.get("manifest"), f"{path}").artifacts
-    unknown = [f["artifact"] for f in files if f.get("artifact") and f["artifact"] not in names]
+    unknown = [f.artifact for f in pub.files if f.artifact and f.artifact not in pub.manifest.artifacts]
     if unknown:
         raise ExportError(f"{path}: {', '.join(unknown)} published but not in its manifest; re-publish")
     return pub
@@ -611,14 +619,7 @@ def write_modules(
 ) -> list[Path]:
     """modelUrls.ts + model_urls.py from one or several published.json files (one per model repo)."""
     paths = published_paths if isinstance(published_paths, list) else [published_paths]
-    pubs = []
-    for path in paths:
-        try:
-            pub = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as e:  # ValueError: not JSON, or not text at all
-            reason = e.strerror if isinstance(e, OSError) else "not a JSON file"
-            raise ExportError(f"cannot read {path}: {reason}; run `python -m export publish --push` first") from None
-        pubs.append(_checked_published(pub, path))
+    pubs = [read_published(path) for path in paths]
     out = ensure_writable_dir(out_dir)
     written = []
     for name, text in ((TS_NAME, render_ts(pubs, lines)), (PY_NAME, render_py(pubs, lines))):

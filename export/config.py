@@ -16,19 +16,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from .errors import ExportError
-from .records import AccuracyBounds, Contract, CoreMLOptions, QuantizationRecipe, Tolerances
+from .records import STRICT, AccuracyBounds, Contract, CoreMLOptions, QuantizationRecipe, Tolerances
 from .registry import Registry
+from .yaml_records import ConfigError, config_error, parse_record
 
 # --- runtime contracts -------------------------------------------------------------------------
 
@@ -78,6 +75,7 @@ BACKENDS.register("coreml", BackendSpec("coreml", "CoreMLBackend", ("fp16", "fp3
 
 @dataclass(frozen=True)
 class ModelSpec:
+    __pydantic_config__ = STRICT
     builder: str  # a name in export.models.MODELS (torchvision segmentation builders + tiny test nets)
     weights: str | None = None  # torchvision weights enum member used by `--weights default`
     output_key: str = "out"  # torchvision returns {"out", "aux"}: ship "out" only
@@ -89,6 +87,7 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class InputSpec:
+    __pydantic_config__ = STRICT
     height: int
     width: int
 
@@ -97,6 +96,7 @@ class InputSpec:
 class CalibrationSpec:
     """Images for int8 post-training calibration: scikit-image photos by name, or a folder."""
 
+    __pydantic_config__ = STRICT
     images: tuple[str, ...] = ()  # scikit-image bundled photos (offline default)
     folder: str | None = None  # a folder of images instead (e.g. Pascal VOC JPEGImages in release)
     count: int = 4
@@ -108,6 +108,7 @@ class CalibrationSpec:
 class AccuracySpec:
     """The int8 accuracy gate: file vs eager fp32 on images held apart from calibration."""
 
+    __pydantic_config__ = STRICT
     images: tuple[str, ...]
     bounds: AccuracyBounds
     # Random weights (smoke runs) have near-tied logits, so argmax flips under quantization noise
@@ -122,6 +123,7 @@ class AccuracySpec:
 
 @dataclass(frozen=True)
 class ParitySpec:
+    __pydantic_config__ = STRICT
     images: tuple[str, ...]  # scikit-image bundled photos (names of files in skimage.data_dir)
     random_inputs: int = 2
     seed: int = 0
@@ -131,6 +133,7 @@ class ParitySpec:
 class ToleranceDefaults:
     """Parity bounds per precision for variants that do not give their own."""
 
+    __pydantic_config__ = STRICT
     fp32: Tolerances | None = None
     fp16: Tolerances | None = None
     int8: Tolerances | None = None
@@ -149,6 +152,7 @@ COREML_COMPUTE_UNITS = ("ALL", "CPU_AND_GPU", "CPU_ONLY", "CPU_AND_NE")
 
 @dataclass(frozen=True)
 class Variant:
+    __pydantic_config__ = STRICT
     backend: str
     precision: str
     # parity of the file against its eager reference (int8: the quantized model); default: the
@@ -173,6 +177,7 @@ class Variant:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    __pydantic_config__ = STRICT
     name: str
     model: ModelSpec
     input: InputSpec
@@ -183,7 +188,6 @@ class ModelConfig:
     calibration: CalibrationSpec | None = None
     accuracy: AccuracySpec | None = None
     tolerances: ToleranceDefaults | None = None  # resolved into each variant (not hashed twice)
-    license: str = "bsd-3-clause"  # model card license (torchvision's, for its models and weights)
     source: Path = field(default=Path("?"), compare=False)
     sha256: str = field(default="", compare=False)  # of the expanded config (every file in the chain)
 
@@ -214,93 +218,7 @@ class ModelConfig:
 
 ACTIVATION_OBSERVERS = ("histogram", "minmax")
 
-# --- strict loader ----------------------------------------------------------------------------
-
-
-class ConfigError(ExportError):
-    pass
-
-
-INTERNAL_FIELDS = ("source", "sha256", "name_suffix")  # set by the loader, never by YAML
-
-
-def config_error(source: Path, key: str, msg: str) -> typing.NoReturn:
-    if not key.isprintable():  # a YAML key may hold a newline; the error stays one line
-        key = key.encode("unicode_escape").decode()
-    raise ConfigError(f"{source}: {key or '<top level>'}: {msg}")
-
-
-def _convert(tp: Any, value: Any, source: Path, key: str, partial: bool = False) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None:
-            return None
-        for a in args[:-1]:  # the first type the value fits; the last one's error if none
-            try:
-                return _convert(a, value, source, key, partial)
-            except ConfigError:
-                pass
-        return _convert(args[-1], value, source, key, partial)
-    if dataclasses.is_dataclass(tp):
-        return parse_record(typing.cast(type, tp), value, source, key, partial)
-    if origin is tuple:
-        if not isinstance(value, list):
-            config_error(source, key, f"expected a list, got {type(value).__name__}")
-        items = typing.get_args(tp)
-        item_tp = items[0]
-        if len(items) != 2 or items[1] is not Ellipsis:  # fixed-length tuple
-            if len(value) != len(items):
-                config_error(source, key, f"expected {len(items)} items, got {len(value)}")
-            return tuple(
-                _convert(t, v, source, f"{key}[{i}]", partial)
-                for i, (t, v) in enumerate(zip(items, value, strict=True))
-            )
-        return tuple(_convert(item_tp, v, source, f"{key}[{i}]", partial) for i, v in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, dict):
-            config_error(source, key, f"expected a mapping, got {type(value).__name__}")
-        key_tp, value_tp = typing.get_args(tp)
-        return {
-            _convert(key_tp, k, source, key, partial): _convert(value_tp, v, source, f"{key}.{k}", partial)
-            for k, v in value.items()
-        }
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            config_error(source, key, f"expected a finite number, got {value!r}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            config_error(source, key, f"expected an integer, got {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            config_error(source, key, f"expected a string, got {value!r}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            config_error(source, key, f"expected true/false, got {value!r}")
-        return value
-    raise TypeError(f"config schema type {tp!r} not supported")  # a bug in this module, not input
-
-
-def parse_record(cls: type, data: Any, source: Path, key: str, partial: bool = False) -> Any:
-    """`partial`: check keys and types only (a base file need not be a whole config)."""
-    if not isinstance(data, dict):
-        config_error(source, key, f"expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name not in INTERNAL_FIELDS}
-    for k in data:
-        if k not in fields:
-            config_error(source, f"{key}.{k}".lstrip("."), f"unknown key (valid: {', '.join(fields)})")
-    kwargs = {}
-    for name, f in fields.items():
-        sub = f"{key}.{name}".lstrip(".")
-        if name in data:
-            kwargs[name] = _convert(hints[name], data[name], source, sub, partial)
-        elif not partial and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            config_error(source, sub, "missing required key")
-    return kwargs if partial else cls(**kwargs)
+# --- strict loader: export.yaml_records validates; below, what the types cannot say --------------
 
 
 def _resolve_variant(cfg: ModelConfig, v: Variant, source: Path, i: int) -> Variant:
@@ -510,7 +428,7 @@ def _expanded(source: Path, chain: tuple[Path, ...] = ()) -> dict:
     extra = data.get("extra_variants", [])
     if not isinstance(extra, list):
         config_error(source, "extra_variants", f"expected a list, got {type(extra).__name__}")
-    _convert(tuple[Variant, ...], extra, source, "extra_variants", partial=True)
+    parse_record(tuple[Variant, ...], extra, source, "extra_variants", partial=True)
     parent = data.get("extends")
     if parent is None:
         if extra:

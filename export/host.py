@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .records import BenchHost
+
 # The instruction sets XNNPACK, MLAS (ONNX Runtime) and oneDNN (PyTorch) choose kernels by, as
 # /proc/cpuinfo (x86) and Linux's arm64 hwcaps name them; everything else in the flag list is noise here.
 X86_ISA = (
@@ -66,22 +68,23 @@ def isa() -> list[str]:
     return [f for f in known if f in flags]
 
 
-def describe(threads: dict[str, int]) -> dict:
+def describe(threads: dict[str, int], versions: dict[str, str]) -> BenchHost:
     """bench.json's `host`: `threads` as each engine was configured (torch, executorch, onnxruntime)."""
-    return {
-        "os": f"{platform.system()} {platform.release()}",
-        "machine": platform.machine(),
-        "cpu": cpu_model(),
-        "isa": isa(),
-        "cpus": os.cpu_count(),
-        "threads": threads,
-    }
+    return BenchHost(
+        os=f"{platform.system()} {platform.release()}",
+        machine=platform.machine(),
+        cpu=cpu_model(),
+        isa=tuple(isa()),
+        cpus=os.cpu_count(),
+        threads=threads,
+        versions=versions,
+    )
 
 
-def label(host: dict) -> str:
+def label(host: BenchHost) -> str:
     """One line naming the host, for tables and headings: "AMD EPYC (x86_64; avx2, avx512f, …)"."""
-    sets = ", ".join(host.get("isa", [])) or "no SIMD extension found"
-    return f"{host.get('cpu', '?')} ({host['machine']}, {host['cpus']} CPUs; {sets})"
+    sets = ", ".join(host.isa) or "no SIMD extension found"
+    return f"{host.cpu} ({host.machine}, {host.cpus} CPUs; {sets})"
 
 
 def host_description() -> str:

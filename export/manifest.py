@@ -24,23 +24,14 @@ from typing import Any, TypeVar, cast
 
 import pydantic
 
+from . import records
 from .errors import ExportError
 from .files import PENDING_PREFIX, pending_path, sha256_file, stale_temp_files, write_bytes_atomic
-from .records import Entry, Manifest
+from .records import Entry, Manifest, adapter, first_error, from_json_data
 
 R = TypeVar("R")
-_ADAPTERS: dict[type, pydantic.TypeAdapter[Any]] = {}
-
-
-def _adapter(cls: type) -> pydantic.TypeAdapter[Any]:
-    """pydantic's validator and serializer of a record type, built once per type."""
-    if cls not in _ADAPTERS:
-        _ADAPTERS[cls] = pydantic.TypeAdapter(cls)
-    return _ADAPTERS[cls]
-
-
-ENTRY = _adapter(Entry)
-MANIFEST = _adapter(Manifest)
+ENTRY = adapter(Entry)
+MANIFEST = adapter(Manifest)
 
 
 def find_file(folder: Path, fname: str, sha256: str, size: int) -> Path | None:
@@ -75,10 +66,10 @@ def checked_files(folder: Path, name: str, entry: Entry) -> tuple[Path, Path]:
 def record_from_dict(cls: type[R], data: dict[str, Any], where: str) -> R:
     """A record (export.records) from plain data, checked field by field against its schema."""
     try:
-        return cast(R, _adapter(cls).validate_python(data))
+        return cast(R, adapter(cls).validate_python(data))
     except pydantic.ValidationError as e:
         raise ExportError(
-            f"{where}: not a {cls.__name__} of manifest schema {SCHEMA_VERSION}: {_first_error(e)}"
+            f"{where}: not a {cls.__name__} of manifest schema {SCHEMA_VERSION}: {first_error(e)}"
         ) from None
 
 
@@ -94,20 +85,7 @@ def manifest_dict(manifest: Manifest) -> dict[str, Any]:
 
 
 def json_schema() -> dict[str, Any]:
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": f"rne-export manifest, schema {SCHEMA_VERSION}",
-        **MANIFEST.json_schema(),
-    }
-
-
-def _first_error(e: pydantic.ValidationError) -> str:
-    err = e.errors()[0]
-    return (
-        f"{'.'.join(str(p) for p in err['loc']) or '<top level>'}: {err['msg']} (and {e.error_count() - 1} more)"
-        if e.error_count() > 1
-        else f"{'.'.join(str(p) for p in err['loc']) or '<top level>'}: {err['msg']}"
-    )
+    return records.json_schema(Manifest, f"rne-export manifest, schema {SCHEMA_VERSION}")
 
 
 MANIFEST_NAME = "manifest.json"
@@ -120,9 +98,8 @@ class StaleManifest(ExportError):
 
 
 def _strict(data: dict[str, Any]) -> Manifest:
-    """Validated as the JSON it is, strictly: `"bytes": "12"` or `"atol": "1e-5"` is a wrong manifest,
-    as its JSON Schema says, not a value to coerce (python-mode lax validation would take them)."""
-    return MANIFEST.validate_json(json.dumps(data), strict=True)
+    """`"bytes": "12"` or `"atol": "1e-5"` is a wrong manifest, as its JSON Schema says."""
+    return from_json_data(Manifest, data)
 
 
 def read_manifest(path: str | Path) -> Manifest:
@@ -160,7 +137,7 @@ def read_manifest(path: str | Path) -> Manifest:
         return _strict(data)
     except pydantic.ValidationError as e:
         raise StaleManifest(
-            f"manifest {path}: artifacts.{_first_error(e).removeprefix('artifacts.')}; "
+            f"manifest {path}: artifacts.{first_error(e).removeprefix('artifacts.')}; "
             "it was not written by this tool's schema "
             f"{SCHEMA_VERSION}: re-export to rewrite it (make export)"
         ) from None
@@ -176,7 +153,7 @@ def manifest_from_dict(data: Any, where: str) -> Manifest:
     try:
         return _strict(data)
     except pydantic.ValidationError as e:
-        raise ExportError(f"{where}: manifest {_first_error(e)}; re-export and re-publish") from None
+        raise ExportError(f"{where}: manifest {first_error(e)}; re-export and re-publish") from None
 
 
 def current_entries(path: Path) -> dict[str, Entry]:

@@ -17,7 +17,6 @@ from .manifest import (
     commit_entry,
     current_entries,
     find_file,
-    record_from_dict,
     set_aside_undescribed,
     settle,
 )
@@ -25,6 +24,7 @@ from .progress import Timer
 from .provenance import git_commit, platform_id, tool_versions
 from .records import (
     AccuracyRecord,
+    AutoKeepRecord,
     BundleRecord,
     ConfigRef,
     DelegationRecord,
@@ -178,7 +178,7 @@ class Exported:
     calibration: list[str] | None = None  # int8: the calibration images, in order
     samples: int = 0  # int8: calibration samples fed (images x views)
     recipe: QuantizationRecipe | None = None  # int8: as applied (keep_fp32: auto resolved to layers)
-    auto_keep: dict | None = None  # int8 with keep_fp32: auto: the layers kept and their cost
+    auto_keep: AutoKeepRecord | None = None  # int8 with keep_fp32: auto: the layers kept and their cost
     rewrites: tuple[str, ...] = ()  # modules replaced by exact cheaper forms before export (4a)
 
 
@@ -208,7 +208,7 @@ def export_stage(cfg: ModelConfig, variant: Variant, weights: Weights, timer: Ti
             (reference, quantized, samples), auto = auto_keep_fp32(
                 program, module, cfg, variant, calibration, weights.kind, log
             )
-            recipe = replace(recipe, keep_fp32=tuple(auto["kept"]))
+            recipe = replace(recipe, keep_fp32=auto.kept)
         else:
             reference, quantized, samples = quantize(program, cfg, variant, calibration)
     return Exported(module, quantized, reference, calibration, samples, recipe, auto)
@@ -252,15 +252,21 @@ def verify_stage(
     if variant.precision != "int8":
         return Checked(parity, None, schema)
     gate = accuracy_gate(pte, exported.module, cfg, variant, weights_kind, name)
-    data = {
-        **gate,
-        "calibration": exported.calibration,
-        "calibration_samples": exported.samples,
-        "recipe": exported.recipe or QuantizationRecipe(),
-        "latency_ratio_to_fp32": _int8_latency(pte, cfg, variant, out),
-        "keep_fp32_auto": exported.auto_keep,
-    }
-    return Checked(parity, record_from_dict(AccuracyRecord, data, f"{name}: accuracy"), schema)
+    accuracy = AccuracyRecord(
+        reference=gate.reference,
+        images=tuple(gate.per_image),
+        bounds=gate.bounds,
+        bounds_values=gate.bounds_values,
+        worst=gate.worst,
+        per_image=gate.per_image,
+        calibration=tuple(exported.calibration or ()),
+        calibration_samples=exported.samples,
+        recipe=exported.recipe or QuantizationRecipe(),
+        latency_ratio_to_fp32=_int8_latency(pte, cfg, variant, out),
+        keep_fp32_auto=exported.auto_keep,
+        labels=gate.labels,
+    )
+    return Checked(parity, accuracy, schema)
 
 
 def bundle_stage(pte: Path, bpte: Path, reference, cfg: ModelConfig, variant: Variant, name: str) -> BundleRecord:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import os
 import sys
 import time
@@ -21,11 +20,19 @@ from typing import TypeVar
 from .errors import ExportError
 from .files import ensure_writable_dir, sha256_file, write_bytes_atomic
 from .hubnames import check_repo_and_tag
-from .manifest import MANIFEST_NAME, SCHEMA_NAME, checked_files, manifest_dict, read_manifest
-from .records import Manifest
+from .manifest import MANIFEST_NAME, SCHEMA_NAME, checked_files, read_manifest
+from .records import (
+    PUBLISHED_NAME,
+    PUBLISHED_SCHEMA_NAME,
+    PUBLISHED_SCHEMA_VERSION,
+    Manifest,
+    Published,
+    PublishedFile,
+    json_text,
+    schema_text,
+)
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
-PUBLISHED_NAME = "published.json"
 RETRY_STATUS = (429, 500, 502, 503, 504)
 RETRIES = 4  # attempts after the first; with BACKOFF_S doubling that is ~7.5 s of patience in all
 BACKOFF_S = 0.5
@@ -245,7 +252,7 @@ class Publisher:
         print("dry run: nothing was changed (add --push to publish)")
         return plan
 
-    def push(self, move_tag: bool = False, out_dir: Path | None = None) -> dict:
+    def push(self, move_tag: bool = False, out_dir: Path | None = None) -> Published:
         """1. token  2. remote state + plan  3. tag check  4. one commit of every file that differs
         from main (the commit's parent)  5. download every file back from the commit and verify
         6. tag the verified commit (a moved tag is restored on failure)  7. published.json (the
@@ -282,21 +289,23 @@ class Publisher:
         # 6. tag the verified commit; a moved tag that cannot be re-created is put back where it was
         if old != commit:
             self._tag(api, commit, old)
-        # 7. published.json
-        published = {
-            "schema": 1,
-            "repo": self.repo,
-            "tag": self.tag,
-            "commit": commit,
-            "endpoint": self.endpoint,
-            "published_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
-            "files": files,
-            "random_weights": random_weights,  # test files, published with --allow-random-weights
-            "compat_not_proven": unproven,  # published with --skip-compat
-            "manifest": manifest_dict(self.record),
-        }
+        # 7. published.json, and its JSON Schema beside it
+        published = Published(
+            schema=PUBLISHED_SCHEMA_VERSION,
+            repo=self.repo,
+            tag=self.tag,
+            commit=commit,
+            endpoint=self.endpoint,
+            published_at=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+            files=tuple(files),
+            random_weights=tuple(random_weights),
+            compat_not_proven=tuple(unproven),
+            manifest=self.record,
+        )
         out = Path(out_dir or self.manifest.parent)
-        write_bytes_atomic(out / PUBLISHED_NAME, (json.dumps(published, indent=2) + "\n").encode())
+        title = f"rne-export published.json, schema {PUBLISHED_SCHEMA_VERSION}"
+        write_bytes_atomic(out / PUBLISHED_SCHEMA_NAME, schema_text(Published, title).encode())
+        write_bytes_atomic(out / PUBLISHED_NAME, json_text(published).encode())
         print(f"verified {len(files)} file(s) at {commit[:12]} = {self.tag}; wrote {out / PUBLISHED_NAME}")
         return published
 
@@ -412,7 +421,7 @@ class Publisher:
         if r.status_code != 200:
             raise PublishError(f"validate card failed: HTTP {r.status_code}")
 
-    def verify_download(self, p: PlannedFile, commit: str) -> dict:
+    def verify_download(self, p: PlannedFile, commit: str) -> PublishedFile:
         """Download one file from the commit and check it; returns its record with the tag URL."""
         from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_stream_backoff
 
@@ -435,4 +444,4 @@ class Publisher:
                 f"manifest says {p.bytes} bytes sha256 {p.sha256[:12]}…; no tag was moved or created, nothing was written locally"
             )
         tag_url = resolve_url(self.endpoint, self.repo, self.tag, p.path_in_repo)
-        return {"artifact": p.artifact, "path_in_repo": p.path_in_repo, "url": tag_url, "sha256": sha, "bytes": size}
+        return PublishedFile(p.artifact, p.path_in_repo, tag_url, sha, size)

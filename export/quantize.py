@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -17,7 +18,7 @@ from .config import AccuracyBounds, ModelConfig, QuantizationRecipe, Variant
 from .errors import ExportError, GateError
 from .metrics import compare, miou
 from .preprocess import NEAR_DUPLICATE, load_image, model_input, similarity
-from .records import Accuracy
+from .records import Accuracy, AutoKeepRecord, AutoKeepStep, LabelsRecord
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -208,7 +209,7 @@ def compare_accuracy(ref: torch.Tensor, got: torch.Tensor, noisy_refs: list[torc
     )
 
 
-def labels_accuracy(method, eager_fp32: torch.nn.Module, cfg: ModelConfig, variant: Variant) -> dict:
+def labels_accuracy(method, eager_fp32: torch.nn.Module, cfg: ModelConfig, variant: Variant) -> LabelsRecord:
     """mIoU / pixel accuracy against `accuracy.labels` of eager fp32, the int8 file and, when the
     model has an fp16 variant, the fp16 estimate (export.verify's emulation: Core ML does not run
     here); only the int8 drop is gated."""
@@ -240,11 +241,16 @@ def labels_accuracy(method, eager_fp32: torch.nn.Module, cfg: ModelConfig, varia
         w,
         cfg.model.num_classes,
     )
-    drop = res["scores"]["eager fp32"]["miou"] - res["scores"]["int8 file"]["miou"]
-    return {**res, "miou_drop": drop, "max_miou_drop": spec.max_labels_miou_drop}
+    drop = res.scores["eager fp32"].miou - res.scores["int8 file"].miou
+    return LabelsRecord(
+        res.folder, res.images, res.seconds_per_image, res.scores, drop, max_miou_drop=spec.max_labels_miou_drop
+    )
 
 
-def bounds_for(cfg: ModelConfig, weights_kind: str) -> tuple[str, AccuracyBounds]:
+BoundsKind = Literal["smoke", "release"]
+
+
+def bounds_for(cfg: ModelConfig, weights_kind: str) -> tuple[BoundsKind, AccuracyBounds]:
     """("smoke" | "release", the bounds): smoke bounds only for random weights, when given."""
     spec = cfg.accuracy
     assert spec is not None, "the loader refuses int8 variants without `accuracy`"
@@ -266,7 +272,9 @@ def eager_accuracy(quantized, refs, near_tie: float) -> dict[str, Accuracy]:
         return {k: compare_accuracy(ref, quantized(x), noisy, near_tie) for k, (x, ref, noisy) in refs.items()}
 
 
-def auto_keep_fp32(program, module, cfg: ModelConfig, variant: Variant, images: list[str], weights_kind: str, log):
+def auto_keep_fp32(
+    program, module, cfg: ModelConfig, variant: Variant, images: list[str], weights_kind: str, log
+) -> tuple[tuple, AutoKeepRecord]:
     """`keep_fp32: auto`: quantize; while the accuracy bounds fail (eager quantized model vs fp32),
     keep the next most sensitive layer (export.sensitivity) and its input's producers in fp32,
     up to `keep_fp32_cap` of the int8 weights' bytes. -> (quantize()'s result, the record)."""
@@ -278,7 +286,7 @@ def auto_keep_fp32(program, module, cfg: ModelConfig, variant: Variant, images: 
     refs = fp32_references(module, inputs)  # once: every step compares against the same fp32
     int8_bytes = sum(m.weight.numel() for m in module.modules() if isinstance(m, torch.nn.Conv2d))
     kept: list[str] = [k for k in recipe.keep_fp32 if k != "auto"]
-    tried: list[dict] = []
+    tried: list[AutoKeepStep] = []
     ranked = None
     while True:
         v = replace(variant, quantization=replace(recipe, keep_fp32=tuple(kept)))
@@ -288,7 +296,7 @@ def auto_keep_fp32(program, module, cfg: ModelConfig, variant: Variant, images: 
         cost = sum(
             3 * m.weight.numel() for n, m in module.named_modules() if isinstance(m, torch.nn.Conv2d) and n in kept
         )
-        tried.append({"kept": list(kept), "passes": not failed, "worst": asdict(worst)})
+        tried.append(AutoKeepStep(tuple(kept), passes=not failed, worst=worst))
         log(
             f"keep_fp32 auto: {len(kept)} layers in fp32 ({cost / 1e6:.2f} MB more): "
             + ("passes" if not failed else "; ".join(failed))
@@ -312,20 +320,33 @@ def auto_keep_fp32(program, module, cfg: ModelConfig, variant: Variant, images: 
             )
             break
         kept += extra
-    record = {
-        "kept": kept,
-        "extra_bytes": cost,
-        "share_of_int8_weights": cost / int8_bytes if int8_bytes else 0.0,
-        "cap": recipe.keep_fp32_cap,
-        "bounds": which,
-        "steps": tried,
-    }
+    record = AutoKeepRecord(
+        tuple(kept),
+        extra_bytes=cost,
+        share_of_int8_weights=cost / int8_bytes if int8_bytes else 0.0,
+        cap=recipe.keep_fp32_cap,
+        bounds=which,
+        steps=tuple(tried),
+    )
     return result, record
+
+
+@dataclass(frozen=True)
+class AccuracyVerdict:
+    """What the accuracy gate measured (the build adds calibration, recipe and latency to make the
+    manifest's AccuracyRecord)."""
+
+    bounds: BoundsKind  # which bounds applied
+    bounds_values: AccuracyBounds
+    worst: Accuracy  # over the photos, each metric's worst
+    per_image: dict[str, Accuracy]
+    labels: LabelsRecord | None  # against ground truth, when accuracy.labels is given
+    reference: str = "eager fp32"
 
 
 def accuracy_gate(
     path: Path, eager_fp32: torch.nn.Module, cfg: ModelConfig, variant: Variant, weights_kind: str, artifact: str
-) -> dict:
+) -> AccuracyVerdict:
     """The int8 file vs eager fp32 on held-apart photos (app preprocessing), each photo also fed
     to fp32 with sensor noise so the gated metrics are relative to the model's own stability."""
     from executorch.runtime import Runtime
@@ -342,25 +363,21 @@ def accuracy_gate(
     worst = worst_accuracy(list(per_image.values()))
     failed = bounds.failures(asdict(worst))
     labels = labels_accuracy(method, eager_fp32, cfg, variant) if spec.labels else None
-    if labels and labels["miou_drop"] > labels["max_miou_drop"]:
-        failed.append(f"labels miou_drop={labels['miou_drop']:.4g} (bound <= {labels['max_miou_drop']:g})")
+    if labels and labels.miou_drop > labels.max_miou_drop:
+        failed.append(f"labels miou_drop={labels.miou_drop:.4g} (bound <= {labels.max_miou_drop:g})")
     if failed:
         raise GateError(
             f"accuracy gate ({which} bounds): {artifact}: "
             + "; ".join(failed)
             + "\n"
             + explain(per_image, bounds)
-            + (f"\nagainst labels ({labels['images']} images): {labels['scores']}" if labels else "")
+            + (f"\nagainst labels ({labels.images} images): {_scores_text(labels)}" if labels else "")
         )
-    return {
-        "labels": labels,
-        "reference": "eager fp32",
-        "images": list(per_image),
-        "bounds": which,
-        "bounds_values": asdict(bounds),
-        "worst": asdict(worst),
-        "per_image": {k: asdict(v) for k, v in per_image.items()},
-    }
+    return AccuracyVerdict(which, bounds, worst, per_image, labels)
+
+
+def _scores_text(labels: LabelsRecord) -> str:
+    return ", ".join(f"{k}: miou {s.miou:.4g}, pixel accuracy {s.pixel_accuracy:.4g}" for k, s in labels.scores.items())
 
 
 NEXT_STEPS = (

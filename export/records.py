@@ -2,18 +2,20 @@
 
 The build's stages return them (parity, delegation, accuracy, bundle, latency), the configs are
 parsed into the option records (contract, tolerances, recipe, Core ML options, accuracy bounds),
-and `Entry` is one artifact's line in manifest.json, made of them. Stdlib dataclasses, so configs
-and stages build them plainly; pydantic validates them where JSON comes in (export.manifest) and
-writes their JSON Schema (manifest.schema.json). No torch import.
+and `Entry` is one artifact's line in manifest.json, made of them; `Published` is published.json and
+`Bench` bench.json. Stdlib dataclasses, so configs and stages build them plainly; pydantic validates
+them where JSON comes in and writes their JSON Schemas (manifest.schema.json, published.schema.json,
+bench.schema.json). No torch import.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 import pydantic
 
@@ -388,3 +390,152 @@ class Manifest:
     __pydantic_config__ = STRICT
     schema: int
     artifacts: dict[str, Entry] = field(default_factory=dict)
+
+
+# --- published.json: what `publish --push` put on the Hub, verified, and the manifest it came from ---
+
+PUBLISHED_SCHEMA_VERSION: Literal[1] = 1
+PUBLISHED_NAME, PUBLISHED_SCHEMA_NAME = "published.json", "published.schema.json"
+
+
+@dataclass(frozen=True)
+class PublishedFile:
+    __pydantic_config__ = STRICT
+    artifact: str | None  # the manifest's name of an artifact; None: a file beside them (bundle, card, …)
+    path_in_repo: str
+    url: str  # at the tag
+    sha256: str  # as downloaded back from the commit
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Published:
+    __pydantic_config__ = STRICT
+    schema: Literal[1]
+    repo: str
+    tag: str
+    commit: str
+    endpoint: str
+    published_at: str
+    files: tuple[PublishedFile, ...]
+    random_weights: tuple[str, ...]  # test files, published with --allow-random-weights
+    compat_not_proven: tuple[str, ...]  # published with --skip-compat
+    manifest: Manifest
+
+
+# --- bench.json: one `make bench` run on one host (the card's host benchmark sections) -----------
+
+BENCH_SCHEMA_VERSION: Literal[3] = 3
+BENCH_NAME, BENCH_SCHEMA_NAME = "bench.json", "bench.schema.json"
+
+
+@dataclass(frozen=True)
+class BenchHost:
+    __pydantic_config__ = STRICT
+    os: str
+    machine: str
+    cpu: str
+    isa: tuple[str, ...]  # the SIMD extensions found (export.host.isa)
+    cpus: int | None
+    threads: dict[str, int]  # as each engine was configured: torch, executorch, onnxruntime
+    versions: dict[str, str]  # python, the tool packages, onnxruntime
+
+
+@dataclass(frozen=True)
+class EngineTiming:
+    __pydantic_config__ = STRICT
+    median_ms: float
+    min_ms: float
+    max_ms: float
+    ratio_to_eager: float
+    ratio_to_onnxruntime: float  # × ONNX Runtime fp32 on the same wrapped model
+    ratio_to_peer: float  # × its peer: ONNX Runtime int8 (static QDQ) for an int8 file, else fp32
+    coreml_compute_units: str | None = None  # what a Core ML file asks for
+    ratio_to_fp32: float | None = None  # an int8 file × its fp32 sibling
+    load_ms: float | None = None  # a file: load time in a fresh process
+    peak_rss_increment_mb: float | None = None  # a file: load + 3 runs, in a fresh process
+
+
+@dataclass(frozen=True)
+class BenchAccuracy:
+    """An int8 engine vs eager fp32 on the held-apart photos (the export gate's metrics, worst photo)."""
+
+    __pydantic_config__ = STRICT
+    snr_vs_noise_db: float
+    centered_snr_db: float
+    decisive_agreement: float
+    argmax_agreement: float
+
+
+@dataclass(frozen=True)
+class ResizeCost:
+    """What the hook's forward(resize=True) adds, for ARGMAX plus one class."""
+
+    __pydantic_config__ = STRICT
+    artifact: str
+    image: str  # WxH of the photo the maps are resized to
+    classes: int
+    forward_ms: float
+    resize_cost_ms: float
+
+
+@dataclass(frozen=True)
+class Bench:
+    __pydantic_config__ = STRICT
+    schema: Literal[3]
+    models: tuple[str, ...]
+    input: str
+    runs: int
+    warmup: int
+    host: BenchHost
+    artifacts: dict[str, str]  # the files measured -> sha256 (a stale bench shows)
+    engines: dict[str, EngineTiming]
+    peers: dict[str, str]  # file -> the ONNX Runtime engine its ratio_to_peer is against
+    int8_accuracy: dict[str, BenchAccuracy]
+    not_run: dict[str, str]  # file -> why it was not timed here
+    resize: ResizeCost | None
+
+
+# --- JSON in and out: pydantic validates and serializes every record above ---------------------
+
+R = TypeVar("R")
+_ADAPTERS: dict[type, pydantic.TypeAdapter[Any]] = {}
+
+
+def adapter(cls: type) -> pydantic.TypeAdapter[Any]:
+    """pydantic's validator and serializer of a record type, built once per type."""
+    if cls not in _ADAPTERS:
+        _ADAPTERS[cls] = pydantic.TypeAdapter(cls)
+    return _ADAPTERS[cls]
+
+
+def first_error(e: pydantic.ValidationError) -> str:
+    """ "dotted.key: message" of a validation's first error (and how many more)."""
+    err = e.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "<top level>"
+    more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+    return f"{where}: {err['msg']}{more}"
+
+
+def from_json_data(cls: type[R], data: Any) -> R:
+    """Validated as the JSON it is, strictly: `"bytes": "12"` is wrong, not a value to coerce
+    (python-mode lax validation would take it). Raises pydantic.ValidationError."""
+    return cast(R, adapter(cls).validate_json(json.dumps(data), strict=True))
+
+
+def json_data(record: object) -> Any:
+    return adapter(type(record)).dump_python(record, mode="json")
+
+
+def json_text(record: object) -> str:
+    """The record as the file holds it: two-space indented JSON and a newline."""
+    return json.dumps(json_data(record), indent=2) + "\n"
+
+
+def json_schema(cls: type, title: str) -> dict[str, Any]:
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": title, **adapter(cls).json_schema()}
+
+
+def schema_text(cls: type, title: str) -> str:
+    """The record type's JSON Schema as its file holds it (beside the records it describes)."""
+    return json.dumps(json_schema(cls, title), indent=2) + "\n"

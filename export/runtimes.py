@@ -15,8 +15,9 @@ from pathlib import Path
 
 import yaml
 
-from .config import CONTRACTS, ConfigError, config_error, parse_record
-from .records import Entry
+from .config import CONTRACTS
+from .records import STRICT, Entry
+from .yaml_records import ConfigError, config_error, parse_record
 
 RUNTIMES_PATH = Path(__file__).resolve().parent.parent / "configs" / "runtimes" / "rne_releases.yaml"
 # What each hook's native code does to a decoded RGB photo before the model sees it; normalizeOpts:
@@ -35,12 +36,14 @@ VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
 
 @dataclass(frozen=True)
 class Releases:
+    __pydantic_config__ = STRICT
     first: str
     last: str
 
 
 @dataclass(frozen=True)
 class RneLine:
+    __pydantic_config__ = STRICT
     releases: Releases
     executorch: str  # the ExecuTorch runtime these releases embed
     torch: str  # the torch that runtime's Python wheel is built against
@@ -74,6 +77,7 @@ class RneLine:
 
 @dataclass(frozen=True)
 class RuntimeTable:
+    __pydantic_config__ = STRICT
     lines: tuple[RneLine, ...]
 
 

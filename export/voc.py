@@ -24,14 +24,19 @@ import cv2
 import numpy as np
 
 from .errors import ExportError
+from .records import LabelScoresRecord
 
 IGNORE = 255  # VOC's "void" border and difficult pixels
 
 
 @dataclass(frozen=True)
-class LabelScores:
-    miou: float
-    pixel_accuracy: float
+class Evaluation:
+    """Every labelled image of one folder through each model."""
+
+    folder: str
+    images: int
+    seconds_per_image: float
+    scores: dict[str, LabelScoresRecord]  # by model name
 
 
 def voc_items(folder: str | Path) -> list[tuple[Path, Path]]:
@@ -73,12 +78,12 @@ def confusion(pred: np.ndarray, truth: np.ndarray, k: int) -> np.ndarray:
     return np.bincount(truth[keep].astype(np.int64) * k + pred[keep], minlength=k * k).reshape(k, k)
 
 
-def scores(cm: np.ndarray) -> LabelScores:
+def scores(cm: np.ndarray) -> LabelScoresRecord:
     inter = np.diag(cm).astype(np.float64)
     union = cm.sum(0) + cm.sum(1) - inter
     present = union > 0
     miou = float((inter[present] / union[present]).mean()) if present.any() else 1.0
-    return LabelScores(miou, float(inter.sum() / cm.sum()) if cm.sum() else 1.0)
+    return LabelScoresRecord(miou, float(inter.sum() / cm.sum()) if cm.sum() else 1.0)
 
 
 def evaluate(
@@ -88,7 +93,7 @@ def evaluate(
     height: int,
     width: int,
     num_classes: int,
-) -> dict:
+) -> Evaluation:
     """Every labelled image through each model (name -> input -> logits as numpy [1,C,H,W])."""
     from .preprocess import read_image
 
@@ -105,9 +110,4 @@ def evaluate(
         print(f"\r  labels: {i}/{len(pairs)} images", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr, flush=True)
     per_image = (time.perf_counter() - start) / len(pairs)
-    return {
-        "folder": str(folder),
-        "images": len(pairs),
-        "seconds_per_image": round(per_image, 4),
-        "scores": {name: vars(scores(cm)) for name, cm in cms.items()},
-    }
+    return Evaluation(str(folder), len(pairs), round(per_image, 4), {name: scores(cm) for name, cm in cms.items()})

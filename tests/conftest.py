@@ -313,12 +313,33 @@ RNE09_CONTRACT = {
 }
 
 
+def published_file(artifact: str | None, path_in_repo: str, url: str) -> dict:
+    """A published.json file record (the digest and size are the sample entries')."""
+    return {"artifact": artifact, "path_in_repo": path_in_repo, "url": url, "sha256": "ab" * 32, "bytes": 1000}
+
+
+def published_record(repo: str, tag: str, commit: str, files: list[dict], artifacts: dict) -> dict:
+    """published.json as `publish --push` writes it (schema 1), as JSON data tests may edit."""
+    return {
+        "schema": 1,
+        "repo": repo,
+        "tag": tag,
+        "commit": commit,
+        "endpoint": "https://huggingface.co",
+        "published_at": "2026-12-04T00:00:00+00:00",
+        "files": files,
+        "random_weights": [],
+        "compat_not_proven": [],
+        "manifest": {"schema": 4, "artifacts": artifacts},
+    }
+
+
 def published(with_coreml: bool = True, with_int8: bool = False, with_rne09: bool = False) -> dict:
     arts, files = {}, []
 
     def add(name, backend, precision, variant=None, model="deeplab_v3_resnet50", **over):
         arts[name] = sample_entry(name, model, backend, precision, variant, **over)
-        files.append({"artifact": name, "path_in_repo": f"{backend}/{name}", "url": f"{BASE}/{backend}/{name}"})
+        files.append(published_file(name, f"{backend}/{name}", f"{BASE}/{backend}/{name}"))
 
     add("deeplab_v3_resnet50_xnnpack_fp32.pte", "xnnpack", "fp32")
     if with_coreml:
@@ -328,11 +349,12 @@ def published(with_coreml: bool = True, with_int8: bool = False, with_rne09: boo
     if with_rne09:
         name = "deeplab_v3_resnet50_xnnpack_fp32_rne09.pte"
         add(name, "xnnpack", "fp32", "xnnpack_fp32_rne09", contract=RNE09_CONTRACT)
-    files.append({"artifact": None, "path_in_repo": "manifest.json", "url": f"{BASE}/manifest.json"})
-    return {
-        "repo": "org/repo",
-        "tag": "v1.0.0",
-        "commit": "c" * 40,
-        "files": files,
-        "manifest": {"schema": 4, "artifacts": arts},
-    }
+    files.append(published_file(None, "manifest.json", f"{BASE}/manifest.json"))
+    return published_record("org/repo", "v1.0.0", "c" * 40, files, arts)
+
+
+def typed(pub: dict | list[dict]):
+    """The Published record(s) codegen takes, from published() data (checked like a file)."""
+    from export.records import Published, from_json_data
+
+    return [typed(p) for p in pub] if isinstance(pub, list) else from_json_data(Published, pub)

@@ -90,6 +90,16 @@ CONFIGS = [
     ("calibration folder missing", ("  count: 2", "  folder: /no/such/photos\n  count: 2"), "", "/no/such/photos"),
     ("zero calibration count", ("  count: 2", "  count: 0"), "calibration.count", ""),
     ("no variants", ("variants:", "variants: []\nold_variants:"), "", "variants"),
+    ("a key the loader sets", ("name: tiny_segnet", "name: tiny_segnet\nsha256: abc"), "sha256", "unknown key"),
+    ("a date for a name", ("name: tiny_segnet", "name: 2026-12-04"), "name", "expected a plain value"),
+    ("true for a count", ("  count: 2", "  count: true"), "calibration.count", "expected an integer"),
+    ("a quoted count", ("  count: 2", "  count: '2'"), "calibration.count", "expected an integer"),
+    (
+        "keep_fp32 a number",
+        ("precision: int8", "precision: int8\n    quantization: {keep_fp32: 5}"),
+        "quantization.keep_fp32",
+        "expected a string, got 5",
+    ),
     ("extends a missing base", ("name: tiny_segnet", "extends: nowhere.yaml\nname: tiny_segnet"), "extends", ""),
 ]
 
@@ -340,7 +350,8 @@ PUBLISHED = [
     ("half a JSON", "{repo: x", "not a JSON file"),
     ("files missing", '{"repo": "o/r", "tag": "v1.0.0", "manifest": {}}', "not a published.json"),
     ("a file without url", '{"repo": "o/r", "tag": "v1.0.0", "files": [{"artifact": "x.pte"}]}', "published.json"),
-    ("no artifact", '{"repo": "o/r", "tag": "v1.0.0", "files": []}', "lists no published artifact"),
+    ("no artifact", "no artifact", "lists no published artifact"),
+    ("a file without its digest", "no sha256", "files.0.sha256: Field required"),
     ("older manifest", "schema 2", "manifest schema 2, this tool reads schema 4; re-export and re-publish"),
     ("a repo name with a slash too many", "repo a/b/c", "expected OWNER/NAME"),
 ]
@@ -349,12 +360,16 @@ PUBLISHED = [
 def _published_cases(tmp: Path) -> list[Case]:
     cases = []
     for i, (what, content, words) in enumerate(PUBLISHED):
-        if content in ("schema 2", "repo a/b/c"):
+        if content in ("schema 2", "repo a/b/c", "no artifact", "no sha256"):
             pub = published()
             if content == "schema 2":
                 pub["manifest"]["schema"] = 2
-            else:
+            elif content == "repo a/b/c":
                 pub["repo"] = "a/b/c"
+            elif content == "no artifact":
+                pub["files"] = [f for f in pub["files"] if not f["artifact"]]
+            else:
+                del pub["files"][0]["sha256"]
             content = json.dumps(pub)
         path = tmp / f"published-{i}.json"
         path.write_bytes(content if isinstance(content, bytes) else content.encode())

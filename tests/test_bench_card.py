@@ -69,6 +69,12 @@ def test_bench_measures_every_engine_in_one_run(benched):
         assert CML in bench["not_run"] and "CoreMLBackend" in bench["not_run"][CML]
     assert bench["resize"]["artifact"] == XNN and bench["resize"]["image"] == "451x300"
     assert bench["runs"] == 3 and bench["warmup"] == 1
+    import jsonschema  # its JSON Schema, written beside it, describes it (and refuses a wrong one)
+
+    schema = json.loads((out / "bench.schema.json").read_text())
+    jsonschema.validate(bench, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**bench, "engines": {XNN: {"median_ms": "fast"}}}, schema)
     listed = read_manifest(out / "manifest.json").artifacts  # which files were measured, by sha256
     assert bench["artifacts"] == {n: e.sha256 for n, e in listed.items()}
     assert "x eager" in proc.stdout and "x ort fp32" in proc.stdout and "not run here" in proc.stdout

@@ -8,25 +8,50 @@ import json
 import subprocess
 
 import pytest
-from conftest import BASE, ROOT, published, run_cli, sample_entry, write_yaml
+from conftest import (
+    BASE,
+    ROOT,
+    published,
+    published_file,
+    published_record,
+    run_cli,
+    sample_entry,
+    typed,
+    write_yaml,
+)
 
+from export import codegen
 from export.codegen import (
     HEADER,
     NORMALIZE_OPTS,
     PASCAL_VOC_LABELS,
-    constants_from,
     families,
     group_snippet,
-    groups_from,
     normalize_values,
-    render_py,
-    render_ts,
     segmenter_opts,
     snippet,
     write_modules,
 )
 from export.errors import ExportError
 from export.runtimes import load_runtimes, version_key
+
+
+# codegen takes Published records; the tests edit published() as the JSON data it is
+def constants_from(pub, lines=None):
+    return codegen.constants_from(typed(pub), lines)
+
+
+def groups_from(pub, lines=None):
+    return codegen.groups_from(typed(pub), lines)
+
+
+def render_ts(pub, lines=None):
+    return codegen.render_ts(typed(pub), lines)
+
+
+def render_py(pub, lines=None):
+    return codegen.render_py(typed(pub), lines)
+
 
 TS = ROOT / "scripts" / "ts"
 TSC = TS / "node_modules" / ".bin" / "tsc"
@@ -255,27 +280,17 @@ def test_card_snippets_type_check_per_release_family(tmp_path):
 
 def test_several_repos_and_variant_suffixes_merge_into_one_module(tmp_path):
     a = published(with_int8=True)
-    a["files"].append({"artifact": "deeplab_v3_resnet50_xnnpack_fp32_520.pte", "url": f"{BASE}/xnnpack/x520.pte"})
+    a["files"].append(
+        published_file("deeplab_v3_resnet50_xnnpack_fp32_520.pte", "x520.pte", f"{BASE}/xnnpack/x520.pte")
+    )
     a["manifest"]["artifacts"]["deeplab_v3_resnet50_xnnpack_fp32_520.pte"] = sample_entry(
         "deeplab_v3_resnet50_xnnpack_fp32_520.pte", "deeplab_v3_resnet50", variant="xnnpack_fp32_520"
     )
-    b = {
-        "repo": "org/fcn",
-        "tag": "v2.0.0",
-        "commit": "d" * 40,
-        "files": [
-            {
-                "artifact": "fcn_resnet50_xnnpack_fp32.pte",
-                "url": "https://huggingface.co/org/fcn/resolve/v2.0.0/xnnpack/f.pte",
-            }
-        ],
-        "manifest": {
-            "schema": 4,
-            "artifacts": {
-                "fcn_resnet50_xnnpack_fp32.pte": sample_entry("fcn_resnet50_xnnpack_fp32.pte", "fcn_resnet50")
-            },
-        },
-    }
+    fcn = "fcn_resnet50_xnnpack_fp32.pte"
+    url = "https://huggingface.co/org/fcn/resolve/v2.0.0/xnnpack/f.pte"
+    b = published_record(
+        "org/fcn", "v2.0.0", "d" * 40, [published_file(fcn, "f.pte", url)], {fcn: sample_entry(fcn, "fcn_resnet50")}
+    )
     consts = {c.name: c for c in constants_from([a, b])}
     assert sorted(consts) == [
         "DEEPLAB_V3_RESNET50",

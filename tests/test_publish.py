@@ -37,7 +37,7 @@ def publisher(arts: Path, hub, tag="v1.0.0", token=TOKEN):
     )
 
 
-def pushed(arts: Path, hub, **kw) -> dict:
+def pushed(arts: Path, hub, **kw):
     """push, then the constants from its published.json, as `export publish --push` does."""
     from export.codegen import write_modules
 
@@ -71,19 +71,26 @@ def test_dry_run_prints_plan_and_changes_nothing(arts, hub, capsys):
 def test_push_then_second_push_changes_nothing(arts, hub, capsys):
     pub = pushed(arts, hub)
     repo = hub.state.repos[REPO]
-    assert repo.tags["v1.0.0"] == pub["commit"] == repo.branches["main"]
+    assert repo.tags["v1.0.0"] == pub.commit == repo.branches["main"]
     assert hub.state.count("POST", r"/commit/main") == 1 and hub.state.count("PUT", r"^/lfs/") == 6
     published = json.loads((arts / "published.json").read_text())
     urls = {f["path_in_repo"]: f["url"] for f in published["files"]}
     assert urls[XNN_PATH] == f"{hub.url}/{REPO}/resolve/v1.0.0/{XNN_PATH}"
     assert published["manifest"] == json.loads((arts / "manifest.json").read_text())
+    # its JSON Schema beside it: what was written is what the schema describes, and a wrong file is not
+    import jsonschema
+
+    schema = json.loads((arts / "published.schema.json").read_text())
+    jsonschema.validate(published, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**published, "files": [{"url": "x"}]}, schema)
     assert (arts / "modelUrls.ts").exists() and (arts / "model_urls.py").exists()
     ts = (arts / "modelUrls.ts").read_text()
     assert f"{hub.url}/{REPO}/resolve/v1.0.0/{CML_PATH}" in ts and f"{hub.url}/{REPO}/resolve/v1.0.0/{XNN_PATH}" in ts
     proc = tsc(arts, "modelUrls.ts")  # what was really published compiles
     assert proc.returncode == 0, proc.stdout
     # every file was downloaded back from the commit, before the tag pointed at it
-    assert hub.state.count("GET", rf"/resolve/{pub['commit']}/") == 8  # 6 files, manifest, its schema
+    assert hub.state.count("GET", rf"/resolve/{pub.commit}/") == 8  # 6 files, manifest, its schema
     # a second publish: zero uploads, zero commits, tag untouched, still verified
     before = list(hub.state.log)
     capsys.readouterr()
@@ -93,7 +100,7 @@ def test_push_then_second_push_changes_nothing(arts, hub, capsys):
         r for r in new if r[0] in ("PUT", "DELETE") or "/commit/" in r[1] or "/tag/" in r[1] or "preupload" in r[1]
     ]
     assert "no file changed: no commit" in capsys.readouterr().out
-    assert repo.tags["v1.0.0"] == pub["commit"]
+    assert repo.tags["v1.0.0"] == pub.commit
 
 
 def _change_manifest(arts: Path) -> None:
@@ -108,7 +115,7 @@ def _change_manifest(arts: Path) -> None:
 def test_existing_tag_is_immutable(arts, hub, capsys):
     from export.publish import PublishError
 
-    first = publisher(arts, hub).push()["commit"]
+    first = publisher(arts, hub).push().commit
     _change_manifest(arts)
     commits = hub.state.count("POST", r"/commit/")
     with pytest.raises(PublishError, match=r"tag v1.0.0 already exists .* tags are immutable"):
@@ -123,9 +130,9 @@ def test_existing_tag_is_immutable(arts, hub, capsys):
 
 
 def test_move_tag_is_explicit_and_loud(arts, hub, capsys):
-    first = publisher(arts, hub).push()["commit"]
+    first = publisher(arts, hub).push().commit
     _change_manifest(arts)
-    second = publisher(arts, hub).push(move_tag=True)["commit"]
+    second = publisher(arts, hub).push(move_tag=True).commit
     assert second != first and hub.state.repos[REPO].tags["v1.0.0"] == second
     assert "WARNING: --move-tag: moving v1.0.0" in capsys.readouterr().err
 
@@ -144,7 +151,7 @@ def test_move_tag_is_explicit_and_loud(arts, hub, capsys):
 def test_transient_faults_are_retried(arts, hub, method, path, action):
     hub.state.inject(method, path, action)
     pub = publisher(arts, hub).push()
-    assert hub.state.repos[REPO].tags["v1.0.0"] == pub["commit"]
+    assert hub.state.repos[REPO].tags["v1.0.0"] == pub.commit
     assert [f.times for f in hub.state.faults] == [0], "the fault was not hit"
     assert (arts / "published.json").exists()
 
@@ -158,13 +165,13 @@ def test_rejected_commit_leaves_nothing_half_done_and_rerun_succeeds(arts, hub):
     assert hub.state.repos[REPO].tags == {}
     assert not (arts / "published.json").exists() and not (arts / "modelUrls.ts").exists()
     pub = publisher(arts, hub).push()
-    assert hub.state.repos[REPO].tags["v1.0.0"] == pub["commit"]
+    assert hub.state.repos[REPO].tags["v1.0.0"] == pub.commit
 
 
 def test_tampered_remote_file_fails_verification(arts, hub):
     from export.publish import PublishError
 
-    commit = publisher(arts, hub).push()["commit"]
+    commit = publisher(arts, hub).push().commit
     (arts / "published.json").unlink()
     hub.state.tamper(REPO, commit, XNN_PATH, b"not the artifact")
     with pytest.raises(PublishError, match=r"verification failed: .*tiny_segnet_xnnpack_fp32.pte serves 16 bytes"):
@@ -320,7 +327,7 @@ def test_no_tag_before_every_file_is_verified_at_its_commit(arts, hub):
 def test_moved_tag_stays_until_verified_and_is_restored_when_recreate_fails(arts, hub):
     from export.publish import PublishError
 
-    first = publisher(arts, hub).push()["commit"]
+    first = publisher(arts, hub).push().commit
     _change_manifest(arts)
     hub.state.inject("GET", r"/resolve/[0-9a-f]{40}/manifest.json", "corrupt")  # verification fails first
     with pytest.raises(PublishError, match="verification failed"):
@@ -338,12 +345,12 @@ def test_moved_tag_serves_every_local_file_not_mains(arts, hub):
     built on main), so the moved tag serves exactly the local files."""
     schema = arts / "manifest.schema.json"
     original = schema.read_bytes()
-    first = publisher(arts, hub).push()["commit"]
+    first = publisher(arts, hub).push().commit
     schema.write_bytes(original.replace(b'"title"', b'"description": "v2", "title"', 1))
     publisher(arts, hub, tag="v2.0.0").push()  # main now holds another schema file
     _change_manifest(arts)  # the manifest differs from both; the schema is v1's again
     schema.write_bytes(original)
-    moved = publisher(arts, hub).push(move_tag=True)["commit"]
+    moved = publisher(arts, hub).push(move_tag=True).commit
     assert moved != first and hub.state.repos[REPO].tags["v1.0.0"] == moved
     for name in ("manifest.json", "manifest.schema.json"):
         assert _served(hub, "v1.0.0", name) == (arts / name).read_bytes(), name
@@ -462,7 +469,7 @@ def test_card_with_overlays_is_published_and_a_bad_card_leaves_no_repo(arts, hub
     assert hub.state.repos == {} and hub.state.count("POST", r"/api/validate-yaml", None) == 1
     card.write_text(good)
     pub = pushed(arts, hub)
-    paths = {f["path_in_repo"] for f in pub["files"]}
+    paths = {f.path_in_repo for f in pub.files}
     assert "README.md" in paths and any(p.startswith("overlays/") and p.endswith(".png") for p in paths)
     assert _served(hub, "v1.0.0", "README.md") == good.encode()
     # the published card's usage compiles with the published constants against the real library
@@ -479,7 +486,7 @@ def test_failed_first_tag_leaves_no_tag_and_a_rerun_tags_the_verified_commit(art
         publisher(arts, hub).push()
     assert hub.state.repos[REPO].tags == {} and not (arts / "published.json").exists()
     pub = publisher(arts, hub).push()  # the commit is already there: no new commit, only the tag
-    assert hub.state.repos[REPO].tags == {"v1.0.0": pub["commit"]} == {"v1.0.0": hub.state.repos[REPO].branches["main"]}
+    assert hub.state.repos[REPO].tags == {"v1.0.0": pub.commit} == {"v1.0.0": hub.state.repos[REPO].branches["main"]}
     assert hub.state.count("POST", r"/commit/") == 1
 
 
@@ -531,7 +538,7 @@ def test_a_failure_at_any_step_leaves_the_old_tag_or_the_new_verified_one(arts, 
     from export.manifest import read_manifest
     from export.publish import PublishError, local_files
 
-    old = publisher(arts, hub).push()["commit"] if move else None
+    old = publisher(arts, hub).push().commit if move else None
     if move:
         _change_bundle(arts)
     hub.state.inject(*STEP_FAULTS[step])
@@ -539,7 +546,7 @@ def test_a_failure_at_any_step_leaves_the_old_tag_or_the_new_verified_one(arts, 
         publisher(arts, hub).push(move_tag=move)
     assert [f.times for f in hub.state.faults] == [0], "the fault was not hit"
     assert hub.state.repos[REPO].tags.get("v1.0.0") == old
-    new = publisher(arts, hub).push(move_tag=move)["commit"]
+    new = publisher(arts, hub).push(move_tag=move).commit
     assert new != old and hub.state.repos[REPO].tags["v1.0.0"] == new
     m = arts / "manifest.json"
     for f in local_files(m, read_manifest(m)):  # what the tag serves is every local file
@@ -557,7 +564,7 @@ def test_random_weights_are_not_published_as_a_model(arts, hub, capsys):
     assert hub.state.log == []
     pub = publisher(arts, hub).push()
     assert "WARNING: publishing random-weight test files" in capsys.readouterr().err
-    assert pub["random_weights"] == sorted(read_manifest_names(arts)) and pub["random_weights"]
+    assert list(pub.random_weights) == sorted(read_manifest_names(arts)) and pub.random_weights
 
 
 def read_manifest_names(arts: Path) -> list[str]:
@@ -603,13 +610,13 @@ def test_push_needs_compat_results_or_says_loudly_what_was_not_proven(arts, hub,
     )
     # 3 files x 4 runtimes: the rne-0.5 lines (0.6.0, 0.7.0, 1.0.1) and 0.10, which serves them
     # (1.3.1); and the Core ML file not executed (Linux: emulated)
-    assert len(published["compat_not_proven"]) == 3 * 4 + (0 if core_ml_runs() else 1)
+    assert len(published.compat_not_proven) == 3 * 4 + (0 if core_ml_runs() else 1)
     _with_compat(arts, passed=True)
     if core_ml_runs():  # macOS: the build executed it
-        assert pub("v1.0.1").push()["compat_not_proven"] == []
+        assert pub("v1.0.1").push().compat_not_proven == ()
         return
     with pytest.raises(ExportError, match=r"tiny_segnet_coreml_fp16.pte: Core ML not executed \(parity emulated\)"):
         pub("v1.0.1").push()  # every runtime passed; Core ML is proven only where it runs (test_coreml_proof)
-    assert pub("v1.0.1", skip_compat=True).push()["compat_not_proven"] == [
-        "tiny_segnet_coreml_fp16.pte: Core ML not executed (parity emulated); run `make verify-coreml` on macOS"
-    ]
+    assert pub("v1.0.1", skip_compat=True).push().compat_not_proven == (
+        "tiny_segnet_coreml_fp16.pte: Core ML not executed (parity emulated); run `make verify-coreml` on macOS",
+    )
