@@ -1,6 +1,6 @@
 """Run a .pte in *this* interpreter's ExecuTorch runtime (an older one, in a side venv): load it,
-run each input, save each output 0. Run as a script by `export compat`; it imports only numpy and
-executorch (the side venv has nothing else), never this package.
+run each input, save each output 0. Run as a script by `export compat`; it imports only numpy, torch
+and executorch (the side venv's: the torch that runtime was built against), never this package.
 
 usage: python _compat_probe.py PROGRAM.pte INPUTS.npz OUT.npz
 Prints one JSON line: {"loads": bool, "error": str|None, "executorch": version}.

@@ -30,11 +30,17 @@ from .records import (
     BENCH_NAME,
     BENCH_SCHEMA_NAME,
     BENCH_SCHEMA_VERSION,
+    PROFILE_CHART,
+    PROFILE_NAME,
+    PROFILE_SCHEMA_NAME,
+    PROFILE_SCHEMA_VERSION,
     Bench,
     BenchAccuracy,
     BenchHost,
+    EngineProfile,
     EngineTiming,
     Entry,
+    Profile,
     ResizeCost,
     json_text,
     schema_text,
@@ -435,10 +441,7 @@ def _resize_cost(plan: Plan, entries: dict[str, Entry], bgr, runs: int, warmup: 
     )
 
 
-PROFILE_NAME, PROFILE_CHART = "profile.json", "profile.png"
-
-
-def _profiles(plan: Plan, threads: int, runs: int) -> dict[str, dict]:
+def _profiles(plan: Plan, threads: int, runs: int) -> dict[str, EngineProfile]:
     """Op-by-op profiles of every XNNPACK file and of the ONNX Runtime engines (export.op_profile)."""
     from . import op_profile
 
@@ -452,12 +455,14 @@ def _profiles(plan: Plan, threads: int, runs: int) -> dict[str, dict]:
     return out
 
 
-def _write_profiles(profiles: dict[str, dict], host: BenchHost, runs: int, folder: Path) -> None:
+def _write_profiles(profiles: dict[str, EngineProfile], host: BenchHost, runs: int, folder: Path) -> None:
     from . import op_profile
     from .host import label
 
-    doc = {"schema": 1, "runs": runs, "host": label(host), "engines": profiles}
-    write_bytes_atomic(folder / PROFILE_NAME, (json.dumps(doc, indent=2) + "\n").encode())
+    doc = Profile(PROFILE_SCHEMA_VERSION, runs, label(host), profiles)
+    title = f"rne-export profile.json, schema {PROFILE_SCHEMA_VERSION}"
+    write_bytes_atomic(folder / PROFILE_SCHEMA_NAME, schema_text(Profile, title).encode())
+    write_bytes_atomic(folder / PROFILE_NAME, json_text(doc).encode())
     write_bytes_atomic(folder / PROFILE_CHART, op_profile.chart(profiles))
     print(op_profile.table(profiles))
     for name, p in profiles.items():

@@ -14,7 +14,19 @@ from .errors import ExportError
 from .files import write_bytes_atomic
 from .host import runs_here
 from .manifest import checked_files, read_manifest
-from .records import BENCH_NAME, BENCH_SCHEMA_VERSION, Bench, Entry, Manifest, first_error, from_json_data
+from .records import (
+    BENCH_NAME,
+    BENCH_SCHEMA_VERSION,
+    PROFILE_CHART,
+    PROFILE_NAME,
+    PROFILE_SCHEMA_VERSION,
+    Bench,
+    Entry,
+    Manifest,
+    Profile,
+    first_error,
+    from_json_data,
+)
 from .runtimes import (
     RneLine,
     claimed_lines,
@@ -114,7 +126,7 @@ def render_card(
     bench: Bench | None,
     overlays: list[str],
     extra_benches: dict[str, Bench] | None = None,
-    profile: dict | None = None,
+    profile: Profile | None = None,
 ) -> str:
     """The model card: one section renderer after another, each from the manifest (and bench)."""
     arts = manifest.artifacts
@@ -346,7 +358,7 @@ def _how_made(arts: dict[str, Entry]) -> list[str]:
     ]
 
 
-def bench_sections(bench: Bench | None, extra: dict[str, Bench], profile: dict | None) -> list[str]:
+def bench_sections(bench: Bench | None, extra: dict[str, Bench], profile: Profile | None) -> list[str]:
     """One "Host benchmark" section per bench file (this host's bench.json, then e.g. the macOS
     job's bench-macos-arm64.json), each titled by its CPU; then the op-by-op profile, if any."""
     lines: list[str] = []
@@ -395,13 +407,13 @@ def _host_bench(title: str, b: Bench) -> list[str]:
     return lines + [""]
 
 
-def _profile_section(profile: dict) -> list[str]:
+def _profile_section(profile: Profile) -> list[str]:
     from .op_profile import table
 
     return [
         "## Where the time goes",
         "",
-        f"Op by op on {profile['host']}, {profile['runs']} traced runs: each XNNPACK file through "
+        f"Op by op on {profile.host}, {profile.runs} traced runs: each XNNPACK file through "
         "ExecuTorch's event tracer (ETDump, read by its Inspector), ONNX Runtime through its profiler, "
         "grouped into the same kinds of work. Tracing adds a little per op: read the shares; the "
         "latency is the table above.",
@@ -409,10 +421,21 @@ def _profile_section(profile: dict) -> list[str]:
         "![time per kind of work](profile.png)",
         "",
         "```",
-        table(profile["engines"]),
+        table(profile.engines),
         "```",
         "",
     ]
+
+
+def _read_profile(path: Path) -> Profile:
+    try:
+        return from_json_data(Profile, json.loads(path.read_text()))
+    except (OSError, ValueError) as e:  # ValueError: not JSON; pydantic's ValidationError is one too
+        why = f" ({first_error(e)})" if isinstance(e, pydantic.ValidationError) else ""
+    raise ExportError(
+        f"{path}: not a profile.json from `make profile` (schema {PROFILE_SCHEMA_VERSION}){why}; "
+        "re-run `make profile` or delete it"
+    )
 
 
 def _read_bench(path: Path) -> Bench:
@@ -436,10 +459,8 @@ def write_card(manifest_path: Path, with_overlays: bool = True) -> Path:
     bench = _read_bench(bench_path) if bench_path.is_file() else None
     # other hosts' runs of `bench --out bench-<host>.json` (the release's macOS job: Apple silicon)
     extra = {p.stem.removeprefix("bench-"): _read_bench(p) for p in sorted(folder.glob("bench-*.json"))}
-    profile_path = folder / "profile.json"
-    profile = (
-        json.loads(profile_path.read_text()) if profile_path.is_file() and (folder / "profile.png").is_file() else None
-    )
+    profile_path = folder / PROFILE_NAME
+    profile = _read_profile(profile_path) if profile_path.is_file() and (folder / PROFILE_CHART).is_file() else None
     overlays = [str(p.relative_to(folder)) for p in render_overlays(folder, manifest)] if with_overlays else []
     target = folder / CARD_NAME
     write_bytes_atomic(target, render_card(manifest, bench, overlays, extra, profile).encode())

@@ -18,6 +18,8 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
+from .records import EngineProfile, OpTime
+
 # Kinds of work, in the order tables and the chart list them. XNNPACK names its operators
 # "Convolution (NHWC, F32) IGEMM #3"; ONNX Runtime names op types "Conv", "QLinearConv".
 KINDS = ("convolution", "1x1 / GEMM", "resize", "layout copy", "elementwise", "pool / reduce", "quantize", "other")
@@ -99,18 +101,20 @@ def ort_kind(op_type: str, input_shapes: list | None = None) -> str:
     return kind
 
 
-def _summary(ops: list[dict], total_ms: float, outside_ms: float) -> dict:
+def _summary(
+    ops: list[OpTime], total_ms: float, outside_ms: float, outside: list[OpTime] | None = None
+) -> EngineProfile:
     by_kind: dict[str, float] = defaultdict(float)
     for op in ops:
-        by_kind[op["kind"]] += op["ms"]
+        by_kind[op.kind] += op.ms
     if outside_ms > 0:
         by_kind["outside the delegate"] += outside_ms
     kinds = {k: round(by_kind[k], 3) for k in (*KINDS, "outside the delegate") if by_kind.get(k)}
-    top = sorted(ops, key=lambda o: -o["ms"])[:10]
-    return {"total_ms": round(total_ms, 3), "outside_delegate_ms": round(outside_ms, 3), "kinds": kinds, "top": top}
+    top = sorted(ops, key=lambda o: -o.ms)[:10]
+    return EngineProfile(round(total_ms, 3), round(outside_ms, 3), kinds, tuple(top), tuple(outside or ()))
 
 
-def profile_pte(path: Path, x, runs: int) -> dict:
+def profile_pte(path: Path, x, runs: int) -> EngineProfile:
     """Per-operator medians of `runs` executions of `path` (ETDump + Inspector)."""
     from executorch.devtools import Inspector
     from executorch.extension.pybindings.portable_lib import _load_for_executorch
@@ -124,8 +128,8 @@ def profile_pte(path: Path, x, runs: int) -> dict:
         module.write_etdump_result_to_file(str(etdump))
         frame = Inspector(etdump_path=str(etdump)).to_dataframe()
     rows = frame[frame["event_block_name"] == "Execute"]
-    ops: list[dict] = []
-    outside: list[dict] = []
+    ops: list[OpTime] = []
+    outside: list[OpTime] = []
     delegate_ms = total_ms = 0.0
     for name, ms, delegated in zip(rows["event_name"], rows["p50 (ms)"], rows["is_delegated_op"], strict=True):
         if name == "Method::execute":
@@ -133,12 +137,11 @@ def profile_pte(path: Path, x, runs: int) -> dict:
         elif name == "DELEGATE_CALL":
             delegate_ms += ms
         else:  # XNNPACK's operators, or a portable-kernel op outside the delegate
-            (ops if delegated else outside).append({"op": name, "kind": xnnpack_kind(name), "ms": round(float(ms), 4)})
-    summary = _summary(ops, total_ms, max(total_ms - delegate_ms, 0.0))
-    return {**summary, "outside_ops": outside}
+            (ops if delegated else outside).append(OpTime(name, xnnpack_kind(name), round(float(ms), 4)))
+    return _summary(ops, total_ms, max(total_ms - delegate_ms, 0.0), outside)
 
 
-def profile_ort(session_for, x, runs: int) -> dict:
+def profile_ort(session_for, x, runs: int) -> EngineProfile:
     """Per-node median time of `runs` runs of input `x` (numpy) in ONNX Runtime's profiler;
     `session_for(prefix)` makes a session that profiles into files starting with `prefix`."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -163,30 +166,30 @@ def profile_ort(session_for, x, runs: int) -> dict:
     ops = []
     for node, times in per_node.items():
         ms = statistics.median(times[1:] or times)  # the warm-up dropped
-        ops.append({"op": f"{op_type[node]} {node}", "kind": ort_kind(op_type[node], shapes[node]), "ms": round(ms, 4)})
+        ops.append(OpTime(f"{op_type[node]} {node}", ort_kind(op_type[node], shapes[node]), round(ms, 4)))
     total = statistics.median(runs_ms[1:] or runs_ms) if runs_ms else 0.0
     return _summary(ops, total, 0.0)
 
 
-def table(profiles: dict[str, dict]) -> str:
+def table(profiles: dict[str, EngineProfile]) -> str:
     """Kinds of work (rows) by engine (columns): ms and share of the engine's total."""
     from tabulate import tabulate
 
-    kinds = [k for k in (*KINDS, "outside the delegate") if any(k in p["kinds"] for p in profiles.values())]
+    kinds = [k for k in (*KINDS, "outside the delegate") if any(k in p.kinds for p in profiles.values())]
     rows = []
     for k in kinds:
         row = [k]
         for p in profiles.values():
-            ms = p["kinds"].get(k)
-            row.append(f"{ms:.1f} ({100 * ms / p['total_ms']:.0f} %)" if ms and p["total_ms"] else "-")
+            ms = p.kinds.get(k)
+            row.append(f"{ms:.1f} ({100 * ms / p.total_ms:.0f} %)" if ms and p.total_ms else "-")
         rows.append(row)
-    rows.append(["total (traced)", *(f"{p['total_ms']:.1f}" for p in profiles.values())])
+    rows.append(["total (traced)", *(f"{p.total_ms:.1f}" for p in profiles.values())])
     heads = ["ms (share)", *(_short(n) for n in profiles)]
     return tabulate(rows, headers=heads, tablefmt="plain", disable_numparse=True)
 
 
-def top_ops(name: str, profile: dict, n: int = 5) -> str:
-    ops = ", ".join(f"{o['op']} {o['ms']:.1f} ms" for o in profile["top"][:n])
+def top_ops(name: str, profile: EngineProfile, n: int = 5) -> str:
+    ops = ", ".join(f"{o.op} {o.ms:.1f} ms" for o in profile.top[:n])
     return f"{_short(name)}: slowest ops: {ops}"
 
 
@@ -197,7 +200,7 @@ def _short(name: str) -> str:
     return re.sub(r"^(onnxruntime \w+) [a-z0-9_]+ (\d+x\d+)", r"\1 \2", name)
 
 
-def chart(profiles: dict[str, dict]) -> bytes:
+def chart(profiles: dict[str, EngineProfile]) -> bytes:
     """A stacked horizontal bar per engine, one colour per kind of work, as PNG bytes."""
     # matplotlib is imported only here: only --profile draws, and it costs ~1 s to import
     import matplotlib
@@ -206,12 +209,12 @@ def chart(profiles: dict[str, dict]) -> bytes:
     import matplotlib.pyplot as plt
 
     names = list(profiles)
-    kinds = [k for k in (*KINDS, "outside the delegate") if any(k in p["kinds"] for p in profiles.values())]
+    kinds = [k for k in (*KINDS, "outside the delegate") if any(k in p.kinds for p in profiles.values())]
     fig, ax = plt.subplots(figsize=(9, 0.5 * len(names) + 2.2), dpi=100)
     left = [0.0] * len(names)
     colours = plt.get_cmap("tab10")
     for i, k in enumerate(kinds):
-        widths = [profiles[n]["kinds"].get(k, 0.0) for n in names]
+        widths = [profiles[n].kinds.get(k, 0.0) for n in names]
         ax.barh([_short(n) for n in names], widths, left=left, label=k, color=colours(i % 10))
         left = [a + b for a, b in zip(left, widths, strict=True)]
     ax.invert_yaxis()

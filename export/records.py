@@ -496,6 +496,39 @@ class Bench:
     resize: ResizeCost | None
 
 
+# --- profile.json: `bench --profile`, op by op (export.op_profile) ------------------------------
+
+PROFILE_SCHEMA_VERSION: Literal[2] = 2
+PROFILE_NAME, PROFILE_SCHEMA_NAME, PROFILE_CHART = "profile.json", "profile.schema.json", "profile.png"
+
+
+@dataclass(frozen=True)
+class OpTime:
+    __pydantic_config__ = STRICT
+    op: str  # the runtime's name: an XNNPACK operator, a portable kernel, an ONNX Runtime node
+    kind: str  # the kind of work it is grouped into (export.op_profile.KINDS)
+    ms: float  # median per inference
+
+
+@dataclass(frozen=True)
+class EngineProfile:
+    __pydantic_config__ = STRICT
+    total_ms: float  # one traced inference, median
+    outside_delegate_ms: float  # a .pte: time outside the delegate (ONNX Runtime: 0)
+    kinds: dict[str, float]  # ms per kind of work
+    top: tuple[OpTime, ...]  # the slowest ops, slowest first
+    outside_ops: tuple[OpTime, ...] = ()  # a .pte: the ops the delegate did not take
+
+
+@dataclass(frozen=True)
+class Profile:
+    __pydantic_config__ = STRICT
+    schema: Literal[2]
+    runs: int
+    host: str  # export.host.label
+    engines: dict[str, EngineProfile]
+
+
 # --- JSON in and out: pydantic validates and serializes every record above ---------------------
 
 R = TypeVar("R")

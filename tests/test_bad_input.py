@@ -403,12 +403,21 @@ def test_bad_inputs_give_one_line_and_the_documented_exit_code(tiny_build, tmp_p
     assert not list(tmp_path.parent.glob("evil*")) and not list(tmp_path.glob("evil*"))
 
 
-@pytest.mark.parametrize("content", ["{", "[]", json.dumps({"engines": []})])
-def test_card_refuses_an_invalid_bench_json(tiny_build, tmp_path, capsys, content):
+@pytest.mark.parametrize(
+    "name,content,words",
+    [
+        ("bench.json", "{", "not a bench.json from `make bench`"),
+        ("bench.json", "[]", "not a bench.json from `make bench`"),
+        ("bench.json", json.dumps({"engines": []}), "not a bench.json from `make bench` (schema 3) (schema: Field"),
+        ("profile.json", json.dumps({"schema": 1, "runs": 3}), "not a profile.json from `make profile` (schema 2)"),
+    ],
+)
+def test_card_refuses_an_invalid_bench_or_profile_json(tiny_build, tmp_path, capsys, name, content, words):
     arts = tmp_path / "arts"
     shutil.copytree(tiny_build, arts)
-    (arts / "bench.json").write_text(content)
-    case = ("card", ["card", "--manifest", str(arts / "manifest.json")], 2, ("not a bench.json from `make bench`",))
+    (arts / name).write_text(content)
+    (arts / "profile.png").write_bytes(b"")  # the card reads profile.json only beside its chart
+    case = ("card", ["card", "--manifest", str(arts / "manifest.json")], 2, (f"{arts / name}: {words}",))
     assert _run_cases([case], capsys) == []
     assert not (arts / "README.md").exists()
 

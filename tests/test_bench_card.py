@@ -98,6 +98,9 @@ def test_profile_splits_each_engine_into_kinds_of_work(benched):
     assert "convolution" in proc.stdout and "slowest ops" in proc.stdout
     png = cv2.imread(str(out / "profile.png"))
     assert png is not None and png.shape[0] > 100
+    import jsonschema  # its JSON Schema, written beside it, describes it
+
+    jsonschema.validate(prof, json.loads((out / "profile.schema.json").read_text()))
 
 
 @pytest.mark.e2e

@@ -10,7 +10,7 @@ import hashlib
 import json
 
 import pytest
-from conftest import DEEPLAB, run_cli
+from conftest import DEEPLAB, published_file, published_record, run_cli, typed
 
 from export.config import load_config
 from export.weights import load_model
@@ -162,12 +162,9 @@ def test_seed_model_constants_and_card_fit_each_rne_release(export_random, tmp_p
 
     out, arts, _ = export_random
     base = "https://huggingface.co/org/deeplab/resolve/v1.0.0"
-    files = [
-        {"artifact": n, "path_in_repo": f"{e['backend']}/{n}", "url": f"{base}/{e['backend']}/{n}"}
-        for n, e in arts.items()
-    ]
+    files = [published_file(n, f"{e['backend']}/{n}", f"{base}/{e['backend']}/{n}") for n, e in arts.items()]
     manifest = json.loads((out / "manifest.json").read_text())
-    pub = {"repo": "org/deeplab", "tag": "v1.0.0", "commit": "c" * 40, "files": files, "manifest": manifest}
+    pub = typed(published_record("org/deeplab", "v1.0.0", "c" * 40, files, manifest["artifacts"]))
     by_family = {}
     for c in constants_from(pub):
         by_family.setdefault(c.family.label, []).append((c.name, c.model_name, c.android.rsplit("/", 1)[1]))
