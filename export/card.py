@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TypeVar
 
 import pydantic
 import yaml
@@ -427,27 +428,16 @@ def _profile_section(profile: Profile) -> list[str]:
     ]
 
 
-def _read_profile(path: Path) -> Profile:
-    try:
-        return from_json_data(Profile, json.loads(path.read_text()))
-    except (OSError, ValueError) as e:  # ValueError: not JSON; pydantic's ValidationError is one too
-        why = f" ({first_error(e)})" if isinstance(e, pydantic.ValidationError) else ""
-    raise ExportError(
-        f"{path}: not a profile.json from `make profile` (schema {PROFILE_SCHEMA_VERSION}){why}; "
-        "re-run `make profile` or delete it"
-    )
+R = TypeVar("R")
 
 
-def _read_bench(path: Path) -> Bench:
-    why = ""
+def _read(path: Path, cls: type[R], what: str, schema: int, made_by: str) -> R:
+    """A JSON file this tool wrote (bench.json, profile.json), as its record; one error otherwise."""
     try:
-        return from_json_data(Bench, json.loads(path.read_text()))
+        return from_json_data(cls, json.loads(path.read_text()))
     except (OSError, ValueError) as e:  # ValueError: not JSON; pydantic's ValidationError is one too
         why = f" ({first_error(e)})" if isinstance(e, pydantic.ValidationError) else ""
-    raise ExportError(
-        f"{path}: not a bench.json from `make bench` (schema {BENCH_SCHEMA_VERSION}){why}; "
-        "re-run `make bench` or delete it"
-    )
+    raise ExportError(f"{path}: not a {what} from `{made_by}` (schema {schema}){why}; re-run `{made_by}` or delete it")
 
 
 def write_card(manifest_path: Path, with_overlays: bool = True) -> Path:
@@ -456,11 +446,15 @@ def write_card(manifest_path: Path, with_overlays: bool = True) -> Path:
     for name, entry in manifest.artifacts.items():  # the card describes these very files
         checked_files(folder, name, entry)
     bench_path = folder / BENCH_NAME
-    bench = _read_bench(bench_path) if bench_path.is_file() else None
+    bench = _read(bench_path, Bench, BENCH_NAME, BENCH_SCHEMA_VERSION, "make bench") if bench_path.is_file() else None
     # other hosts' runs of `bench --out bench-<host>.json` (the release's macOS job: Apple silicon)
-    extra = {p.stem.removeprefix("bench-"): _read_bench(p) for p in sorted(folder.glob("bench-*.json"))}
+    extra = {
+        p.stem.removeprefix("bench-"): _read(p, Bench, BENCH_NAME, BENCH_SCHEMA_VERSION, "make bench")
+        for p in sorted(folder.glob("bench-*.json"))
+    }
     profile_path = folder / PROFILE_NAME
-    profile = _read_profile(profile_path) if profile_path.is_file() and (folder / PROFILE_CHART).is_file() else None
+    with_chart = profile_path.is_file() and (folder / PROFILE_CHART).is_file()
+    profile = _read(profile_path, Profile, PROFILE_NAME, PROFILE_SCHEMA_VERSION, "make profile") if with_chart else None
     overlays = [str(p.relative_to(folder)) for p in render_overlays(folder, manifest)] if with_overlays else []
     target = folder / CARD_NAME
     write_bytes_atomic(target, render_card(manifest, bench, overlays, extra, profile).encode())
