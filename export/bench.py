@@ -42,8 +42,7 @@ from .records import (
     Entry,
     Profile,
     ResizeCost,
-    json_text,
-    schema_text,
+    write_with_schema,
 )
 from .timing import interleaved, medians
 
@@ -254,8 +253,7 @@ def run_bench(
     )
     target = out or manifest_path.parent / BENCH_NAME  # 7. and its JSON Schema beside it
     title = f"rne-export bench.json, schema {BENCH_SCHEMA_VERSION}"
-    write_bytes_atomic(target.parent / BENCH_SCHEMA_NAME, schema_text(Bench, title).encode())
-    write_bytes_atomic(target, json_text(bench).encode())
+    write_with_schema(target, bench, target.parent / BENCH_SCHEMA_NAME, title)
     print(table(bench))
     print(f"wrote {target}")
     if profiles:
@@ -461,8 +459,7 @@ def _write_profiles(profiles: dict[str, EngineProfile], host: BenchHost, runs: i
 
     doc = Profile(PROFILE_SCHEMA_VERSION, runs, label(host), profiles)
     title = f"rne-export profile.json, schema {PROFILE_SCHEMA_VERSION}"
-    write_bytes_atomic(folder / PROFILE_SCHEMA_NAME, schema_text(Profile, title).encode())
-    write_bytes_atomic(folder / PROFILE_NAME, json_text(doc).encode())
+    write_with_schema(folder / PROFILE_NAME, doc, folder / PROFILE_SCHEMA_NAME, title)
     write_bytes_atomic(folder / PROFILE_CHART, op_profile.chart(profiles))
     print(op_profile.table(profiles))
     for name, p in profiles.items():

@@ -26,12 +26,10 @@ import pydantic
 
 from . import records
 from .errors import ExportError
-from .files import PENDING_PREFIX, pending_path, sha256_file, stale_temp_files, write_bytes_atomic
-from .records import Entry, Manifest, adapter, first_error, from_json_data
+from .files import PENDING_PREFIX, pending_path, sha256_file, stale_temp_files
+from .records import Entry, Manifest, adapter, first_error, from_json_data, json_data, write_with_schema
 
 R = TypeVar("R")
-ENTRY = adapter(Entry)
-MANIFEST = adapter(Manifest)
 
 
 def find_file(folder: Path, fname: str, sha256: str, size: int) -> Path | None:
@@ -77,20 +75,17 @@ def checked_entry(entry: Entry, name: str) -> Entry:
     """`entry` as its JSON Schema reads it: a stage that built a wrong record is this tool's bug, and
     it stops here, before anything is written."""
     where = f"{name} (a bug in this tool: its record does not match the manifest schema)"
-    return record_from_dict(Entry, ENTRY.dump_python(entry, mode="json"), where)
-
-
-def manifest_dict(manifest: Manifest) -> dict[str, Any]:
-    return MANIFEST.dump_python(manifest, mode="json")
+    return record_from_dict(Entry, json_data(entry), where)
 
 
 def json_schema() -> dict[str, Any]:
-    return records.json_schema(Manifest, f"rne-export manifest, schema {SCHEMA_VERSION}")
+    return records.json_schema(Manifest, SCHEMA_TITLE)
 
 
 MANIFEST_NAME = "manifest.json"
 SCHEMA_NAME = "manifest.schema.json"
 SCHEMA_VERSION = 4
+SCHEMA_TITLE = f"rne-export manifest, schema {SCHEMA_VERSION}"
 
 
 class StaleManifest(ExportError):
@@ -214,9 +209,8 @@ def _write_manifest(folder: Path, name: str, entry: Entry) -> Path:
     path = folder / MANIFEST_NAME
     arts = dict(current_entries(path))
     arts[name] = checked_entry(entry, name)
-    data = manifest_dict(Manifest(SCHEMA_VERSION, dict(sorted(arts.items()))))
-    write_bytes_atomic(folder / SCHEMA_NAME, (json.dumps(json_schema(), indent=2) + "\n").encode())
-    write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
+    manifest = Manifest(SCHEMA_VERSION, dict(sorted(arts.items())))
+    write_with_schema(path, manifest, folder / SCHEMA_NAME, SCHEMA_TITLE)
     return path
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from .errors import ExportError
-from .files import ensure_writable_dir, sha256_file, write_bytes_atomic
+from .files import ensure_writable_dir, sha256_file
 from .hubnames import check_repo_and_tag
 from .manifest import MANIFEST_NAME, SCHEMA_NAME, checked_files, read_manifest
 from .records import (
@@ -28,8 +28,7 @@ from .records import (
     Manifest,
     Published,
     PublishedFile,
-    json_text,
-    schema_text,
+    write_with_schema,
 )
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -304,8 +303,7 @@ class Publisher:
         )
         out = Path(out_dir or self.manifest.parent)
         title = f"rne-export published.json, schema {PUBLISHED_SCHEMA_VERSION}"
-        write_bytes_atomic(out / PUBLISHED_SCHEMA_NAME, schema_text(Published, title).encode())
-        write_bytes_atomic(out / PUBLISHED_NAME, json_text(published).encode())
+        write_with_schema(out / PUBLISHED_NAME, published, out / PUBLISHED_SCHEMA_NAME, title)
         print(f"verified {len(files)} file(s) at {commit[:12]} = {self.tag}; wrote {out / PUBLISHED_NAME}")
         return published
 

@@ -2,10 +2,11 @@
 
 The build's stages return them (parity, delegation, accuracy, bundle, latency), the configs are
 parsed into the option records (contract, tolerances, recipe, Core ML options, accuracy bounds),
-and `Entry` is one artifact's line in manifest.json, made of them; `Published` is published.json and
-`Bench` bench.json. Stdlib dataclasses, so configs and stages build them plainly; pydantic validates
-them where JSON comes in and writes their JSON Schemas (manifest.schema.json, published.schema.json,
-bench.schema.json). No torch import.
+and `Entry` is one artifact's line in manifest.json, made of them; `Published` is published.json,
+`Bench` bench.json, `Profile` profile.json. Stdlib dataclasses, so configs and stages build them
+plainly; pydantic validates them where JSON comes in, and `write_with_schema` writes each file with
+its JSON Schema beside it (manifest.schema.json, published.schema.json, bench.schema.json,
+profile.schema.json). No torch import.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, cast
 
 import pydantic
+
+from .files import write_bytes_atomic
 
 STRICT = pydantic.ConfigDict(extra="forbid")  # a key this tool does not know is a wrong manifest
 # A file the manifest names is a bare name in the manifest's own folder: nothing it says can make
@@ -560,15 +564,12 @@ def json_data(record: object) -> Any:
     return adapter(type(record)).dump_python(record, mode="json")
 
 
-def json_text(record: object) -> str:
-    """The record as the file holds it: two-space indented JSON and a newline."""
-    return json.dumps(json_data(record), indent=2) + "\n"
-
-
 def json_schema(cls: type, title: str) -> dict[str, Any]:
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": title, **adapter(cls).json_schema()}
 
 
-def schema_text(cls: type, title: str) -> str:
-    """The record type's JSON Schema as its file holds it (beside the records it describes)."""
-    return json.dumps(json_schema(cls, title), indent=2) + "\n"
+def write_with_schema(target: Path, record: object, schema: Path, title: str) -> None:
+    """The record's JSON Schema first, so a reader can validate without this tool, then the record
+    as JSON (two-space indent, a newline); each file written atomically."""
+    for path, data in ((schema, json_schema(type(record), title)), (target, json_data(record))):
+        write_bytes_atomic(path, (json.dumps(data, indent=2) + "\n").encode())

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import math
 import types
 import typing
@@ -21,7 +20,7 @@ from typing import Any
 import pydantic
 
 from .errors import ExportError
-from .records import adapter
+from .records import from_json_data
 
 
 class ConfigError(ExportError):
@@ -41,11 +40,13 @@ def parse_record(cls: Any, data: Any, source: Path, key: str, partial: bool = Fa
     """`data` as a `cls` (a record type, or e.g. tuple[Variant, ...]). `partial`: keys and types only
     (a base file need not be a whole config): nothing is returned."""
     _json_ready(data, source, key)
-    _refuse_internal(cls, data, source, key)
-    if partial:
-        return _check_partial(cls, data, source, key)
+    _walk(cls, data, source, key, leaves=partial)
+    return None if partial else _validated(cls, data, source, key)
+
+
+def _validated(cls: Any, data: Any, source: Path, key: str) -> Any:
     try:
-        return adapter(cls).validate_json(json.dumps(data), strict=True)
+        return from_json_data(cls, data)
     except pydantic.ValidationError as e:
         where, msg = _describe(cls, _chosen(cls, e), key)
         config_error(source, where, msg)
@@ -67,22 +68,25 @@ def _json_ready(value: Any, source: Path, key: str) -> None:
         config_error(source, key, f"expected a plain value, got {type(value).__name__} {value!r}")
 
 
-def _check_partial(tp: Any, value: Any, source: Path, key: str) -> None:
+def _walk(tp: Any, value: Any, source: Path, key: str, leaves: bool) -> None:
+    """Each record's keys against its fields, into nested records and lists of them: a key the
+    loader sets (the file's path and digest, a variant's name suffix) is as unknown to YAML as any
+    other. `leaves`: each other value validated on its own (a base file of `extends:` need not be a
+    whole config, so it is never validated as one)."""
     tp = _optional_of(tp)
+    args = typing.get_args(tp)
     if dataclasses.is_dataclass(tp) and isinstance(value, dict):
         fields, hints = _fields(tp)
         for k, v in value.items():
+            where = f"{key}.{k}".lstrip(".")
             if k not in fields:
-                config_error(source, f"{key}.{k}".lstrip("."), f"unknown key (valid: {', '.join(fields)})")
-            _check_partial(hints[k], v, source, f"{key}.{k}".lstrip("."))
-        return
-    args = typing.get_args(tp)
-    if typing.get_origin(tp) is tuple and args[1:] == (Ellipsis,) and dataclasses.is_dataclass(args[0]):
-        if isinstance(value, list):
-            for i, v in enumerate(value):
-                _check_partial(args[0], v, source, f"{key}[{i}]")
-            return
-    parse_record(tp, value, source, key)
+                config_error(source, where, f"unknown key (valid: {', '.join(fields)})")
+            _walk(hints[k], v, source, where, leaves)
+    elif typing.get_origin(tp) is tuple and args[1:] == (Ellipsis,) and isinstance(value, list):
+        for i, v in enumerate(value):
+            _walk(args[0], v, source, f"{key}[{i}]", leaves)
+    elif leaves:
+        _validated(tp, value, source, key)
 
 
 def _fields(cls: Any) -> tuple[list[str], dict[str, Any]]:
@@ -181,21 +185,3 @@ def _record_at(cls: Any, loc: tuple) -> Any:
     steps = _path(cls, (*loc, "?"))
     tp = _optional_of(steps[-1][1])
     return tp if dataclasses.is_dataclass(tp) else None
-
-
-def _refuse_internal(tp: Any, value: Any, source: Path, key: str) -> None:
-    """Fields the loader sets (the file's path and digest, a variant's name suffix) are as unknown
-    to YAML as any other key."""
-    tp = _optional_of(tp)
-    args = typing.get_args(tp)
-    if dataclasses.is_dataclass(tp) and isinstance(value, dict):
-        fields, hints = _fields(tp)
-        for k, v in value.items():
-            where = f"{key}.{k}".lstrip(".")
-            if k in INTERNAL_FIELDS:
-                config_error(source, where, f"unknown key (valid: {', '.join(fields)})")
-            if k in hints:
-                _refuse_internal(hints[k], v, source, where)
-    elif typing.get_origin(tp) is tuple and args[1:] == (Ellipsis,) and isinstance(value, list):
-        for i, v in enumerate(value):
-            _refuse_internal(args[0], v, source, f"{key}[{i}]")
