@@ -20,16 +20,14 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any
 
 import pydantic
 
 from . import records
 from .errors import ExportError
 from .files import PENDING_PREFIX, pending_path, sha256_file, stale_temp_files
-from .records import Entry, Manifest, adapter, first_error, from_json_data, json_data, write_with_schema
-
-R = TypeVar("R")
+from .records import Entry, Manifest, first_error, from_json_data, json_data, write_with_schema
 
 
 def find_file(folder: Path, fname: str, sha256: str, size: int) -> Path | None:
@@ -61,21 +59,16 @@ def checked_files(folder: Path, name: str, entry: Entry) -> tuple[Path, Path]:
     return out[0], out[1]
 
 
-def record_from_dict(cls: type[R], data: dict[str, Any], where: str) -> R:
-    """A record (export.records) from plain data, checked field by field against its schema."""
-    try:
-        return cast(R, adapter(cls).validate_python(data))
-    except pydantic.ValidationError as e:
-        raise ExportError(
-            f"{where}: not a {cls.__name__} of manifest schema {SCHEMA_VERSION}: {first_error(e)}"
-        ) from None
-
-
 def checked_entry(entry: Entry, name: str) -> Entry:
     """`entry` as its JSON Schema reads it: a stage that built a wrong record is this tool's bug, and
     it stops here, before anything is written."""
-    where = f"{name} (a bug in this tool: its record does not match the manifest schema)"
-    return record_from_dict(Entry, json_data(entry), where)
+    try:
+        return from_json_data(Entry, json_data(entry))  # as strictly as readers read it: no coercion
+    except pydantic.ValidationError as e:
+        raise ExportError(
+            f"{name} (a bug in this tool: its record does not match the manifest schema): "
+            f"not a Entry of manifest schema {SCHEMA_VERSION}: {first_error(e)}"
+        ) from None
 
 
 def json_schema() -> dict[str, Any]:

@@ -393,6 +393,16 @@ def test_manifest_is_typed_and_ships_its_json_schema(tiny_builds, tmp_path):
         with pytest.raises(ExportError, match=r"tiny_segnet_xnnpack_int8.pte.*re-export"):
             read_manifest(tmp_path / "manifest.json")
     assert read_manifest(out / "manifest.json").artifacts["tiny_segnet_xnnpack_int8.pte"].accuracy.worst.miou > 0
+    # and at write: a stage that built a wrong record is stopped before the manifest is touched
+    import dataclasses
+
+    from export.manifest import checked_entry
+
+    good = read_manifest(out / "manifest.json").artifacts["tiny_segnet_xnnpack_int8.pte"]
+    assert checked_entry(good, "x.pte") == good
+    for wrong in ({"bytes": "12"}, {"path": "../x.pte"}, {"precision": "int4"}):
+        with pytest.raises(ExportError, match=r"x.pte \(a bug in this tool: its record does not match"):
+            checked_entry(dataclasses.replace(good, **wrong), "x.pte")
     (tmp_path / "manifest.json").write_text(json.dumps({**data, "schema": 2}))
     with pytest.raises(ExportError, match=r"schema 2, this tool reads schema 4; re-export"):
         read_manifest(tmp_path / "manifest.json")
