@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .config import CONTRACTS, ModelConfig, Variant, load_config
+from .config import ModelConfig, Variant, load_config
 from .errors import ExportError
 from .files import sha256_file, write_bytes_atomic
 from .host import runs_here
@@ -321,7 +321,7 @@ def _plan_baselines(plan: Plan, setup: Setup, cfg: ModelConfig, module, variants
     first = next(iter(variants.values()))
     h, w = first.input.height, first.input.width
     eager = wrap(module, cfg, first).eval()
-    x = torch.from_numpy(preprocess(setup.photo, h, w, CONTRACTS.get(first.contract)))
+    x = torch.from_numpy(preprocess(setup.photo, h, w, cfg.contract_for(first)))
     stem = setup.tmp / f"{cfg.name}_{h}x{w}_{first.contract}"
     plan.onnx[ort_key] = onnx_fp32(eager, x, stem.with_suffix(".fp32.onnx"))
     plan.engines[eager_key] = functools.partial(eager, x)

@@ -32,7 +32,7 @@ from .files import ensure_writable_dir, write_bytes_atomic
 from .hubnames import check_repo_and_tag, sends_token
 from .manifest import SCHEMA_VERSION, manifest_from_dict
 from .records import PUBLISHED_SCHEMA_VERSION, Contract, Entry, Published, first_error, from_json_data
-from .runtimes import RUNTIMES_PATH, RneLine, load_runtimes, releases_label, version_key
+from .runtimes import PASCAL_VOC_LABELS, RUNTIMES_PATH, RneLine, is_voc, load_runtimes, releases_label, version_key
 
 TS_NAME = "modelUrls.ts"
 PY_NAME = "model_urls.py"
@@ -44,12 +44,8 @@ CLASS_OF_INTEREST = "PERSON"  # the snippets' example class (every model here ha
 # Hooks whose constant carries the normalization (a release line with `serves`): the name suffix of
 # their per-model constants. A new hook of that kind is one entry here.
 GROUPED_HOOKS = {"useSemanticSegmenter": "SEGMENTER"}
-# RNE 0.10's PASCAL_VOC_LABELS (src/constants.ts; tests compare it with the package's): a model
-# with these labels (any case) in this order gets them, typed PascalVocLabel.
-PASCAL_VOC_LABELS = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
-)  # fmt: skip
+# RNE 0.10's PASCAL_VOC_LABELS (export.runtimes): a model with these labels (any case) in this order
+# gets them, typed PascalVocLabel.
 # The input resize every gate measured (export/preprocess.py: cv2.resize INTER_LINEAR) = RNE's 'linear'.
 INTERPOLATION = "linear"
 # The mask back to the photo's size: 'nearest' keeps every pixel one label's colour (RNE's own DeepLab
@@ -66,10 +62,16 @@ NORMALIZE_OPTS = {
 }
 
 
-def normalize_values(feed: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+def normalize_values(
+    feed: str, contract: Contract | None = None
+) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
     """NORMALIZE_OPTS[feed] as numbers per RGB channel (alpha, beta), the same expressions evaluated
     (tests compare them with node's evaluation, bit for bit): what the reference runtime's segment()
-    feeds, so it runs exactly the constant codegen writes."""
+    feeds, so it runs exactly the constant codegen writes. model: the contract's own mean/std."""
+    if feed == "model" and contract is not None and contract.runtime_mean and contract.runtime_std:
+        alpha = tuple(1 / (255 * s) for s in contract.runtime_std)
+        beta = tuple(-m / s for m, s in zip(contract.runtime_mean, contract.runtime_std, strict=True))
+        return typing.cast(tuple[float, float, float], alpha), typing.cast(tuple[float, float, float], beta)
     if feed == "pixel/255":
         return (1 / 255, 1 / 255, 1 / 255), (0.0, 0.0, 0.0)
     if feed == "imagenet":
@@ -79,10 +81,18 @@ def normalize_values(feed: str) -> tuple[tuple[float, float, float], tuple[float
     raise ExportError(f"no normalizeOpts for feed {feed!r} (valid: {', '.join(NORMALIZE_OPTS)})")
 
 
+def normalize_ts(feed: str, contract: Contract) -> str:
+    """The normalizeOpts TypeScript for a feed: RNE's own expressions, or the model's numbers (model)."""
+    if feed != "model":
+        return NORMALIZE_OPTS[feed]
+    alpha, beta = normalize_values(feed, contract)
+    return "{ alpha: [" + ", ".join(map(repr, alpha)) + "], beta: [" + ", ".join(map(repr, beta)) + "] }"
+
+
 def segmenter_labels(labels: tuple[str, ...] | list[str]) -> tuple[tuple[str, ...], bool]:
     """The labels a GROUPED_HOOKS constant lists for a model with these labels, and whether they are
     RNE's PASCAL_VOC_LABELS (then lowercase, typed PascalVocLabel)."""
-    voc = tuple(label.lower() for label in labels) == PASCAL_VOC_LABELS
+    voc = is_voc(labels)
     return (PASCAL_VOC_LABELS if voc else tuple(labels)), voc
 
 
@@ -93,7 +103,7 @@ class SegmenterOpts:
 
     line: RneLine
     contract: str
-    feed: str  # pixel/255 | imagenet: which NORMALIZE_OPTS
+    feed: str  # pixel/255 | imagenet | model: which NORMALIZE_OPTS (model: the contract's numbers)
     alpha: tuple[float, float, float]
     beta: tuple[float, float, float]
     interpolation: str = INTERPOLATION
@@ -131,7 +141,7 @@ def segmenter_opts(rne: str, contract: Contract, lines: tuple[RneLine, ...] | No
         raise ExportError(
             f"react-native-executorch {line.label} ({line.hook}) serves no file of contract {contract.name}"
         )
-    alpha, beta = normalize_values(feed)
+    alpha, beta = normalize_values(feed, contract)
     return SegmenterOpts(line, contract.name, feed, alpha, beta)
 
 
@@ -166,11 +176,12 @@ def families(lines: tuple[RneLine, ...] | None = None) -> list[Family]:
     out: list[Family] = []
     for line in lines if lines is not None else load_runtimes():
         last = out[-1] if out else None
-        if last and (last.hook, last.contract, last.lines[-1].serves, last.lines[-1].reads) == (
+        if last and (last.hook, last.contract, last.lines[-1].serves, last.lines[-1].reads, last.lines[-1].labels) == (
             line.hook,
             line.contract,
             line.serves,
             line.reads,
+            line.labels,
         ):
             out[-1] = Family(last.hook, last.feeds, last.contract, (*last.lines, line))
         else:
@@ -237,7 +248,8 @@ def constants_for(
             pick["android"] = typing.cast(tuple[str, Entry], android or ios)
             pick["ios"] = typing.cast(tuple[str, Entry], ios)
         contract = pick["android"][1].contract
-        mine = [f for f in fams if f.contract == contract.name]
+        labels = pick["android"][1].labels
+        mine = [f for f in fams if f.contract == contract.name and all(ln.takes_labels(labels) for ln in f.lines)]
         tail = ("_QUANTIZED" if quantized else "") + suffix.upper()
         floor = max((e.min_rne for _, e in pick.values() if e.min_rne), key=version_key, default=None)
         for fam in mine:
@@ -272,7 +284,8 @@ class Group:
     family: Family
     model: str
     contract: str
-    feed: str  # what this group's normalizeOpts make of the pixels: pixel/255 | imagenet
+    feed: str  # what this group's normalizeOpts make of the pixels: pixel/255 | imagenet | model
+    normalize: str  # normalizeOpts as TypeScript (normalize_ts)
     labels: tuple[str, ...]
     voc: bool  # labels are RNE's PASCAL_VOC_LABELS (then lowercase, typed PascalVocLabel)
     members: tuple[tuple[str, str], ...]  # (XNNPACK_FP32, url or path), in MEMBER_ORDER
@@ -319,7 +332,7 @@ def groups_for(
         labels, voc = segmenter_labels(entries[0].labels)
         for fam in fams:
             feed = fam.feed_for(contract.name)
-            if feed is None:
+            if feed is None or not all(ln.takes_labels(entries[0].labels) for ln in fam.lines):
                 continue
             for e in entries:
                 check_pairing(fam, e.path, e.contract, e.output.kind)
@@ -335,6 +348,7 @@ def groups_for(
                     model=model,
                     contract=contract.name,
                     feed=feed,
+                    normalize=normalize_ts(feed, contract),
                     labels=labels,
                     voc=voc,
                     members=tuple((_key(*k), kinds[k][0]) for k in order),
@@ -388,12 +402,25 @@ def _family_doc(fam: Family, releases: str | None = None) -> str:
 
 
 def _group_doc(g: Group, releases: str | None = None) -> str:
-    graph = "ImageNet mean/std in the graph" if g.feed == "pixel/255" else "ImageNet mean/std by the runtime"
+    graph = {
+        "pixel/255": "ImageNet mean/std in the graph",
+        "imagenet": "ImageNet mean/std by the runtime",
+        "model": "the model's own mean/std by the runtime",
+    }[g.feed]
     return (
         f"react-native-executorch {releases or g.family.label}: {g.family.hook}, whose runtime feeds RGB "
         f"pixel·alpha + beta from modelOpts.normalizeOpts; contract {g.contract} ({graph}), so normalizeOpts = "
         f"{g.feed}"
     )
+
+
+def _py_normalize(g: Group) -> str:
+    """The Python module's normalizeOpts: the feed's name, or the model's numbers."""
+    if g.feed != "model":
+        return repr(g.feed)
+    alpha = g.normalize.split("alpha: [")[1].split("]")[0]
+    beta = g.normalize.split("beta: [")[1].split("]")[0]
+    return f"{{'alpha': [{alpha}], 'beta': [{beta}]}}"
 
 
 def _label_type(g: Group) -> str:
@@ -411,7 +438,7 @@ def _render_group(g: Group) -> list[str]:
         "  ],",
         "  resizeMode: 'stretch',",
         f"  interpolation: {_ts_str(INTERPOLATION)},",
-        f"  normalizeOpts: {NORMALIZE_OPTS[g.feed]},",
+        f"  normalizeOpts: {g.normalize},",
         f"  outInterpolation: {_ts_str(OUT_INTERPOLATION)},",
         "};",
     ]
@@ -513,7 +540,7 @@ def render_py(published: Publications, lines: tuple[RneLine, ...] | None = None)
             *[f"        {key!r}: {url!r}," for key, url in g.members],
             "    },",
             f"    'default': {{'ios': {g.ios!r}, 'android': {g.android!r}}},",
-            f"    'normalizeOpts': {g.feed!r},",
+            f"    'normalizeOpts': {_py_normalize(g)},",
             f"    'labels': {g.labels!r},",
             f"    'contract': {g.contract!r},",
             f"    'rne': {g.releases!r},",

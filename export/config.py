@@ -19,6 +19,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -55,6 +56,21 @@ CONTRACTS.register(
         runtime_std=IMAGENET_STD,
     ),
 )
+# The 0.10 line's own contract: the runtime applies the model's `normalize:` (pixel·alpha + beta,
+# carried by the constant's normalizeOpts) and the graph has none. ImageNet's until a config says
+# otherwise (ModelConfig.contract_for puts the config's in).
+CONTRACTS.register(
+    "rne-0.10",
+    Contract(
+        "rne-0.10",
+        "RGB NCHW float32 (pixel/255 - mean)/std with the model's own mean/std, applied by the runtime "
+        "(the constant's normalizeOpts); output 0 = float32 scores [1,K,H,W]",
+        normalize_in_graph=False,
+        runtime_mean=IMAGENET_MEAN,
+        runtime_std=IMAGENET_STD,
+    ),
+)
+MODEL_NORMALIZED = "rne-0.10"  # the one contract whose normalization the config chooses
 
 # --- backends ---------------------------------------------------------------------------------
 
@@ -75,14 +91,63 @@ BACKENDS.register("coreml", BackendSpec("coreml", "CoreMLBackend", ("fp16", "fp3
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """Where the model comes from (`source`: a file in export/sources/, see docs/model-sources.md)."""
+
     __pydantic_config__ = STRICT
-    builder: str  # a name in export.models.MODELS (torchvision segmentation builders + tiny test nets)
-    weights: str | None = None  # torchvision weights enum member used by `--weights default`
-    output_key: str = "out"  # torchvision returns {"out", "aux"}: ship "out" only
+    # torchvision: a name in export.models.MODELS; python: "package.module:function" or "file.py:function"
+    builder: str | None = None
+    weights: str | None = None  # torchvision: the weights enum member behind `--weights default`
+    output_key: str = "out"  # a dict output's entry to ship (torchvision: {"out", "aux"})
     num_classes: int = 21
     random_seed: int = 0  # seed for `--weights random`
     # `--weights random` with every ResNet block's last BN gamma set to this (None: torchvision's init)
     random_residual_gain: float | None = None
+    source: str = "torchvision"  # torchvision | smp | transformers | python (export.sources.SOURCES)
+    arch: str | None = None  # smp: the architecture (Unet, FPN, DeepLabV3Plus, ...)
+    encoder: str | None = None  # smp: the encoder (resnet34, mobilenet_v2, ...)
+    # transformers: a save_pretrained folder or a Hub id (from huggingface_hub's cache); smp, python:
+    # the trained weights `--weights default` loads (a state dict, or SMP's save_pretrained folder)
+    path: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)  # passed to the builder / the smp architecture
+    output_index: int = 0  # a tuple or list output's entry to ship
+    # a one-channel output: what it holds (logit: before a sigmoid; probability: after one)
+    mask: str | None = None
+
+
+# ModelSpec fields added after configs were hashed: left out of the hash while they hold their default,
+# so a config that does not use them keeps its variant hash (Core ML's ids are seeded by it)
+_LATER_MODEL_FIELDS = {"source": "torchvision", "arch": None, "encoder": None, "path": None, "kwargs": {}}
+_LATER_MODEL_FIELDS |= {"output_index": 0, "mask": None}
+MASK_KINDS = ("logit", "probability")
+
+
+Channels = float | tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class NormalizeSpec:
+    """What the runtime does to RGB pixels in 0..255 before the model (contract rne-0.10): `mean`/`std`
+    on pixel/255, or `alpha`/`beta` as RNE's normalizeOpts (pixel·alpha + beta); scalar or per channel."""
+
+    __pydantic_config__ = STRICT
+    mean: Channels | None = None
+    std: Channels | None = None
+    alpha: Channels | None = None
+    beta: Channels | None = None
+
+    def mean_std(self) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+        """As mean/std on pixel/255: pixel·alpha + beta = (pixel/255 - mean)/std."""
+
+        def three(v: Channels | None, default: float) -> tuple[float, float, float]:
+            if v is None:
+                return (default,) * 3
+            return (float(v),) * 3 if isinstance(v, (int, float)) else tuple(float(x) for x in v)  # type: ignore[return-value]
+
+        if self.alpha is not None:
+            alpha, beta = three(self.alpha, 0.0), three(self.beta, 0.0)
+            std = tuple(1 / (255 * a) for a in alpha)
+            return tuple(-b * s for b, s in zip(beta, std, strict=True)), std  # type: ignore[return-value]
+        return three(self.mean, 0.0), three(self.std, 1.0)
 
 
 @dataclass(frozen=True)
@@ -188,6 +253,7 @@ class ModelConfig:
     calibration: CalibrationSpec | None = None
     accuracy: AccuracySpec | None = None
     tolerances: ToleranceDefaults | None = None  # resolved into each variant (not hashed twice)
+    normalize: NormalizeSpec | None = None  # contract rne-0.10: the runtime's normalization (default ImageNet)
     source: Path = field(default=Path("?"), compare=False)
     sha256: str = field(default="", compare=False)  # of the expanded config (every file in the chain)
 
@@ -199,6 +265,14 @@ class ModelConfig:
             f"unknown variant {name!r} for model {self.name!r} ({self.source}); "
             f"valid variants: {', '.join(v.name for v in self.variants)}"
         )
+
+    def contract_for(self, variant: Variant) -> Contract:
+        """The variant's contract as the runtime applies it: rne-0.10 with this model's normalization."""
+        contract = CONTRACTS.get(variant.contract)
+        if contract.name != MODEL_NORMALIZED or self.normalize is None:
+            return contract
+        mean, std = self.normalize.mean_std()
+        return dataclasses.replace(contract, runtime_mean=mean, runtime_std=std)
 
     def artifact_name(self, variant: Variant) -> str:
         return f"{self.name}_{variant.name}.pte"
@@ -212,6 +286,10 @@ class ModelConfig:
             if f.name not in ("variants", "tolerances", "source", "sha256")
         }
         data["variant"] = variant
+        model = dataclasses.asdict(self.model)
+        data["model"] = {k: v for k, v in model.items() if _LATER_MODEL_FIELDS.get(k, ...) != v}
+        if self.normalize is None:
+            del data["normalize"]
         as_json = json.dumps(data, sort_keys=True, default=lambda o: dataclasses.asdict(o))
         return hashlib.sha256(as_json.encode()).hexdigest()
 
@@ -281,6 +359,11 @@ def _validate(cfg: ModelConfig, source: Path) -> ModelConfig:
         _check_photos(cfg.calibration.images, source, "calibration.images")
     if len(cfg.labels) != cfg.model.num_classes:
         config_error(source, "labels", f"{len(cfg.labels)} labels for model.num_classes={cfg.model.num_classes}")
+    if len(cfg.labels) < 2:
+        config_error(source, "labels", "at least 2 labels (a one-channel mask is background + its class)")
+    if len(set(cfg.labels)) != len(cfg.labels):
+        config_error(source, "labels", "a label is given twice (they name the classes an app asks for)")
+    _validate_model(cfg, source)
     if not cfg.variants:
         config_error(source, "variants", "at least one variant is required")
     for i, v in enumerate(cfg.variants):
@@ -295,6 +378,39 @@ def _validate(cfg: ModelConfig, source: Path) -> ModelConfig:
     if cfg.calibration is not None:
         _validate_calibration(cfg, cfg.calibration, source)
     return dataclasses.replace(cfg, variants=tuple(variants))
+
+
+def _validate_model(cfg: ModelConfig, source: Path) -> None:
+    """The model section, the normalization, then what the source itself can check without torch."""
+    from .sources import SOURCES
+
+    src = SOURCES.get(cfg.model.source, where=f"{source}: model.source")
+    if cfg.model.mask is not None and cfg.model.mask not in MASK_KINDS:
+        config_error(source, "model.mask", f"{cfg.model.mask!r}: valid: {', '.join(MASK_KINDS)}")
+    if cfg.normalize is not None:
+        _validate_normalize(cfg, cfg.normalize, source)
+    src.check(cfg, source)
+
+
+def _validate_normalize(cfg: ModelConfig, n: NormalizeSpec, source: Path) -> None:
+    contracts = {cfg.contract, *(v.contract for v in cfg.variants if v.contract)}
+    if contracts != {MODEL_NORMALIZED}:
+        others = ", ".join(sorted(contracts - {MODEL_NORMALIZED}))
+        config_error(
+            source,
+            "normalize",
+            f"only for contract {MODEL_NORMALIZED} (the runtime applies it); {others} fix ImageNet mean/std, "
+            f"so set contract: {MODEL_NORMALIZED} or drop normalize",
+        )
+    pairs = {"mean/std": (n.mean, n.std), "alpha/beta": (n.alpha, n.beta)}
+    given = [name for name, pair in pairs.items() if any(v is not None for v in pair)]
+    if len(given) != 1:
+        config_error(source, "normalize", "give either mean and std (on pixel/255) or alpha and beta (on 0..255)")
+    scale = n.std if given == ["mean/std"] else n.alpha
+    values = [scale] if isinstance(scale, (int, float)) else list(scale or ())
+    if not values or any(v <= 0 for v in values):
+        key = "std" if given == ["mean/std"] else "alpha"
+        config_error(source, f"normalize.{key}", f"must be given and positive, got {scale!r}")
 
 
 def _validate_variant(cfg: ModelConfig, v: Variant, source: Path, i: int) -> Variant:

@@ -113,6 +113,14 @@ def existing_file(path: str | Path, what: str, fix: str = "") -> Path:
     return p
 
 
+def existing_path(path: str | Path, what: str, fix: str = "") -> Path:
+    """`path` as an existing file or folder (a save_pretrained folder is weights too), or one error."""
+    p = Path(path)
+    if p.is_dir():
+        return p
+    return existing_file(p, what, fix)
+
+
 def new_file(path: str | Path, flag: str, suffixes: tuple[str, ...] = ()) -> Path:
     """An output file path: its folder takes files, it is not a directory, and its name says the
     format that will be written (`suffixes`)."""

@@ -138,7 +138,8 @@ class SegmentationModel:
         name = contract or recorded
         if name is None:
             raise ExportError(f"{self.path.name}: no manifest.json beside it records its contract; pass --contract")
-        self.contract = CONTRACTS.get(name)
+        # the manifest's record carries the model's own normalization (contract rne-0.10)
+        self.contract = entry.contract if entry and entry.contract.name == name else CONTRACTS.get(name)
         self.labels = list(labels or (entry.labels if entry else []))
         missing = sorted({d for d in delegates if not runs_here(d)})
         if missing:

@@ -66,12 +66,29 @@ def export_program(module: torch.nn.Module, example: torch.Tensor) -> torch.expo
         return torch.export.export(module, (example,), strict=False)
 
 
+def export_for(module: torch.nn.Module, example: torch.Tensor, variant: Variant) -> tuple[torch.export.ExportedProgram, list[str]]:
+    """torch.export for the variant's backend: for XNNPACK, integer-scale nearest upsamples traced as
+    transposed convolutions (export.rewrite). -> (program, the rewrites applied, as graph_rewrites lines)."""
+    if variant.backend != "xnnpack":
+        return export_program(module, example), []
+    from .rewrite import FORM_DOCS, NearestAsTransposedConv
+
+    with NearestAsTransposedConv() as nearest:
+        nearest.prepare(module, example)
+        program = export_program(module, example)
+    return program, [f"{nearest.count} x nearest: {FORM_DOCS['nearest']}"] if nearest.count else []
+
+
 def lower(program: torch.export.ExportedProgram, variant: Variant, seed: str) -> EdgeProgramManager:
     """`seed` identifies everything that determines the bytes (config, weights, tool versions)."""
+    from .rewrite import drop_noop_expands, has_batched_matmul
+
     partitioners = PARTITIONERS.get(variant.backend)(variant)
     ids = _deterministic_coreml_ids(seed) if variant.backend == "coreml" else contextlib.nullcontext()
+    # only where a batched matmul left same-shape expands: every other program lowers exactly as before
+    passes = [drop_noop_expands] if variant.backend == "xnnpack" and has_batched_matmul(program) else None
     with ids:
-        return to_edge_transform_and_lower(program, partitioner=partitioners)
+        return to_edge_transform_and_lower(program, transform_passes=passes, partitioner=partitioners)
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import BACKENDS, CONTRACTS, ModelConfig, QuantizationRecipe, Variant
+from .config import BACKENDS, ModelConfig, QuantizationRecipe, Variant
 from .errors import ExportError
 from .files import ensure_writable_dir, scratch, sha256_file
 from .manifest import (
@@ -32,12 +32,13 @@ from .records import (
     Entry,
     InputInfo,
     LatencyRecord,
+    OutputAdapter,
     OutputInfo,
     ParityRecord,
     RneSchemaRecord,
     WeightsRef,
 )
-from .rewrite import trim_padded_taps
+from .rewrite import trim_padded_taps, xnnpack_forms
 from .rne_schema import preflight
 from .timing import latency_ratio
 from .uptodate import cache_key, record
@@ -127,7 +128,7 @@ def build(
             results.append(Result(name, out / name, entry, up_to_date=True))
             continue
         results.append(export_variant(cfg, v, w, out, key))
-    checkpoint = default_checkpoint(cfg) if kind == "default" else None
+    checkpoint = default_checkpoint(cfg) if kind == "default" and cfg.model.source == "torchvision" else None
     record(out, cfg, weights, identity, checkpoint)  # lets the next no-op re-export skip torch
     return results
 
@@ -180,25 +181,33 @@ class Exported:
     recipe: QuantizationRecipe | None = None  # int8: as applied (keep_fp32: auto resolved to layers)
     auto_keep: AutoKeepRecord | None = None  # int8 with keep_fp32: auto: the layers kept and their cost
     rewrites: tuple[str, ...] = ()  # modules replaced by exact cheaper forms before export (4a)
+    adapter: OutputAdapter | None = None  # how the model's output became output 0 (export.wrap)
 
 
 def export_stage(cfg: ModelConfig, variant: Variant, weights: Weights, timer: Timer) -> Exported:
-    from .lower import export_program
+    from .lower import export_for
     from .quantize import auto_keep_fp32, calibration_set, quantize
 
     loaded = weights.load()
     with timer.stage("3", "wrap"):
         module = wrap(loaded.module, cfg, variant)
     with timer.stage("4", "torch.export"):
-        # 4a. XNNPACK fp32/fp16: convolutions that mostly read padding lose those taps (export.rewrite);
-        # the original module stays the parity reference. int8 is quantized from the original graph.
+        # 4a. XNNPACK: ops it has no kernel for in forms it delegates (LayerNorm, GroupNorm, nearest
+        # upsample; export.rewrite), and for fp32/fp16 convolutions that mostly read padding lose those
+        # taps; the original module stays the parity reference. int8's taps are not trimmed: its bounds
+        # were measured on the stock graph.
         traced: torch.nn.Module = module
         rewrites: list[str] = []
-        if variant.backend == "xnnpack" and variant.precision != "int8":
-            traced, rewrites = trim_padded_taps(module, example_input(variant))
-        program = export_program(traced, example_input(variant))
+        if variant.backend == "xnnpack":
+            traced, forms = xnnpack_forms(module)
+            if variant.precision != "int8":
+                traced, rewrites = trim_padded_taps(traced, example_input(variant))
+            rewrites += forms
+        program, traced_forms = export_for(traced, example_input(variant), variant)
+        rewrites += traced_forms
+    adapter = getattr(module, "adapter", None)
     if variant.precision != "int8":
-        return Exported(module, program, module, rewrites=tuple(rewrites))
+        return Exported(module, program, module, rewrites=tuple(rewrites), adapter=adapter)
     with timer.stage("4b", "quantize (int8)"):
         calibration = calibration_set(cfg)
         recipe = variant.quantization or QuantizationRecipe()
@@ -211,7 +220,7 @@ def export_stage(cfg: ModelConfig, variant: Variant, weights: Weights, timer: Ti
             recipe = replace(recipe, keep_fp32=auto.kept)
         else:
             reference, quantized, samples = quantize(program, cfg, variant, calibration)
-    return Exported(module, quantized, reference, calibration, samples, recipe, auto)
+    return Exported(module, quantized, reference, calibration, samples, recipe, auto, tuple(rewrites), adapter)
 
 
 @dataclass(frozen=True)
@@ -219,6 +228,7 @@ class Lowered:
     edge: EdgeProgramManager
     delegation: DelegationRecord
     rewrites: tuple[str, ...] = ()  # as Exported.rewrites: recorded in the manifest
+    adapter: OutputAdapter | None = None  # as Exported.adapter
 
 
 def lower_stage(exported: Exported, cfg: ModelConfig, variant: Variant, weights: Weights, name: str) -> Lowered:
@@ -229,7 +239,7 @@ def lower_stage(exported: Exported, cfg: ModelConfig, variant: Variant, weights:
     edge = lower(exported.program, variant, seed=f"{cfg.variant_hash(variant)}|{weights.identity}|{tool_versions()}")
     delegation = delegation_of(edge)
     delegation_gate(delegation, variant, name)
-    return Lowered(edge, delegation, exported.rewrites)
+    return Lowered(edge, delegation, exported.rewrites, exported.adapter)
 
 
 @dataclass(frozen=True)
@@ -278,7 +288,7 @@ def bundle_stage(pte: Path, bpte: Path, reference, cfg: ModelConfig, variant: Va
     from .verify import backend_available, variant_photo_inputs
 
     with torch.no_grad():
-        photos = list(variant_photo_inputs(cfg.parity.images, variant).values())[:BUNDLED_CASES]
+        photos = list(variant_photo_inputs(cfg.parity.images, cfg, variant).values())[:BUNDLED_CASES]
         cases = [(x, reference(x)) for x in photos]
     # ExecuTorch's check is absolute (|got - want| <= atol): the parity bound, scaled by the
     # expected logits' range, means the same for any weights
@@ -301,6 +311,12 @@ def _int8_latency(tmp: Path, cfg: ModelConfig, variant: Variant, out: Path) -> L
     return latency_ratio(tmp, sibling, example_input(variant))
 
 
+def _recorded(adapter: OutputAdapter | None, cfg: ModelConfig) -> OutputAdapter | None:
+    """What the manifest says of the output: always, but for torchvision's "out" shipped as it was."""
+    plain = adapter is None or (adapter.upsampled_from is None and adapter.one_channel is None)
+    return None if adapter is None or (plain and cfg.model.source == "torchvision") else adapter
+
+
 def manifest_entry(
     cfg: ModelConfig,
     variant: Variant,
@@ -314,8 +330,9 @@ def manifest_entry(
     seconds: dict[str, float],
 ) -> Entry:
     """Step 8: what the files are (`pte`: where it waits to take its name), made of the stages' records."""
-    contract = CONTRACTS.get(variant.contract)
+    contract = cfg.contract_for(variant)
     h, w = variant.input.height, variant.input.width
+    feed_range: tuple[float, float] | str = "ImageNet-normalized" if contract.name == "rne-0.9" else "model-normalized"
     parity = checked.parity
     # fp16 files: their parity against eager fp32 *is* the fp16 drift; said explicitly here
     drift = None
@@ -332,7 +349,7 @@ def manifest_entry(
         precision=variant.precision,  # type: ignore[arg-type]  # the config loader admits these three only
         contract=contract,
         input=InputInfo(
-            (1, 3, h, w), "float32", "NCHW RGB", (0.0, 1.0) if contract.normalize_in_graph else "ImageNet-normalized"
+            (1, 3, h, w), "float32", "NCHW RGB", (0.0, 1.0) if contract.normalize_in_graph else feed_range  # type: ignore[arg-type]
         ),
         output=OutputInfo(0, (1, cfg.model.num_classes, h, w), "float32", "logits"),
         labels=tuple(cfg.labels),
@@ -341,6 +358,7 @@ def manifest_entry(
         tolerances=variant.tolerances,
         delegation=lowered.delegation,
         graph_rewrites=lowered.rewrites,
+        output_adapter=_recorded(lowered.adapter, cfg),
         coreml=variant.coreml,
         export_seconds=round(sum(seconds.values()), 3),
         stage_seconds=seconds,

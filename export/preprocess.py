@@ -18,6 +18,7 @@ import numpy as np
 
 from .config import bundled_photos
 from .errors import ExportError
+from .records import Contract
 
 # Decompression bombs: images above this many pixels are refused from their header, before decoding.
 # 2^26 ≈ 67 MP: far above any phone camera frame the hook would get.
@@ -105,23 +106,26 @@ def preprocess(bgr: np.ndarray, height: int, width: int, runtime_mean=None, runt
     return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
 
 
-def model_input(bgr: np.ndarray, height: int, width: int, contract: str):
-    """`preprocess` under a named contract, as a torch tensor (the exporter's and runtime's feed)."""
-    import torch
-
+def _contract(contract: str | Contract) -> Contract:
     from .config import CONTRACTS
 
-    c = CONTRACTS.get(contract)
+    return CONTRACTS.get(contract) if isinstance(contract, str) else contract
+
+
+def model_input(bgr: np.ndarray, height: int, width: int, contract: str | Contract):
+    """`preprocess` under a contract (a name, or a model's resolved one: ModelConfig.contract_for),
+    as a torch tensor (the exporter's and runtime's feed)."""
+    import torch
+
+    c = _contract(contract)
     return torch.from_numpy(preprocess(bgr, height, width, c.runtime_mean, c.runtime_std))
 
 
-def normalize_unit_input(x, contract: str):
+def normalize_unit_input(x, contract: str | Contract):
     """A [0,1] RGB tensor (seeded random parity inputs) -> what the runtime feeds under `contract`."""
     import torch
 
-    from .config import CONTRACTS
-
-    c = CONTRACTS.get(contract)
+    c = _contract(contract)
     if c.runtime_mean is None:
         return x
     mean = torch.tensor(c.runtime_mean).view(1, 3, 1, 1)
@@ -129,7 +133,7 @@ def normalize_unit_input(x, contract: str):
     return ((x - mean) / std).contiguous()
 
 
-def photo_inputs(names, height: int, width: int, contract: str) -> dict:
+def photo_inputs(names, height: int, width: int, contract: str | Contract) -> dict:
     """{"photo:<name>": model input} for photos or image paths, through the app's preprocessing."""
     return {f"photo:{n}": model_input(load_image(n), height, width, contract) for n in names}
 

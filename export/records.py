@@ -50,7 +50,7 @@ class InputInfo:
     shape: tuple[int, int, int, int]
     dtype: str
     layout: str
-    range: tuple[float, float] | Literal["ImageNet-normalized"]
+    range: tuple[float, float] | Literal["ImageNet-normalized", "model-normalized"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,30 @@ class OutputInfo:
     shape: tuple[int, int, int, int]
     dtype: str
     kind: str
+
+
+@dataclass(frozen=True)
+class OutputAdapter:
+    """How the model's own output became output 0, [1,K,H,W] float32 class scores (export/wrap.py)."""
+
+    __pydantic_config__ = STRICT
+    picked: str  # "tensor", "dict key 'out'", "tuple index 0"
+    channels: int  # what the model itself outputs (1: a one-channel mask)
+    # bilinear upsample in the graph from the model's output size to the input's (SegFormer: 1/4)
+    upsampled_from: tuple[int, int] | None = None
+    # one channel -> two class scores [background, class]: logit z -> [-z/2, z/2] (softmax = sigmoid);
+    # probability p -> [1-p, p] (argmax = p > 0.5, finite where a saturated sigmoid's logit is not)
+    one_channel: Literal["logit", "probability"] | None = None
+
+    def describe(self) -> str:
+        parts = [self.picked]
+        if self.upsampled_from:
+            parts.append(f"bilinear upsample {self.upsampled_from[0]}x{self.upsampled_from[1]} -> input size")
+        if self.one_channel == "logit":
+            parts.append("one-channel logit z -> [-z/2, z/2]")
+        elif self.one_channel == "probability":
+            parts.append("one-channel probability p -> [1-p, p]")
+        return "; ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -387,6 +411,7 @@ class Entry:
     # modules replaced by exact, cheaper forms before export (export.rewrite), e.g. ASPP convolutions
     # that mostly read padding; parity is against the original module
     graph_rewrites: tuple[str, ...] = ()
+    output_adapter: OutputAdapter | None = None  # how the model's output became output 0 (None: as it was)
 
 
 @dataclass(frozen=True)

@@ -114,3 +114,158 @@ def trim_padded_taps(module: nn.Module, example: torch.Tensor) -> tuple[nn.Modul
         h, w = sizes[name]
         setattr(trimmed.get_submodule(parent), leaf, TrimmedConv(convs[name], h, w))
     return trimmed.eval(), chosen
+
+
+# --- forms XNNPACK delegates, for ops it leaves to portable CPU kernels ------------------------------
+# Each is exact in real arithmetic (fp32: summation order only); the parity gate compares the file with
+# the original module, so a rewrite that were not would fail the build.
+
+
+class LayerNormAsMean(nn.Module):
+    """LayerNorm over the last dimension as reduce-mean and elementwise ops: XNNPACK has no layer-norm
+    op, and its mean takes 4-D inputs over the last two dimensions, so [..., C] is viewed [N, M, 1, C]."""
+
+    def __init__(self, ln: nn.LayerNorm) -> None:
+        super().__init__()
+        self.eps = ln.eps
+        self.weight = ln.weight
+        self.bias = ln.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        y = x.reshape(1, -1, 1, shape[-1])
+        centred = y - y.mean(dim=(-2, -1), keepdim=True)
+        var = (centred * centred).mean(dim=(-2, -1), keepdim=True)
+        out = (centred * torch.rsqrt(var + self.eps)).reshape(shape)
+        if self.weight is not None:
+            out = out * self.weight
+        if self.bias is not None:
+            out = out + self.bias
+        return out
+
+
+class GroupNormAsMean(nn.Module):
+    """GroupNorm on [N, C, H, W] as reduce-mean over each group viewed [N, G, C/G, H·W]."""
+
+    def __init__(self, gn: nn.GroupNorm) -> None:
+        super().__init__()
+        self.groups, self.eps = gn.num_groups, gn.eps
+        self.weight, self.bias = gn.weight, gn.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        y = x.reshape(n, self.groups, c // self.groups, h * w)
+        centred = y - y.mean(dim=(-2, -1), keepdim=True)
+        var = (centred * centred).mean(dim=(-2, -1), keepdim=True)
+        out = (centred * torch.rsqrt(var + self.eps)).reshape(n, c, h, w)
+        if self.weight is not None:
+            out = out * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)
+        return out
+
+
+def _replaceable(m: nn.Module) -> type[nn.Module] | None:
+    if isinstance(m, nn.LayerNorm) and len(m.normalized_shape) == 1:
+        return LayerNormAsMean
+    if isinstance(m, nn.GroupNorm) and m.affine:
+        return GroupNormAsMean
+    return None
+
+
+def xnnpack_forms(module: nn.Module) -> tuple[nn.Module, list[str]]:
+    """A copy of `module` with each LayerNorm (last dimension) and GroupNorm in a form XNNPACK
+    delegates; `module` itself when it has none. -> (module, one "<count> <what>" line per kind)."""
+    chosen = [(name, kind) for name, m in module.named_modules() if (kind := _replaceable(m)) is not None]
+    if not chosen:
+        return module, []
+    out = copy.deepcopy(module)
+    for name, kind in chosen:
+        parent, _, leaf = name.rpartition(".")
+        setattr(out.get_submodule(parent), leaf, kind(cast(nn.Module, module.get_submodule(name))))
+    counts: dict[str, int] = {}
+    for _, kind in chosen:
+        counts[kind.__name__] = counts.get(kind.__name__, 0) + 1
+    return out.eval(), [f"{n} x {what}: {FORM_DOCS[what]}" for what, n in counts.items()]
+
+
+FORM_DOCS = {
+    "LayerNormAsMean": "LayerNorm as reduce-mean, rsqrt and elementwise ops",
+    "GroupNormAsMean": "GroupNorm as reduce-mean, rsqrt and elementwise ops",
+    "nearest": "integer-scale nearest upsample as a depthwise transposed convolution of ones",
+    "expand": "same-shape expand (a no-op view) removed",
+}
+
+
+class NearestAsTransposedConv:
+    """While active, F.interpolate(mode="nearest") at an integer scale is computed as a depthwise
+    transposed convolution with a kernel of ones (stride = scale): each output pixel is its input
+    pixel times 1, so exact. XNNPACK has no nearest-upsample op; it delegates the convolution. Used
+    around torch.export only: the eager model stays the parity reference."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._weights: dict[tuple[int, int, int], torch.Tensor] = {}  # constants the program captures
+
+    def __enter__(self) -> NearestAsTransposedConv:
+        self._original = F.interpolate
+        F.interpolate = self._interpolate  # type: ignore[assignment]
+        return self
+
+    def prepare(self, module: nn.Module, example: torch.Tensor) -> None:
+        """One eager run: the kernels of ones are made here, as constants, not traced as ops."""
+        with torch.no_grad():
+            module(example)
+        self.count = 0
+
+    def __exit__(self, *exc: object) -> None:
+        F.interpolate = self._original
+
+    def _interpolate(self, x, size=None, scale_factor=None, mode="nearest", *args, **kwargs):
+        scale = self._integer_scale(x, size, scale_factor) if mode == "nearest" and x.dim() == 4 else None
+        if scale is None:
+            return self._original(x, size, scale_factor, mode, *args, **kwargs)
+        c = int(x.shape[1])
+        key = (c, *scale)
+        if key not in self._weights:  # eager (prepare): a constant; under tracing it would be an op
+            self._weights[key] = torch.ones(c, 1, *scale)
+        self.count += 1
+        return F.conv_transpose2d(x, self._weights[key], stride=scale, groups=c)
+
+    @staticmethod
+    def _integer_scale(x: torch.Tensor, size, scale_factor) -> tuple[int, int] | None:
+        h, w = int(x.shape[-2]), int(x.shape[-1])
+        if size is not None:
+            oh, ow = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        elif scale_factor is not None:
+            sh, sw = (scale_factor, scale_factor) if isinstance(scale_factor, (int, float)) else scale_factor
+            oh, ow = h * sh, w * sw
+        else:
+            return None
+        if oh % h or ow % w or oh < h or ow < w or (oh == h and ow == w):
+            return None
+        return int(oh // h), int(ow // w)
+
+
+def drop_noop_expands(gm: torch.fx.GraphModule):
+    """An edge-dialect pass (before partitioning): remove expand_copy nodes whose output has its input's
+    shape. A batched matmul decomposes into expand + bmm with such expands, and each would stay outside
+    XNNPACK as a portable expand_copy. -> torch.fx PassResult."""
+    from executorch.exir.dialects._ops import ops as exir_ops
+    from torch.fx.passes.infra.pass_base import PassResult
+
+    removed = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target is not exir_ops.edge.aten.expand_copy.default:
+            continue
+        src = node.args[0]
+        if isinstance(src, torch.fx.Node) and "val" in src.meta and "val" in node.meta:
+            if tuple(src.meta["val"].shape) == tuple(node.meta["val"].shape):
+                node.replace_all_uses_with(src)
+                gm.graph.erase_node(node)
+                removed += 1
+    if removed:
+        gm.recompile()
+    return PassResult(gm, removed > 0)
+
+
+def has_batched_matmul(program: torch.export.ExportedProgram) -> bool:
+    return any(n.op == "call_function" and n.target is torch.ops.aten.matmul.default for n in program.graph.nodes)

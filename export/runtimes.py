@@ -27,8 +27,21 @@ HOOK_FEEDS = {
     "useSemanticSegmentation": "imagenet",
     "useSemanticSegmenter": "normalizeOpts",
 }
-# What a feed does to pixel/255: True = applies ImageNet mean/std (the graph must not).
-FEED_NORMALIZES = {"pixel/255": False, "imagenet": True}
+# What a feed does to pixel/255: True = normalizes (the graph must not). model: the model's own
+# mean/std (contract rne-0.10), carried as numbers by the constant's normalizeOpts.
+FEED_NORMALIZES = {"pixel/255": False, "imagenet": True, "model": True}
+# RNE 0.10's PASCAL_VOC_LABELS (src/constants.ts; tests compare it with the package's). Hooks before
+# 0.10 hard-code these 21 labels in this order (`labels: voc`); 0.10's takes them from the constant.
+PASCAL_VOC_LABELS = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+)  # fmt: skip
+LABEL_SOURCES = ("voc", "model")
+
+
+def is_voc(labels: tuple[str, ...] | list[str]) -> bool:
+    """Pascal VOC's 21 labels in RNE's order (any case)."""
+    return tuple(label.lower() for label in labels) == PASCAL_VOC_LABELS
 # What a hook can read from output 0 (the manifest's output.kind): float32 logits [1,K,H,W].
 OUTPUT_KINDS = ("logits",)
 VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
@@ -54,6 +67,11 @@ class RneLine:
     serves: dict[str, str] = field(default_factory=dict, hash=False)
     reads: str = "logits"  # what the hook reads from output 0 (an OUTPUT_KINDS value)
     typecheck: str | None = None  # the npm release the generated TypeScript is checked against
+    # voc: the hook hard-codes Pascal VOC's 21 labels (other models are not claimed); model: the constant's
+    labels: str = "voc"
+
+    def takes_labels(self, labels: tuple[str, ...] | list[str]) -> bool:
+        return self.labels == "model" or is_voc(labels)
 
     @property
     def label(self) -> str:
@@ -109,6 +127,8 @@ def load_runtimes(path: str | Path = RUNTIMES_PATH) -> tuple[RneLine, ...]:
                 source, f"{key}.reads", f"unknown output kind {line.reads!r} (valid: {', '.join(OUTPUT_KINDS)})"
             )
         _check_contracts(line, source, key)
+        if line.labels not in LABEL_SOURCES:
+            config_error(source, f"{key}.labels", f"{line.labels!r}: valid: {', '.join(LABEL_SOURCES)}")
         if version_key(line.releases.first) > version_key(line.releases.last):
             config_error(source, f"{key}.releases", f"first {line.releases.first} is after last {line.releases.last}")
         if previous and version_key(line.releases.first) <= version_key(previous.releases.last):
@@ -138,7 +158,7 @@ def _check_contracts(line: RneLine, source: Path, key: str) -> None:
 def contract_lines(entry: Entry, lines: tuple[RneLine, ...]) -> list[RneLine]:
     """The release lines whose hook itself feeds this file's contract (`contract:`), whatever its
     `min_rne`. Lines that feed it through the constant's normalizeOpts are `served_lines`."""
-    return [ln for ln in lines if ln.contract == entry.contract.name]
+    return [ln for ln in lines if ln.contract == entry.contract.name and ln.takes_labels(entry.labels)]
 
 
 def claimed_lines(entry: Entry, lines: tuple[RneLine, ...]) -> list[RneLine]:
@@ -153,7 +173,12 @@ def served_lines(entry: Entry, lines: tuple[RneLine, ...]) -> list[RneLine]:
     its `min_rne` on."""
     low = version_key(entry.min_rne) if entry.min_rne else (0,)
     return [
-        ln for ln in lines if ln.serves and ln.feed_for(entry.contract.name) and version_key(ln.releases.last) >= low
+        ln
+        for ln in lines
+        if ln.serves
+        and ln.feed_for(entry.contract.name)
+        and ln.takes_labels(entry.labels)
+        and version_key(ln.releases.last) >= low
     ]
 
 

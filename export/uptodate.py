@@ -73,8 +73,8 @@ def weights_memo(cfg: ModelConfig, weights: str) -> str | None:
     """What a `--weights` value's identity depends on, cheap to read: the identity is reused while
     it is unchanged (a checkpoint: its path, size and mtime; `default`: the enum member and the
     torchvision that names its file)."""
-    if weights == "random":
-        return None  # computed from the config directly
+    if weights == "random" or cfg.model.source != "torchvision":
+        return None  # computed from the config directly; other sources: by their own full check
     if weights == "default":
         parts = ["default", cfg.model.builder, cfg.model.weights, metadata.version("torchvision")]
         return json.dumps(parts + [os.environ.get("TORCH_HOME", "")])
@@ -111,6 +111,8 @@ def fresh_entries(out: Path, cfg: ModelConfig, variants: list[Variant], weights:
     """{artifact: manifest entry} when every variant is up to date by what the last build recorded
     (see module doc); None when that cannot be vouched for without the full check."""
     inputs = _read(out)
+    if cfg.model.source != "torchvision":  # a builder file or a folder's weights: the full check reads them
+        return None
     if inputs is None or any(p.name.startswith((TMP_PREFIX, PENDING_PREFIX)) for p in out.iterdir()):
         return None  # nothing recorded, or an export was interrupted here: settle it first
     if weights == "random":

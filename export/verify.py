@@ -49,17 +49,17 @@ def parity_gate(worst: Metrics, tol: Tolerances, artifact: str, mode: str) -> No
         raise GateError(f"parity gate ({mode}): {artifact}: " + "; ".join(failed))
 
 
-def variant_photo_inputs(names, variant: Variant) -> dict[str, torch.Tensor]:
-    return photo_inputs(names, variant.input.height, variant.input.width, variant.contract)
+def variant_photo_inputs(names, cfg: ModelConfig, variant: Variant) -> dict[str, torch.Tensor]:
+    return photo_inputs(names, variant.input.height, variant.input.width, cfg.contract_for(variant))
 
 
 def parity_inputs(cfg: ModelConfig, variant: Variant) -> dict[str, torch.Tensor]:
     """Real photos through the app's preprocessing, plus seeded uniform inputs in the contract's feed."""
-    inputs = variant_photo_inputs(cfg.parity.images, variant)
+    inputs = variant_photo_inputs(cfg.parity.images, cfg, variant)
     gen = torch.Generator().manual_seed(cfg.parity.seed)
     for i in range(cfg.parity.random_inputs):
         x = torch.rand(1, 3, variant.input.height, variant.input.width, generator=gen)
-        inputs[f"random:{cfg.parity.seed}:{i}"] = normalize_unit_input(x, variant.contract)
+        inputs[f"random:{cfg.parity.seed}:{i}"] = normalize_unit_input(x, cfg.contract_for(variant))
     return inputs
 
 

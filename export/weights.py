@@ -1,4 +1,5 @@
-"""Step 2: build the model and put weights in it.
+"""The torchvision source's weights (export/sources/torchvision.py) and what every source shares to
+read a checkpoint (`torch_load`). `load_model` and `weights_identity` dispatch on the config's source.
 
 `--weights` takes:
 - ``default``: the config's torchvision weights enum member, through torchvision's own cache
@@ -15,12 +16,10 @@ There is no fallback from one to another: a failure is an error.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import re
 import urllib.error
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -31,21 +30,13 @@ from .config import ModelConfig
 from .errors import ExportError
 from .files import existing_file
 from .models import MODELS, small_residual_branches
+from .sources import LoadedModel, load_model, weights_identity
+from .sources import sha256 as _sha256
 from .uptodate import random_identity
 
+__all__ = ["LoadedModel", "load_model", "weights_identity", "torch_load", "default_checkpoint", "cache_path_for"]
+
 AUX_PREFIX = "aux_classifier."
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    module: nn.Module  # eval mode, aux head removed
-    identity: str  # manifest: enum name, file sha256, or random(seed)
-    kind: str  # default | path | random
-
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _drop_aux(model: nn.Module) -> nn.Module:
@@ -77,7 +68,7 @@ def _load_state_dict(model_cfg: ModelConfig, state: object, what: str) -> nn.Mod
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # PyTorch colours its weights_only advice for terminals
 
 
-def _torch_load(path: Path, what: str) -> object:
+def torch_load(path: Path, what: str) -> object:
     if path.stat().st_size == 0:
         raise ExportError(
             f"{what}: empty (0 bytes); not a checkpoint — save one with torch.save(model.state_dict(), PATH)"
@@ -150,7 +141,7 @@ def default_checkpoint(cfg: ModelConfig) -> Path:
 
 def _default(cfg: ModelConfig) -> LoadedModel:
     target, identity = _default_checkpoint(cfg)
-    model = _load_state_dict(cfg, _torch_load(target, f"cached weights {target}"), f"cached weights {target}")
+    model = _load_state_dict(cfg, torch_load(target, f"cached weights {target}"), f"cached weights {target}")
     return LoadedModel(model, identity, "default")
 
 
@@ -166,9 +157,9 @@ def _check_labels(cfg: ModelConfig, categories) -> None:
         raise ExportError(f"{cfg.source}: labels do not match the weights' categories {list(categories)}")
 
 
-def weights_identity(cfg: ModelConfig, weights: str) -> tuple[str, str]:
+def torchvision_identity(cfg: ModelConfig, weights: str) -> tuple[str, str]:
     """(kind, identity) of `--weights` without building the model: what the manifest and the
-    up-to-date check record. Fails like load_model does (before any work)."""
+    up-to-date check record. Fails like torchvision_load does (before any work)."""
     MODELS.get(cfg.model.builder, where=f"{cfg.source}: model.builder")
     if weights == "default":
         return "default", _default_checkpoint(cfg)[1]
@@ -178,7 +169,7 @@ def weights_identity(cfg: ModelConfig, weights: str) -> tuple[str, str]:
     return "path", f"file {path.name} (sha256 {_sha256(path)})"
 
 
-def load_model(cfg: ModelConfig, weights: str) -> LoadedModel:
+def torchvision_load(cfg: ModelConfig, weights: str) -> LoadedModel:
     """Resolve `--weights` (default | random | PATH) into an eval-mode model without aux head."""
     MODELS.get(cfg.model.builder, where=f"{cfg.source}: model.builder")
     if weights == "default":
@@ -191,5 +182,5 @@ def load_model(cfg: ModelConfig, weights: str) -> LoadedModel:
         return LoadedModel(_drop_aux(model).eval(), random_identity(cfg), "random")
     path = existing_file(weights, "--weights", "valid values: default, random, or a checkpoint PATH")
     what = f"checkpoint {path}"
-    model = _load_state_dict(cfg, _torch_load(path, what), what)
+    model = _load_state_dict(cfg, torch_load(path, what), what)
     return LoadedModel(model, f"file {path.name} (sha256 {_sha256(path)})", "path")

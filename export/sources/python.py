@@ -1,0 +1,158 @@
+"""Source `python`: the maintainer's own PyTorch. `model.builder` is "package.module:function" (on
+the import path) or "path/to/file.py:function" (relative to the config file, else the working
+folder); it is called with `model.kwargs` and must return an nn.Module.
+
+`--weights default` is the builder's own weights, plus `model.path` loaded over them when given (a
+state dict, weights_only=True); `--weights PATH` a state dict; `random` the builder's module with
+every layer's parameters re-initialised under the config's seed (a builder that loads trained
+weights itself cannot pass them off as random). The builder file's digest is part of the weights'
+identity, so an edit to it rebuilds.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import ExportError
+from . import (
+    SOURCE_FIELDS,
+    LoadedModel,
+    Source,
+    check_fields,
+    file_identity,
+    fit_state_dict,
+    read_state_dict,
+    register,
+    relative_to_config,
+    sha256,
+)
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..config import ModelConfig
+
+SOURCE_FIELDS["python"] = ("builder", "kwargs", "path")
+
+
+def split(cfg: ModelConfig, source: Path | None = None) -> tuple[str, str]:
+    """("module or file", "function") of model.builder."""
+    module, sep, fn = (cfg.model.builder or "").rpartition(":")
+    if not sep or not module or not fn.isidentifier():
+        raise ExportError(
+            f"{source or cfg.source}: model.builder: {cfg.model.builder!r}: expected 'package.module:function' or "
+            "'path/to/file.py:function'"
+        )
+    return module, fn
+
+
+def builder_file(cfg: ModelConfig, source: Path | None = None) -> Path | None:
+    module, _ = split(cfg, source)
+    if module.endswith(".py"):
+        return relative_to_config(source or cfg.source, module)
+    return None
+
+
+def check(cfg: ModelConfig, source: Path) -> None:
+    from ..yaml_records import config_error
+
+    check_fields(cfg, source, SOURCE_FIELDS["python"], needs=("builder",))
+    try:
+        path = builder_file(cfg, source)
+    except ExportError as e:
+        config_error(source, "model.builder", str(e).split("model.builder: ", 1)[-1])
+    if path is not None and not path.is_file():
+        config_error(source, "model.builder", f"{path}: no such file (relative to {source.parent} or the working folder)")
+
+
+def _function(cfg: ModelConfig):
+    module_name, fn = split(cfg)
+    path = builder_file(cfg)
+    try:
+        if path is not None:
+            spec = importlib.util.spec_from_file_location(f"rne_export_builder_{path.stem}", path)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"cannot load {path}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except Exception as e:  # the builder's own code: any error it raises means "does not import"
+        raise ExportError(
+            f"{cfg.source}: model.builder {cfg.model.builder!r} does not import: {type(e).__name__}: "
+            f"{str(e).splitlines()[0][:300] if str(e) else ''}"
+        ) from None
+    func = getattr(module, fn, None)
+    if not callable(func):
+        raise ExportError(f"{cfg.source}: model.builder: {module_name} has no function {fn!r}")
+    return func
+
+
+def build(cfg: ModelConfig) -> nn.Module:
+    from torch import nn
+
+    func = _function(cfg)
+    try:
+        model = func(**cfg.model.kwargs)
+    except Exception as e:
+        raise ExportError(
+            f"{cfg.source}: model.builder {cfg.model.builder!r} failed with kwargs {cfg.model.kwargs}: "
+            f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+        ) from None
+    if not isinstance(model, nn.Module):
+        raise ExportError(
+            f"{cfg.source}: model.builder {cfg.model.builder!r} returned {type(model).__name__}, not a torch.nn.Module"
+        )
+    return model
+
+
+def _code_identity(cfg: ModelConfig) -> str:
+    """The builder and its file's digest (a module on the import path: its file, when it has one)."""
+    path = builder_file(cfg)
+    if path is None:
+        try:
+            spec = importlib.util.find_spec(split(cfg)[0])
+        except (ImportError, ValueError):
+            spec = None
+        path = Path(spec.origin) if spec is not None and spec.origin and Path(spec.origin).is_file() else None
+    return f"builder {cfg.model.builder}" + (f" (sha256 {sha256(path)})" if path else "")
+
+
+def identity(cfg: ModelConfig, weights: str) -> tuple[str, str]:
+    from ..files import existing_path
+    from ..uptodate import random_identity
+
+    code = _code_identity(cfg)
+    if weights == "random":
+        return "random", f"{random_identity(cfg)} of {code}"
+    if weights == "default":
+        extra = ""
+        if cfg.model.path:
+            p = existing_path(str(relative_to_config(cfg.source, cfg.model.path)), f"model.path in {cfg.source}")
+            extra = f" + {file_identity(p)}"
+        return "default", f"{code}'s own weights{extra}"
+    return "path", file_identity(existing_path(weights, "--weights", "valid values: default, random, or a state dict"))
+
+
+def load(cfg: ModelConfig, weights: str) -> LoadedModel:
+    import torch
+
+    kind, ident = identity(cfg, weights)
+    torch.manual_seed(cfg.model.random_seed)
+    model = build(cfg)
+    if kind == "random":
+        for m in model.modules():
+            if hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+    elif kind == "path" or cfg.model.path:
+        path = Path(weights) if kind == "path" else relative_to_config(cfg.source, cfg.model.path or "")
+        fit_state_dict(model, read_state_dict(path, f"weights {path}"), f"weights {path}", f"builder {cfg.model.builder}")
+    return LoadedModel(model.eval(), ident, kind)
+
+
+register(Source("python", check, identity, load))
