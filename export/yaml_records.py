@@ -27,7 +27,8 @@ class ConfigError(ExportError):
     pass
 
 
-INTERNAL_FIELDS = ("source", "sha256", "name_suffix")  # set by the loader, never by YAML
+# set by the loader, never by YAML (record name -> fields)
+INTERNAL_FIELDS = {"ModelConfig": ("source", "sha256"), "Variant": ("name_suffix",)}
 
 
 def config_error(source: Path, key: str, msg: str) -> typing.NoReturn:
@@ -91,7 +92,8 @@ def _walk(tp: Any, value: Any, source: Path, key: str, leaves: bool) -> None:
 
 def _fields(cls: Any) -> tuple[list[str], dict[str, Any]]:
     """The keys YAML may give a record, and their types."""
-    names = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in INTERNAL_FIELDS]
+    internal = INTERNAL_FIELDS.get(cls.__name__, ())
+    names = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in internal]
     return names, typing.get_type_hints(cls)
 
 
