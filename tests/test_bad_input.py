@@ -88,7 +88,7 @@ CONFIGS = [
     ("unknown calibration photo", ("images: [coffee, rocket,", "images: [cofee, rocket,"), "", "'cofee'"),
     ("unknown accuracy photo", ("chelsea]   # held", "kitten]   # held"), "accuracy.images[1]", "'kitten'"),
     ("calibration folder missing", ("  count: 2", "  folder: /no/such/photos\n  count: 2"), "", "/no/such/photos"),
-    ("zero calibration count", ("  count: 2", "  count: 0"), "calibration.count", ""),
+    ("zero calibration count", ("  count: 2", "  count: 0"), "calibration.count", "must be positive"),
     ("no variants", ("variants:", "variants: []\nold_variants:"), "", "variants"),
     ("a key the loader sets", ("name: tiny_segnet", "name: tiny_segnet\nsha256: abc"), "sha256", "unknown key"),
     ("a date for a name", ("name: tiny_segnet", "name: 2026-12-04"), "name", "expected a plain value"),
@@ -100,7 +100,12 @@ CONFIGS = [
         "quantization.keep_fp32",
         "expected a string, got 5",
     ),
-    ("extends a missing base", ("name: tiny_segnet", "extends: nowhere.yaml\nname: tiny_segnet"), "extends", ""),
+    (
+        "extends a missing base",
+        ("name: tiny_segnet", "extends: nowhere.yaml\nname: tiny_segnet"),
+        "extends",
+        "nowhere.yaml not found",
+    ),
 ]
 
 
@@ -118,6 +123,100 @@ def _config_cases(tmp: Path) -> list[Case]:
         named = (str(path), key)  # the file, and the key (or a word of it) the message names
         argv = ["build", "--config", str(path), "--weights", "random", "--out", str(tmp / "o")]
         cases.append((f"build: config {what}", argv, 2, (*named, words)))
+    return cases
+
+
+# --- model sources (export/sources/): each refused before anything is written -----------------------
+
+SEGMENTER_BASE = Path(__file__).resolve().parent.parent / "configs" / "base" / "segmenter.yaml"
+PERSON_MASK = Path(__file__).resolve().parent / "data" / "models" / "person_mask.py"
+BUILDERS = {
+    "broken.py": "import no_such_package_here\n",
+    "not_a_module.py": "def build():\n    return {'weights': 1}\n",
+    "three.py": "from torch import nn\n\ndef build():\n    return nn.Conv2d(3, 3, 1)\n",
+    "flat.py": "import torch\nfrom torch import nn\n\n"
+    "class M(nn.Module):\n    def forward(self, x):\n        return x.mean(1)\n\ndef build():\n    return M()\n",
+    "instances.py": "import torch\nfrom torch import nn\n\n"
+    "class M(nn.Module):\n    def forward(self, x):\n        return [{'boxes': x[0, :1], 'masks': x}]\n\n"
+    "def build():\n    return M()\n",
+}
+
+
+def _segmenter_yaml(tmp: Path, name: str, model: str, extra: str = "", labels: str = "[background, person]") -> Path:
+    path = tmp / f"{name}.yaml"
+    path.write_text(
+        f"extends: {SEGMENTER_BASE}\nname: {name}\nmodel:\n{model}\nlabels: {labels}\n"
+        f"input: {{height: 64, width: 64}}\n{extra}"
+    )
+    return path
+
+
+def _hf_folder(tmp: Path, name: str, model_type: str = "segformer", mean: float = 0.485) -> Path:
+    folder = tmp / name
+    folder.mkdir()
+    labels = {"0": "background", "1": "person"}
+    (folder / "config.json").write_text(json.dumps({"model_type": model_type, "id2label": labels, "num_labels": 2}))
+    pre = {"do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True, "size": {"height": 64, "width": 64}}
+    pre |= {"image_mean": [mean, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
+    (folder / "preprocessor_config.json").write_text(json.dumps(pre))
+    return folder
+
+
+def _source_cases(tmp: Path) -> list[Case]:
+    import torch
+
+    tmp = tmp / "sources"
+    tmp.mkdir()
+    for name, code in BUILDERS.items():
+        (tmp / name).write_text(code)
+    shutil.copy(PERSON_MASK, tmp / "person_mask.py")
+    py = "  source: python\n  num_classes: 2\n  builder: {}"
+    good = py.format("person_mask.py:build") + "\n  mask: probability"
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("person_mask_for_cases", tmp / "person_mask.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    state = module.build(width=16).state_dict()
+    torch.save(module.build(width=8).state_dict(), tmp / "narrow.pth")
+    state["down.0.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(state, tmp / "nan.pth")
+    smp = "  source: smp\n  num_classes: 2\n  arch: {}\n  encoder: {}"
+    hf = "  source: transformers\n  num_classes: 2\n  path: {}"
+    _hf_folder(tmp, "hf_mean", mean=0.5)
+    _hf_folder(tmp, "hf_panoptic", model_type="mask2former")
+    rows = [
+        # (what, model section, extra YAML, labels, --weights, words)
+        ("unknown source", "  source: keras\n  num_classes: 2\n  builder: x", "", None, "random", ("model.source", "valid model sources: python, smp")),
+        ("unknown smp arch", smp.format("Unet3000", "resnet18"), "", None, "random", ("model.arch", "valid: Unet")),
+        ("unknown smp encoder", smp.format("Unet", "resnet9000"), "", None, "random", ("model.encoder", "resnet18")),
+        ("size off the smp stride", smp.format("Unet", "resnet18"), "", None, "random", ("input", "output stride 32")),
+        ("builder that does not import", py.format("broken.py:build"), "", None, "random", ("does not import", "no_such_package_here")),
+        ("builder file missing", py.format("nowhere.py:build"), "", None, "random", ("model.builder", "no such file")),
+        ("builder module not on the path", py.format("person_mask:build"), "", None, "random", ("model.builder", "does not import")),
+        ("builder without the function", py.format("person_mask.py:make"), "", None, "random", ("has no function 'make'",)),
+        ("builder returning no module", py.format("not_a_module.py:build"), "", None, "random", ("returned dict, not a torch.nn.Module",)),
+        ("labels count off the outputs", py.format("three.py:build"), "", None, "random", ("outputs 3 class scores", "2 labels")),
+        ("output that is not class scores", py.format("flat.py:build"), "", None, "random", ("[1,K,H,W]",)),
+        ("instance head", py.format("instances.py:build"), "", None, "random", ("detection or instance head",)),
+        ("one channel without model.mask", py.format("person_mask.py:build"), "", None, "random", ("model.mask: logit",)),
+        ("weights that do not fit", good, "", None, str(tmp / "narrow.pth"), ("does not fit", "down.0.weight is (8, 3, 3, 3)")),
+        ("weights holding NaN", good, "", None, str(tmp / "nan.pth"), ("down.0.weight holds 1 NaN/Inf",)),
+        ("preprocessor contradicts the config", hf.format("hf_mean"), "", None, "random", ("normalize", "preprocessor_config.json")),
+        ("labels contradict id2label", hf.format("hf_mean"), "", "[background, cat]", "random", ("labels", "id2label")),
+        ("panoptic transformers model", hf.format("hf_panoptic"), "normalize: {mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]}\n", None, "random", ("mask2former", "not a semantic-segmentation model")),
+        ("normalize on a VOC contract", good, "contract: rne-0.5\nnormalize: {mean: 0.5, std: 0.5}\n", None, "random", ("normalize", "only for contract rne-0.10")),
+        ("normalize with both forms", good, "normalize: {mean: 0.5, std: 0.5, alpha: 1, beta: 0}\n", None, "random", ("normalize", "either mean and std")),
+        ("a label given twice", good, "", "[person, person]", "random", ("labels", "given twice")),
+        ("a key another source reads", good + "\n  encoder: resnet18", "", None, "random", ("model.encoder", "only by: smp")),
+    ]
+    cases = []
+    for i, (what, model, extra, labels, weights, words) in enumerate(rows):
+        if what == "size off the smp stride":
+            extra = "variants:\n  - {backend: xnnpack, precision: fp32, input: {height: 72, width: 72}}\n"
+        path = _segmenter_yaml(tmp, f"src{i}", model, extra, labels or "[background, person]")
+        argv = ["build", "--config", str(path), "--weights", weights, "--out", str(tmp.parent / "o")]
+        cases.append((f"build: source: {what}", argv, 2, words))
     return cases
 
 
@@ -389,6 +488,7 @@ def test_bad_inputs_give_one_line_and_the_documented_exit_code(tiny_build, tmp_p
     after_tamper = {f: _snapshot(f) for f in tampered}
     cases = [
         *_config_cases(tmp_path),
+        *_source_cases(tmp_path),
         *_argument_cases(arts, tmp_path),
         *_published_cases(tmp_path),
         *tampered_cases,
