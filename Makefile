@@ -7,9 +7,12 @@ STAMP := $(VENV)/.installed
 OUT ?= artifacts
 WEIGHTS ?= default
 MODEL ?=
+CONFIG ?=
 VARIANT ?=
 RUNS ?= 20
-CONFIGS := $(if $(MODEL),configs/$(MODEL).yaml,$(wildcard configs/*.yaml))
+# CONFIG: one config file anywhere (a maintainer's own model); MODEL: configs/<MODEL>.yaml
+CONFIGS := $(or $(CONFIG),$(if $(MODEL),configs/$(MODEL).yaml,$(wildcard configs/*.yaml)))
+ONE_OUT = $(if $(CONFIG),$(OUT)/$(basename $(notdir $(CONFIG))),$(OUT)/$(MODEL))
 VARIANT_FLAGS := $(foreach v,$(VARIANT),--variant $(v))
 # bench, card and publish work on one model's folder: MODEL, or the seed model
 ONE := $(or $(MODEL),deeplab_v3_resnet50)
@@ -24,7 +27,7 @@ MEMBER ?= fixture
 .PHONY: help venv export lint test test-fast bench profile card publish compat verify-coreml release fixture explain-int8 clean
 
 help:
-	@echo "make export  [WEIGHTS=default|random|PATH] [MODEL=name] [VARIANT=name ...]  -> $(OUT)/<model>/"
+	@echo "make export  [WEIGHTS=default|random|PATH] [MODEL=name | CONFIG=path.yaml] [VARIANT=name ...]  -> $(OUT)/<model>/"
 	@echo "make test       # lint, then all tests, offline (fast tier + real-architecture tier)"
 	@echo "make lint       # ruff check, ruff format --check, mypy (export/)"
 	@echo "make test-fast  # every stage on the tiny net in process (no real architecture, no child-process flows)"
@@ -51,7 +54,7 @@ venv: $(STAMP)
 # (same config, weights and tools) are skipped.
 export: $(STAMP)
 	$(PY) -m export build $(foreach c,$(CONFIGS),--config $(c)) --weights $(WEIGHTS) \
-		--out $(if $(MODEL),$(OUT)/$(MODEL),$(OUT)) $(VARIANT_FLAGS)
+		--out $(if $(or $(MODEL),$(CONFIG)),$(ONE_OUT),$(OUT)) $(VARIANT_FLAGS)
 
 # ruff (lint + format check) and mypy on export/: seconds, and they run first
 lint: $(STAMP)

@@ -358,3 +358,50 @@ def typed(pub: dict | list[dict]):
     from export.records import Published, from_json_data
 
     return [typed(p) for p in pub] if isinstance(pub, list) else from_json_data(Published, pub)
+
+
+DATA = ROOT / "tests" / "data"
+
+
+def segformer_folder(folder: Path, size: int = 64) -> Path:
+    """A SegFormer b0-sized model (transformers' default SegformerConfig, 4 labels, seeded init)
+    saved with save_pretrained beside its preprocessor_config.json, as a maintainer keeps one."""
+    import torch
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessor
+
+    labels = ["background", "sky", "tree", "person"]
+    cfg = SegformerConfig(num_labels=4, id2label=dict(enumerate(labels)), label2id={x: i for i, x in enumerate(labels)})
+    torch.manual_seed(0)
+    SegformerForSemanticSegmentation(cfg).save_pretrained(folder)
+    SegformerImageProcessor(size={"height": size, "width": size}).save_pretrained(folder)
+    return folder
+
+
+def source_config(name: str, folder: Path) -> Path:
+    """tests/data/<name>.yaml, or for the SegFormer a config beside its save_pretrained folder."""
+    if name != "segformer_b0":
+        return DATA / f"{name}.yaml"
+    segformer_folder(folder / "segformer")
+    return write_yaml(
+        folder / "segformer_b0.yaml",
+        f"extends: {ROOT / 'configs' / 'base' / 'segmenter.yaml'}\nname: segformer_b0\n"
+        "model: {source: transformers, path: segformer, num_classes: 4}\n"
+        "labels: [background, sky, tree, person]\ninput: {height: 64, width: 64}\n",
+    )
+
+
+@pytest.fixture(scope="session")
+def source_builds(shared_root) -> Callable[[str], Path]:
+    """name -> the folder with every default variant of that test model (random weights), built once
+    per run across workers: person_mask (a python builder), smp_unet, smp_deeplabv3plus, segformer_b0."""
+
+    def get(name: str) -> Path:
+        def build(_: str, out: Path) -> None:
+            from export import pipeline
+            from export.config import load_config
+
+            pipeline.build(load_config(source_config(name, out)), None, "random", out / "artifacts")
+
+        return made_once(shared_root, [f"src-{name}"], build)[f"src-{name}"] / "artifacts"
+
+    return get
