@@ -13,6 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from token_scan import HF_TEST_TOKEN
+
+# token_scan: each test's own folder and output searched for the token before pytest deletes them;
+# pytester: the test that shows that search failing runs a test session of its own
+pytest_plugins = ["token_scan", "pytester"]
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -23,7 +28,6 @@ DEEPLAB = ROOT / "configs" / "deeplab_v3_resnet50.yaml"
 # The token the local Hub server accepts. Every output of the suite is searched for it at the end:
 # what each test printed or raised, what its `export` child processes printed, every file under
 # the run's temp folder (artifacts, manifests, published.json, generated modules).
-HF_TEST_TOKEN = "hf_TESTtoken_9f8e7d6c5b4a"
 OUTPUTS: list[tuple[str, str]] = []  # (where, text)
 
 
@@ -358,9 +362,6 @@ def typed(pub: dict | list[dict]):
     from export.records import Published, from_json_data
 
     return [typed(p) for p in pub] if isinstance(pub, list) else from_json_data(Published, pub)
-
-
-DATA = ROOT / "tests" / "data"
 
 
 def segformer_folder(folder: Path, size: int = 64) -> Path:

@@ -620,3 +620,39 @@ def test_push_needs_compat_results_or_says_loudly_what_was_not_proven(arts, hub,
     assert pub("v1.0.1", skip_compat=True).push().compat_not_proven == (
         "tiny_segnet_coreml_fp16.pte: Core ML not executed (parity emulated); run `make verify-coreml` on macOS",
     )
+
+
+PLANTED = '''
+TOKEN = "hf_TEST" + "token_9f8e7d6c5b4a"  # made at run time: this file itself holds no token
+
+def test_writes_a_published_json(tmp_path):
+    (tmp_path / "published.json").write_text('{"auth": "Bearer ' + TOKEN + '"}')
+
+def test_reads_back_what_it_printed(capsys):
+    print("Authorization: Bearer " + TOKEN)
+    assert "Bearer" in capsys.readouterr().out
+
+def test_clean(tmp_path, capsys):
+    (tmp_path / "published.json").write_text('{"auth": "***"}')
+    print("HTTP 401 for ***")
+    assert capsys.readouterr().out
+'''
+
+
+def test_the_per_test_token_search_fails_a_passing_test_that_leaked_it(pytester, monkeypatch):
+    """A passing test that writes the token into its own tmp_path (deleted when it passes) or reads it
+    back with capsys (never in a report): the search fails each at teardown; a clean one passes."""
+    pytester.makepyfile(test_leaks=PLANTED)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT / "tests"))
+    result = pytester.runpytest_subprocess(
+        "-p", "token_scan", "-p", "no:cacheprovider", "-o", "tmp_path_retention_policy=failed", "-o", "addopts="
+    )
+    try:
+        result.assert_outcomes(passed=3, errors=2)
+        out = result.stdout.str()
+        assert "test_writes_a_published_json0/published.json']" in out
+        assert "the Hub token leaked into: ['text read back #0']" in out
+    finally:  # the inner run's captured output holds the planted token: not this test's leak to report
+        for p in pytester.path.rglob("*"):
+            if p.is_file() and TOKEN.encode() in p.read_bytes():
+                p.unlink()
