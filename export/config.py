@@ -116,8 +116,8 @@ class ModelSpec:
 
 # ModelSpec fields added after configs were hashed: left out of the hash while they hold their default,
 # so a config that does not use them keeps its variant hash (Core ML's ids are seeded by it)
-_LATER_MODEL_FIELDS = {"source": "torchvision", "arch": None, "encoder": None, "path": None, "kwargs": {}}
-_LATER_MODEL_FIELDS |= {"output_index": 0, "mask": None}
+_LATER_MODEL_FIELDS: dict[str, Any] = {"source": "torchvision", "arch": None, "encoder": None, "path": None}
+_LATER_MODEL_FIELDS |= {"kwargs": {}, "output_index": 0, "mask": None}
 MASK_KINDS = ("logit", "probability")
 
 
@@ -184,6 +184,7 @@ class AccuracySpec:
     labels: str | None = None
     # why 0.02: VOC-val mIoU of int8 vs fp32 DeepLabV3 in published PTQ results drops 0.5-2 points
     max_labels_miou_drop: float = 0.02
+    labels_ignore_index: int = 255  # mask pixels not scored (VOC's void; SMP / HF datasets often use 255 or -1 as 255)
 
 
 @dataclass(frozen=True)
@@ -290,6 +291,10 @@ class ModelConfig:
         data["model"] = {k: v for k, v in model.items() if _LATER_MODEL_FIELDS.get(k, ...) != v}
         if self.normalize is None:
             del data["normalize"]
+        if self.accuracy is not None and self.accuracy.labels_ignore_index == 255:  # added later, as above
+            data["accuracy"] = {
+                k: v for k, v in dataclasses.asdict(self.accuracy).items() if k != "labels_ignore_index"
+            }
         as_json = json.dumps(data, sort_keys=True, default=lambda o: dataclasses.asdict(o))
         return hashlib.sha256(as_json.encode()).hexdigest()
 

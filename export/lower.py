@@ -66,7 +66,9 @@ def export_program(module: torch.nn.Module, example: torch.Tensor) -> torch.expo
         return torch.export.export(module, (example,), strict=False)
 
 
-def export_for(module: torch.nn.Module, example: torch.Tensor, variant: Variant) -> tuple[torch.export.ExportedProgram, list[str]]:
+def export_for(
+    module: torch.nn.Module, example: torch.Tensor, variant: Variant
+) -> tuple[torch.export.ExportedProgram, list[str]]:
     """torch.export for the variant's backend: for XNNPACK, integer-scale nearest upsamples traced as
     transposed convolutions (export.rewrite). -> (program, the rewrites applied, as graph_rewrites lines)."""
     if variant.backend != "xnnpack":

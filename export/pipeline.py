@@ -349,7 +349,10 @@ def manifest_entry(
         precision=variant.precision,  # type: ignore[arg-type]  # the config loader admits these three only
         contract=contract,
         input=InputInfo(
-            (1, 3, h, w), "float32", "NCHW RGB", (0.0, 1.0) if contract.normalize_in_graph else feed_range  # type: ignore[arg-type]
+            (1, 3, h, w),
+            "float32",
+            "NCHW RGB",
+            (0.0, 1.0) if contract.normalize_in_graph else feed_range,  # type: ignore[arg-type]
         ),
         output=OutputInfo(0, (1, cfg.model.num_classes, h, w), "float32", "logits"),
         labels=tuple(cfg.labels),

@@ -240,6 +240,7 @@ def labels_accuracy(method, eager_fp32: torch.nn.Module, cfg: ModelConfig, varia
         h,
         w,
         cfg.model.num_classes,
+        spec.labels_ignore_index,
     )
     drop = res.scores["eager fp32"].miou - res.scores["int8 file"].miou
     return LabelsRecord(

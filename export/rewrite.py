@@ -233,11 +233,13 @@ class NearestAsTransposedConv:
     @staticmethod
     def _integer_scale(x: torch.Tensor, size, scale_factor) -> tuple[int, int] | None:
         h, w = int(x.shape[-2]), int(x.shape[-1])
+        oh: float
+        ow: float
         if size is not None:
             oh, ow = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
         elif scale_factor is not None:
             sh, sw = (scale_factor, scale_factor) if isinstance(scale_factor, (int, float)) else scale_factor
-            oh, ow = h * sh, w * sw
+            oh, ow = h * float(sh), w * float(sw)
         else:
             return None
         if oh % h or ow % w or oh < h or ow < w or (oh == h and ow == w):

@@ -42,6 +42,8 @@ LABEL_SOURCES = ("voc", "model")
 def is_voc(labels: tuple[str, ...] | list[str]) -> bool:
     """Pascal VOC's 21 labels in RNE's order (any case)."""
     return tuple(label.lower() for label in labels) == PASCAL_VOC_LABELS
+
+
 # What a hook can read from output 0 (the manifest's output.kind): float32 logits [1,K,H,W].
 OUTPUT_KINDS = ("logits",)
 VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")

@@ -1,8 +1,12 @@
-"""Accuracy against ground-truth labels, when a maintainer has them (Pascal VOC layout).
+"""Accuracy against ground-truth labels, when a maintainer has them. Two layouts:
 
-    DIR/JPEGImages/<id>.jpg
+    DIR/JPEGImages/<id>.jpg               Pascal VOC
     DIR/SegmentationClass/<id>.png        palette PNG: pixel value = class id, 255 = ignore
     DIR/ImageSets/Segmentation/val.txt    optional: the ids to use (default: every labelled image)
+
+    DIR/images/<id>.jpg|.png              what SMP and Hugging Face users keep
+    DIR/masks/<id>.png                    index PNG (L or P): pixel value = class id; the ignore
+                                          index is accuracy.labels_ignore_index (default 255)
 
 Each image goes through the app's preprocessing at the program's H×W; its label map is resized to
 H×W with nearest-neighbour (class ids are not blended). One confusion matrix per model over the
@@ -39,13 +43,30 @@ class Evaluation:
     scores: dict[str, LabelScoresRecord]  # by model name
 
 
+def plain_items(root: Path) -> list[tuple[Path, Path]]:
+    """(image, mask) pairs of an images/ + masks/ folder, by file stem, in name order."""
+    masks = {p.stem: p for p in (root / "masks").glob("*.png")}
+    images = {p.stem: p for p in (root / "images").iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")}
+    unmatched = sorted(set(masks) ^ set(images))
+    if unmatched:
+        side = "masks" if unmatched[0] in images else "images"
+        raise ExportError(f"accuracy.labels {root}: {unmatched[0]} has no file in {side}/ ({len(unmatched)} unmatched)")
+    if not masks:
+        raise ExportError(f"accuracy.labels {root}: no labelled images (masks/*.png)")
+    return [(images[s], masks[s]) for s in sorted(masks)]
+
+
 def voc_items(folder: str | Path) -> list[tuple[Path, Path]]:
-    """(image, label) pairs of a VOC-layout folder, in id order; one clear error when it is not one."""
+    """(image, label) pairs of a labels folder (VOC layout or images/ + masks/), in id order; one
+    clear error when it is neither."""
     root = Path(folder)
+    if (root / "images").is_dir() and (root / "masks").is_dir():
+        return plain_items(root)
     images, labels = root / "JPEGImages", root / "SegmentationClass"
     if not images.is_dir() or not labels.is_dir():
         raise ExportError(
-            f"accuracy.labels {root}: expected Pascal VOC layout (JPEGImages/*.jpg and SegmentationClass/*.png); "
+            f"accuracy.labels {root}: expected Pascal VOC layout (JPEGImages/*.jpg and SegmentationClass/*.png) "
+            "or images/ + masks/ (index PNGs); "
             f"{'JPEGImages' if not images.is_dir() else 'SegmentationClass'} is missing"
         )
     split = root / "ImageSets" / "Segmentation" / "val.txt"
@@ -73,8 +94,8 @@ def read_label(path: Path, height: int, width: int) -> np.ndarray:
     return cv2.resize(ids, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
-def confusion(pred: np.ndarray, truth: np.ndarray, k: int) -> np.ndarray:
-    keep = truth != IGNORE
+def confusion(pred: np.ndarray, truth: np.ndarray, k: int, ignore: int = IGNORE) -> np.ndarray:
+    keep = truth != ignore
     return np.bincount(truth[keep].astype(np.int64) * k + pred[keep], minlength=k * k).reshape(k, k)
 
 
@@ -93,6 +114,7 @@ def evaluate(
     height: int,
     width: int,
     num_classes: int,
+    ignore: int = IGNORE,
 ) -> Evaluation:
     """Every labelled image through each model (name -> input -> logits as numpy [1,C,H,W])."""
     from .preprocess import read_image
@@ -103,10 +125,13 @@ def evaluate(
     for i, (img, lab) in enumerate(pairs, 1):
         x = to_input(read_image(img))
         truth = read_label(lab, height, width)
-        if truth[truth != IGNORE].max(initial=0) >= num_classes:
-            raise ExportError(f"label {lab}: class id {int(truth[truth != IGNORE].max())} >= {num_classes} classes")
+        if truth[truth != ignore].max(initial=0) >= num_classes:
+            raise ExportError(
+                f"label {lab}: class id {int(truth[truth != ignore].max())} >= {num_classes} classes "
+                f"(the ignore index is {ignore}: accuracy.labels_ignore_index)"
+            )
         for name, run in models.items():
-            cms[name] += confusion(np.asarray(run(x)).argmax(1)[0], truth, num_classes)
+            cms[name] += confusion(np.asarray(run(x)).argmax(1)[0], truth, num_classes, ignore)
         print(f"\r  labels: {i}/{len(pairs)} images", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr, flush=True)
     per_image = (time.perf_counter() - start) / len(pairs)

@@ -50,7 +50,7 @@ def _drop_aux(model: nn.Module) -> nn.Module:
 def _load_state_dict(model_cfg: ModelConfig, state: object, what: str) -> nn.Module:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ExportError(f"{what} is not a state dict of tensors; save one with torch.save(model.state_dict(), PATH)")
-    builder = MODELS.get(model_cfg.model.builder)
+    builder = MODELS.get(model_cfg.model.builder or "")
     has_aux = any(k.startswith(AUX_PREFIX) for k in state)
     model = builder.build(model_cfg.model.num_classes, has_aux)
     try:
@@ -104,7 +104,7 @@ def cache_path_for(url: str) -> Path:
 def _default_checkpoint(cfg: ModelConfig) -> tuple[Path, str]:
     """torchvision's cached checkpoint for the config's weights (downloaded into its cache when
     missing and reachable) and its identity; fails naming the path to place it at when offline."""
-    builder = MODELS.get(cfg.model.builder, where=f"{cfg.source}: model.builder")
+    builder = MODELS.get(cfg.model.builder or "", where=f"{cfg.source}: model.builder")
     if builder.weights_enum is None or not cfg.model.weights:
         raise ExportError(
             f"model {cfg.name!r} has no pretrained weights (builder {cfg.model.builder!r}, "
@@ -160,7 +160,7 @@ def _check_labels(cfg: ModelConfig, categories) -> None:
 def torchvision_identity(cfg: ModelConfig, weights: str) -> tuple[str, str]:
     """(kind, identity) of `--weights` without building the model: what the manifest and the
     up-to-date check record. Fails like torchvision_load does (before any work)."""
-    MODELS.get(cfg.model.builder, where=f"{cfg.source}: model.builder")
+    MODELS.get(cfg.model.builder or "", where=f"{cfg.source}: model.builder")
     if weights == "default":
         return "default", _default_checkpoint(cfg)[1]
     if weights == "random":
@@ -171,12 +171,12 @@ def torchvision_identity(cfg: ModelConfig, weights: str) -> tuple[str, str]:
 
 def torchvision_load(cfg: ModelConfig, weights: str) -> LoadedModel:
     """Resolve `--weights` (default | random | PATH) into an eval-mode model without aux head."""
-    MODELS.get(cfg.model.builder, where=f"{cfg.source}: model.builder")
+    MODELS.get(cfg.model.builder or "", where=f"{cfg.source}: model.builder")
     if weights == "default":
         return _default(cfg)
     if weights == "random":
         torch.manual_seed(cfg.model.random_seed)
-        model = MODELS.get(cfg.model.builder).build(cfg.model.num_classes, False)
+        model = MODELS.get(cfg.model.builder or "").build(cfg.model.num_classes, False)
         if cfg.model.random_residual_gain is not None:
             small_residual_branches(model, cfg.model.random_residual_gain)
         return LoadedModel(_drop_aux(model).eval(), random_identity(cfg), "random")

@@ -77,7 +77,9 @@ def adapt_output(probe: ContractWrapper, cfg: ModelConfig, variant: Variant) -> 
     picked, out = _pick(out, cfg)
     where = f"{cfg.name} ({cfg.source})"
     if not isinstance(out, torch.Tensor):
-        raise ExportError(f"{where}: the model's output ({picked}) is {type(out).__name__}, not a tensor of class scores")
+        raise ExportError(
+            f"{where}: the model's output ({picked}) is {type(out).__name__}, not a tensor of class scores"
+        )
     if out.dim() != 4 or out.shape[0] != 1 or not out.is_floating_point():
         raise ExportError(
             f"{where}: the model's output ({picked}) is {out.dtype} {tuple(out.shape)}; React Native ExecuTorch's "
@@ -85,7 +87,9 @@ def adapt_output(probe: ContractWrapper, cfg: ModelConfig, variant: Variant) -> 
         )
     k, oh, ow = int(out.shape[1]), int(out.shape[2]), int(out.shape[3])
     if oh > h or ow > w:
-        raise ExportError(f"{where}: the model outputs {oh}x{ow}, larger than its {h}x{w} input; nothing scales it down")
+        raise ExportError(
+            f"{where}: the model outputs {oh}x{ow}, larger than its {h}x{w} input; nothing scales it down"
+        )
     upsampled = (oh, ow) if (oh, ow) != (h, w) else None
     mask = cfg.model.mask
     if k == 1 and mask is None:
@@ -94,7 +98,9 @@ def adapt_output(probe: ContractWrapper, cfg: ModelConfig, variant: Variant) -> 
             "sigmoid) or probability (after one), and give two labels (e.g. [background, person])"
         )
     if k == 1 and len(cfg.labels) != 2:
-        raise ExportError(f"{where}: a one-channel mask ships as two classes; give exactly 2 labels, not {len(cfg.labels)}")
+        raise ExportError(
+            f"{where}: a one-channel mask ships as two classes; give exactly 2 labels, not {len(cfg.labels)}"
+        )
     if k != 1 and mask is not None:
         raise ExportError(f"{where}: model.mask is for one-channel outputs; this model outputs {k} channels: drop it")
     if k != 1 and k != len(cfg.labels):
@@ -125,7 +131,9 @@ def _pick(out: object, cfg: ModelConfig) -> tuple[str, object]:
     if isinstance(out, (tuple, list)):
         i = cfg.model.output_index
         if not out or i >= len(out):
-            raise ExportError(f"{cfg.name} ({cfg.source}): model.output_index {i}, but the model outputs {len(out)} values")
+            raise ExportError(
+                f"{cfg.name} ({cfg.source}): model.output_index {i}, but the model outputs {len(out)} values"
+            )
         if isinstance(out[i], dict):
             raise ExportError(
                 f"{cfg.name} ({cfg.source}): the model outputs a list of dicts (a detection or instance head), not "

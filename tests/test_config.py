@@ -107,10 +107,75 @@ def test_missing_config_file(tmp_path):
 
 
 def test_variant_hash_changes_with_options():
+    """One variant, one option changed at a time: every change moves the variant's hash (its files
+    are rebuilt and Core ML's ids are seeded by it); an unchanged copy keeps it. The ModelSpec fields
+    that are left out of the hash at their defaults (_LATER_MODEL_FIELDS) count once they are set."""
+    from pathlib import Path
+
+    from export.config import InputSpec
+    from export.records import QuantizationRecipe
+
+    rep = dataclasses.replace
     cfg = load_config(TINY)
-    a, _, b = cfg.variants
-    assert cfg.variant_hash(a) != cfg.variant_hash(b)
-    assert cfg.variant_hash(a) == load_config(TINY).variant_hash(a)
+    # quantization only exists on an int8 variant and coreml options on a Core ML one: each is
+    # changed on its own variant, every other case on the int8 one (it has the most options)
+    q8 = rep(cfg.variant("xnnpack_int8"), quantization=QuantizationRecipe())
+    ml = cfg.variant("coreml_fp16")
+    tol = q8.tolerances
+    variant_cases = {
+        "coreml.deployment_target": (ml, rep(ml, coreml=rep(ml.coreml, deployment_target="iOS18"))),
+        "coreml.compute_units": (ml, rep(ml, coreml=rep(ml.coreml, compute_units="CPU_ONLY"))),
+        "coreml.lower_full_graph": (ml, rep(ml, coreml=rep(ml.coreml, lower_full_graph=True))),
+        "quantization.activation_observer": (
+            q8,
+            rep(q8, quantization=QuantizationRecipe(activation_observer="minmax")),
+        ),
+        "quantization.per_channel": (q8, rep(q8, quantization=QuantizationRecipe(per_channel=False))),
+        "quantization.keep_fp32": (q8, rep(q8, quantization=QuantizationRecipe(keep_fp32=("backbone.0",)))),
+        "quantization.keep_fp32_cap": (q8, rep(q8, quantization=QuantizationRecipe(keep_fp32_cap=0.1))),
+        "tolerances.max_rel_err": (q8, rep(q8, tolerances=rep(tol, max_rel_err=tol.max_rel_err * 2))),
+        "tolerances.min_snr_db": (q8, rep(q8, tolerances=rep(tol, min_snr_db=tol.min_snr_db + 1))),
+        "tolerances.min_cosine": (q8, rep(q8, tolerances=rep(tol, min_cosine=0.5))),
+        "tolerances.min_decisive_agreement": (q8, rep(q8, tolerances=rep(tol, min_decisive_agreement=0.5))),
+        "tolerances.near_tie": (q8, rep(q8, tolerances=rep(tol, near_tie=0.05))),
+        "input.height": (q8, rep(q8, input=InputSpec(64, q8.input.width))),
+        "input.width": (q8, rep(q8, input=InputSpec(q8.input.height, 64))),
+        "contract": (q8, rep(q8, contract="rne-0.9")),
+        "allow_non_delegated": (q8, rep(q8, allow_non_delegated=("aten.cumsum.default",))),
+        "min_rne": (q8, rep(q8, min_rne="0.5.7")),
+    }
+    model = cfg.model
+    config_cases = {  # the config around the variant: what builds it or checks its files
+        "parity.images": rep(cfg, parity=rep(cfg.parity, images=("astronaut",))),
+        "parity.random_inputs": rep(cfg, parity=rep(cfg.parity, random_inputs=3)),
+        "parity.seed": rep(cfg, parity=rep(cfg.parity, seed=1)),
+        "calibration.count": rep(cfg, calibration=rep(cfg.calibration, count=3)),
+        "calibration.seed": rep(cfg, calibration=rep(cfg.calibration, seed=1)),
+        "calibration.views": rep(cfg, calibration=rep(cfg.calibration, views=2)),
+        "accuracy.images": rep(cfg, accuracy=rep(cfg.accuracy, images=("astronaut",))),
+        "labels": rep(cfg, labels=("background", *cfg.labels[1:])),
+        "model.random_seed": rep(cfg, model=rep(model, random_seed=1)),
+        "model.output_key": rep(cfg, model=rep(model, output_key="aux")),
+        # the fields hashed only when set: a non-default value is a different model
+        "model.mask": rep(cfg, model=rep(model, mask="logit")),
+        "model.kwargs": rep(cfg, model=rep(model, kwargs={"a": 1})),
+        "model.output_index": rep(cfg, model=rep(model, output_index=1)),
+        "model.source": rep(cfg, model=rep(model, source="python")),
+        "model.arch": rep(cfg, model=rep(model, arch="Unet")),
+        "model.encoder": rep(cfg, model=rep(model, encoder="resnet34")),
+        "model.path": rep(cfg, model=rep(model, path="weights.pth")),
+    }
+    unmoved = [k for k, (a, b) in variant_cases.items() if cfg.variant_hash(a) == cfg.variant_hash(b)]
+    unmoved += [k for k, c in config_cases.items() if c.variant_hash(q8) == cfg.variant_hash(q8)]
+    assert unmoved == [], f"these options do not change the variant hash: {unmoved}"
+    # unchanged copies keep it: reloaded, copied, or only the file's place and bytes' hash differ
+    same = [
+        load_config(TINY).variant_hash(load_config(TINY).variant("xnnpack_int8")),
+        cfg.variant_hash(rep(cfg.variant("xnnpack_int8"))),
+        rep(cfg, source=Path("elsewhere/tiny_segnet.yaml"), sha256="0" * 64).variant_hash(cfg.variant("xnnpack_int8")),
+        rep(cfg, model=rep(model, mask=None, kwargs={}, output_index=0)).variant_hash(cfg.variant("xnnpack_int8")),
+    ]
+    assert same == [cfg.variant_hash(cfg.variant("xnnpack_int8"))] * 4
 
 
 def test_calibration_and_accuracy_images_must_be_apart(tmp_path, tiny_yaml_text):

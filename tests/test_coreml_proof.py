@@ -79,3 +79,72 @@ def test_a_core_ml_file_that_does_not_match_fails_and_nothing_is_recorded(arts):
     with pytest.raises(GateError, match=r"parity gate \(executed\): tiny_segnet_coreml_fp16.pte"):
         verify_coreml(arts / "manifest.json", None, TINY, ROOT / "configs", broken, lambda *a: None)
     assert (arts / "manifest.json").read_bytes() == before
+
+
+def _emulated_bundle_check(pte):
+    """Bundled verification as ExecuTorch does it (|got - want| <= atol, each case), with the fp16
+    emulation standing in for the Core ML runtime this host lacks."""
+    from export.compat import bundled_cases
+
+    run = _emulated_core_ml(pte)
+
+    def check(bpte, n, atol, artifact):
+        cases = bundled_cases(bpte)
+        assert len(cases) == n
+        for i, (x, want) in enumerate(cases):
+            worst = float((run(x) - want).abs().max())
+            if worst > atol:
+                raise GateError(f"bundled verification: {artifact}: case {i} differs by {worst:g} > atol={atol:g}")
+
+    return check
+
+
+def _rewrite_bundle(arts, change):
+    """The .bpte written again with each expected output changed, the manifest updated to match (as a
+    build that bundled wrong outputs would leave it): only the bundle check can tell."""
+    import json
+
+    from export.bundle import write_bundle
+    from export.compat import bundled_cases
+    from export.files import sha256_file
+
+    bpte = arts / CML.replace(".pte", ".bpte")
+    cases = [(x, change(y)) for x, y in bundled_cases(bpte)]
+    write_bundle(arts / CML, bpte, cases)
+    data = json.loads((arts / "manifest.json").read_text())
+    data["artifacts"][CML]["bundle"].update(sha256=sha256_file(bpte), bytes=bpte.stat().st_size)
+    (arts / "manifest.json").write_text(json.dumps(data))
+
+
+def test_verify_coreml_runs_the_bundle_check_on_the_bpte_and_refuses_a_wrong_one(arts):
+    """The bundle step is not a formality: the check gets the .bpte, its case count and the manifest's
+    atol; a bundle whose expected outputs are off by 10 atol is refused, nothing recorded; one whose
+    bytes changed behind the manifest's back is refused before any check."""
+    entry = read_manifest(arts / "manifest.json").artifacts[CML]
+    check = _emulated_bundle_check(arts / CML)
+    seen = []
+    verify_coreml(
+        arts / "manifest.json",
+        None,
+        TINY,
+        ROOT / "configs",
+        _emulated_core_ml,
+        lambda *a: (seen.append(a), check(*a)),
+    )
+    assert [(p.name, n, atol) for p, n, atol, _ in seen] == [
+        (CML.replace(".pte", ".bpte"), entry.bundle.cases, entry.bundle.atol)
+    ]
+    _rewrite_bundle(arts, lambda y: y + 10 * entry.bundle.atol)
+    before = (arts / "manifest.json").read_bytes()
+    with pytest.raises(GateError, match=r"bundled verification: tiny_segnet_coreml_fp16.pte: case 0 differs"):
+        verify_coreml(arts / "manifest.json", None, TINY, ROOT / "configs", _emulated_core_ml, check)
+    assert (arts / "manifest.json").read_bytes() == before
+    bpte = arts / CML.replace(".pte", ".bpte")
+    data = bytearray(bpte.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bpte.write_bytes(bytes(data))
+    from export.errors import ExportError
+
+    with pytest.raises(ExportError, match="tiny_segnet_coreml_fp16.bpte"):
+        verify_coreml(arts / "manifest.json", None, TINY, ROOT / "configs", _emulated_core_ml, check)
+    assert (arts / "manifest.json").read_bytes() == before

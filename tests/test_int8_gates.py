@@ -233,7 +233,7 @@ def test_labels_folder_not_in_voc_layout_is_one_clear_error(tmp_path):
     from export.errors import ExportError
     from export.voc import voc_items
 
-    with pytest.raises(ExportError, match=r"expected Pascal VOC layout .*JPEGImages is missing"):
+    with pytest.raises(ExportError, match=r"expected Pascal VOC layout .*or images/ \+ masks/.*JPEGImages is missing"):
         voc_items(tmp_path)
 
 
@@ -245,3 +245,41 @@ def test_relative_bound_yields_to_enough_absolute_fidelity():
     assert b.failures({"snr_vs_noise_db": -16.3, "centered_snr_db": 19.0}) == []
     assert b.failures({"snr_vs_noise_db": -30.0, "centered_snr_db": 28.4}) == []  # an insensitive model
     assert b.failures({"snr_vs_noise_db": -21.8, "centered_snr_db": 20.7}) == ["snr_vs_noise_db=-21.8 (bound >= -20.5)"]
+
+
+def test_labels_in_the_images_and_masks_layout_with_an_ignore_index(tmp_path):
+    """The layout SMP and Hugging Face users keep (images/ + index-PNG masks/, here with 99 as the
+    ignore index): scored like VOC's; the ignore index is the config's, and a class id past the labels
+    names it; an image without its mask is refused by name."""
+    import cv2
+    from PIL import Image
+
+    from export.errors import ExportError
+    from export.preprocess import load_photo
+    from export.voc import evaluate
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for name in ("astronaut", "coffee"):
+        bgr = load_photo(name)
+        cv2.imwrite(str(tmp_path / "images" / f"{name}.png"), bgr)
+        mask = np.zeros(bgr.shape[:2], np.uint8)
+        mask[:, bgr.shape[1] // 2 :] = 1  # right half: class 1
+        mask[:8], mask[-8:] = 99, 99  # not scored
+        Image.fromarray(mask, mode="L").save(tmp_path / "masks" / f"{name}.png")
+
+    def halves(x):  # logits whose argmax is the mask: left class 0, right class 1
+        out = np.zeros((1, 2, 32, 32), np.float32)
+        out[0, 0, :, :16], out[0, 1, :, 16:] = 1.0, 1.0
+        return out
+
+    def flipped(x):
+        return halves(x)[:, ::-1]
+
+    res = evaluate(tmp_path, {"right": halves, "wrong": flipped}, lambda bgr: bgr, 32, 32, 2, ignore=99)
+    assert res.images == 2 and res.scores["right"].miou == 1.0 and res.scores["wrong"].miou == 0.0
+    with pytest.raises(ExportError, match=r"class id 99 >= 2 classes \(the ignore index is 255"):
+        evaluate(tmp_path, {"right": halves}, lambda bgr: bgr, 32, 32, 2)
+    (tmp_path / "masks" / "coffee.png").unlink()
+    with pytest.raises(ExportError, match=r"coffee has no file in masks/"):
+        evaluate(tmp_path, {"right": halves}, lambda bgr: bgr, 32, 32, 2, ignore=99)

@@ -205,12 +205,23 @@ def test_interrupt_mid_serialize_keeps_previous_artifact(prev, monkeypatch):
     _unchanged(out, before)
 
 
-def test_rebuild_replaces_artifact_and_keeps_other_entries(prev, weights):
+def test_rebuild_replaces_artifact_and_keeps_other_entries(prev, weights, capsys):
     out, before = prev
+    old = json.loads(before["manifest.json"])["artifacts"]
     pipeline.build(load_config(TINY), ["xnnpack_fp32"], weights, out, force=True)
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert len(manifest["artifacts"]) == 3
+    err = capsys.readouterr().err
+    # rebuilt, not skipped: its stages ran, and its entry is new
+    assert "[xnnpack_fp32] 5. lower (xnnpack)" in err and "up to date" not in err
+    manifest = json.loads((out / "manifest.json").read_text())["artifacts"]
+    assert (
+        manifest["tiny_segnet_xnnpack_fp32.pte"]["stage_seconds"]
+        != old["tiny_segnet_xnnpack_fp32.pte"]["stage_seconds"]
+    )
+    # the same inputs give the same bytes; the other entries are untouched
     assert (out / "tiny_segnet_xnnpack_fp32.pte").read_bytes() == before["tiny_segnet_xnnpack_fp32.pte"]
+    assert {n: e for n, e in manifest.items() if n != "tiny_segnet_xnnpack_fp32.pte"} == {
+        n: e for n, e in old.items() if n != "tiny_segnet_xnnpack_fp32.pte"
+    }
 
 
 @pytest.mark.parametrize("kind", ["random"])
@@ -340,8 +351,11 @@ def test_coreml_options_reach_the_partitioner():
     specs = {s.key: s.value for s in p.delegation_spec.compile_specs}
     assert specs["compute_units"].decode() == ct.ComputeUnit.CPU_ONLY.name.lower()
     assert specs["min_deployment_target"].decode() == str(ct.target.iOS18.value)
-    with pytest.raises(Exception, match="unknown coreml.deployment_target 'iOS99'"):
+    # the project's own error (one line for the CLI), naming the option, the value and what is valid
+    with pytest.raises(ExportError, match=r"^unknown coreml\.deployment_target 'iOS99'; valid: .*\biOS18\b"):
         PARTITIONERS.get("coreml")(dataclasses.replace(v, coreml=CoreMLOptions("iOS99")))
+    with pytest.raises(ExportError, match=r"^unknown coreml\.compute_units 'GPU_ONLY'; valid: .*\bCPU_ONLY\b"):
+        PARTITIONERS.get("coreml")(dataclasses.replace(v, coreml=CoreMLOptions("iOS18", "GPU_ONLY")))
 
 
 def test_static_contract_and_delegate_checks_fail_on_the_wrong_file(tiny_build):
@@ -454,22 +468,140 @@ def test_fp16_overflow_names_the_layer_and_by_how_much(tmp_path):
 
 def test_stage_lines_count_seconds_on_a_terminal_and_stay_plain_in_ci_logs(monkeypatch):
     """Long steps show their elapsed time while they run on a terminal; a log file gets exactly the
-    start and the end line."""
+    start and the end line. No sleeping: the test is the clock (export.progress's time.perf_counter)
+    and grants the ticker its seconds (its Event.wait(1.0)), so a busy machine cannot miss a tick."""
     import io
-    import re
     import sys
-    import time
+    import threading
+    import types
+
+    from export import progress
 
     class Tty(io.StringIO):
         def isatty(self):
             return True
 
-    for stream, ticks in ((io.StringIO(), False), (Tty(), True)):
+    now = [100.0]  # what progress.time.perf_counter() returns
+
+    class Ticks:
+        """The stage's `done` event. The ticker's first two wait(1.0) calls each move the clock one
+        second on and report "not done"; its next one says so (`idle`) and blocks until the stage ends."""
+
+        def __init__(self):
+            self.ended, self.idle, self.granted, self.waits = threading.Event(), threading.Event(), 2, 0
+
+        def set(self):
+            self.ended.set()
+
+        def wait(self, timeout=None):
+            self.waits += 1
+            if self.granted:
+                self.granted -= 1
+                now[0] += timeout
+                return self.ended.is_set()
+            self.idle.set()
+            return self.ended.wait()
+
+    events: list[Ticks] = []
+    threads: list[threading.Thread] = []
+
+    def event():
+        events.append(Ticks())
+        return events[-1]
+
+    def thread(**kw):
+        threads.append(threading.Thread(**kw))
+        return threads[-1]
+
+    monkeypatch.setattr(progress, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+    monkeypatch.setattr(progress, "threading", types.SimpleNamespace(Event=event, Thread=thread))
+    head, up = "[v] 5. lower (xnnpack)", "\r\x1b[1A\x1b[2K"  # up: back to the line above, cleared
+    for stream, tty in ((io.StringIO(), False), (Tty(), True)):
         monkeypatch.setattr(sys, "stderr", stream)
-        with pipeline.Timer("v").stage("5", "lower (xnnpack)"):
-            time.sleep(1.3)  # one tick is due after 1 s
-        lines = stream.getvalue().splitlines()
-        assert lines[0] == "[v] 5. lower (xnnpack) ..." and re.search(
-            r"\[v\] 5\. lower \(xnnpack\) \d+\.\d s$", lines[-1]
-        )
-        assert (len(lines) > 2) == ticks and any("... 1 s" in ln for ln in lines) == ticks, lines
+        now[0], events[:], threads[:] = 100.0, [], []
+        timer = pipeline.Timer("v")
+        with timer.stage("5", "lower (xnnpack)"):
+            if threads:  # a sync with the ticker thread, not a timing: it has printed its two seconds
+                assert events[-1].idle.wait(timeout=10), "the ticker never finished its granted ticks"
+            now[0] = 102.4  # the stage ends 2.4 s after it started
+        assert timer.seconds == {"lower (xnnpack)": 2.4}
+        if tty:  # the start line counts 1 s, 2 s, then becomes the result
+            expected = f"{head} ...\n{up}{head} ... 1 s\n{up}{head} ... 2 s\n{up}{head} 2.4 s\n"
+        else:  # a CI log: no ticker, exactly the start and the end line
+            expected = f"{head} ...\n{head} 2.4 s\n"
+        assert stream.getvalue() == expected
+        assert (len(threads), events[-1].waits) == ((1, 3) if tty else (0, 0))
+
+
+@pytest.mark.parametrize("kind", ["random"])
+def test_the_bundle_gate_stops_a_build_and_keeps_the_old_files(prev, monkeypatch):
+    """Expected outputs off by the logits' whole range: the runtime's bundled verification refuses
+    the file inside the build, which stops before anything is replaced."""
+    import export.bundle as bundle
+
+    out, before = prev
+    write = bundle.write_bundle
+
+    def off(pte, target, cases):
+        write(pte, target, [(x, y + (y.max() - y.min())) for x, y in cases])
+
+    monkeypatch.setattr(bundle, "write_bundle", off)  # the bundle stage imports it where it runs
+    with pytest.raises(GateError, match=r"bundled verification: tiny_segnet_xnnpack_fp32.pte: case 0 differs"):
+        pipeline.build(load_config(TINY), ["xnnpack_fp32"], "random", out, force=True)
+    _unchanged(out, before)
+
+
+def test_a_bundles_expected_outputs_are_eager_pytorchs_and_its_atol_the_parity_bound(tiny_builds, kind, weights):
+    """If the bundle stage bundled the file's own outputs, bundled verification could never fail:
+    each expected output is eager PyTorch's on that input (bit for bit), not the file's, and the
+    manifest's atol is the parity bound scaled by the expected logits' range."""
+    from export.compat import bundled_cases
+    from export.verify import executed
+    from export.weights import load_model
+    from export.wrap import wrap
+
+    out = tiny_builds[kind]
+    cfg = load_config(TINY)
+    variant = cfg.variant("xnnpack_fp32")
+    entry = json.loads((out / "manifest.json").read_text())["artifacts"]["tiny_segnet_xnnpack_fp32.pte"]
+    cases = bundled_cases(out / "tiny_segnet_xnnpack_fp32.bpte")
+    assert len(cases) == entry["bundle"]["cases"] == 2
+    eager = wrap(load_model(cfg, weights).module, cfg, variant)
+    run = executed(out / "tiny_segnet_xnnpack_fp32.pte")
+    with torch.no_grad():
+        assert all(torch.equal(want, eager(x)) for x, want in cases)
+    assert any(not torch.equal(want, run(x)) for x, want in cases)  # the file differs (summation order)
+    atol = variant.tolerances.max_rel_err * max(float(y.max() - y.min()) for _, y in cases)
+    assert entry["bundle"]["atol"] == pytest.approx(atol, rel=1e-12) and entry["bundle"]["rtol"] == 0.0
+
+
+def test_the_fp16_emulation_matches_an_independent_half_precision_run(tiny_builds, kind, weights):
+    """The Core ML fp16 file's emulated parity (Linux) against eager PyTorch in half precision on
+    the same inputs: within 6 dB of SNR. An emulation that rounded only the weights and the input
+    (skipping every op's output) reads far cleaner than fp16 is, and this bound catches it."""
+    from export.lower import export_program
+    from export.verify import fp16_emulation, parity_inputs
+    from export.weights import load_model
+    from export.wrap import example_input, wrap
+
+    cfg = load_config(TINY)
+    variant = cfg.variant("coreml_fp16")
+    module = wrap(load_model(cfg, weights).module, cfg, variant)
+    inputs = parity_inputs(cfg, variant)
+    half = copy.deepcopy(module).half()
+
+    def worst(run) -> float:
+        with torch.no_grad():
+            return min(compare(run(x).float(), module(x), near_tie=0.02).snr_db for x in inputs.values())
+
+    emulated = worst(fp16_emulation(export_program(module, example_input(variant))))
+    independent = worst(lambda x: half(x.half()))
+    recorded = json.loads((tiny_builds[kind] / "manifest.json").read_text())["artifacts"]["tiny_segnet_coreml_fp16.pte"]
+    if not core_ml_runs():
+        assert recorded["parity"]["worst"]["snr_db"] == pytest.approx(emulated, abs=0.5)
+    assert abs(emulated - independent) <= 6.0, (emulated, independent)
+    weak = copy.deepcopy(module)  # weights and input rounded, every op in fp32
+    with torch.no_grad():
+        for t in weak.parameters():
+            t.copy_(t.half().float())
+    assert abs(worst(lambda x: weak(x.half().float())) - independent) > 6.0

@@ -622,7 +622,7 @@ def test_push_needs_compat_results_or_says_loudly_what_was_not_proven(arts, hub,
     )
 
 
-PLANTED = '''
+PLANTED = """
 TOKEN = "hf_TEST" + "token_9f8e7d6c5b4a"  # made at run time: this file itself holds no token
 
 def test_writes_a_published_json(tmp_path):
@@ -636,7 +636,7 @@ def test_clean(tmp_path, capsys):
     (tmp_path / "published.json").write_text('{"auth": "***"}')
     print("HTTP 401 for ***")
     assert capsys.readouterr().out
-'''
+"""
 
 
 def test_the_per_test_token_search_fails_a_passing_test_that_leaked_it(pytester, monkeypatch):

@@ -38,7 +38,11 @@ def check_gates(out: Path, cfg_path: Path, rewrites: tuple[str, ...] = ()) -> di
         assert e.delegation.non_delegated_ops == {}, (name, e.delegation)
         assert e.delegation.delegated_subgraphs >= 1
         assert e.parity.worst is not None or e.parity.mode == "not executed"
-        assert e.rne_schema is not None and e.rne_schema.passed and e.rne_schema.package == "react-native-executorch@0.10.2"
+        assert (
+            e.rne_schema is not None
+            and e.rne_schema.passed
+            and e.rne_schema.package == "react-native-executorch@0.10.2"
+        )
         assert e.labels == cfg.labels and e.output.shape == (1, len(cfg.labels), cfg.input.height, cfg.input.width)
         assert (e.contract.name, e.contract.runtime_mean, e.contract.runtime_std) == ("rne-0.10", mean, std)
         assert e.output_adapter is not None
@@ -61,8 +65,12 @@ def check_constants(tmp: Path, outs: list[Path]) -> str:
     pubs = []
     for out in outs:
         arts = json.loads((out / "manifest.json").read_text())["artifacts"]
-        files = [published_file(n, f"{e['backend']}/{n}", f"https://hf.example/{e['model']}/{n}") for n, e in arts.items()]
-        pubs.append(typed(published_record(f"org/{next(iter(arts.values()))['model']}", "v1.0.0", "c" * 40, files, arts)))
+        files = [
+            published_file(n, f"{e['backend']}/{n}", f"https://hf.example/{e['model']}/{n}") for n, e in arts.items()
+        ]
+        pubs.append(
+            typed(published_record(f"org/{next(iter(arts.values()))['model']}", "v1.0.0", "c" * 40, files, arts))
+        )
     assert codegen.constants_from(pubs) == []  # the hooks before 0.10 hard-code VOC's 21 labels
     groups = codegen.groups_from(pubs)
     assert len(groups) == len(outs) and all(g.family.label == LINE_0_10 and g.feed == "model" for g in groups)
@@ -120,7 +128,10 @@ def test_its_constants_type_check_against_react_native_executorch_0_10_2(person,
     ts = check_constants(tmp_path, [person])
     assert "SemanticSegmenterModel<'background' | 'person'>" in ts
     # normalize: {mean: 0.5, std: 0.5} is pixel * 2/255 - 1, exactly as the runtime will apply it
-    assert "normalizeOpts: { alpha: [0.00784313725490196, 0.00784313725490196, 0.00784313725490196], beta: [-1.0, -1.0, -1.0] }" in ts
+    assert (
+        "normalizeOpts: { alpha: [0.00784313725490196, 0.00784313725490196, 0.00784313725490196], beta: [-1.0, -1.0, -1.0] }"
+        in ts
+    )
 
 
 def test_run_rne_0_10_agrees_with_eager(person):
@@ -152,12 +163,17 @@ def test_make_export_then_run_bench_and_card_from_the_command_line(tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run(
         ["make", "--no-print-directory", "export", f"CONFIG={PERSON}", "WEIGHTS=random", f"OUT={out}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     folder = out / "person_mask"
     assert sorted(p.name for p in folder.glob("*.pte")) == [
-        "person_mask_coreml_fp16.pte", "person_mask_xnnpack_fp32.pte", "person_mask_xnnpack_int8.pte"
+        "person_mask_coreml_fp16.pte",
+        "person_mask_xnnpack_fp32.pte",
+        "person_mask_xnnpack_int8.pte",
     ]
     photo = str(bundled_photos()["astronaut"])
     run = run_cli("run", str(folder / "person_mask_xnnpack_int8.pte"), photo, "--rne", "0.10")

@@ -165,7 +165,6 @@ def relative_to_config(cfg_source: Path, value: str) -> Path:
     return beside if beside.exists() or not p.exists() else p
 
 
-
 def check_fields(cfg: ModelConfig, source: Path, uses: tuple[str, ...], needs: tuple[str, ...] = ()) -> None:
     """The model keys this source reads are the only ones set, and the ones it needs are there."""
     from ..config import ModelSpec

@@ -111,7 +111,9 @@ def check(cfg: ModelConfig, source: Path) -> None:
     mc = _json(where / "config.json")
     theirs = labels_of(mc)
     if theirs and len(theirs) != cfg.model.num_classes:
-        config_error(source, "labels", f"{len(cfg.labels)} labels, but {where}/config.json has {len(theirs)} (id2label)")
+        config_error(
+            source, "labels", f"{len(cfg.labels)} labels, but {where}/config.json has {len(theirs)} (id2label)"
+        )
     if theirs and list(cfg.labels) != theirs:
         config_error(source, "labels", f"differ from {where}/config.json's id2label {theirs}")
     pre_path = where / "preprocessor_config.json"
@@ -133,7 +135,11 @@ def check(cfg: ModelConfig, source: Path) -> None:
     assert mean is not None and std is not None
     ours = (tuple(1 / (255 * s) for s in std), tuple(-m / s for m, s in zip(mean, std, strict=True)))
     theirs_feed = feed_of(pre)
-    if not all(math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-7) for x, y in zip(ours, theirs_feed, strict=True) for a, b in zip(x, y, strict=True)):
+    if not all(
+        math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-7)
+        for x, y in zip(ours, theirs_feed, strict=True)
+        for a, b in zip(x, y, strict=True)
+    ):
         config_error(
             source,
             "normalize",
@@ -143,7 +149,9 @@ def check(cfg: ModelConfig, source: Path) -> None:
 
 
 def _fmt(feed: tuple[tuple[float, ...], tuple[float, ...]]) -> str:
-    return "alpha [" + ", ".join(f"{a:.6g}" for a in feed[0]) + "], beta [" + ", ".join(f"{b:.6g}" for b in feed[1]) + "]"
+    return (
+        "alpha [" + ", ".join(f"{a:.6g}" for a in feed[0]) + "], beta [" + ", ".join(f"{b:.6g}" for b in feed[1]) + "]"
+    )
 
 
 def identity(cfg: ModelConfig, weights: str) -> tuple[str, str]:
@@ -155,7 +163,9 @@ def identity(cfg: ModelConfig, weights: str) -> tuple[str, str]:
         return "random", f"{random_identity(cfg)} of {where.name}/config.json (sha256 {sha256(where / 'config.json')})"
     if weights == "default":
         return "default", file_identity(where)
-    return "path", file_identity(existing_path(weights, "--weights", "valid values: default, random, or a state dict / folder"))
+    return "path", file_identity(
+        existing_path(weights, "--weights", "valid values: default, random, or a state dict / folder")
+    )
 
 
 def _auto_class(where: Path):
@@ -179,7 +189,9 @@ def load(cfg: ModelConfig, weights: str) -> LoadedModel:
     where = folder(cfg)
     config, auto = _auto_class(where)
     if config.num_labels != cfg.model.num_classes:
-        raise ExportError(f"{where}/config.json: {config.num_labels} labels, the config ({cfg.source}) {cfg.model.num_classes}")
+        raise ExportError(
+            f"{where}/config.json: {config.num_labels} labels, the config ({cfg.source}) {cfg.model.num_classes}"
+        )
     if kind == "random":
         torch.manual_seed(cfg.model.random_seed)
         model = auto.from_config(config, attn_implementation=ATTENTION, **cfg.model.kwargs)

@@ -66,7 +66,9 @@ def check(cfg: ModelConfig, source: Path) -> None:
     except ExportError as e:
         config_error(source, "model.builder", str(e).split("model.builder: ", 1)[-1])
     if path is not None and not path.is_file():
-        config_error(source, "model.builder", f"{path}: no such file (relative to {source.parent} or the working folder)")
+        config_error(
+            source, "model.builder", f"{path}: no such file (relative to {source.parent} or the working folder)"
+        )
 
 
 def _function(cfg: ModelConfig):
@@ -147,11 +149,14 @@ def load(cfg: ModelConfig, weights: str) -> LoadedModel:
     model = build(cfg)
     if kind == "random":
         for m in model.modules():
-            if hasattr(m, "reset_parameters"):
-                m.reset_parameters()
+            reset = getattr(m, "reset_parameters", None)
+            if callable(reset):
+                reset()
     elif kind == "path" or cfg.model.path:
         path = Path(weights) if kind == "path" else relative_to_config(cfg.source, cfg.model.path or "")
-        fit_state_dict(model, read_state_dict(path, f"weights {path}"), f"weights {path}", f"builder {cfg.model.builder}")
+        fit_state_dict(
+            model, read_state_dict(path, f"weights {path}"), f"weights {path}", f"builder {cfg.model.builder}"
+        )
     return LoadedModel(model.eval(), ident, kind)
 
 

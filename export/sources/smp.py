@@ -54,7 +54,9 @@ def check(cfg: ModelConfig, source: Path) -> None:
     check_fields(cfg, source, SOURCE_FIELDS["smp"], needs=("arch", "encoder"))
     for key in OWN_KWARGS:
         if key in cfg.model.kwargs:
-            config_error(source, f"model.kwargs.{key}", "set by the tool (encoder, labels); give model.encoder / labels")
+            config_error(
+                source, f"model.kwargs.{key}", "set by the tool (encoder, labels); give model.encoder / labels"
+            )
     stride = expected_stride(cfg.model.arch or "", cfg.model.kwargs)
     sizes = [("input", cfg.input)] + [(f"variants[{i}].input", v.input) for i, v in enumerate(cfg.variants)]
     for key, inp in sizes:
@@ -78,8 +80,13 @@ def build(cfg: ModelConfig) -> nn.Module:
     archs = {k.lower(): k for k in smp.MODEL_ARCHITECTURES_MAPPING}
     arch, encoder = cfg.model.arch or "", cfg.model.encoder or ""
     if arch.lower() not in archs:
-        valid = ", ".join(type(c).__name__ if not isinstance(c, type) else c.__name__ for c in smp.MODEL_ARCHITECTURES_MAPPING.values())
-        raise ExportError(f"{cfg.source}: model.arch: unknown segmentation-models-pytorch architecture {arch!r}; valid: {valid}")
+        valid = ", ".join(
+            type(c).__name__ if not isinstance(c, type) else c.__name__
+            for c in smp.MODEL_ARCHITECTURES_MAPPING.values()
+        )
+        raise ExportError(
+            f"{cfg.source}: model.arch: unknown segmentation-models-pytorch architecture {arch!r}; valid: {valid}"
+        )
     names = smp.encoders.get_encoder_names()
     if encoder not in names and not encoder.startswith("tu-"):
         raise ExportError(
@@ -91,8 +98,10 @@ def build(cfg: ModelConfig) -> nn.Module:
             arch, encoder_name=encoder, encoder_weights=None, classes=model_channels(cfg), **cfg.model.kwargs
         )
     except (TypeError, ValueError, KeyError, RuntimeError) as e:
-        raise ExportError(f"{cfg.source}: model: segmentation-models-pytorch refuses {arch}/{encoder} with "
-                          f"kwargs {cfg.model.kwargs}: {str(e).splitlines()[0][:300]}") from None
+        raise ExportError(
+            f"{cfg.source}: model: segmentation-models-pytorch refuses {arch}/{encoder} with "
+            f"kwargs {cfg.model.kwargs}: {str(e).splitlines()[0][:300]}"
+        ) from None
     stride = int(getattr(model.encoder, "output_stride", 1))
     for v in cfg.variants:
         if v.input.height % stride or v.input.width % stride:
@@ -113,7 +122,9 @@ def _weights_path(cfg: ModelConfig, weights: str) -> Path:
                 "save_pretrained folder, or pass --weights PATH (or --weights random for a smoke run)"
             )
         return existing_path(str(relative_to_config(cfg.source, cfg.model.path)), f"model.path in {cfg.source}")
-    return existing_path(weights, "--weights", "valid values: default, random, or a state dict / save_pretrained folder")
+    return existing_path(
+        weights, "--weights", "valid values: default, random, or a state dict / save_pretrained folder"
+    )
 
 
 def identity(cfg: ModelConfig, weights: str) -> tuple[str, str]:
@@ -135,14 +146,20 @@ def load(cfg: ModelConfig, weights: str) -> LoadedModel:
     if path.is_dir() and (path / "config.json").is_file():
         _check_saved_config(cfg, path)
     model = build(cfg)
-    fit_state_dict(model, read_state_dict(path, f"weights {path}"), f"weights {path}", f"{cfg.model.arch}/{cfg.model.encoder}")
+    fit_state_dict(
+        model, read_state_dict(path, f"weights {path}"), f"weights {path}", f"{cfg.model.arch}/{cfg.model.encoder}"
+    )
     return LoadedModel(model.eval(), ident, kind)
 
 
 def _check_saved_config(cfg: ModelConfig, folder: Path) -> None:
     """SMP's save_pretrained config.json against the config: the architecture, encoder and classes."""
     saved = json.loads((folder / "config.json").read_text())
-    for key, want in (("_model_class", cfg.model.arch), ("encoder_name", cfg.model.encoder), ("classes", model_channels(cfg))):
+    for key, want in (
+        ("_model_class", cfg.model.arch),
+        ("encoder_name", cfg.model.encoder),
+        ("classes", model_channels(cfg)),
+    ):
         got = saved.get(key)
         if got is not None and str(got).lower() != str(want).lower():
             raise ExportError(

@@ -1,0 +1,86 @@
+"""The smoke bound of configs/base/segmenter.yaml, measured: for each test model of a source (random
+weights, several seeds) the eager quantized model (the int8 file's arithmetic) under the shipped
+recipe and under broken ones (flat-grey calibration, observers never fed), worst held-apart photo's
+centered logits SNR vs eager fp32. The bound must sit between the worst healthy and the best broken.
+Writes docs/data/int8_smoke_family.json.
+
+    .venv/bin/python scripts/int8_smoke_family.py [--seeds 0 1] [--models person_mask smp_unet ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+OUT = ROOT / "docs" / "data" / "int8_smoke_family.json"
+MODELS = ("person_mask", "smp_unet", "smp_deeplabv3plus", "segformer_b0")
+RECIPES = ("shipped", "grey", "uncalibrated")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    args = ap.parse_args()
+    from conftest import source_config
+    from int8_family import recipe_cfg
+
+    from export.config import load_config
+    from export.lower import export_for
+    from export.quantize import accuracy_inputs, calibration_set, eager_accuracy, fp32_references, quantize
+    from export.rewrite import xnnpack_forms
+    from export.weights import load_model
+    from export.wrap import example_input, wrap
+
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        for name in args.models:
+            folder = Path(d) / name
+            folder.mkdir()
+            base = load_config(source_config(name, folder))
+            variant = base.variant("xnnpack_int8")
+            for seed in args.seeds:
+                cfg = dataclasses.replace(base, model=dataclasses.replace(base.model, random_seed=seed))
+                module = wrap(load_model(cfg, "random").module, cfg, variant)
+                program, _ = export_for(xnnpack_forms(module)[0], example_input(variant), variant)
+                refs = fp32_references(module, accuracy_inputs(cfg, variant))
+                for recipe in RECIPES:
+                    start = time.perf_counter()
+                    rcfg = recipe_cfg(cfg, recipe, folder)
+                    images = [] if recipe == "uncalibrated" else calibration_set(rcfg)
+                    quantized = quantize(program, rcfg, variant, images)[0]
+                    per = eager_accuracy(quantized, refs, cfg.accuracy.bounds.near_tie)
+                    worst = min(a.centered_snr_db for a in per.values())
+                    rows.append(
+                        {"model": name, "seed": seed, "recipe": recipe, "worst_centered_snr_db": round(worst, 2)}
+                    )
+                    print(
+                        f"{name} seed {seed} {recipe:12s} {worst:6.2f} dB  ({time.perf_counter() - start:.0f} s)",
+                        flush=True,
+                    )
+    healthy = [r["worst_centered_snr_db"] for r in rows if r["recipe"] == "shipped"]
+    broken = [r["worst_centered_snr_db"] for r in rows if r["recipe"] != "shipped"]
+    data = {
+        "command": "python scripts/int8_smoke_family.py " + " ".join(sys.argv[1:]),
+        "metric": "centered_snr_db, worst held-apart photo, eager quantized model vs eager fp32 (random weights)",
+        "worst_healthy": min(healthy),
+        "best_broken": max(broken),
+        "rows": rows,
+    }
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(data, indent=1) + "\n")
+    print(f"worst healthy {min(healthy):.2f} dB, best broken {max(broken):.2f} dB -> {OUT.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
