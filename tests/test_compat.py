@@ -77,3 +77,23 @@ def test_compat_in_executorch_0_7_0_passes_int8_and_fp32(arts):
         assert r["loads"] and r["passed"] and r["rne"] == "0.5.7 – 0.5.15", (name, r)
         assert r["vs_eager"]["decisive_agreement"] >= 0.99 and r["executorch"] == "0.7.0", (name, r)
     assert compat["tiny_segnet_coreml_fp16.pte"]["loads"] is None
+
+
+def test_a_maintainers_model_is_proven_in_the_0_10_runtime_alone(source_builds, tmp_path):
+    """A model of the python source (2 labels, its own normalization, contract rne-0.10): compat with
+    no --runtime proves it in ExecuTorch 1.3.1, the runtime of react-native-executorch 0.10, and in
+    nothing older (the hooks before 0.10 hard-code VOC's labels); both XNNPACK files load and match
+    eager there."""
+    import shutil
+
+    arts = tmp_path / "person_mask"
+    shutil.copytree(source_builds("person_mask"), arts)
+    proc = run_cli("compat", "--manifest", str(arts / "manifest.json"), timeout=1800)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    entries = json.loads((arts / "manifest.json").read_text())["artifacts"]
+    assert {n: sorted(e["compat"]) for n, e in entries.items()} == {n: ["1.3.1"] for n in entries}
+    for name in ("person_mask_xnnpack_fp32.pte", "person_mask_xnnpack_int8.pte"):
+        r = entries[name]["compat"]["1.3.1"]
+        assert r["loads"] and r["passed"] and r["rne"] == "0.10.0 – 0.10.2", (name, r)
+        assert r["vs_eager"]["decisive_agreement"] >= 0.99, (name, r)
+    assert entries["person_mask_coreml_fp16.pte"]["compat"]["1.3.1"]["loads"] is None
