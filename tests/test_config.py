@@ -83,7 +83,7 @@ def test_unknown_precision_and_contract(tmp_path, tiny_yaml_text):
     ):
         load_config(bad)
     bad = write_yaml(tmp_path / "c.yaml", tiny_yaml_text.replace("contract: rne-0.5", "contract: rne-9"))
-    with pytest.raises(ExportError, match=r"unknown contract 'rne-9'.*valid contracts: rne-0.5, rne-0.9"):
+    with pytest.raises(ExportError, match=r"unknown contract 'rne-9'.*valid contracts: rne-0.10, rne-0.5, rne-0.9"):
         load_config(bad)
 
 
