@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from token_scan import HF_TEST_TOKEN
 
+from export.runtimes import PASCAL_VOC_LABELS
+
 # token_scan: each test's own folder and output searched for the token before pytest deletes them;
 # pytester: the test that shows that search failing runs a test session of its own
 pytest_plugins = ["token_scan", "pytester"]
@@ -255,8 +257,9 @@ def sample_entry(
             "runtime_std": None,
         },
         "input": {"shape": [1, 3, 8, 8], "dtype": "float32", "layout": "NCHW RGB", "range": [0.0, 1.0]},
-        "output": {"index": 0, "shape": [1, 2, 8, 8], "dtype": "float32", "kind": "logits"},
-        "labels": ["BACKGROUND", "CAT"],
+        "output": {"index": 0, "shape": [1, 21, 8, 8], "dtype": "float32", "kind": "logits"},
+        # the seed models' labels: Pascal VOC's 21, which every release line takes
+        "labels": [label.upper() for label in PASCAL_VOC_LABELS],
         "parity": {
             "mode": "executed",
             "why": None,

@@ -537,7 +537,7 @@ def test_a_file_whose_output_the_hook_does_not_read_is_refused():
     "old,new,error",
     [
         (
-            "    serves:\n      rne-0.5: pixel/255\n      rne-0.9: imagenet\n",
+            "    serves:\n      rne-0.5: pixel/255\n      rne-0.9: imagenet\n      rne-0.10: model\n",
             "    contract: rne-0.5\n",
             "give `serves`",
         ),
