@@ -189,3 +189,41 @@ def test_make_export_then_run_bench_and_card_from_the_command_line(tmp_path):
     text = (folder / "README.md").read_text()
     assert LINE_0_10 in text and "0.4.0" not in text.split("## ")[0]
     shutil.rmtree(out)
+
+
+def test_a_hub_id_is_read_from_huggingface_hubs_cache_and_never_downloaded(tmp_path, monkeypatch):
+    """model.path as a Hub id: found in huggingface_hub's cache (its own layout, placed by hand as
+    `hf download` would), checked against the config like a folder; not cached, one error naming the
+    cache folder and the command that fills it, before any work."""
+    from export.errors import ExportError
+    from export.sources import huggingface, weights_identity
+
+    cache = tmp_path / "hub"
+    snapshot = cache / "models--acme--road-segformer" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (cache / "models--acme--road-segformer" / "refs").mkdir()
+    (cache / "models--acme--road-segformer" / "refs" / "main").write_text("0" * 40)
+    (snapshot / "config.json").write_text(
+        json.dumps({"model_type": "segformer", "id2label": {"0": "road", "1": "car"}})
+    )
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    base = ROOT / "configs" / "base" / "segmenter.yaml"
+    text = f"extends: {base}\nname: road\nmodel: {{source: transformers, path: acme/road-segformer, num_classes: 2}}\n"
+    good = tmp_path / "road.yaml"
+    good.write_text(text + "labels: [road, car]\n")
+    cfg = load_config(good)
+    assert huggingface.folder(cfg) == snapshot
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text + "labels: [road, bus]\n")
+    with pytest.raises(
+        ExportError, match=r"labels: differ from .*snapshots/0+/config.json's id2label \['road', 'car'\]"
+    ):
+        load_config(bad)
+    missing = tmp_path / "missing.yaml"
+    missing.write_text(text.replace("acme/road-segformer", "acme/not-here") + "labels: [road, car]\n")
+    cfg = load_config(missing)  # a Hub id not yet cached is refused when its weights are resolved
+    with pytest.raises(
+        ExportError, match=rf"'acme/not-here' is not in huggingface_hub's cache \({cache}\).*hf download acme/not-here"
+    ):
+        weights_identity(cfg, "default")
