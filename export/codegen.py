@@ -81,14 +81,6 @@ def normalize_values(
     raise ExportError(f"no normalizeOpts for feed {feed!r} (valid: {', '.join(NORMALIZE_OPTS)})")
 
 
-def normalize_ts(feed: str, contract: Contract) -> str:
-    """The normalizeOpts TypeScript for a feed: RNE's own expressions, or the model's numbers (model)."""
-    if feed != "model":
-        return NORMALIZE_OPTS[feed]
-    alpha, beta = normalize_values(feed, contract)
-    return "{ alpha: [" + ", ".join(map(repr, alpha)) + "], beta: [" + ", ".join(map(repr, beta)) + "] }"
-
-
 def segmenter_labels(labels: tuple[str, ...] | list[str]) -> tuple[tuple[str, ...], bool]:
     """The labels a GROUPED_HOOKS constant lists for a model with these labels, and whether they are
     RNE's PASCAL_VOC_LABELS (then lowercase, typed PascalVocLabel)."""
@@ -166,6 +158,9 @@ class Family:
 
     def feed_for(self, contract: str) -> str | None:
         return self.lines[0].feed_for(contract)
+
+    def takes_labels(self, labels: tuple[str, ...] | list[str]) -> bool:
+        return all(ln.takes_labels(labels) for ln in self.lines)
 
     @property
     def typecheck(self) -> str | None:
@@ -249,7 +244,7 @@ def constants_for(
             pick["ios"] = typing.cast(tuple[str, Entry], ios)
         contract = pick["android"][1].contract
         labels = pick["android"][1].labels
-        mine = [f for f in fams if f.contract == contract.name and all(ln.takes_labels(labels) for ln in f.lines)]
+        mine = [f for f in fams if f.contract == contract.name and f.takes_labels(labels)]
         tail = ("_QUANTIZED" if quantized else "") + suffix.upper()
         floor = max((e.min_rne for _, e in pick.values() if e.min_rne), key=version_key, default=None)
         for fam in mine:
@@ -285,7 +280,8 @@ class Group:
     model: str
     contract: str
     feed: str  # what this group's normalizeOpts make of the pixels: pixel/255 | imagenet | model
-    normalize: str  # normalizeOpts as TypeScript (normalize_ts)
+    # feed model: the model's own (alpha, beta) per RGB channel (normalize_values); else None
+    model_normalize: tuple[tuple[float, float, float], tuple[float, float, float]] | None
     labels: tuple[str, ...]
     voc: bool  # labels are RNE's PASCAL_VOC_LABELS (then lowercase, typed PascalVocLabel)
     members: tuple[tuple[str, str], ...]  # (XNNPACK_FP32, url or path), in MEMBER_ORDER
@@ -332,7 +328,7 @@ def groups_for(
         labels, voc = segmenter_labels(entries[0].labels)
         for fam in fams:
             feed = fam.feed_for(contract.name)
-            if feed is None or not all(ln.takes_labels(entries[0].labels) for ln in fam.lines):
+            if feed is None or not fam.takes_labels(entries[0].labels):
                 continue
             for e in entries:
                 check_pairing(fam, e.path, e.contract, e.output.kind)
@@ -348,7 +344,7 @@ def groups_for(
                     model=model,
                     contract=contract.name,
                     feed=feed,
-                    normalize=normalize_ts(feed, contract),
+                    model_normalize=normalize_values(feed, contract) if feed == "model" else None,
                     labels=labels,
                     voc=voc,
                     members=tuple((_key(*k), kinds[k][0]) for k in order),
@@ -414,13 +410,20 @@ def _group_doc(g: Group, releases: str | None = None) -> str:
     )
 
 
+def _ts_normalize(g: Group) -> str:
+    """The constant's normalizeOpts: RNE's own expression for a named feed, or the model's numbers."""
+    if g.model_normalize is None:
+        return NORMALIZE_OPTS[g.feed]
+    alpha, beta = g.model_normalize
+    return "{ alpha: [" + ", ".join(map(repr, alpha)) + "], beta: [" + ", ".join(map(repr, beta)) + "] }"
+
+
 def _py_normalize(g: Group) -> str:
     """The Python module's normalizeOpts: the feed's name, or the model's numbers."""
-    if g.feed != "model":
+    if g.model_normalize is None:
         return repr(g.feed)
-    alpha = g.normalize.split("alpha: [")[1].split("]")[0]
-    beta = g.normalize.split("beta: [")[1].split("]")[0]
-    return f"{{'alpha': [{alpha}], 'beta': [{beta}]}}"
+    alpha, beta = g.model_normalize
+    return f"{{'alpha': [{', '.join(map(repr, alpha))}], 'beta': [{', '.join(map(repr, beta))}]}}"
 
 
 def _label_type(g: Group) -> str:
@@ -438,7 +441,7 @@ def _render_group(g: Group) -> list[str]:
         "  ],",
         "  resizeMode: 'stretch',",
         f"  interpolation: {_ts_str(INTERPOLATION)},",
-        f"  normalizeOpts: {g.normalize},",
+        f"  normalizeOpts: {_ts_normalize(g)},",
         f"  outInterpolation: {_ts_str(OUT_INTERPOLATION)},",
         "};",
     ]

@@ -76,8 +76,10 @@ def export_for(
     from .rewrite import FORM_DOCS, NearestAsTransposedConv
 
     with NearestAsTransposedConv() as nearest:
-        nearest.prepare(module, example)
         program = export_program(module, example)
+        if nearest.missing:  # the model has such upsamples: with their kernels made, trace it again
+            nearest.make_kernels()
+            program = export_program(module, example)
     return program, [f"{nearest.count} x nearest: {FORM_DOCS['nearest']}"] if nearest.count else []
 
 

@@ -205,7 +205,7 @@ def export_stage(cfg: ModelConfig, variant: Variant, weights: Weights, timer: Ti
             rewrites += forms
         program, traced_forms = export_for(traced, example_input(variant), variant)
         rewrites += traced_forms
-    adapter = getattr(module, "adapter", None)
+    adapter = module.adapter
     if variant.precision != "int8":
         return Exported(module, program, module, rewrites=tuple(rewrites), adapter=adapter)
     with timer.stage("4b", "quantize (int8)"):

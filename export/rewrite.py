@@ -204,17 +204,19 @@ class NearestAsTransposedConv:
     def __init__(self) -> None:
         self.count = 0
         self._weights: dict[tuple[int, int, int], torch.Tensor] = {}  # constants the program captures
+        self.missing: set[tuple[int, int, int]] = set()  # kernels a trace asked for before they existed
 
     def __enter__(self) -> NearestAsTransposedConv:
         self._original = F.interpolate
         F.interpolate = self._interpolate  # type: ignore[assignment]
         return self
 
-    def prepare(self, module: nn.Module, example: torch.Tensor) -> None:
-        """One eager run: the kernels of ones are made here, as constants, not traced as ops."""
-        with torch.no_grad():
-            module(example)
-        self.count = 0
+    def make_kernels(self) -> None:
+        """The kernels of ones a trace asked for, made outside tracing (inside, they would be traced as
+        ops, not captured as constants): trace again to use them."""
+        for c, sh, sw in self.missing:
+            self._weights[(c, sh, sw)] = torch.ones(c, 1, sh, sw)
+        self.missing.clear()
 
     def __exit__(self, *exc: object) -> None:
         F.interpolate = self._original
@@ -225,8 +227,9 @@ class NearestAsTransposedConv:
             return self._original(x, size, scale_factor, mode, *args, **kwargs)
         c = int(x.shape[1])
         key = (c, *scale)
-        if key not in self._weights:  # eager (prepare): a constant; under tracing it would be an op
-            self._weights[key] = torch.ones(c, 1, *scale)
+        if key not in self._weights:  # this trace keeps the upsample; make_kernels, then trace again
+            self.missing.add(key)
+            return self._original(x, size, scale_factor, mode, *args, **kwargs)
         self.count += 1
         return F.conv_transpose2d(x, self._weights[key], stride=scale, groups=c)
 

@@ -28,10 +28,9 @@ from torch import nn
 
 from .config import ModelConfig
 from .errors import ExportError
-from .files import existing_file
+from .files import existing_file, sha256_file
 from .models import MODELS, small_residual_branches
-from .sources import LoadedModel, load_model, weights_identity
-from .sources import sha256 as _sha256
+from .sources import LoadedModel, file_identity, load_model, weights_identity
 from .uptodate import random_identity
 
 __all__ = ["LoadedModel", "load_model", "weights_identity", "torch_load", "default_checkpoint", "cache_path_for"]
@@ -131,7 +130,7 @@ def _default_checkpoint(cfg: ModelConfig) -> tuple[Path, str]:
                 f"Offline? Place the checkpoint file at {target} (or set TORCH_HOME), "
                 f"or pass --weights PATH to a local checkpoint, or --weights random for a smoke run."
             ) from None
-    return target, f"{enum.__name__}.{weights.name} (sha256 {_sha256(target)})"
+    return target, f"{enum.__name__}.{weights.name} (sha256 {sha256_file(target)})"
 
 
 def default_checkpoint(cfg: ModelConfig) -> Path:
@@ -166,7 +165,7 @@ def torchvision_identity(cfg: ModelConfig, weights: str) -> tuple[str, str]:
     if weights == "random":
         return "random", random_identity(cfg)
     path = existing_file(weights, "--weights", "valid values: default, random, or a checkpoint PATH")
-    return "path", f"file {path.name} (sha256 {_sha256(path)})"
+    return "path", file_identity(path)
 
 
 def torchvision_load(cfg: ModelConfig, weights: str) -> LoadedModel:
@@ -183,4 +182,4 @@ def torchvision_load(cfg: ModelConfig, weights: str) -> LoadedModel:
     path = existing_file(weights, "--weights", "valid values: default, random, or a checkpoint PATH")
     what = f"checkpoint {path}"
     model = _load_state_dict(cfg, torch_load(path, what), what)
-    return LoadedModel(model, f"file {path.name} (sha256 {_sha256(path)})", "path")
+    return LoadedModel(model, file_identity(path), "path")

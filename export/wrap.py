@@ -23,12 +23,20 @@ PER_QUERY_KEYS = ("masks_queries_logits", "class_queries_logits", "pred_masks", 
 
 
 class ContractWrapper(nn.Module):
-    def __init__(self, model: nn.Module, normalize: bool, output_key: str, adapter: OutputAdapter | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        normalize: bool,
+        output_key: str,
+        adapter: OutputAdapter | None = None,
+        output_index: int = 0,
+    ):
         super().__init__()
         self.model = model
         self.normalize = normalize
         self.output_key = output_key
-        self.output_index = 0
+        self.output_index = output_index
+        self.adapter = adapter  # what the manifest records of the output
         self.upsample = adapter is not None and adapter.upsampled_from is not None
         self.one_channel = adapter.one_channel if adapter is not None else None
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -56,25 +64,17 @@ class ContractWrapper(nn.Module):
 
 def wrap(model: nn.Module, cfg: ModelConfig, variant: Variant) -> ContractWrapper:
     contract = cfg.contract_for(variant)
-    probe = ContractWrapper(model, contract.normalize_in_graph, cfg.model.output_key).eval()
-    adapter = adapt_output(probe, cfg, variant)
-    if adapter.picked == "tensor" or adapter.picked.startswith("dict key"):
-        key = adapter.picked.split("'")[1] if adapter.picked.startswith("dict key") else cfg.model.output_key
-    else:
-        key = cfg.model.output_key
-    wrapper = ContractWrapper(model, contract.normalize_in_graph, key, adapter).eval()
-    wrapper.output_index = cfg.model.output_index
-    wrapper.adapter = adapter  # type: ignore[assignment]  # read by the manifest stage
-    return wrapper
+    adapter, key = adapt_output(model, cfg, variant)
+    return ContractWrapper(model, contract.normalize_in_graph, key, adapter, cfg.model.output_index).eval()
 
 
-def adapt_output(probe: ContractWrapper, cfg: ModelConfig, variant: Variant) -> OutputAdapter:
+def adapt_output(model: nn.Module, cfg: ModelConfig, variant: Variant) -> tuple[OutputAdapter, str]:
     """Run the model once at the variant's size and decide how its output becomes [1,K,H,W] scores;
-    one clear error when it cannot."""
+    one clear error when it cannot. -> (the adapter, the dict key the wrapper reads)."""
     h, w = variant.input.height, variant.input.width
     with torch.no_grad():
-        out = probe.model(example_input(variant))
-    picked, out = _pick(out, cfg)
+        out = model(example_input(variant))
+    picked, out, key = _pick(out, cfg)
     where = f"{cfg.name} ({cfg.source})"
     if not isinstance(out, torch.Tensor):
         raise ExportError(
@@ -109,12 +109,14 @@ def adapt_output(probe: ContractWrapper, cfg: ModelConfig, variant: Variant) -> 
             f"give one label per output channel (model.num_classes / labels)"
         )
     one = mask if k == 1 else None
-    return OutputAdapter(picked, k, upsampled, one)  # type: ignore[arg-type]
+    return OutputAdapter(picked, k, upsampled, one), key  # type: ignore[arg-type]
 
 
-def _pick(out: object, cfg: ModelConfig) -> tuple[str, object]:
+def _pick(out: object, cfg: ModelConfig) -> tuple[str, object, str]:
+    """(what was picked, as the manifest says it; the value; the dict key the wrapper reads)."""
+    key = cfg.model.output_key
     if isinstance(out, torch.Tensor):
-        return "tensor", out
+        return "tensor", out, key
     if isinstance(out, dict):
         keys = list(out)
         if any(k in keys for k in PER_QUERY_KEYS):
@@ -124,7 +126,7 @@ def _pick(out: object, cfg: ModelConfig) -> tuple[str, object]:
             )
         for key in (cfg.model.output_key, "logits"):
             if key in out and out[key] is not None:
-                return f"dict key '{key}'", out[key]
+                return f"dict key '{key}'", out[key], key
         raise ExportError(
             f"{cfg.name} ({cfg.source}): the model outputs a dict with {', '.join(map(str, keys))}; set model.output_key to the class scores"
         )
@@ -139,8 +141,8 @@ def _pick(out: object, cfg: ModelConfig) -> tuple[str, object]:
                 f"{cfg.name} ({cfg.source}): the model outputs a list of dicts (a detection or instance head), not "
                 "per-pixel class scores"
             )
-        return f"tuple index {i}", out[i]
-    return type(out).__name__, out
+        return f"tuple index {i}", out[i], key
+    return type(out).__name__, out, key
 
 
 def example_input(variant: Variant) -> torch.Tensor:

@@ -15,13 +15,13 @@ Inf refused at load, naming the tensor. No torch import at module level.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ExportError
+from ..files import sha256_file
 from ..registry import Registry
 
 if TYPE_CHECKING:
@@ -68,16 +68,11 @@ def load_model(cfg: ModelConfig, weights: str) -> LoadedModel:
 # --- shared by the sources -----------------------------------------------------------------------
 
 
-def sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def file_identity(path: Path) -> str:
     if path.is_dir():
         inside = weights_file_in(path)
-        return f"folder {path.name} ({inside.name} sha256 {sha256(inside)})"
-    return f"file {path.name} (sha256 {sha256(path)})"
+        return f"folder {path.name} ({inside.name} sha256 {sha256_file(inside)})"
+    return f"file {path.name} (sha256 {sha256_file(path)})"
 
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ExportError
+from ..files import sha256_file
 from . import (
     SOURCE_FIELDS,
     LoadedModel,
@@ -28,7 +29,6 @@ from . import (
     read_state_dict,
     register,
     relative_to_config,
-    sha256,
     weights_file_in,
 )
 
@@ -160,7 +160,10 @@ def identity(cfg: ModelConfig, weights: str) -> tuple[str, str]:
 
     where = folder(cfg)
     if weights == "random":
-        return "random", f"{random_identity(cfg)} of {where.name}/config.json (sha256 {sha256(where / 'config.json')})"
+        return (
+            "random",
+            f"{random_identity(cfg)} of {where.name}/config.json (sha256 {sha256_file(where / 'config.json')})",
+        )
     if weights == "default":
         return "default", file_identity(where)
     return "path", file_identity(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ExportError
+from ..files import sha256_file
 from . import (
     SOURCE_FIELDS,
     LoadedModel,
@@ -28,7 +29,6 @@ from . import (
     read_state_dict,
     register,
     relative_to_config,
-    sha256,
 )
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ def _code_identity(cfg: ModelConfig) -> str:
         except (ImportError, ValueError):
             spec = None
         path = Path(spec.origin) if spec is not None and spec.origin and Path(spec.origin).is_file() else None
-    return f"builder {cfg.model.builder}" + (f" (sha256 {sha256(path)})" if path else "")
+    return f"builder {cfg.model.builder}" + (f" (sha256 {sha256_file(path)})" if path else "")
 
 
 def identity(cfg: ModelConfig, weights: str) -> tuple[str, str]:
