@@ -41,11 +41,11 @@ help:
 	@echo "make explain-int8 [MODEL=name] [WEIGHTS=default|random|PATH]  # int8 per-layer sensitivity, worst first"
 	@echo "make fixture [BUILDER=deeplabv3_resnet50] [SEED=0] [MEMBER=fixture]  # a weight-family checkpoint -> $(OUT)/fixtures/"
 
-$(STAMP): pyproject.toml scripts/ts/package-lock.json
+# the react-native-executorch checker (node packages) sets itself up on first use in ~/.cache/rne-export/ts
+$(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
-	npm ci --prefix scripts/ts --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
 venv: $(STAMP)

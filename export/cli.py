@@ -15,17 +15,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import BACKENDS, CONTRACTS, ModelConfig, list_configs, load_config
+from .data import CONFIGS, cache_root
 from .errors import ExportError
 
 if TYPE_CHECKING:
     from .records import Entry
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = CONFIGS  # the built-in configs, shipped in the package
 
 
 # Where a command's native (C++) log lines and other libraries' warnings go unless --verbose: the
 # ExecuTorch runtime prints cpuinfo probing lines on every XNNPACK load, which are not the user's business.
-LOG_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rne-export" / "logs"
+LOG_DIR = cache_root() / "logs"
 # the toolchain whose versions decide the bytes (pyproject.toml pins them)
 TOOLCHAIN = ("torch", "torchvision", "executorch", "torchao", "coremltools")
 

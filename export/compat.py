@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .data import cache_root
 from .errors import ExportError, GateError
 from .host import runs_here
 from .manifest import checked_files, read_manifest, write_entry
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 # Side venvs are big (PyPI's torch is the CUDA build: 4-7 GB each) and slow to make: kept outside
 # the repo and reused by every clone on the machine. RNE_EXPORT_RUNTIMES moves them.
-CACHE_DIR = Path(os.environ.get("RNE_EXPORT_RUNTIMES") or Path.home() / ".cache" / "rne-export" / "runtimes")
+CACHE_DIR = Path(os.environ.get("RNE_EXPORT_RUNTIMES") or cache_root() / "runtimes")
 PROBE = Path(__file__).with_name("_compat_probe.py")
 # the pure-Python packages the runtime's import needs (measured: 0.6.0 ruamel.yaml, tabulate; 1.3.1 flatbuffers)
 RUNTIME_EXTRAS = ("numpy", "ruamel.yaml", "tabulate", "pyyaml", "packaging", "typing-extensions", "flatbuffers")

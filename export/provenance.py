@@ -42,6 +42,8 @@ def platform_id() -> str:
 def git_commit(repo: Path | None = None) -> str | None:
     """HEAD of the checkout this tool runs from, with '+dirty' when it has uncommitted changes."""
     where = repo or Path(__file__).resolve().parent.parent
+    if not (where / ".git").exists():  # an installed tool: site-packages may sit inside someone else's repo
+        return None
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True

@@ -4,10 +4,11 @@ program's schema (useSemanticSegmenter, 0.10).
 `program_spec` describes the file's `forward` method as RNE's native loader does (cpp/core/schema.cpp
 methodSpecFromMetadata: ExecuTorch's MethodMeta, replaced by the file's `get_model_schema` JSON for
 the methods that names). `validate_spec` hands that description and a label count to the package's
-compiled code (scripts/ts/validate_spec.mjs runs its createSemanticSegmenter: its validateSpec with
-the task's allowed specs, then its labels-vs-classes check) and raises GateError naming the rule that
-failed. Needs node and the release installed in scripts/ts (`make venv` does both; without them
-`require_toolchain` fails naming the fix, never a silent skip).
+compiled code (validate_spec.mjs runs its createSemanticSegmenter: its validateSpec with the task's
+allowed specs, then its labels-vs-classes check) and raises GateError naming the rule that failed.
+The checker's folder (the package's export/data/ts files and their npm packages) is set up on first
+use in the user cache by `checker_dir`; without node or npm it fails naming the fix, never a silent
+skip.
 
 `gate` is the export gate (export/verify.py `rne_schema_gate`): every file whose contract a
 schema-checking line serves passes the package's check before it is committed. No torch at module
@@ -16,16 +17,23 @@ level.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
+from .data import TS_FILES, TS_SOURCES, cache_root
 from .errors import ExportError, GateError
 from .records import RneSchemaRecord
 
-TS_DIR = Path(__file__).resolve().parent.parent / "scripts" / "ts"
-SCRIPT = TS_DIR / "validate_spec.mjs"
+SCRIPT = "validate_spec.mjs"
+READY = ".installed"  # written last: a folder without it is an interrupted set-up
+NODE_FIX = "install Node.js (>= 18) with npm (https://nodejs.org), then run the command again"
 SCHEMA_METHOD = "get_model_schema"  # RNE's companion method: a JSON ModelSpec<ConcreteDim> string
 # ExecuTorch ScalarType -> RNE's DType (cpp/core/dtype.cpp dtypeFromScalarType); the loader refuses
 # any other dtype.
@@ -57,20 +65,75 @@ def schema_release(contract: str, min_rne: str | None = None) -> str | None:
     return checked[-1] if checked else None
 
 
-def require_toolchain(rne: str) -> None:
-    """node on PATH and react-native-executorch `rne` installed in scripts/ts, or one error naming
-    the fix."""
+def checker_dir() -> Path:
+    """The package checker's folder, set up on first use: the shipped sources (export/data/ts) and
+    their pinned npm packages (npm ci: typescript and each release the table type-checks), in
+    cache_root()/ts/<digest of the sources>. Built in a temp folder and renamed: an interrupted or
+    concurrent set-up never leaves a half folder in use."""
+    digest = hashlib.sha256()
+    for name in TS_FILES:
+        digest.update(name.encode() + b"\0" + (TS_SOURCES / name).read_bytes())
+    target = cache_root() / "ts" / digest.hexdigest()[:16]
+    if (target / READY).is_file():
+        return target
+    missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
+    if missing:
+        raise ExportError(
+            f"{' and '.join(missing)} not on PATH: the react-native-executorch checks (schema gate, constants "
+            f"type check) run the package's own JavaScript; {NODE_FIX}"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    print(
+        f"rne-schema: first use: installing the react-native-executorch checker into {target} (npm ci) ...",
+        file=sys.stderr,
+        flush=True,
+    )
+    start = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix=".setup-", dir=target.parent))
+    try:
+        for name in TS_FILES:
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(TS_SOURCES / name, work / name)
+        proc = subprocess.run(
+            [shutil.which("npm") or "npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise ExportError(
+                f"npm ci could not install the react-native-executorch checker into {target}: {last} "
+                "(it needs the npm registry, or npm's cache, once; then it works offline)"
+            )
+        (work / READY).write_text("")
+        try:
+            os.rename(work, target)
+        except OSError:  # another process finished first: its folder is as good as ours
+            if not (target / READY).is_file():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"rne-schema: checker ready ({time.monotonic() - start:.0f} s)", file=sys.stderr, flush=True)
+    return target
+
+
+def require_toolchain(rne: str) -> Path:
+    """The checker's folder with react-native-executorch `rne` in it (set up on first use), or one
+    error naming the fix."""
     if shutil.which("node") is None:
         raise ExportError(
             f"node is not on PATH: the react-native-executorch {rne} schema check runs the package's own "
-            "JavaScript; install Node.js (>= 18), then `make venv` (it runs npm ci --prefix scripts/ts)"
+            f"JavaScript; {NODE_FIX}"
         )
-    package = TS_DIR / "node_modules" / f"rne-{rne}" / "lib" / "module"
-    if not package.is_dir():
+    folder = checker_dir()
+    if not (folder / "node_modules" / f"rne-{rne}" / "lib" / "module").is_dir():
         raise ExportError(
-            f"react-native-executorch {rne} is not installed in {TS_DIR} (no node_modules/rne-{rne}): "
-            "the schema check runs its compiled code; run `npm ci --prefix scripts/ts` (or `make venv`)"
+            f"react-native-executorch {rne} is not among the checker's packages ({TS_SOURCES / 'package.json'}): "
+            f'add "rne-{rne}": "npm:react-native-executorch@{rne}" to it, or name a release it pins'
         )
+    return folder
 
 
 def preflight(contracts: list[tuple[str, str | None]]) -> None:
@@ -155,19 +218,19 @@ def validate_spec(spec: dict, labels: int, rne: str | None = None, where: str = 
     """Run the package's check on `spec` (ModelSpec<ConcreteDim>) with `labels` labels; returns the
     output shape the task allocates. GateError names the rule that failed."""
     rne = rne or default_rne()
-    require_toolchain(rne)
+    folder = require_toolchain(rne)
     proc = subprocess.run(
-        [shutil.which("node") or "node", str(SCRIPT), "--rne", rne],
+        [shutil.which("node") or "node", str(folder / SCRIPT), "--rne", rne],
         input=json.dumps({"spec": spec, "labels": labels}),
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=TS_DIR,
+        cwd=folder,
     )
     if proc.returncode not in (0, 1):
         raise ExportError(
-            f"rne-schema: {SCRIPT.name} could not run react-native-executorch {rne}: {proc.stderr.strip()} "
-            "(`npm ci --prefix scripts/ts` installs it)"
+            f"rne-schema: {SCRIPT} could not run react-native-executorch {rne}: {proc.stderr.strip()} "
+            f"(delete {folder} to set the checker up again)"
         )
     verdict = json.loads(proc.stdout.strip().splitlines()[-1])
     if verdict["ok"]:

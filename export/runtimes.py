@@ -16,10 +16,11 @@ from pathlib import Path
 import yaml
 
 from .config import CONTRACTS
+from .data import RUNTIMES
 from .records import STRICT, Entry
 from .yaml_records import ConfigError, config_error, parse_record
 
-RUNTIMES_PATH = Path(__file__).resolve().parent.parent / "configs" / "runtimes" / "rne_releases.yaml"
+RUNTIMES_PATH = RUNTIMES  # shipped in the package (export/data)
 # What each hook's native code does to a decoded RGB photo before the model sees it; normalizeOpts:
 # pixel·alpha + beta per channel, alpha/beta from the model constant (the line's `serves` says which).
 HOOK_FEEDS = {

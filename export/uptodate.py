@@ -31,8 +31,9 @@ INPUTS_NAME = ".build-inputs.json"  # beside the manifest; not published (publis
 def tool_source_hash() -> str:
     """This tool's own code: a change to it re-exports, as a change of config or weights does."""
     h = hashlib.sha256()
-    for p in sorted(Path(__file__).resolve().parent.glob("*.py")):
-        h.update(p.name.encode() + b"\0" + p.read_bytes())
+    here = Path(__file__).resolve().parent
+    for p in sorted([*here.glob("*.py"), *here.glob("sources/*.py")]):
+        h.update(str(p.relative_to(here)).encode() + b"\0" + p.read_bytes())
     return h.hexdigest()
 
 

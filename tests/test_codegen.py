@@ -33,6 +33,7 @@ from export.codegen import (
     write_modules,
 )
 from export.errors import ExportError
+from export.rne_schema import checker_dir
 from export.runtimes import load_runtimes, version_key
 
 
@@ -53,7 +54,7 @@ def render_py(pub, lines=None):
     return codegen.render_py(typed(pub), lines)
 
 
-TS = ROOT / "scripts" / "ts"
+TS = checker_dir()  # the tool's own checker folder (set up on first use in the user cache)
 TSC = TS / "node_modules" / ".bin" / "tsc"
 STUBS = TS / "stubs" / "react-native" / "index.d.ts"
 RNE_0_5, RNE_0_9 = "0.4.0 – 0.7.3", "0.8.0 – 0.9.3"  # the release families of configs/runtimes/rne_releases.yaml
@@ -62,11 +63,11 @@ RNE_0_10 = "0.10.0 – 0.10.2"  # useSemanticSegmenter: serves both contracts th
 
 def tsc(folder, *sources, rne: str | None = None):
     """A real tsc; `rne`: the react-native-executorch release (npm, scripts/ts) the sources import."""
-    assert TSC.exists(), f"{TSC} missing: `make test` installs it with npm ci (scripts/ts)"
+    assert TSC.exists(), f"{TSC} missing: the checker's npm ci did not install typescript"
     options = {}
     if rne:
         package = TS / "node_modules" / f"rne-{rne}"
-        assert (package / "package.json").exists(), f"{package} missing: `make test` installs it (scripts/ts)"
+        assert (package / "package.json").exists(), f"{package} missing: scripts/ts/package.json does not pin it"
         options = {"paths": {"react-native-executorch": [str(package)]}, "skipLibCheck": True}
     (folder / "tsconfig.json").write_text(
         json.dumps(

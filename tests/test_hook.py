@@ -251,9 +251,10 @@ def test_segment_colormap_default_and_given(tiny_build):
     import subprocess
 
     from export.hook import colormap_for, default_colormap
+    from export.rne_schema import checker_dir
 
     js = (
-        ROOT / "scripts/ts/node_modules/rne-0.10.2/lib/module/extensions/cv/tasks/semanticSegmentation.js"
+        checker_dir() / "node_modules/rne-0.10.2/lib/module/extensions/cv/tasks/semanticSegmentation.js"
     ).read_text()
     start = js.index("function hslToRgb(")
     fn = js[start : js.index("\n}\n", start) + 3]

@@ -97,7 +97,7 @@ def test_the_package_refuses_bad_descriptions_naming_the_rule(spec, labels, rule
 
 
 def test_the_script_reports_usage_errors(tmp_path):
-    proc = subprocess.run(["node", str(SCRIPT), "--rne", "0.0.0"], input="{}", capture_output=True, text=True)
+    proc = subprocess.run(["node", str(rne_schema.checker_dir() / SCRIPT), "--rne", "0.0.0"], input="{}", capture_output=True, text=True)
     assert proc.returncode == 2 and "cannot load react-native-executorch 0.0.0" in proc.stderr
 
 
@@ -212,14 +212,21 @@ def test_without_node_or_the_package_the_export_fails_before_any_work_naming_the
     cfg = load_config(TINY)
     real_which = shutil.which
     monkeypatch.setattr(shutil, "which", lambda cmd, *a, **k: None if cmd == "node" else real_which(cmd, *a, **k))
-    with pytest.raises(ExportError, match=r"node is not on PATH.*install Node.js.*`make venv`"):
+    with pytest.raises(ExportError, match=r"node is not on PATH.*install Node.js"):
         pipeline.build(cfg, ["xnnpack_fp32"], "random", tmp_path / "a")
     monkeypatch.undo()
-    monkeypatch.setattr(rne_schema, "TS_DIR", tmp_path / "ts")
-    with pytest.raises(
-        ExportError, match=rf"react-native-executorch {RNE} is not installed.*npm ci --prefix scripts/ts"
-    ):
+    # a cache without the checker, and no npm to set it up: refused naming the fix, never skipped
+    monkeypatch.setenv("RNE_EXPORT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(shutil, "which", lambda cmd, *a, **k: None if cmd == "npm" else real_which(cmd, *a, **k))
+    with pytest.raises(ExportError, match=r"npm not on PATH.*install Node.js \(>= 18\) with npm"):
         pipeline.build(cfg, ["xnnpack_fp32"], "random", tmp_path / "b")
-    with pytest.raises(ExportError, match="npm ci --prefix scripts/ts"):
+    with pytest.raises(ExportError, match="npm not on PATH"):
         validate_spec(GOOD, 21, RNE)
     assert not list((tmp_path / "a").iterdir()) and not list((tmp_path / "b").iterdir())  # nothing built
+    assert not (tmp_path / "cache" / "ts").exists() or not any((tmp_path / "cache" / "ts").iterdir())
+    monkeypatch.undo()
+    # a release the checker does not pin: named, with the line to add
+    with pytest.raises(ExportError, match=r"react-native-executorch 0\.99\.0 is not among the checker's packages"):
+        validate_spec(GOOD, 21, "0.99.0")
+
+
