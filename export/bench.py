@@ -112,7 +112,7 @@ def probe(artifact: Path, runs: int) -> dict:
 
 def _probe_subprocess(artifact: Path, runs: int) -> dict:
     proc = subprocess.run(
-        [sys.executable, "-m", "export", "bench-probe", str(artifact), "--runs", str(runs)],
+        [sys.executable, "-m", "export.bench", str(artifact), str(runs)],  # the probe below, in a fresh process
         capture_output=True,
         text=True,
     )
@@ -517,3 +517,7 @@ def table(bench: Bench) -> str:
         "ONNX Runtime int8 (its static QDQ model, same calibration photos; int8 files), the fp32 file; < 1 is faster"
     )
     return "\n".join(lines)
+
+
+if __name__ == "__main__":  # _probe_subprocess's child: not a user command, so not in the CLI
+    print(json.dumps(probe(Path(sys.argv[1]), int(sys.argv[2]))))

@@ -1,4 +1,7 @@
-"""Command line: `python -m export build|...`. Errors print one line and exit non-zero, no traceback."""
+"""rne-export: segmentation models -> verified ExecuTorch files for React Native ExecuTorch.
+
+Start with `rne-export new` (a config from your model's own files), then `build`, `run`, `bench`,
+`card`, `publish`. Errors print one line and exit non-zero, no traceback."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import BACKENDS, CONTRACTS, ModelConfig, list_configs, load_config
+from .config import BACKENDS, CONTRACTS, ModelConfig, find_config, list_configs, load_config
 from .data import CONFIGS, cache_root
 from .errors import ExportError
 
@@ -45,8 +48,9 @@ def _version() -> str:
 
 
 def _catalogue() -> str:
-    lines = ["models and variants (configs/):"]
-    for path in list_configs(CONFIG_DIR):
+    here = [p for p in list_configs("configs") if p.resolve().parent != CONFIG_DIR.resolve()]
+    lines = ["models and variants (--config NAME: ./configs/NAME.yaml, else built in):"]
+    for path in here + list_configs(CONFIG_DIR):
         try:
             cfg = load_config(path)
             lines.append(f"  {cfg.name:<28} {', '.join(v.name for v in cfg.variants)}   [{path.name}]")
@@ -68,13 +72,50 @@ def _parser(help_wanted: bool = True) -> argparse.ArgumentParser:
         action="store_true",
         help=f"show other libraries' warnings and the ExecuTorch runtime's own log lines (default: kept in {LOG_DIR})",
     )
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _new_args(sub)
     _build_args(sub, catalogue)
     _publish_args(sub)
     _run_args(sub)
     _bench_and_card_args(sub)
     _tool_args(sub)
     return p
+
+
+def _new_args(sub) -> None:
+    from .sources import SOURCES
+
+    n = sub.add_parser(
+        "new",
+        help="write a config for your model from its own files (labels, size, normalization); then `build` it",
+        description="Write configs/<name>.yaml for a model: what its own files say (labels, input size, "
+        "normalization), the default variants for React Native ExecuTorch 0.10, every bound marked NOT measured. "
+        "The model is built once (random init) to check it before the file is written.",
+    )
+    given = n.add_mutually_exclusive_group(required=True)
+    for name in SOURCES.names():  # one flag per model source (export/sources/)
+        given.add_argument(f"--{name}", metavar="VALUE", help=SOURCES.get(name).new_help)
+    n.add_argument("--labels", "--classes", dest="labels", help="class names, comma-separated, e.g. background,person")
+    n.add_argument("--name", help="the model's name (files are <name>_<variant>.pte; default: from the source)")
+    n.add_argument("--size", help="input HxW or N (default: the model's files, else 224x224)")
+    n.add_argument(
+        "--normalize", help="imagenet | unit | MEAN/STD on pixel/255, e.g. 0.5/0.5 (default: the model's files)"
+    )
+    n.add_argument("--mask", help="a one-channel output: logit (before a sigmoid) | probability (after one)")
+    n.add_argument("--kwargs", help="JSON object passed to the builder / architecture")
+    n.add_argument("--weights", help="trained weights `build` loads by default (model.path): a state dict or folder")
+    n.add_argument("--out", type=Path, help="where the config goes (default: configs/<name>.yaml)")
+    n.add_argument("--force", action="store_true", help="replace an existing config")
+
+
+def _new(args) -> int:
+    from .scaffold import NewArgs, run_new
+    from .sources import SOURCES
+
+    source = next(name for name in SOURCES.names() if getattr(args, name, None))
+    fields = ("labels", "name", "size", "normalize", "mask", "kwargs", "weights", "out", "force")
+    new = NewArgs(source, getattr(args, source), **{f: getattr(args, f) for f in fields})
+    return run_new(new, sys.argv[1:] if args.argv is None else args.argv)
 
 
 def _build_args(sub, catalogue: str | None) -> None:
@@ -89,7 +130,7 @@ def _build_args(sub, catalogue: str | None) -> None:
         required=True,
         type=Path,
         action="append",
-        help="configs/<model>.yaml (repeatable: the matrix of several models)",
+        help="a config file, or a model name (./configs/NAME.yaml, else built in); repeatable: several models",
     )
     b.add_argument("--variant", action="append", help="variant name, e.g. xnnpack_fp32 (repeatable; default: all)")
     b.add_argument("--force", action="store_true", help="rebuild even variants that are up to date")
@@ -182,9 +223,6 @@ def _bench_and_card_args(sub) -> None:
     card = sub.add_parser("card", help="write the Hugging Face model card (README.md) beside the manifest")
     card.add_argument("--manifest", default=Path("artifacts/manifest.json"), type=Path)
     card.add_argument("--no-overlays", action="store_true", help="skip rendering overlay PNGs")
-    probe = sub.add_parser("bench-probe", help=argparse.SUPPRESS)
-    probe.add_argument("artifact", type=Path)
-    probe.add_argument("--runs", type=int, default=3)
 
 
 def _tool_args(sub) -> None:
@@ -386,15 +424,6 @@ def _card(args) -> int:
     return 0
 
 
-def _bench_probe(args) -> int:
-    import json
-
-    from .bench import probe
-
-    print(json.dumps(probe(args.artifact, args.runs)))
-    return 0
-
-
 def _codegen(args) -> int:
     from .codegen import write_modules
     from .runtimes import load_runtimes
@@ -406,7 +435,7 @@ def _codegen(args) -> int:
 
 
 def _explain_int8(args) -> int:
-    cfg = load_config(args.config)
+    cfg = load_config(find_config(args.config))
     variant = cfg.variant(args.variant)
     if variant.precision != "int8":
         raise ExportError(f"--variant {args.variant} is {variant.precision}; explain-int8 needs an int8 variant")
@@ -513,7 +542,7 @@ def select(configs: list[ModelConfig], variant_names: list[str] | None) -> list[
 
 def _build(args) -> int:
 
-    configs = [load_config(p) for p in args.config]
+    configs = [load_config(find_config(p)) for p in args.config]
     if len(configs) > 1 and args.weights not in ("default", "random"):
         raise ExportError("--weights PATH fits one model: pass a single --config with it")
     plan = select(configs, args.variant)  # fail on a bad variant name before any work
@@ -680,6 +709,7 @@ def _terminal_for_the_tool(command: str, verbose: bool) -> Iterator[None]:
 def main(argv: list[str] | None = None) -> int:
     given = sys.argv[1:] if argv is None else argv
     args = _parser(help_wanted=bool({"-h", "--help"} & set(given)) or not given).parse_args(argv)
+    args.argv = argv
     with _terminal_for_the_tool(args.command, args.verbose):
         return _dispatch(args)
 
@@ -695,7 +725,7 @@ def _dispatch(args) -> int:
             "explain-int8": _explain_int8,
             "run": _run,
             "bench": _bench,
-            "bench-probe": _bench_probe,
+            "new": _new,
             "card": _card,
             "codegen": _codegen,
         }[args.command](args)
@@ -705,6 +735,9 @@ def _dispatch(args) -> int:
     except KeyboardInterrupt:
         print("interrupted: previous artifacts are left as they were", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `rne-export new ... | head`: the reader left; nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as e:  # not swallowed: one line here, the full traceback in a file for the bug report
         where = _write_traceback()
         first = " ".join(str(e).split())[:300]

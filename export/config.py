@@ -574,6 +574,24 @@ def load_config(path: str | Path) -> ModelConfig:
     return dataclasses.replace(cfg, source=source, sha256=hashlib.sha256(expanded).hexdigest())
 
 
+def find_config(given: str | Path) -> Path:
+    """--config as given: a path (relative to the working folder), else a model name looked up in the
+    working folder's configs/, then among the built-in configs shipped with the tool."""
+    from .data import CONFIGS
+
+    path = Path(given)
+    if path.exists() or path.suffix or len(path.parts) > 1:
+        return path
+    for folder in (Path("configs"), CONFIGS):
+        if (folder / f"{path}.yaml").is_file():
+            return folder / f"{path}.yaml"
+    names = sorted({p.stem for f in (Path("configs"), CONFIGS) for p in list_configs(f)})
+    raise ConfigError(
+        f"--config {given}: no such file, and no model of that name in ./configs or the built-in configs "
+        f"({', '.join(names)}); `rne-export new` writes one"
+    )
+
+
 def list_configs(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     return sorted(folder.glob("*.yaml")) if folder.is_dir() else []

@@ -45,7 +45,9 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subpro
 
 # The lines this tool itself writes to stderr: stage progress "[label] 5. lower ...", "[label] up to
 # date", notes, errors, its own warnings, the labels progress, compat's and bench's headers, retries.
-OWN_STDERR = re.compile(r"^(\[[\w.-]+\] |note: |error: |WARNING: |  labels: |compat: |bench: |  .*retrying in |\s*$)")
+OWN_STDERR = re.compile(
+    r"^(\[[\w.-]+\] |rne-schema: |note: |error: |WARNING: |  labels: |compat: |bench: |  .*retrying in |\s*$)"
+)
 
 
 @functools.cache
@@ -381,17 +383,25 @@ def segformer_folder(folder: Path, size: int = 64) -> Path:
     return folder
 
 
+# test models whose config `rne-export new` writes, as a maintainer would get it (source, value, flags)
+NEW_MODELS = {
+    "smp_unet": ("smp", "Unet:resnet18", {"labels": "background,road,car", "size": "64"}),
+    "segformer_b0": ("transformers", "segformer", {}),
+}
+
+
 def source_config(name: str, folder: Path) -> Path:
-    """tests/data/<name>.yaml, or for the SegFormer a config beside its save_pretrained folder."""
-    if name != "segformer_b0":
+    """The config of a test model: written by `rne-export new` into `folder` (NEW_MODELS; the SegFormer
+    beside its save_pretrained folder), else tests/data/<name>.yaml."""
+    if name not in NEW_MODELS:
         return DATA / f"{name}.yaml"
-    segformer_folder(folder / "segformer")
-    return write_yaml(
-        folder / "segformer_b0.yaml",
-        f"extends: {ROOT / 'configs' / 'base' / 'segmenter.yaml'}\nname: segformer_b0\n"
-        "model: {source: transformers, path: segformer, num_classes: 4}\n"
-        "labels: [background, sky, tree, person]\ninput: {height: 64, width: 64}\n",
-    )
+    from export.scaffold import NewArgs, new_config
+
+    source, value, flags = NEW_MODELS[name]
+    if source == "transformers":
+        value = str(segformer_folder(folder / value))
+    out = folder / f"{name}.yaml"
+    return new_config(NewArgs(source, value, name=name, out=out, force=True, **flags), f"rne-export new --{source}")[0]
 
 
 @pytest.fixture(scope="session")

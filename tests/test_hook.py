@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, TINY, foreign_stderr_lines, run_cli, write_yaml
+from conftest import TINY, foreign_stderr_lines, run_cli, write_yaml
 
 from export import pipeline
 from export.config import CONTRACTS, load_config
@@ -253,9 +253,7 @@ def test_segment_colormap_default_and_given(tiny_build):
     from export.hook import colormap_for, default_colormap
     from export.rne_schema import checker_dir
 
-    js = (
-        checker_dir() / "node_modules/rne-0.10.2/lib/module/extensions/cv/tasks/semanticSegmentation.js"
-    ).read_text()
+    js = (checker_dir() / "node_modules/rne-0.10.2/lib/module/extensions/cv/tasks/semanticSegmentation.js").read_text()
     start = js.index("function hslToRgb(")
     fn = js[start : js.index("\n}\n", start) + 3]
     script = (

@@ -97,7 +97,9 @@ def test_the_package_refuses_bad_descriptions_naming_the_rule(spec, labels, rule
 
 
 def test_the_script_reports_usage_errors(tmp_path):
-    proc = subprocess.run(["node", str(rne_schema.checker_dir() / SCRIPT), "--rne", "0.0.0"], input="{}", capture_output=True, text=True)
+    proc = subprocess.run(
+        ["node", str(rne_schema.checker_dir() / SCRIPT), "--rne", "0.0.0"], input="{}", capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "cannot load react-native-executorch 0.0.0" in proc.stderr
 
 
@@ -228,5 +230,3 @@ def test_without_node_or_the_package_the_export_fails_before_any_work_naming_the
     # a release the checker does not pin: named, with the line to add
     with pytest.raises(ExportError, match=r"react-native-executorch 0\.99\.0 is not among the checker's packages"):
         validate_spec(GOOD, 21, "0.99.0")
-
-

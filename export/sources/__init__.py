@@ -38,11 +38,44 @@ class LoadedModel:
 
 
 @dataclass(frozen=True)
+class NewRequest:
+    """`rne-export new --<source> VALUE`: the value and what the command line adds."""
+
+    value: str  # e.g. "Unet:resnet34", a folder, "model.py:build", "deeplabv3_resnet50"
+    config_dir: Path  # where the config will live: paths in it are written relative to this folder
+    labels: tuple[str, ...] | None  # --labels; None: not given
+    size: tuple[int, int] | None  # --size; None: not given
+    kwargs: dict[str, Any]  # --kwargs
+    weights: str | None  # --weights: the trained weights `--weights default` loads (model.path)
+
+
+@dataclass(frozen=True)
+class Draft:
+    """What a model's own files say, for `rne-export new`; each fact with where it came from."""
+
+    name: str
+    model: dict[str, Any]  # the config's model section, num_classes left to the labels
+    labels: tuple[str, ...] | None  # None: the files do not name them (then `labels_from` says why)
+    labels_from: str
+    size: tuple[int, int] | None = None
+    size_from: str = ""
+    stride: int = 1  # H and W must be multiples of it
+    normalize: dict[str, Any] | None = None  # mean/std on pixel/255, or alpha/beta; None: not known
+    normalize_from: str = ""
+    channels: int | None = None  # what the model outputs, where the source ran it (python)
+    # ops the XNNPACK variants may leave outside the delegate, known for this model, and from where
+    allow_non_delegated: tuple[str, ...] = ()
+    allow_from: str = ""
+
+
+@dataclass(frozen=True)
 class Source:
     name: str
     check: Callable[[ModelConfig, Path], None]  # config load: the model section (no torch)
     identity: Callable[[ModelConfig, str], tuple[str, str]]  # --weights -> (kind, identity), no model built
     load: Callable[[ModelConfig, str], LoadedModel]  # --weights -> the model, eval mode, finite weights
+    describe: Callable[[NewRequest], Draft]  # `rne-export new --<name> VALUE`: what the model's files say
+    new_help: str  # the `new` flag's help: what VALUE is
 
 
 SOURCES: Registry[Source] = Registry("model source")
@@ -149,6 +182,17 @@ def check_finite(model: nn.Module, what: str) -> None:
 def model_channels(cfg: ModelConfig) -> int:
     """The channels the model itself outputs: 1 for a one-channel mask (model.mask), else one per label."""
     return 1 if cfg.model.mask else cfg.model.num_classes
+
+
+def written_path(value: str, config_dir: Path, what: str) -> str:
+    """A path given on `new`'s command line (relative to the working folder) as the config will hold
+    it: relative to the config's folder, so the config works from any working folder."""
+    import os
+
+    p = Path(value).expanduser()
+    if not p.exists():
+        raise ExportError(f"{what} {value}: no such file or folder (relative to the working folder {Path.cwd()})")
+    return p.as_posix() if p.is_absolute() else Path(os.path.relpath(p.resolve(), config_dir.resolve())).as_posix()
 
 
 def relative_to_config(cfg_source: Path, value: str) -> Path:

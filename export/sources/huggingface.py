@@ -21,7 +21,9 @@ from ..errors import ExportError
 from ..files import sha256_file
 from . import (
     SOURCE_FIELDS,
+    Draft,
     LoadedModel,
+    NewRequest,
     Source,
     check_fields,
     file_identity,
@@ -30,6 +32,7 @@ from . import (
     register,
     relative_to_config,
     weights_file_in,
+    written_path,
 )
 
 if TYPE_CHECKING:
@@ -42,11 +45,15 @@ ATTENTION = "eager"  # see the module doc
 def folder(cfg: ModelConfig, source: Path | None = None) -> Path:
     """model.path as a local folder: itself, or the Hub id's snapshot in huggingface_hub's cache."""
     value = cfg.model.path or ""
-    local = relative_to_config(source or cfg.source, value)
+    return resolve(value, relative_to_config(source or cfg.source, value), f"model.path in {source or cfg.source}")
+
+
+def resolve(value: str, local: Path, what: str) -> Path:
+    """`local` when it is a folder, else `value` as a Hub id in huggingface_hub's cache."""
     if local.is_dir():
         return local
     if local.exists() or value.startswith((".", "/", "~")) or value.count("/") > 1:
-        raise ExportError(f"model.path in {source or cfg.source}: {value}: not a save_pretrained folder")
+        raise ExportError(f"{what}: {value}: not a save_pretrained folder")
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
@@ -54,7 +61,7 @@ def folder(cfg: ModelConfig, source: Path | None = None) -> Path:
         return Path(snapshot_download(value, local_files_only=True))
     except (LocalEntryNotFoundError, ValueError, OSError):
         raise ExportError(
-            f"model.path in {source or cfg.source}: Hugging Face model {value!r} is not in huggingface_hub's cache "
+            f"{what}: Hugging Face model {value!r} is not in huggingface_hub's cache "
             f"({constants.HF_HUB_CACHE}) and nothing is downloaded here: where online, run `hf download {value}` "
             f"(then copy that cache folder here or set HF_HUB_CACHE), or save_pretrained the model into a folder "
             f"and set model.path to it"
@@ -217,4 +224,54 @@ def load(cfg: ModelConfig, weights: str) -> LoadedModel:
     return LoadedModel(model.float().eval(), ident, kind)
 
 
-register(Source("transformers", check, identity, load))
+def describe(req: NewRequest) -> Draft:
+    """`new --transformers DIR_OR_ID`: labels from config.json's id2label, size and normalization from
+    preprocessor_config.json (its rescale, image_mean and image_std)."""
+    if req.weights:
+        raise ExportError(
+            "--weights: a transformers model's weights are its folder's (save_pretrained); pass the folder"
+        )
+    local = Path(req.value).expanduser()
+    where = resolve(req.value, local, "--transformers")
+    if not (where / "config.json").is_file():
+        raise ExportError(
+            f"--transformers {req.value}: no config.json in {where}; save the model there with save_pretrained"
+        )
+    model: dict = {"source": "transformers"}
+    model["path"] = written_path(req.value, req.config_dir, "--transformers") if local.is_dir() else req.value
+    if req.kwargs:
+        model["kwargs"] = req.kwargs
+    labels = tuple(labels_of(_json(where / "config.json"))) or None
+    pre_path = where / "preprocessor_config.json"
+    size, normalize, normalize_from = None, None, f"{where} has no preprocessor_config.json"
+    if pre_path.is_file():
+        pre = _json(pre_path)
+        size = size_of(pre)
+        alpha, beta = feed_of(pre)
+        normalize = {"alpha": [round(a, 9) for a in alpha], "beta": [round(b, 9) for b in beta]}
+        if pre.get("do_normalize", True) and math.isclose(float(pre.get("rescale_factor", 1 / 255)), 1 / 255):
+            mean, std = pre.get("image_mean", [0.5] * 3), pre.get("image_std", [0.5] * 3)
+            normalize = {"mean": mean, "std": std}
+        normalize_from = f"{pre_path.name} (rescale, image_mean, image_std)"
+    return Draft(
+        name=where.name if local.is_dir() else req.value.rsplit("/", 1)[-1],
+        model=model,
+        labels=labels,
+        labels_from=f"{where.name}/config.json's id2label" if labels else f"{where}/config.json has no id2label",
+        size=size,
+        size_from=f"{pre_path.name}'s size" if size else "",
+        normalize=normalize,
+        normalize_from=normalize_from,
+    )
+
+
+register(
+    Source(
+        "transformers",
+        check,
+        identity,
+        load,
+        describe,
+        "a save_pretrained folder or a Hub id in huggingface_hub's cache",
+    )
+)

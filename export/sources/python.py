@@ -21,7 +21,9 @@ from ..errors import ExportError
 from ..files import sha256_file
 from . import (
     SOURCE_FIELDS,
+    Draft,
     LoadedModel,
+    NewRequest,
     Source,
     check_fields,
     file_identity,
@@ -29,6 +31,7 @@ from . import (
     read_state_dict,
     register,
     relative_to_config,
+    written_path,
 )
 
 if TYPE_CHECKING:
@@ -41,12 +44,13 @@ SOURCE_FIELDS["python"] = ("builder", "kwargs", "path")
 
 def split(cfg: ModelConfig, source: Path | None = None) -> tuple[str, str]:
     """("module or file", "function") of model.builder."""
-    module, sep, fn = (cfg.model.builder or "").rpartition(":")
+    return split_text(cfg.model.builder or "", f"{source or cfg.source}: model.builder")
+
+
+def split_text(builder: str, where: str) -> tuple[str, str]:
+    module, sep, fn = builder.rpartition(":")
     if not sep or not module or not fn.isidentifier():
-        raise ExportError(
-            f"{source or cfg.source}: model.builder: {cfg.model.builder!r}: expected 'package.module:function' or "
-            "'path/to/file.py:function'"
-        )
+        raise ExportError(f"{where}: {builder!r}: expected 'package.module:function' or 'path/to/file.py:function'")
     return module, fn
 
 
@@ -73,7 +77,11 @@ def check(cfg: ModelConfig, source: Path) -> None:
 
 def _function(cfg: ModelConfig):
     module_name, fn = split(cfg)
-    path = builder_file(cfg)
+    return load_function(module_name, fn, builder_file(cfg), f"{cfg.source}: model.builder {cfg.model.builder!r}")
+
+
+def load_function(module_name: str, fn: str, path: Path | None, where: str):
+    """The builder function from a file (`path`) or an importable module; one error naming it."""
     try:
         if path is not None:
             spec = importlib.util.spec_from_file_location(f"rne_export_builder_{path.stem}", path)
@@ -86,12 +94,11 @@ def _function(cfg: ModelConfig):
             module = importlib.import_module(module_name)
     except Exception as e:  # the builder's own code: any error it raises means "does not import"
         raise ExportError(
-            f"{cfg.source}: model.builder {cfg.model.builder!r} does not import: {type(e).__name__}: "
-            f"{str(e).splitlines()[0][:300] if str(e) else ''}"
+            f"{where} does not import: {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
         ) from None
     func = getattr(module, fn, None)
     if not callable(func):
-        raise ExportError(f"{cfg.source}: model.builder: {module_name} has no function {fn!r}")
+        raise ExportError(f"{where}: {module_name} has no function {fn!r}")
     return func
 
 
@@ -160,4 +167,50 @@ def load(cfg: ModelConfig, weights: str) -> LoadedModel:
     return LoadedModel(model.eval(), ident, kind)
 
 
-register(Source("python", check, identity, load))
+def describe(req: NewRequest) -> Draft:
+    """`new --python FILE.py:FUNCTION`: the builder is called (random init) and run once at the size to
+    learn how many channels it outputs; its labels and normalization are the maintainer's to say."""
+    import torch
+    from torch import nn
+
+    module, fn = split_text(req.value, "--python")
+    path = Path(module) if module.endswith(".py") else None
+    builder = f"{written_path(module, req.config_dir, '--python')}:{fn}" if path else req.value
+    model: dict = {"source": "python", "builder": builder}
+    if req.kwargs:
+        model["kwargs"] = req.kwargs
+    if req.weights:
+        model["path"] = written_path(req.weights, req.config_dir, "--weights")
+    func = load_function(module, fn, path, f"--python {req.value}")
+    torch.manual_seed(0)
+    try:
+        net = func(**req.kwargs)
+    except Exception as e:  # the builder's own code
+        raise ExportError(f"--python {req.value} failed with kwargs {req.kwargs}: {type(e).__name__}: {e}") from None
+    if not isinstance(net, nn.Module):
+        raise ExportError(f"--python {req.value} returned {type(net).__name__}, not a torch.nn.Module")
+    h, w = req.size or (224, 224)
+    try:
+        with torch.no_grad():
+            out = net.eval()(torch.zeros(1, 3, h, w))
+    except Exception as e:
+        raise ExportError(
+            f"--python {req.value}: the model fails on a 1x3x{h}x{w} input: {type(e).__name__}: {e}"
+        ) from None
+    first = next(iter(out.values())) if isinstance(out, dict) else out[0] if isinstance(out, (tuple, list)) else out
+    channels = int(first.shape[1]) if isinstance(first, torch.Tensor) and first.dim() == 4 else None
+    said = f"the model outputs {channels} channel(s) at {h}x{w}" if channels else "its output is not [1,K,H,W]"
+    return Draft(
+        name=fn if path is None else path.stem,
+        model=model,
+        labels=None,
+        labels_from=f"a python builder's files do not name its classes ({said})",
+        channels=channels,
+    )
+
+
+register(
+    Source(
+        "python", check, identity, load, describe, "FILE.py:FUNCTION or package.module:FUNCTION (labels from --labels)"
+    )
+)

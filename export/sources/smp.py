@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING
 from ..errors import ExportError
 from . import (
     SOURCE_FIELDS,
+    Draft,
     LoadedModel,
+    NewRequest,
     Source,
     check_fields,
     file_identity,
@@ -26,6 +28,7 @@ from . import (
     read_state_dict,
     register,
     relative_to_config,
+    written_path,
 )
 
 if TYPE_CHECKING:
@@ -73,26 +76,94 @@ def _round(n: int, stride: int) -> int:
     return max(stride, round(n / stride) * stride)
 
 
-def build(cfg: ModelConfig) -> nn.Module:
-    """The architecture, untrained (no encoder download), refused by name when SMP does not know it."""
+def known_names(arch: str, encoder: str, where_arch: str, where_encoder: str) -> None:
+    """The architecture and encoder SMP knows, or one error listing the valid names."""
     import segmentation_models_pytorch as smp
 
-    archs = {k.lower(): k for k in smp.MODEL_ARCHITECTURES_MAPPING}
-    arch, encoder = cfg.model.arch or "", cfg.model.encoder or ""
-    if arch.lower() not in archs:
+    if arch.lower() not in {k.lower() for k in smp.MODEL_ARCHITECTURES_MAPPING}:
         valid = ", ".join(
             type(c).__name__ if not isinstance(c, type) else c.__name__
             for c in smp.MODEL_ARCHITECTURES_MAPPING.values()
         )
-        raise ExportError(
-            f"{cfg.source}: model.arch: unknown segmentation-models-pytorch architecture {arch!r}; valid: {valid}"
-        )
+        raise ExportError(f"{where_arch}: unknown segmentation-models-pytorch architecture {arch!r}; valid: {valid}")
     names = smp.encoders.get_encoder_names()
     if encoder not in names and not encoder.startswith("tu-"):
         raise ExportError(
-            f"{cfg.source}: model.encoder: unknown segmentation-models-pytorch encoder {encoder!r}; valid: "
+            f"{where_encoder}: unknown segmentation-models-pytorch encoder {encoder!r}; valid: "
             f"{', '.join(names)}, or tu-<timm model>"
         )
+
+
+def describe(req: NewRequest) -> Draft:
+    """`new --smp ARCH:ENCODER`: the encoder's own preprocessing (SMP's ImageNet mean/std for it) and
+    output stride; the labels come from --labels (SMP builds the head from their count)."""
+    import segmentation_models_pytorch as smp
+
+    arch, sep, encoder = req.value.partition(":")
+    if not sep or not arch or not encoder:
+        raise ExportError(f"--smp {req.value!r}: expected ARCH:ENCODER, e.g. --smp Unet:resnet34")
+    known_names(arch, encoder, f"--smp {req.value}", f"--smp {req.value}")
+    cls = {k.lower(): c for k, c in smp.MODEL_ARCHITECTURES_MAPPING.items()}[arch.lower()]
+    arch = cls.__name__ if isinstance(cls, type) else type(cls).__name__  # as SMP spells it: Unet, DeepLabV3Plus
+    for key in OWN_KWARGS:
+        if key in req.kwargs:
+            raise ExportError(f"--kwargs: {key} is set by the tool (--smp, --labels); leave it out")
+    model: dict = {"source": "smp", "arch": arch, "encoder": encoder}
+    if req.kwargs:
+        model["kwargs"] = req.kwargs
+    if req.weights:
+        model["path"] = written_path(req.weights, req.config_dir, "--weights")
+    normalize, normalize_from = _preprocessing(encoder)
+    return Draft(
+        name=f"{arch}_{encoder}".lower().replace("-", "_").replace(".", "_"),
+        model=model,
+        labels=None,
+        labels_from="segmentation-models-pytorch builds the head from the class count; its files do not name them",
+        stride=expected_stride(arch, req.kwargs),
+        normalize=normalize,
+        normalize_from=normalize_from,
+    )
+
+
+def _preprocessing(encoder: str) -> tuple[dict | None, str]:
+    """The mean/std the encoder's ImageNet weights were trained with, where known offline: timm's
+    pretrained config (tu-*), or SMP's Hub config.json when huggingface_hub's cache holds it (SMP's
+    own get_preprocessing_params would download it)."""
+    import segmentation_models_pytorch as smp
+
+    settings: dict | None = None
+    if encoder.startswith("tu-"):
+        import timm
+
+        if timm.models.is_model_pretrained(encoder[3:]):
+            settings = timm.models.get_pretrained_cfg(encoder[3:]).__dict__
+        where = f"timm's pretrained config for {encoder[3:]}"
+    else:
+        hub = smp.encoders.encoders[encoder]["pretrained_settings"].get("imagenet")
+        where = (
+            f"segmentation-models-pytorch's {hub['repo_id']}/config.json" if hub else f"{encoder}: no ImageNet weights"
+        )
+        if hub:
+            from huggingface_hub import hf_hub_download
+            from huggingface_hub.errors import LocalEntryNotFoundError
+
+            try:
+                path = hf_hub_download(hub["repo_id"], "config.json", revision=hub["revision"], local_files_only=True)
+                settings = json.loads(Path(path).read_text())
+            except (LocalEntryNotFoundError, OSError, ValueError):
+                where += " is not in huggingface_hub's cache"
+    if not settings or "mean" not in settings or "std" not in settings:
+        return None, where
+    mean, std = [round(float(m), 6) for m in settings["mean"]], [round(float(s), 6) for s in settings["std"]]
+    return {"mean": mean, "std": std}, where
+
+
+def build(cfg: ModelConfig) -> nn.Module:
+    """The architecture, untrained (no encoder download), refused by name when SMP does not know it."""
+    import segmentation_models_pytorch as smp
+
+    arch, encoder = cfg.model.arch or "", cfg.model.encoder or ""
+    known_names(arch, encoder, f"{cfg.source}: model.arch", f"{cfg.source}: model.encoder")
     try:
         model = smp.create_model(
             arch, encoder_name=encoder, encoder_weights=None, classes=model_channels(cfg), **cfg.model.kwargs
@@ -168,4 +239,4 @@ def _check_saved_config(cfg: ModelConfig, folder: Path) -> None:
             )
 
 
-register(Source("smp", check, identity, load))
+register(Source("smp", check, identity, load, describe, "ARCH:ENCODER, e.g. Unet:resnet34 (labels from --labels)"))

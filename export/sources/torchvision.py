@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import SOURCE_FIELDS, LoadedModel, Source, check_fields, register
+from ..errors import ExportError
+from . import SOURCE_FIELDS, Draft, LoadedModel, NewRequest, Source, check_fields, register
 
 if TYPE_CHECKING:
     from ..config import ModelConfig
@@ -31,4 +32,51 @@ def load(cfg: ModelConfig, weights: str) -> LoadedModel:
     return torchvision_load(cfg, weights)
 
 
-register(Source("torchvision", check, identity, load))
+def describe(req: NewRequest) -> Draft:
+    """`new --torchvision NAME`: labels and mean/std from the builder's default weights' metadata
+    (torchvision's own code: nothing downloaded)."""
+    from ..models import MODELS
+
+    builder = MODELS.get(req.value, where="--torchvision")
+    if req.weights:
+        raise ExportError(
+            "--weights: a torchvision model's trained weights are its weights enum's (model.weights, from torchvision's "
+            "cache); a checkpoint of your own goes to `rne-export build --weights PATH`"
+        )
+    if req.kwargs:
+        raise ExportError("--kwargs: not read by source torchvision (its builders take only the class count)")
+    model: dict = {"source": "torchvision", "builder": req.value}
+    if builder.weights_enum is None:
+        return Draft(req.value, model, None, f"{req.value} has no weights enum naming its classes")
+    w = builder.weights_enum().DEFAULT
+    model["weights"] = w.name
+    where = f"torchvision's {type(w).__name__}.{w.name}"
+    categories = tuple("background" if c == "__background__" else c for c in w.meta["categories"])
+    t = w.transforms()
+    normalize = {"mean": [float(m) for m in t.mean], "std": [float(s) for s in t.std]}
+    allowed, built_in = _known_allowances(req.value)
+    return Draft(
+        req.value, model, categories, f"{where} categories", None, "", 1, normalize, f"{where} transforms",
+        allow_non_delegated=allowed, allow_from=built_in,
+    )  # fmt: skip
+
+
+def _known_allowances(builder: str) -> tuple[tuple[str, ...], str]:
+    """What the built-in config of the same builder lets XNNPACK leave out (MobileNetV3's layout
+    copies), so a config `new` writes builds as that one does."""
+    from ..config import list_configs, load_config
+    from ..data import CONFIGS
+
+    for path in list_configs(CONFIGS):
+        cfg = load_config(path)
+        if cfg.model.builder == builder:
+            ops = sorted({op for v in cfg.variants if v.backend == "xnnpack" for op in v.allow_non_delegated})
+            return tuple(ops), f"the built-in configs/{path.name}"
+    return (), ""
+
+
+register(
+    Source(
+        "torchvision", check, identity, load, describe, "a torchvision segmentation builder, e.g. deeplabv3_resnet50"
+    )
+)
