@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 BASE = CONFIGS / "base" / "segmenter.yaml"
 DEFAULT_SIZE = (224, 224)
 IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
-NOT_MEASURED = "NOT measured on this model: the seed model's (docs/maintainers.md: how to measure yours)"
+NOT_MEASURED = "NOT measured on this model: the seed model's (rne-export's docs/maintainers.md: Measuring your bounds)"
 
 
 @dataclass(frozen=True)
