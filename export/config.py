@@ -556,8 +556,15 @@ def _expanded(source: Path, chain: tuple[Path, ...] = ()) -> dict:
             config_error(source, "extra_variants", "only valid with `extends:` (append to a base's variants)")
         return own
     if not isinstance(parent, str):
-        config_error(source, "extends", f"expected a path relative to {source.parent}, got {parent!r}")
+        config_error(
+            source, "extends", f"expected a path relative to {source.parent} (or a built-in base), got {parent!r}"
+        )
     base_path = (source.parent / parent).resolve()
+    if not base_path.exists():  # a base the tool ships (e.g. base/segmenter.yaml) from a config anywhere
+        from .data import CONFIGS
+
+        if (CONFIGS / parent).is_file():
+            base_path = (CONFIGS / parent).resolve()
     if base_path in chain or base_path == source.resolve():
         config_error(source, "extends", f"{parent} extends itself through {' -> '.join(map(str, chain))}")
     base = _expanded(base_path, (*chain, source.resolve()))

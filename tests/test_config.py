@@ -292,6 +292,17 @@ def test_extends_errors_name_the_file_and_key(tmp_path):
         load_config(loop / "a.yaml")
 
 
+def test_a_config_anywhere_extends_a_built_in_base_unless_it_has_its_own(tmp_path):
+    """`extends: base/segmenter.yaml` in a maintainer's folder reads the base the tool ships; a file of
+    that name beside the config wins."""
+    text = "extends: base/segmenter.yaml\nname: mine\nmodel: {source: smp, arch: Unet, encoder: resnet18, num_classes: 2}\n"
+    cfg = load_config(write_yaml(tmp_path / "mine.yaml", text + "labels: [a, b]\ninput: {height: 64, width: 64}\n"))
+    assert cfg.contract == "rne-0.10" and [v.name for v in cfg.variants][0] == "xnnpack_fp32"
+    own = write_yaml(tmp_path / "own" / "base" / "segmenter.yaml", BASE_TEXT)
+    cfg = load_config(write_yaml(own.parent.parent / "toy.yaml", MODEL_TEXT.replace("family", "segmenter")))
+    assert cfg.contract != "rne-0.10"
+
+
 def test_expanded_config_is_hashed(tmp_path):
     """A change in the base changes the model's hashes; a comment does not."""
     cfg = load_config(_family(tmp_path))
