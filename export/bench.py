@@ -40,6 +40,7 @@ from .records import (
     EngineProfile,
     EngineTiming,
     Entry,
+    HostPeak,
     Profile,
     ResizeCost,
     write_with_schema,
@@ -189,6 +190,8 @@ class Plan:
     skipped: dict[str, str] = dataclasses.field(default_factory=dict)
     variant_of: dict[str, tuple[ModelConfig, Variant]] = dataclasses.field(default_factory=dict)
     accuracy: dict[str, BenchAccuracy] = dataclasses.field(default_factory=dict)  # int8 engines vs eager fp32
+    macs: dict[str, int] = dataclasses.field(default_factory=dict)  # engine -> its program's MACs (export.macs)
+    int8: set[str] = dataclasses.field(default_factory=set)  # engines that run int8 (their peak is int8's)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,15 +240,16 @@ def run_bench(
         times = _time(plan, runs, warmup)  # 3.
         probes = {name: _probe_subprocess(path, runs=3) for name, path in plan.files.items()}  # 4.
         profiles = _profiles(plan, threads["onnxruntime"], runs) if profile else None  # 6.
+    host = describe(threads, {**tool_versions(), "onnxruntime": _version("onnxruntime")})
     bench = Bench(
         schema=BENCH_SCHEMA_VERSION,
         models=tuple(models),
         input=f"photo:{PHOTO}, resized to each artifact's input",
         runs=runs,
         warmup=warmup,
-        host=describe(threads, {**tool_versions(), "onnxruntime": _version("onnxruntime")}),
+        host=host,
         artifacts={n: e.sha256 for n, e in entries.items()},  # the files measured (a stale bench shows)
-        engines=_results(plan, times, entries, probes),
+        engines=_results(plan, times, entries, probes, host.peak),
         peers={n: plan.baseline[n][2] for n in plan.files},
         int8_accuracy=plan.accuracy,
         not_run=plan.skipped,
@@ -314,6 +318,7 @@ def _plan_baselines(plan: Plan, setup: Setup, cfg: ModelConfig, module, variants
     import torch
 
     from .hook import preprocess
+    from .macs import count
     from .quantize import calibration_inputs, calibration_set
     from .wrap import wrap
 
@@ -324,6 +329,11 @@ def _plan_baselines(plan: Plan, setup: Setup, cfg: ModelConfig, module, variants
     x = torch.from_numpy(preprocess(setup.photo, h, w, cfg.contract_for(first)))
     stem = setup.tmp / f"{cfg.name}_{h}x{w}_{first.contract}"
     plan.onnx[ort_key] = onnx_fp32(eager, x, stem.with_suffix(".fp32.onnx"))
+    # the baselines run the wrapped model as it is (no rewrites): their own program's MACs
+    plan.macs[eager_key] = plan.macs[ort_key] = plan.macs[ort8_key] = sum(
+        count(torch.export.export(eager, (x,))).values()
+    )
+    plan.int8.add(ort8_key)
     plan.engines[eager_key] = functools.partial(eager, x)
     ort32 = ort_session(plan.onnx[ort_key], setup.threads["onnxruntime"])
     plan.engines[ort_key] = functools.partial(ort_runner(ort32), x)
@@ -359,6 +369,10 @@ def _plan_files(plan: Plan, setup: Setup, cfg: ModelConfig, files: dict[str, Ent
         plan.files[name], plan.inputs[name] = pte, x
         plan.engines[name] = functools.partial(method.execute, [x])
         plan.baseline[name] = (eager_key, ort_key, ort8_key if e.precision == "int8" else ort_key)
+        if e.macs:
+            plan.macs[name] = sum(e.macs.values())
+        if e.precision == "int8":
+            plan.int8.add(name)
         if e.precision == "int8":
             run8 = lambda t, m=method: m.execute([t])[0].clone()  # noqa: E731
             if acc := _int8_accuracy(run8, refs, cfg):
@@ -385,10 +399,14 @@ def _int8_accuracy(run, refs: dict, cfg: ModelConfig) -> BenchAccuracy | None:
 
 
 def _results(
-    plan: Plan, times: dict[str, list[float]], entries: dict[str, Entry], probes: dict[str, dict[str, float]]
+    plan: Plan,
+    times: dict[str, list[float]],
+    entries: dict[str, Entry],
+    probes: dict[str, dict[str, float]],
+    peak: HostPeak | None,
 ) -> dict[str, EngineTiming]:
-    """Each engine's timing and ratios; a file's also its Core ML compute units, × its fp32 sibling
-    (int8) and its load time and memory (`probes`)."""
+    """Each engine's timing and ratios, its MACs, achieved rate and share of the host's peak; a file's
+    also its Core ML compute units, × its fp32 sibling (int8) and its load time and memory (`probes`)."""
     med = medians(times)
     results: dict[str, EngineTiming] = {}
     for k, v in times.items():
@@ -400,6 +418,9 @@ def _results(
             fp32 = cfg_n.artifact_name(dataclasses.replace(v_n, precision="fp32"))
             ratio_to_fp32 = med[k] / med[fp32] if fp32 in times else None
         probe = probes.get(k, {})
+        gmac = plan.macs[k] / 1e9 if plan.macs.get(k) else None
+        gmacs = gmac / (med[k] / 1e3) if gmac else None
+        top = (peak.int8_gmacs if k in plan.int8 else peak.fp32_gmacs) if peak else None
         results[k] = EngineTiming(
             median_ms=med[k],
             min_ms=min(v),
@@ -411,6 +432,9 @@ def _results(
             ratio_to_fp32=ratio_to_fp32,
             load_ms=probe.get("load_ms"),
             peak_rss_increment_mb=probe.get("peak_rss_increment_mb"),
+            gmac=gmac,
+            gmacs=gmacs,
+            peak_share=gmacs / top if gmacs and top else None,
         )
     return results
 
@@ -494,10 +518,22 @@ def table(bench: Bench) -> str:
                 num(r.ratio_to_fp32, ".2f"),
                 num(r.load_ms, ".0f"),
                 num(r.peak_rss_increment_mb, ".0f"),
+                num(r.gmac, ".3g"),
+                num(r.gmacs, ".1f"),
+                num(r.peak_share and 100 * r.peak_share, ".1f"),
             )
         )
-    heads = ("engine", "median ms", "x eager", "x ort fp32", "x ort int8", "x fp32", "load ms", "peak MB")
+    heads = (
+        *("engine", "median ms", "x eager", "x ort fp32", "x ort int8", "x fp32", "load ms", "peak MB"),
+        *("GMAC", "GMAC/s", "% peak"),
+    )
     lines = [f"host: {label(bench.host)}; threads {bench.host.threads}"]
+    if (pk := bench.host.peak) is not None:
+        lines.append(
+            f"peak: {pk.cores} cores x {pk.clock_ghz:.2f} GHz ({pk.clock_source}) x {pk.fp32_macs_per_cycle} fp32 / "
+            f"{pk.int8_macs_per_cycle} int8 MAC per cycle (assumed: {pk.isa_basis}) = {pk.fp32_gmacs:.0f} fp32, "
+            f"{pk.int8_gmacs:.0f} int8 GMAC/s"
+        )
     lines.append(tabulate(rows, headers=heads, tablefmt="plain", disable_numparse=True))
     for name, why in bench.not_run.items():
         lines.append(f"{name}: not run here ({why})")
@@ -514,7 +550,9 @@ def table(bench: Bench) -> str:
         )
     lines.append(
         "ratios: median latency / median latency of eager fp32, ONNX Runtime fp32 (same wrapped model), "
-        "ONNX Runtime int8 (its static QDQ model, same calibration photos; int8 files), the fp32 file; < 1 is faster"
+        "ONNX Runtime int8 (its static QDQ model, same calibration photos; int8 files), the fp32 file; < 1 is faster. "
+        "GMAC: the engine's program's multiply-accumulates (files: as traced, trimmed taps left out); % peak: its "
+        "GMAC/s over the host's peak for its precision"
     )
     return "\n".join(lines)
 

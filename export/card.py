@@ -383,16 +383,26 @@ def _host_bench(title: str, b: Bench) -> list[str]:
         "faster); ONNX Runtime runs the same wrapped model, int8 as its own static QDQ model calibrated on "
         "the same photos.",
         "",
-        "| engine | median ms | × eager | × ONNX Runtime fp32 | × ONNX Runtime int8 | load ms |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| engine | median ms | × eager | × ONNX Runtime fp32 | × ONNX Runtime int8 | load ms | GMAC | GMAC/s | % of peak |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, r in b.engines.items():
         load = "-" if r.load_ms is None else f"{r.load_ms:.0f}"
         peer = f"{r.ratio_to_peer:.2f}" if "int8" in b.peers.get(name, "") else "-"
         units = f" (Core ML compute units {r.coreml_compute_units})" if r.coreml_compute_units else ""
+        work = [
+            "-" if v is None else format(v, f) for v, f in ((r.gmac, ".3g"), (r.gmacs, ".1f"), (r.peak_share, ".1%"))
+        ]
         lines.append(
             f"| {name}{units} | {r.median_ms:.1f} | {r.ratio_to_eager:.2f} | {r.ratio_to_onnxruntime:.2f} | "
-            f"{peer} | {load} |"
+            f"{peer} | {load} | {' | '.join(work)} |"
+        )
+    if (pk := h.peak) is not None:
+        lines.append(
+            f"\nGMAC: each engine's program's multiply-accumulates (a file's as traced, after its graph rewrites). "
+            f"Peak: {pk.cores} cores × {pk.clock_ghz:.2f} GHz ({pk.clock_source}) × {pk.fp32_macs_per_cycle} fp32 / "
+            f"{pk.int8_macs_per_cycle} int8 MAC per cycle per core, assumed from the instruction sets ({pk.isa_basis}): "
+            f"{pk.fp32_gmacs:.0f} fp32 and {pk.int8_gmacs:.0f} int8 GMAC/s; int8 engines are set against int8's."
         )
     for name, a in b.int8_accuracy.items():
         lines.append(

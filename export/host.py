@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .records import BenchHost
+from .records import BenchHost, HostPeak
 
 # The instruction sets XNNPACK, MLAS (ONNX Runtime) and oneDNN (PyTorch) choose kernels by, as
 # /proc/cpuinfo (x86) and Linux's arm64 hwcaps name them; everything else in the flag list is noise here.
@@ -70,15 +70,61 @@ def isa() -> list[str]:
 
 def describe(threads: dict[str, int], versions: dict[str, str]) -> BenchHost:
     """bench.json's `host`: `threads` as each engine was configured (torch, executorch, onnxruntime)."""
+    found = tuple(isa())
     return BenchHost(
         os=f"{platform.system()} {platform.release()}",
         machine=platform.machine(),
         cpu=cpu_model(),
-        isa=tuple(isa()),
+        isa=found,
         cpus=os.cpu_count(),
         threads=threads,
         versions=versions,
+        peak=peak(found, threads.get("executorch", os.cpu_count() or 1)),
     )
+
+
+# MACs one core issues per cycle, by the best instruction set found, as (fp32, int8, which basis).
+# Assumed two SIMD FMA / dot-product units per core (Zen 2-4, Ice Lake and later server cores; Apple
+# and Neoverse cores have four 128-bit units: the same 16 fp32 lanes). int8 before VNNI/SDOT: XNNPACK's
+# 16-bit multiply-add sequence, half the lanes of a dot product.
+PER_CYCLE = (
+    ("avx512_vnni", 32, 128, "avx512f FMA x2, avx512_vnni x2"),
+    ("avx512f", 32, 64, "avx512f FMA x2, avx512bw madd x2"),
+    ("avx_vnni", 16, 64, "avx2 FMA x2, avx_vnni x2"),
+    ("avx2", 16, 32, "avx2 FMA x2, avx2 madd x2"),
+    ("i8mm", 16, 128, "NEON FMA x4, i8mm x4"),
+    ("asimddp", 16, 64, "NEON FMA x4, sdot x4"),
+    ("asimd", 16, 32, "NEON FMA x4, smlal x4"),
+)
+ASSUMED_GHZ = 3.0
+
+
+def clock_ghz() -> tuple[float, str]:
+    """The CPU's clock: its maximum where the OS says, else the current one it reports, else assumed."""
+    cpufreq = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+    try:
+        return int(cpufreq.read_text()) / 1e6, f"read: {cpufreq}"
+    except (OSError, ValueError):
+        pass
+    if sys.platform.startswith("linux"):
+        mhz = [float(v) for k, v in _cpuinfo() if k == "cpu MHz" and v.replace(".", "", 1).isdigit()]
+        if mhz:
+            return max(mhz) / 1e3, "read: /proc/cpuinfo cpu MHz (the current clock; boost may be higher)"
+    if sys.platform == "darwin":
+        hz = _sysctl("-n", "hw.cpufrequency_max")
+        if hz.isdigit():
+            return int(hz) / 1e9, "read: sysctl hw.cpufrequency_max"
+    return ASSUMED_GHZ, f"assumed {ASSUMED_GHZ} GHz: the OS does not say"
+
+
+def peak(found: tuple[str, ...], cores: int) -> HostPeak | None:
+    """The host's peak MAC rate for `cores` threads, or None for instruction sets not in PER_CYCLE."""
+    row = next((r for r in PER_CYCLE if r[0] in found), None)
+    if row is None or cores < 1:
+        return None
+    _, fp32, int8, basis = row
+    ghz, source = clock_ghz()
+    return HostPeak(cores, round(ghz, 3), source, fp32, int8, basis, cores * ghz * fp32, cores * ghz * int8)
 
 
 def label(host: BenchHost) -> str:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import BACKENDS, ModelConfig, QuantizationRecipe, Variant
 from .errors import ExportError
 from .files import ensure_writable_dir, scratch, sha256_file
+from .macs import count as count_macs
 from .manifest import (
     MANIFEST_NAME,
     commit_entry,
@@ -182,6 +183,7 @@ class Exported:
     auto_keep: AutoKeepRecord | None = None  # int8 with keep_fp32: auto: the layers kept and their cost
     rewrites: tuple[str, ...] = ()  # modules replaced by exact cheaper forms before export (4a)
     adapter: OutputAdapter | None = None  # how the model's output became output 0 (export.wrap)
+    macs: dict[str, int] = field(default_factory=dict)  # the traced program's multiply-accumulates per kind
 
 
 def export_stage(cfg: ModelConfig, variant: Variant, weights: Weights, timer: Timer) -> Exported:
@@ -206,8 +208,9 @@ def export_stage(cfg: ModelConfig, variant: Variant, weights: Weights, timer: Ti
         program, traced_forms = export_for(traced, example_input(variant), variant)
         rewrites += traced_forms
     adapter = module.adapter
+    macs = count_macs(program)  # after the rewrites: trimmed taps are not work
     if variant.precision != "int8":
-        return Exported(module, program, module, rewrites=tuple(rewrites), adapter=adapter)
+        return Exported(module, program, module, rewrites=tuple(rewrites), adapter=adapter, macs=macs)
     with timer.stage("4b", "quantize (int8)"):
         calibration = calibration_set(cfg)
         recipe = variant.quantization or QuantizationRecipe()
@@ -220,7 +223,7 @@ def export_stage(cfg: ModelConfig, variant: Variant, weights: Weights, timer: Ti
             recipe = replace(recipe, keep_fp32=auto.kept)
         else:
             reference, quantized, samples = quantize(program, cfg, variant, calibration)
-    return Exported(module, quantized, reference, calibration, samples, recipe, auto, tuple(rewrites), adapter)
+    return Exported(module, quantized, reference, calibration, samples, recipe, auto, tuple(rewrites), adapter, macs)
 
 
 @dataclass(frozen=True)
@@ -229,6 +232,7 @@ class Lowered:
     delegation: DelegationRecord
     rewrites: tuple[str, ...] = ()  # as Exported.rewrites: recorded in the manifest
     adapter: OutputAdapter | None = None  # as Exported.adapter
+    macs: dict[str, int] = field(default_factory=dict)  # as Exported.macs
 
 
 def lower_stage(exported: Exported, cfg: ModelConfig, variant: Variant, weights: Weights, name: str) -> Lowered:
@@ -239,7 +243,7 @@ def lower_stage(exported: Exported, cfg: ModelConfig, variant: Variant, weights:
     edge = lower(exported.program, variant, seed=f"{cfg.variant_hash(variant)}|{weights.identity}|{tool_versions()}")
     delegation = delegation_of(edge)
     delegation_gate(delegation, variant, name)
-    return Lowered(edge, delegation, exported.rewrites, exported.adapter)
+    return Lowered(edge, delegation, exported.rewrites, exported.adapter, exported.macs)
 
 
 @dataclass(frozen=True)
@@ -361,6 +365,7 @@ def manifest_entry(
         tolerances=variant.tolerances,
         delegation=lowered.delegation,
         graph_rewrites=lowered.rewrites,
+        macs=lowered.macs or None,
         output_adapter=_recorded(lowered.adapter, cfg),
         coreml=variant.coreml,
         export_seconds=round(sum(seconds.values()), 3),

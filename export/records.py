@@ -412,6 +412,8 @@ class Entry:
     # that mostly read padding; parity is against the original module
     graph_rewrites: tuple[str, ...] = ()
     output_adapter: OutputAdapter | None = None  # how the model's output became output 0 (None: as it was)
+    # multiply-accumulates of the traced program per kind (export.macs); None: built before they were counted
+    macs: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -454,8 +456,24 @@ class Published:
 
 # --- bench.json: one `make bench` run on one host (the card's host benchmark sections) -----------
 
-BENCH_SCHEMA_VERSION: Literal[3] = 3
+BENCH_SCHEMA_VERSION: Literal[4] = 4
 BENCH_NAME, BENCH_SCHEMA_NAME = "bench.json", "bench.schema.json"
+
+
+@dataclass(frozen=True)
+class HostPeak:
+    """What the CPU can do at most, in multiply-accumulates per second (export.host.peak): the threads
+    the engines use × the clock × the MACs one core issues per cycle for the instruction sets found."""
+
+    __pydantic_config__ = STRICT
+    cores: int  # the engines' thread count
+    clock_ghz: float
+    clock_source: str  # where the clock came from, or "assumed …"
+    fp32_macs_per_cycle: int  # per core: FMA units × SIMD lanes (assumed from the instruction sets)
+    int8_macs_per_cycle: int  # per core: dot-product (VNNI, SDOT) units × lanes, or the pre-VNNI sequence
+    isa_basis: str  # the instruction sets those two figures assume
+    fp32_gmacs: float
+    int8_gmacs: float
 
 
 @dataclass(frozen=True)
@@ -468,6 +486,7 @@ class BenchHost:
     cpus: int | None
     threads: dict[str, int]  # as each engine was configured: torch, executorch, onnxruntime
     versions: dict[str, str]  # python, the tool packages, onnxruntime
+    peak: HostPeak | None = None  # None: no per-cycle figure known for this CPU's instruction sets
 
 
 @dataclass(frozen=True)
@@ -483,6 +502,9 @@ class EngineTiming:
     ratio_to_fp32: float | None = None  # an int8 file × its fp32 sibling
     load_ms: float | None = None  # a file: load time in a fresh process
     peak_rss_increment_mb: float | None = None  # a file: load + 3 runs, in a fresh process
+    gmac: float | None = None  # multiply-accumulates of its program, 1e9 (export.macs)
+    gmacs: float | None = None  # achieved: gmac / median seconds
+    peak_share: float | None = None  # gmacs / the host's peak for its precision (int8 engines: int8's)
 
 
 @dataclass(frozen=True)
@@ -511,7 +533,7 @@ class ResizeCost:
 @dataclass(frozen=True)
 class Bench:
     __pydantic_config__ = STRICT
-    schema: Literal[3]
+    schema: Literal[4]
     models: tuple[str, ...]
     input: str
     runs: int

@@ -81,6 +81,31 @@ def test_bench_measures_every_engine_in_one_run(benched):
     assert f"host: {host['cpu']}" in proc.stdout and "x ort int8" in proc.stdout
 
 
+# TinySegNet at 32x32 by hand: conv 3->16 3x3 stride 2 (16x16 out), conv 16->32 3x3 (16x16), classifier 32->21 1x1
+TINY_MACS = 16 * 16 * 16 * (3 * 3 * 3) + 32 * 16 * 16 * (16 * 3 * 3) + 21 * 16 * 16 * 32
+
+
+def test_bench_sets_each_engine_s_work_against_the_host_s_peak(benched):
+    """GMAC from each program (the manifest's count for a file, the wrapped model's for the baselines),
+    achieved GMAC/s from the same run's median, and its share of the peak for its precision."""
+    out, bench, proc = benched
+    entries = read_manifest(out / "manifest.json").artifacts
+    assert entries[XNN].macs == entries[INT8].macs == {"conv": TINY_MACS}
+    peak = bench["host"]["peak"]
+    assert peak is not None and peak["cores"] == bench["host"]["threads"]["executorch"]
+    assert peak["fp32_gmacs"] == pytest.approx(
+        peak["cores"] * peak["clock_ghz"] * peak["fp32_macs_per_cycle"], rel=1e-3
+    )
+    for name, r in bench["engines"].items():
+        assert r["gmac"] == pytest.approx(TINY_MACS / 1e9), name
+        assert r["gmacs"] == pytest.approx(r["gmac"] / (r["median_ms"] / 1e3))
+        top = peak["int8_gmacs"] if "int8" in name else peak["fp32_gmacs"]
+        assert r["peak_share"] == pytest.approx(r["gmacs"] / top)
+    assert (
+        "GMAC/s" in proc.stdout and "% peak" in proc.stdout and f"x {peak['fp32_macs_per_cycle']} fp32" in proc.stdout
+    )
+
+
 def test_profile_splits_each_engine_into_kinds_of_work(benched):
     """bench --profile: every XNNPACK file through ETDump + Inspector, ONNX Runtime through its
     profiler, the same kinds of work; a table printed and saved, and a chart."""
@@ -170,6 +195,7 @@ def test_card_shows_another_hosts_bench_beside_this_ones(benched, tmp_path):
         "## Host benchmark: Apple M1 (Virtual) (macos-arm64)"
     )
     assert "| 12345.6 |" in body and "asimd, asimddp" in body
+    assert body.count("| GMAC | GMAC/s | % of peak |") == 2 and "MAC per cycle per core" in body
 
 
 def test_card_without_bench_says_so():

@@ -1,0 +1,75 @@
+"""Multiply-accumulates read from an exported graph (export.macs) against hand counts, and the host's
+peak (export.host.peak) from its instruction sets and clock."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from export import host
+from export.macs import count
+from export.models import TinySegNet
+from export.rewrite import trim_padded_taps
+
+
+def macs_of(module: nn.Module, *shape: int) -> dict[str, int]:
+    return count(torch.export.export(module.eval(), (torch.zeros(*shape),)))
+
+
+def test_tiny_net_matches_the_hand_count():
+    # 64x64: conv 3->16 3x3 stride 2 -> 32x32; conv 16->32 3x3 -> 32x32; classifier 32->21 1x1 -> 32x32
+    hand = 16 * 32 * 32 * 27 + 32 * 32 * 32 * 16 * 9 + 21 * 32 * 32 * 32
+    assert macs_of(TinySegNet(21), 1, 3, 64, 64) == {"conv": hand}
+
+
+def test_grouped_transposed_linear_and_batched_matmul_by_hand():
+    class Attention(nn.Module):
+        def forward(self, x):  # [1, 4, 8, 6]: 4 heads of 8 tokens x 6 dims
+            scores = x @ x.transpose(-1, -2)  # 4 x (8x6 @ 6x8)
+            return scores.softmax(-1) @ x  # 4 x (8x8 @ 8x6)
+
+    grouped = nn.Conv2d(8, 8, 3, padding=1, groups=4)  # each output reads 2 input channels x 9 taps
+    assert macs_of(grouped, 1, 8, 10, 10) == {"conv": 8 * 10 * 10 * 2 * 9}
+    up = nn.ConvTranspose2d(4, 6, 2, stride=2, groups=2)  # each input element feeds 3 outputs x 4 taps
+    assert macs_of(up, 1, 4, 5, 5) == {"conv_transpose": 4 * 5 * 5 * 3 * 4}
+    assert macs_of(nn.Linear(7, 3), 2, 5, 7) == {"linear": 2 * 5 * 7 * 3}
+    assert macs_of(Attention(), 1, 4, 8, 6) == {"matmul": 4 * 8 * 8 * 6 + 4 * 8 * 6 * 8}
+
+
+def test_taps_a_rewrite_trimmed_are_not_counted():
+    """A dilated 3x3 on a map smaller than its dilation reads only padding off-centre: trimmed to its
+    centre tap, its work is one ninth."""
+    conv = nn.Sequential(nn.Conv2d(4, 4, 3, padding=12, dilation=12))
+    x = torch.zeros(1, 4, 8, 8)
+    trimmed, names = trim_padded_taps(conv, x)
+    assert names, "the rewrite should trim this convolution"
+    assert count(torch.export.export(trimmed.eval(), (x,))) == {"conv": 4 * 8 * 8 * 4}
+    assert macs_of(conv, 1, 4, 8, 8) == {"conv": 4 * 8 * 8 * 4 * 9}
+
+
+@pytest.mark.parametrize(
+    ("isa", "fp32", "int8"),
+    [
+        (("avx", "fma", "avx2"), 16, 32),
+        (("avx", "fma", "avx2", "avx_vnni"), 16, 64),
+        (("avx2", "avx512f", "avx512bw"), 32, 64),
+        (("avx2", "avx512f", "avx512_vnni"), 32, 128),
+        (("asimd", "asimddp"), 16, 64),
+    ],
+)
+def test_peak_is_cores_times_clock_times_the_instruction_sets_per_cycle(isa, fp32, int8, monkeypatch):
+    monkeypatch.setattr(host, "clock_ghz", lambda: (2.5, "read: test"))
+    p = host.peak(isa, 2)
+    assert p is not None and (p.fp32_macs_per_cycle, p.int8_macs_per_cycle) == (fp32, int8)
+    assert p.fp32_gmacs == pytest.approx(2 * 2.5 * fp32) and p.int8_gmacs == pytest.approx(2 * 2.5 * int8)
+    assert host.peak(("avx", "fma"), 2) is None  # no figure for it: said as unknown, never guessed
+
+
+def test_the_clock_is_read_where_the_os_says_else_stated_as_assumed(monkeypatch):
+    ghz, source = host.clock_ghz()
+    assert ghz > 0 and (source.startswith("read: ") or source.startswith("assumed "))
+    monkeypatch.setattr(host, "_cpuinfo", lambda: [])
+    monkeypatch.setattr(host.Path, "read_text", lambda *a, **k: (_ for _ in ()).throw(OSError("none")))
+    monkeypatch.setattr(host.sys, "platform", "linux")
+    assert host.clock_ghz() == (host.ASSUMED_GHZ, f"assumed {host.ASSUMED_GHZ} GHz: the OS does not say")
