@@ -9,7 +9,9 @@ Prints, per metric, the worst healthy value, the best broken one and the gap: th
 gap; a metric with no gap is information only.
 
 Usage: python scripts/int8_family.py [--builder deeplabv3_resnet50] [--config configs/deeplab_v3_resnet50.yaml]
-       [--members a,b] [--seed 0] [--out artifacts/family]
+       [--members a,b] [--seed 0] [--out artifacts/family] [--trim]
+--trim: quantize the graph with the convolutions that mostly read padding trimmed (export.rewrite
+trim_padded_taps, as the fp32 files are built), against the untrimmed fp32 model.
 Checkpoints are cached in --out (a member takes 5-90 s to make); results go to <out>/table.json.
 """
 
@@ -43,6 +45,7 @@ from export.quantize import (  # noqa: E402
     fp32_references,
     quantize,
 )
+from export.rewrite import trim_padded_taps  # noqa: E402
 from export.weights import _drop_aux  # noqa: E402
 from export.wrap import example_input, wrap  # noqa: E402
 
@@ -82,14 +85,15 @@ def recipe_cfg(cfg, recipe: str, out: Path):
     return cfg
 
 
-def measure(cfg, variant, state_path: Path, recipes, out: Path) -> dict:
+def measure(cfg, variant, state_path: Path, recipes, out: Path, trim: bool = False) -> dict:
     state = torch.load(state_path, weights_only=True)
     has_aux = any(k.startswith("aux_classifier.") for k in state)
     model = MODELS.get(cfg.model.builder).build(cfg.model.num_classes, has_aux)
     model.load_state_dict(state)
     module = wrap(_drop_aux(model.eval()), cfg, variant)
-    program = export_program(module, example_input(variant))
-    refs = fp32_references(module, accuracy_inputs(cfg, variant))
+    traced = trim_padded_taps(module, example_input(variant))[0] if trim else module
+    program = export_program(traced, example_input(variant))
+    refs = fp32_references(module, accuracy_inputs(cfg, variant))  # the untrimmed model: what the app's fp32 means
     rows = {}
     for recipe in recipes:
         start = time.perf_counter()
@@ -118,6 +122,7 @@ def main(argv=None) -> int:
     ap.add_argument("--recipes", default=",".join(RECIPES))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "artifacts" / "family")
+    ap.add_argument("--trim", action="store_true", help="quantize the graph with padded taps trimmed")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
     cfg = load_config(args.config)
@@ -130,9 +135,9 @@ def main(argv=None) -> int:
         recipes = ["shipped"] if broken_member else args.recipes.split(",")
         print(f"{name} (seed {args.seed}): {rc.member(name).why}", file=sys.stderr, flush=True)
         ckpt = checkpoint(args.out, cfg.model.builder, name, args.seed)
-        res = measure(cfg, variant, ckpt, recipes, args.out)
+        res = measure(cfg, variant, ckpt, recipes, args.out, args.trim)
         key = f"{name}@{args.seed}"
-        table[key] = {"member": name, "seed": args.seed, "broken_member": broken_member, **res}
+        table[key] = {"member": name, "seed": args.seed, "broken_member": broken_member, "trim": args.trim, **res}
         table_path.write_text(json.dumps(table, indent=1))
     print(summary(table))
     return 0
