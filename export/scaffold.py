@@ -200,7 +200,7 @@ def _facts(args: NewArgs, draft: Draft, req: NewRequest) -> tuple[tuple[str, ...
             f"--size {size[0]}x{size[1]}: {args.value}'s encoder needs multiples of its output stride {draft.stride}; "
             f"use e.g. --size {near[0]}x{near[1]}"
         )
-    return labels, given and "--labels" or draft.labels_from, size, size_from
+    return labels, "--labels" if given else draft.labels_from, size, size_from
 
 
 def _check(text: str, target: Path) -> None:
