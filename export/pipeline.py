@@ -195,15 +195,14 @@ def export_stage(cfg: ModelConfig, variant: Variant, weights: Weights, timer: Ti
         module = wrap(loaded.module, cfg, variant)
     with timer.stage("4", "torch.export"):
         # 4a. XNNPACK: ops it has no kernel for in forms it delegates (LayerNorm, GroupNorm, nearest
-        # upsample; export.rewrite), and for fp32/fp16 convolutions that mostly read padding lose those
-        # taps; the original module stays the parity reference. int8's taps are not trimmed: its bounds
-        # were measured on the stock graph.
+        # upsample; export.rewrite), and convolutions that mostly read padding lose those taps (int8 too:
+        # the weight family's healthy and broken recipes keep their gap on the trimmed graph, README);
+        # the original module stays the parity and accuracy reference.
         traced: torch.nn.Module = module
         rewrites: list[str] = []
         if variant.backend == "xnnpack":
             traced, forms = xnnpack_forms(module)
-            if variant.precision != "int8":
-                traced, rewrites = trim_padded_taps(traced, example_input(variant))
+            traced, rewrites = trim_padded_taps(traced, example_input(variant))
             rewrites += forms
         program, traced_forms = export_for(traced, example_input(variant), variant)
         rewrites += traced_forms

@@ -55,10 +55,11 @@ def test_xnnpack_fp32_entry(export_random):
     assert e["labels"][0] == "BACKGROUND" and e["labels"][20] == "TVMONITOR"
     assert e["bundle"]["verified"] == "executed"
     # ASPP's rate 12/24/36 convolutions read mostly padding on the 28x28 map: trimmed, and parity
-    # (above, against the original module) still holds; int8 and Core ML keep the stock graph
-    assert e["graph_rewrites"] == [f"model.classifier.0.convs.{i}.0" for i in (1, 2, 3)]
+    # (above, against the original module) still holds, int8's too; Core ML keeps the stock graph
+    aspp = [f"model.classifier.0.convs.{i}.0" for i in (1, 2, 3)]
+    assert e["graph_rewrites"] == aspp and arts["deeplab_v3_resnet50_xnnpack_int8.pte"]["graph_rewrites"] == aspp
     assert e["delegation"]["non_delegated_compute_nodes"] == 0
-    assert arts["deeplab_v3_resnet50_xnnpack_int8.pte"]["graph_rewrites"] == []
+    assert arts["deeplab_v3_resnet50_xnnpack_int8.pte"]["macs"] == e["macs"] == {"conv": 23_190_376_448}
 
 
 def test_reference_runtime_agrees_with_eager_on_the_matrix_file(export_random):

@@ -78,6 +78,16 @@ def test_build_records_the_rewrite_and_parity_holds_against_the_original(tmp_pat
     assert entry["parity"]["mode"] == "executed"
 
 
+def test_int8_is_quantized_from_the_trimmed_graph_and_gated_against_the_original(tmp_path, monkeypatch):
+    monkeypatch.setattr(rewrite, "MAX_USEFUL_SHARE", 0.99)
+    pipeline.build(load_config(TINY), ["xnnpack_int8"], "random", tmp_path)
+    entry = json.loads((tmp_path / "manifest.json").read_text())["artifacts"]["tiny_segnet_xnnpack_int8.pte"]
+    assert entry["graph_rewrites"] == ["model.backbone.3"]
+    # the trimmed 3x3 on a 16x16 map keeps its in-map taps only: fewer MACs than the stock graph's
+    assert entry["macs"]["conv"] < 16 * 16 * 16 * 27 + 32 * 16 * 16 * 16 * 9 + 21 * 16 * 16 * 32
+    assert entry["accuracy"] is not None and entry["parity"]["mode"] == "executed"
+
+
 def test_parity_gate_fails_a_wrong_rewrite(tmp_path, monkeypatch):
     """A rewrite that drops a tap which reads inside the map changes the logits: the file no longer
     matches the original module, and the build fails at the parity gate."""
