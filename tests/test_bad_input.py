@@ -16,6 +16,7 @@ from conftest import TINY, published
 
 from export import cli
 from export.config import bundled_photos
+from export.records import BENCH_SCHEMA_VERSION
 
 PHOTO = str(bundled_photos()["chelsea"])
 XNN = "tiny_segnet_xnnpack_fp32.pte"
@@ -599,7 +600,11 @@ def test_bad_inputs_give_one_line_and_the_documented_exit_code(tiny_build, tmp_p
     [
         ("bench.json", "{", "not a bench.json from `make bench`"),
         ("bench.json", "[]", "not a bench.json from `make bench`"),
-        ("bench.json", json.dumps({"engines": []}), "not a bench.json from `make bench` (schema 3) (schema: Field"),
+        (
+            "bench.json",
+            json.dumps({"engines": []}),
+            f"not a bench.json from `make bench` (schema {BENCH_SCHEMA_VERSION}) (schema: Field",
+        ),
         ("profile.json", json.dumps({"schema": 1, "runs": 3}), "not a profile.json from `make profile` (schema 2)"),
     ],
 )

@@ -29,7 +29,8 @@ MAX_BYTES = 159_000_000  # the issue's bound: fp32 weights (~158 MB) and nothing
 @pytest.fixture(scope="module")
 def export_random(tmp_path_factory):
     out = tmp_path_factory.mktemp("deeplab")
-    proc = run_cli("build", "--config", str(DEEPLAB), "--weights", "random", "--out", str(out))
+    # a guard against a hung build, not a time bound: six variants take ~8 min on 2 idle cores
+    proc = run_cli("build", "--config", str(DEEPLAB), "--weights", "random", "--out", str(out), timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, json.loads((out / "manifest.json").read_text())["artifacts"], proc
 
