@@ -42,6 +42,7 @@ def export_realistic(tmp_path_factory):
         "xnnpack_int8",
         "--variant",
         "coreml_fp16",
+        timeout=1800,  # a hang guard, not a time bound
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, json.loads((out / "manifest.json").read_text())["artifacts"], ckpt
