@@ -122,14 +122,17 @@ def _probe_subprocess(artifact: Path, runs: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def onnx_fp32(module, example, path: Path) -> Path:
-    """The wrapped model as ONNX (torch.onnx's dynamo exporter), the peer every file is timed against."""
+def onnx_fp32(module, example, path: Path) -> tuple[Path, int]:
+    """The wrapped model as ONNX (torch.onnx's dynamo exporter), the peer every file is timed against;
+    -> its path and the MACs of the program it was exported from (the baselines' work)."""
     import torch
+
+    from .macs import count
 
     program = torch.onnx.export(module, (example,), dynamo=True, verbose=False)
     assert program is not None, "torch.onnx.export(dynamo=True) returns the program"
     program.save(str(path))
-    return path
+    return path, sum(count(program.exported_program).values())
 
 
 def onnx_int8(fp32: Path, path: Path, calibration: list, input_name: str) -> Path:
@@ -318,7 +321,6 @@ def _plan_baselines(plan: Plan, setup: Setup, cfg: ModelConfig, module, variants
     import torch
 
     from .hook import preprocess
-    from .macs import count
     from .quantize import calibration_inputs, calibration_set
     from .wrap import wrap
 
@@ -328,11 +330,9 @@ def _plan_baselines(plan: Plan, setup: Setup, cfg: ModelConfig, module, variants
     eager = wrap(module, cfg, first).eval()
     x = torch.from_numpy(preprocess(setup.photo, h, w, cfg.contract_for(first)))
     stem = setup.tmp / f"{cfg.name}_{h}x{w}_{first.contract}"
-    plan.onnx[ort_key] = onnx_fp32(eager, x, stem.with_suffix(".fp32.onnx"))
     # the baselines run the wrapped model as it is (no rewrites): their own program's MACs
-    plan.macs[eager_key] = plan.macs[ort_key] = plan.macs[ort8_key] = sum(
-        count(torch.export.export(eager, (x,))).values()
-    )
+    plan.onnx[ort_key], macs = onnx_fp32(eager, x, stem.with_suffix(".fp32.onnx"))
+    plan.macs[eager_key] = plan.macs[ort_key] = plan.macs[ort8_key] = macs
     plan.int8.add(ort8_key)
     plan.engines[eager_key] = functools.partial(eager, x)
     ort32 = ort_session(plan.onnx[ort_key], setup.threads["onnxruntime"])

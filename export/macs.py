@@ -38,7 +38,7 @@ def _conv(node, transposed: bool) -> int:
 
 
 def _matmul(node, name: str) -> int:
-    a, b = (node.args[1], node.args[2]) if name in ("addmm", "baddbmm") else (node.args[0], node.args[1])
+    a = node.args[1] if name in ("addmm", "baddbmm") else node.args[0]  # the left operand: [..., M, K]
     sa, out = _shape(a), _shape(node)
     if sa is None or out is None:
         return 0

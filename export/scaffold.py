@@ -11,6 +11,7 @@ one error line, and nothing is written (temp file + rename).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import sys
@@ -203,7 +204,7 @@ def _facts(args: NewArgs, draft: Draft, req: NewRequest) -> tuple[tuple[str, ...
     return labels, "--labels" if given else draft.labels_from, size, size_from
 
 
-def _check(text: str, target: Path) -> None:
+def _check(text: str, target: Path) -> ModelConfig:
     """Load the text as `build` would and run the model once (random init): every refusal here,
     before the file exists. Errors name `target`, not the temp file."""
     from .config import load_config
@@ -217,14 +218,15 @@ def _check(text: str, target: Path) -> None:
             cfg = load_config(tmp)
             loaded = load_model(cfg, "random")
             adapt_output(loaded.module, cfg, cfg.variants[0])
+            return dataclasses.replace(cfg, source=target)
         except ExportError as e:
             raise type(e)(str(e).replace(str(tmp), str(target)).replace(tmp.name, target.name)) from None
         finally:
             tmp.unlink(missing_ok=True)
 
 
-def new_config(args: NewArgs, command: str) -> tuple[Path, list[str]]:
-    """Write the config; -> (its path, the facts as `what: value (from where)` lines)."""
+def new_config(args: NewArgs, command: str) -> tuple[Path, list[str], ModelConfig]:
+    """Write the config; -> (its path, the facts as `what: value (from where)` lines, the config as loaded)."""
     source = SOURCES.get(args.source, where="rne-export new")
     out = args.out
     if out is not None and out.suffix not in (".yaml", ".yml"):
@@ -271,7 +273,7 @@ def new_config(args: NewArgs, command: str) -> tuple[Path, list[str]]:
     from .files import ensure_writable_dir, write_bytes_atomic
 
     ensure_writable_dir(target.parent, "--out")
-    _check(text, target)
+    cfg = _check(text, target)
     write_bytes_atomic(target, text.encode())
     facts = [
         f"labels ({len(labels)}): {', '.join(labels)}  ({labels_from})",
@@ -280,7 +282,7 @@ def new_config(args: NewArgs, command: str) -> tuple[Path, list[str]]:
         "variants: xnnpack_fp32, xnnpack_int8, coreml_fp16 (contract rne-0.10)",
         f"bounds: {NOT_MEASURED}",
     ]
-    return target, facts
+    return target, facts, cfg
 
 
 def next_steps(target: Path, cfg: ModelConfig) -> str:
@@ -302,12 +304,10 @@ def next_steps(target: Path, cfg: ModelConfig) -> str:
 
 def run_new(args: NewArgs, argv: list[str]) -> int:
     command = "rne-export " + " ".join(argv)
-    target, facts = new_config(args, command)
-    from .config import load_config
-
+    target, facts, cfg = new_config(args, command)
     print(f"wrote {target}")
     for line in facts:
         print(f"  {line}")
-    print(next_steps(target, load_config(target)))
+    print(next_steps(target, cfg))
     sys.stdout.flush()
     return 0
