@@ -224,12 +224,13 @@ def run_bench(
     """1. read the manifest (before torch), 2. plan: eager, ONNX Runtime fp32 and int8 peers and
     each runnable file per input group, int8 accuracy vs eager fp32, 3. time all interleaved,
     4. probe load time and memory per file, 5. the resize cost, 6. optionally profile op by op,
-    7. write bench.json (and profile.json / profile.png)."""
+    7. the host's kernel probe (export.kernels), 8. write bench.json (and profile.json / profile.png)."""
     entries, models = _bench_request(manifest_path, config)  # 1. its problems before torch is imported
     import torch
     from executorch.extension.pybindings.portable_lib import _threadpool_get_thread_count
 
     from .host import describe
+    from .kernels import probe as probe_kernels
     from .preprocess import load_photo
 
     threads = {"torch": torch.get_num_threads(), "executorch": _threadpool_get_thread_count()}
@@ -243,7 +244,8 @@ def run_bench(
         times = _time(plan, runs, warmup)  # 3.
         probes = {name: _probe_subprocess(path, runs=3) for name, path in plan.files.items()}  # 4.
         profiles = _profiles(plan, threads["onnxruntime"], runs) if profile else None  # 6.
-    host = describe(threads, {**tool_versions(), "onnxruntime": _version("onnxruntime")})
+    kernels = probe_kernels(threads["executorch"])  # 7. what this host's kernels reach per kind
+    host = describe(threads, {**tool_versions(), "onnxruntime": _version("onnxruntime")}, kernels)
     bench = Bench(
         schema=BENCH_SCHEMA_VERSION,
         models=tuple(models),
@@ -258,7 +260,7 @@ def run_bench(
         not_run=plan.skipped,
         resize=_resize_cost(plan, entries, bgr, runs, warmup),  # 5.
     )
-    target = out or manifest_path.parent / BENCH_NAME  # 7. and its JSON Schema beside it
+    target = out or manifest_path.parent / BENCH_NAME  # 8. and its JSON Schema beside it
     title = f"rne-export bench.json, schema {BENCH_SCHEMA_VERSION}"
     write_with_schema(target, bench, target.parent / BENCH_SCHEMA_NAME, title)
     print(table(bench))
@@ -501,6 +503,7 @@ def table(bench: Bench) -> str:
     from tabulate import tabulate
 
     from .host import label
+    from .kernels import lines as kernel_lines
 
     def num(v: float | None, fmt: str) -> str:
         return "-" if v is None else format(v, fmt)
@@ -527,7 +530,8 @@ def table(bench: Bench) -> str:
         *("engine", "median ms", "x eager", "x ort fp32", "x ort int8", "x fp32", "load ms", "peak MB"),
         *("GMAC", "GMAC/s", "% peak"),
     )
-    lines = [f"host: {label(bench.host)}; threads {bench.host.threads}"]
+    h = bench.host
+    lines = [f"host: {label(h)}, {h.cores or '?'} physical cores; threads {h.threads}"]
     if (pk := bench.host.peak) is not None:
         lines.append(
             f"peak: {pk.cores} cores x {pk.clock_ghz:.2f} GHz ({pk.clock_source}) x {pk.fp32_macs_per_cycle} fp32 / "
@@ -535,6 +539,8 @@ def table(bench: Bench) -> str:
             f"{pk.int8_gmacs:.0f} int8 GMAC/s"
         )
     lines.append(tabulate(rows, headers=heads, tablefmt="plain", disable_numparse=True))
+    if h.kernels:
+        lines += ["kernels on this host (one convolution per kind, seeded weights; median):", *kernel_lines(h.kernels)]
     for name, why in bench.not_run.items():
         lines.append(f"{name}: not run here ({why})")
     for name, a in bench.int8_accuracy.items():

@@ -404,6 +404,14 @@ def _host_bench(title: str, b: Bench) -> list[str]:
             f"{pk.int8_macs_per_cycle} int8 MAC per cycle per core, assumed from the instruction sets ({pk.isa_basis}): "
             f"{pk.fp32_gmacs:.0f} fp32 and {pk.int8_gmacs:.0f} int8 GMAC/s; int8 engines are set against int8's."
         )
+    if h.kernels:
+        lines += [
+            "\nWhat this host's kernels reach, one convolution per kind (seeded weights, medians): XNNPACK picks "
+            "its micro-kernels by instruction set, so the same file's balance differs from host to host.\n",
+            "| engine | kind | shape | median ms | GMAC/s |",
+            "| --- | --- | --- | --- | --- |",
+            *(f"| {k.engine} | {k.kind} | {k.shape} | {k.median_ms:.2f} | {k.gmacs:.1f} |" for k in h.kernels),
+        ]
     for name, a in b.int8_accuracy.items():
         lines.append(
             f"\n`{name}` vs eager fp32, worst held-apart photo: {a.snr_vs_noise_db:+.1f} dB vs sensor "

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .records import BenchHost, HostPeak
+from .records import BenchHost, HostPeak, KernelRate
 
 # The instruction sets XNNPACK, MLAS (ONNX Runtime) and oneDNN (PyTorch) choose kernels by, as
 # /proc/cpuinfo (x86) and Linux's arm64 hwcaps name them; everything else in the flag list is noise here.
@@ -68,18 +68,37 @@ def isa() -> list[str]:
     return [f for f in known if f in flags]
 
 
-def describe(threads: dict[str, int], versions: dict[str, str]) -> BenchHost:
-    """bench.json's `host`: `threads` as each engine was configured (torch, executorch, onnxruntime)."""
+def physical_cores() -> int | None:
+    """Physical cores: distinct (package, core) pairs in Linux's topology, macOS's hw.physicalcpu."""
+    if sys.platform == "darwin":
+        n = _sysctl("-n", "hw.physicalcpu")
+        return int(n) if n.isdigit() else None
+    pairs = set()
+    for topology in Path("/sys/devices/system/cpu").glob("cpu[0-9]*/topology"):
+        try:
+            pairs.add(((topology / "physical_package_id").read_text(), (topology / "core_id").read_text()))
+        except OSError:
+            continue
+    return len(pairs) or None
+
+
+def describe(threads: dict[str, int], versions: dict[str, str], kernels: tuple[KernelRate, ...] = ()) -> BenchHost:
+    """bench.json's `host`: `threads` as each engine was configured (torch, executorch, onnxruntime);
+    `kernels`: the kernel probe (export.kernels), whose GEMM rate is a floor under the clock."""
     found = tuple(isa())
+    cores = threads.get("executorch", os.cpu_count() or 1)
+    gemm = max((k.gmacs for k in kernels if k.engine == "torch" and k.threads == cores), default=None)
     return BenchHost(
         os=f"{platform.system()} {platform.release()}",
         machine=platform.machine(),
         cpu=cpu_model(),
         isa=found,
         cpus=os.cpu_count(),
+        cores=physical_cores(),
         threads=threads,
         versions=versions,
-        peak=peak(found, threads.get("executorch", os.cpu_count() or 1)),
+        peak=peak(found, cores, gemm),
+        kernels=kernels,
     )
 
 
@@ -117,13 +136,19 @@ def clock_ghz() -> tuple[float, str]:
     return ASSUMED_GHZ, f"assumed {ASSUMED_GHZ} GHz: the OS does not say"
 
 
-def peak(found: tuple[str, ...], cores: int) -> HostPeak | None:
-    """The host's peak MAC rate for `cores` threads, or None for instruction sets not in PER_CYCLE."""
+def peak(found: tuple[str, ...], cores: int, gemm_gmacs: float | None = None) -> HostPeak | None:
+    """The host's peak MAC rate for `cores` threads, or None for instruction sets not in PER_CYCLE.
+    `gemm_gmacs`, a measured fp32 GEMM rate on `cores` threads, is a floor: a clock the OS reports
+    below what that GEMM needs (a VM's nominal clock under boost) is raised to it, and says so."""
     row = next((r for r in PER_CYCLE if r[0] in found), None)
     if row is None or cores < 1:
         return None
     _, fp32, int8, basis = row
     ghz, source = clock_ghz()
+    if gemm_gmacs is not None and gemm_gmacs / (cores * fp32) > ghz:
+        needed = gemm_gmacs / (cores * fp32)
+        source = f"measured floor: torch's fp32 GEMM ran {gemm_gmacs:.1f} GMAC/s, which needs >= {needed:.2f} GHz ({source} said {ghz:.2f})"
+        ghz = needed
     return HostPeak(cores, round(ghz, 3), source, fp32, int8, basis, cores * ghz * fp32, cores * ghz * int8)
 
 

@@ -456,7 +456,7 @@ class Published:
 
 # --- bench.json: one `make bench` run on one host (the card's host benchmark sections) -----------
 
-BENCH_SCHEMA_VERSION: Literal[4] = 4
+BENCH_SCHEMA_VERSION: Literal[5] = 5
 BENCH_NAME, BENCH_SCHEMA_NAME = "bench.json", "bench.schema.json"
 
 
@@ -477,16 +477,31 @@ class HostPeak:
 
 
 @dataclass(frozen=True)
+class KernelRate:
+    """One convolution (or GEMM) of a fixed shape timed in one engine on this host (export.kernels)."""
+
+    __pydantic_config__ = STRICT
+    engine: str  # xnnpack (as ExecuTorch lowers it), onnxruntime, torch
+    kind: str  # "fp32 3x3 convolution", "… as 9 1x1 taps", "fp32 1x1 convolution", "fp32 GEMM"
+    shape: str
+    threads: int
+    median_ms: float
+    gmacs: float
+
+
+@dataclass(frozen=True)
 class BenchHost:
     __pydantic_config__ = STRICT
     os: str
     machine: str
     cpu: str
     isa: tuple[str, ...]  # the SIMD extensions found (export.host.isa)
-    cpus: int | None
+    cpus: int | None  # logical CPUs the OS reports
+    cores: int | None  # physical cores (hyper-threads share one core's SIMD units); None: the OS does not say
     threads: dict[str, int]  # as each engine was configured: torch, executorch, onnxruntime
     versions: dict[str, str]  # python, the tool packages, onnxruntime
     peak: HostPeak | None = None  # None: no per-cycle figure known for this CPU's instruction sets
+    kernels: tuple[KernelRate, ...] = ()  # the kernel probe: what this host's kernels reach per kind
 
 
 @dataclass(frozen=True)
@@ -533,7 +548,7 @@ class ResizeCost:
 @dataclass(frozen=True)
 class Bench:
     __pydantic_config__ = STRICT
-    schema: Literal[4]
+    schema: Literal[5]
     models: tuple[str, ...]
     input: str
     runs: int

@@ -81,6 +81,29 @@ def test_bench_measures_every_engine_in_one_run(benched):
     assert f"host: {host['cpu']}" in proc.stdout and "x ort int8" in proc.stdout
 
 
+def test_bench_records_what_this_host_s_kernels_reach(benched):
+    """The kernel probe: XNNPACK's and ONNX Runtime's 3x3 and 1x1 convolution and torch's GEMM, each
+    rate the shape's MACs over its median; the host's physical cores beside its logical CPUs; the
+    peak's clock is never below what the measured GEMM needs."""
+    from export.kernels import SHAPES
+
+    _, bench, proc = benched
+    host = bench["host"]
+    assert 1 <= host["cores"] <= host["cpus"]
+    rates = {(k["engine"], k["kind"]): k for k in host["kernels"]}
+    wanted = {(e, f"fp32 {kind}") for e in ("xnnpack", "onnxruntime") for kind, *_ in SHAPES} | {("torch", "fp32 GEMM")}
+    assert set(rates) == wanted | {("xnnpack", "fp32 3x3 convolution as 9 1x1 taps")}
+    for (engine, kind), k in rates.items():
+        assert k["threads"] == host["threads"]["executorch"] and k["median_ms"] > 0
+        if engine != "torch":
+            _, cin, cout, ksize, side = next(s for s in SHAPES if kind.startswith(f"fp32 {s[0]}"))
+            assert k["gmacs"] == pytest.approx(
+                side * side * cin * cout * ksize * ksize / k["median_ms"] / 1e6, rel=1e-2
+            )
+    assert host["peak"]["fp32_gmacs"] >= rates[("torch", "fp32 GEMM")]["gmacs"] * 0.999
+    assert "kernels on this host" in proc.stdout and "fp32 3x3 convolution" in proc.stdout
+
+
 # TinySegNet at 32x32 by hand: conv 3->16 3x3 stride 2 (16x16 out), conv 16->32 3x3 (16x16), classifier 32->21 1x1
 TINY_MACS = 16 * 16 * 16 * (3 * 3 * 3) + 32 * 16 * 16 * (16 * 3 * 3) + 21 * 16 * 16 * 32
 
