@@ -1,8 +1,10 @@
 """Multiply-accumulates of an exported program, per kind of op, read from the graph's own shapes:
 the work a file asks of the CPU, so a latency can be set against what the CPU can do (bench.json's
-GMAC/s and share of peak). Convolutions a rewrite trimmed (export.rewrite) are counted as traced:
-the taps that only read padding are not there. Elementwise ops, pooling and resizes are not
-multiply-accumulates and are left out (they are memory-bound)."""
+GMAC/s and share of peak). A convolution counts only the (output, tap) pairs that read inside its
+input: a tap on zero padding is not work, and kernels differ in whether they skip it (ONNX Runtime's
+NCHWc does; XNNPACK's IGEMM does not, hence export.rewrite). So a stock graph and its trimmed form
+count the same, and every engine running one model is set against the same work. Elementwise ops,
+pooling and resizes are not multiply-accumulates and are left out (they are memory-bound)."""
 
 from __future__ import annotations
 
@@ -28,13 +30,38 @@ def _shape(node: Any) -> tuple[int, ...] | None:
     return tuple(int(s) for s in val.shape) if val is not None and hasattr(val, "shape") else None
 
 
-def _conv(node, transposed: bool) -> int:
+def _inside(size: int, out: int, k: int, stride: int, pad: int, dilation: int) -> int:
+    """Along one axis: the (output, tap) pairs whose input index o·stride − pad + t·dilation is inside."""
+    return sum(sum(1 for o in range(out) if 0 <= o * stride - pad + t * dilation < size) for t in range(k))
+
+
+def _per_axis(value: Any, axes: int, default: int) -> list[int]:
+    if value is None:
+        return [default] * axes
+    values = [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]
+    return values * axes if len(values) == 1 else values
+
+
+def _conv(node, name: str, transposed: bool) -> int:
     x, w, out = _shape(node.args[0]), _shape(node.args[1]), _shape(node)
     if x is None or w is None or out is None:
         return 0
     if transposed:  # weight [Cin, Cout/groups, kh, kw]: each input element feeds Cout/groups · k taps
         return math.prod(x) * math.prod(w[1:])
-    return math.prod(out) * math.prod(w[1:])  # weight [Cout, Cin/groups, kh, kw]
+    # weight [Cout, Cin/groups, *k]; convolution(x, w, b, stride, padding, dilation, ...), conv2d(x, w, b,
+    # stride, padding, dilation, groups), padding possibly "same" / "valid"
+    args = list(node.args) + [None] * 6
+    axes, kernel = len(w) - 2, w[2:]
+    stride = _per_axis(args[3], axes, 1)
+    dilation = _per_axis(args[5], axes, 1)
+    if args[4] == "valid":
+        pad = [0] * axes
+    elif args[4] == "same":
+        pad = [d * (k - 1) // 2 for k, d in zip(kernel, dilation, strict=True)]
+    else:
+        pad = _per_axis(args[4], axes, 0)
+    pairs = math.prod(_inside(x[2 + i], out[2 + i], kernel[i], stride[i], pad[i], dilation[i]) for i in range(axes))
+    return out[0] * out[1] * w[1] * pairs
 
 
 def _matmul(node, name: str) -> int:
@@ -58,10 +85,10 @@ def count(program: Any) -> dict[str, int]:
             continue
         if kind == "conv":
             transposed = name == "convolution" and bool(node.args[6]) if len(node.args) > 6 else False
-            macs = _conv(node, transposed)
+            macs = _conv(node, name, transposed)
             kind = "conv_transpose" if transposed else kind
         elif kind == "conv_transpose":
-            macs = _conv(node, True)
+            macs = _conv(node, name, True)
         else:
             macs = _matmul(node, name)
         out[kind] = out.get(kind, 0) + macs
