@@ -7,11 +7,11 @@ half its 1x1 GEMM's rate, on an AVX-512 Xeon the reverse (bench.json host.kernel
 from __future__ import annotations
 
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from .records import KernelRate
+from .timing import interleaved, medians
 
 # (kind, input channels, output channels, kernel, map side): DeepLabV3-ResNet50's layer4 3x3 and a
 # 2048->512 1x1 at 224x224 (28x28 map, output stride 8)
@@ -20,18 +20,7 @@ SHAPES = (
     ("1x1 convolution", 2048, 512, 1, 28),
 )
 GEMM_SIDE = 1024  # torch's fp32 matmul: oneDNN/MKL's rate bounds what a kernel here can reach
-RUNS = 9
-
-
-def _median_ms(fn: Callable[[], object], runs: int = RUNS) -> float:
-    for _ in range(2):
-        fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return sorted(times)[len(times) // 2] * 1e3
+RUNS = 15  # interleaved per shape, as bench times its engines
 
 
 def _xnnpack(conv, x) -> Callable[[], object]:
@@ -75,8 +64,9 @@ def probe(threads: int) -> tuple[KernelRate, ...]:
             ]
             if k > 1:  # the same sum as k*k 1x1 convolutions over shifted windows (XNNPACK: GEMM, not IGEMM)
                 runs.append(("xnnpack", f"{kind} as {k * k} 1x1 taps", _xnnpack(TrimmedConv(conv, side, side), x)))
-            for engine, what, run in runs:
-                ms = _median_ms(run)
+            med = medians(interleaved({str(i): run for i, (_, _, run) in enumerate(runs)}, RUNS, 2))
+            for i, (engine, what, _) in enumerate(runs):
+                ms = med[str(i)]
                 rates.append(
                     KernelRate(engine, f"fp32 {what}", shape, threads, round(ms, 3), round(macs / ms / 1e6, 1))
                 )
@@ -84,7 +74,7 @@ def probe(threads: int) -> tuple[KernelRate, ...]:
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
-            ms = _median_ms(lambda: a @ a)
+            ms = medians(interleaved({"gemm": lambda: a @ a}, RUNS, 2))["gemm"]
         finally:
             torch.set_num_threads(before)
         shape = f"{GEMM_SIDE}x{GEMM_SIDE} @ {GEMM_SIDE}x{GEMM_SIDE}"
