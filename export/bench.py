@@ -557,7 +557,8 @@ def table(bench: Bench) -> str:
     lines.append(
         "ratios: median latency / median latency of eager fp32, ONNX Runtime fp32 (same wrapped model), "
         "ONNX Runtime int8 (its static QDQ model, same calibration photos; int8 files), the fp32 file; < 1 is faster. "
-        "GMAC: the engine's program's multiply-accumulates (files: as traced, trimmed taps left out); % peak: its "
+        "GMAC: the multiply-accumulates of the engine's program, taps that read padding left out (the same work for "
+        "every engine of a model); % peak: its "
         "GMAC/s over the host's peak for its precision"
     )
     return "\n".join(lines)

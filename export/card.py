@@ -399,7 +399,8 @@ def _host_bench(title: str, b: Bench) -> list[str]:
         )
     if (pk := h.peak) is not None:
         lines.append(
-            f"\nGMAC: each engine's program's multiply-accumulates (a file's as traced, after its graph rewrites). "
+            f"\nGMAC: the multiply-accumulates of each engine's program, taps that read padding left out (the same work "
+            f"for every engine of a model). "
             f"Peak: {pk.cores} cores × {pk.clock_ghz:.2f} GHz ({pk.clock_source}) × {pk.fp32_macs_per_cycle} fp32 / "
             f"{pk.int8_macs_per_cycle} int8 MAC per cycle per core, assumed from the instruction sets ({pk.isa_basis}): "
             f"{pk.fp32_gmacs:.0f} fp32 and {pk.int8_gmacs:.0f} int8 GMAC/s; int8 engines are set against int8's."
