@@ -36,7 +36,7 @@ def _xnnpack(conv, x) -> Callable[[], object]:
 
 
 def _onnxruntime(conv, x, threads: int, folder: Path) -> Callable[[], object]:
-    from .bench import onnx_fp32, ort_session
+    from .onnx_peer import onnx_fp32, ort_session
 
     session = ort_session(onnx_fp32(conv, x, folder / "conv.onnx")[0], threads)
     feed = {session.get_inputs()[0].name: x.numpy()}
