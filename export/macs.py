@@ -30,7 +30,7 @@ def _shape(node: Any) -> tuple[int, ...] | None:
     return tuple(int(s) for s in val.shape) if val is not None and hasattr(val, "shape") else None
 
 
-def _inside(size: int, out: int, k: int, stride: int, pad: int, dilation: int) -> int:
+def pairs_inside(size: int, out: int, k: int, stride: int, pad: int, dilation: int) -> int:
     """Along one axis: the (output, tap) pairs whose input index o·stride − pad + t·dilation is inside."""
     return sum(sum(1 for o in range(out) if 0 <= o * stride - pad + t * dilation < size) for t in range(k))
 
@@ -42,7 +42,7 @@ def _per_axis(value: Any, axes: int, default: int) -> list[int]:
     return values * axes if len(values) == 1 else values
 
 
-def _conv(node, name: str, transposed: bool) -> int:
+def _conv(node, transposed: bool) -> int:
     x, w, out = _shape(node.args[0]), _shape(node.args[1]), _shape(node)
     if x is None or w is None or out is None:
         return 0
@@ -60,7 +60,9 @@ def _conv(node, name: str, transposed: bool) -> int:
         pad = [d * (k - 1) // 2 for k, d in zip(kernel, dilation, strict=True)]
     else:
         pad = _per_axis(args[4], axes, 0)
-    pairs = math.prod(_inside(x[2 + i], out[2 + i], kernel[i], stride[i], pad[i], dilation[i]) for i in range(axes))
+    pairs = math.prod(
+        pairs_inside(x[2 + i], out[2 + i], kernel[i], stride[i], pad[i], dilation[i]) for i in range(axes)
+    )
     return out[0] * out[1] * w[1] * pairs
 
 
@@ -85,10 +87,10 @@ def count(program: Any) -> dict[str, int]:
             continue
         if kind == "conv":
             transposed = name == "convolution" and bool(node.args[6]) if len(node.args) > 6 else False
-            macs = _conv(node, name, transposed)
+            macs = _conv(node, transposed)
             kind = "conv_transpose" if transposed else kind
         elif kind == "conv_transpose":
-            macs = _conv(node, name, True)
+            macs = _conv(node, True)
         else:
             macs = _matmul(node, name)
         out[kind] = out.get(kind, 0) + macs

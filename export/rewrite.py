@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .macs import pairs_inside
+
 # why 0.7: rewrite only when at most 70 % of the taps' multiply-adds touch the map. ASPP at
 # 224x224 is at 51 % (rate 12), 17 % (24) and 11 % (36); the backbone's rate-2/4 convolutions are at
 # 86-93 %, where eight extra pad+add ops would cost more than the zeros they skip.
@@ -73,8 +75,7 @@ class TrimmedConv(nn.Module):
 def useful_share(conv: nn.Conv2d, h: int, w: int) -> float:
     """The share of a convolution's multiply-adds that read inside an h x w map (the rest read padding)."""
     (kh, kw), (dh, dw), (ph, pw) = _geometry(conv)
-    rows = sum(max(0, min(h, h - (ky * dh - ph)) - max(0, ph - ky * dh)) for ky in range(kh))
-    cols = sum(max(0, min(w, w - (kx * dw - pw)) - max(0, pw - kx * dw)) for kx in range(kw))
+    rows, cols = pairs_inside(h, h, kh, 1, ph, dh), pairs_inside(w, w, kw, 1, pw, dw)  # stride 1, "same": out = in
     return rows * cols / (kh * kw * h * w)
 
 
