@@ -62,8 +62,8 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check
 	$(VENV)/bin/mypy
 
-# TEST_WORKERS: pytest-xdist workers. Each takes whole units (tests/conftest.py): a test file (its
-# module fixtures build once), or all the real-architecture files (*_slow.py), in turn on one worker
+# TEST_WORKERS: pytest-xdist workers. Each takes whole test files (its module fixtures build once) and
+# computes on its share of the cores (tests/conftest.py, RNE_EXPORT_THREADS)
 TEST_WORKERS ?= 2
 PYTEST := $(PY) -m pytest -q -rfEs -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 

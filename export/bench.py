@@ -46,6 +46,7 @@ from .records import (
     ResizeCost,
     write_with_schema,
 )
+from .threads import executorch_threads
 from .timing import interleaved, medians
 
 PHOTO = "chelsea"  # why: a real photo at a size the hook typically gets (451x300)
@@ -96,16 +97,17 @@ def probe(artifact: Path, runs: int) -> dict:
     """In a fresh process: load time and peak RSS increment of one .pte (load + `runs` inferences)."""
     import numpy as np
     import torch
-    from executorch.runtime import Runtime
 
-    runtime = Runtime.get()  # the runtime itself is not the artifact's cost
-    meta_program = runtime.load_program(artifact)
+    from .threads import runtime
+
+    rt = runtime()  # the runtime itself is not the artifact's cost
+    meta_program = rt.load_program(artifact)
     shape = meta_program.metadata("forward").input_tensor_meta(0).sizes()
     del meta_program
     x = torch.from_numpy(np.random.default_rng(0).random(shape, dtype=np.float32))
     rss0 = _vm("VmRSS")
     t0 = time.perf_counter()
-    method = runtime.load_program(artifact).load_method("forward")
+    method = rt.load_program(artifact).load_method("forward")
     load_s = time.perf_counter() - t0
     for _ in range(runs):
         method.execute([x])
@@ -170,13 +172,12 @@ def run_bench(
     7. the host's kernel probe (export.kernels), 8. write bench.json (and profile.json / profile.png)."""
     entries, models = _bench_request(manifest_path, config)  # 1. its problems before torch is imported
     import torch
-    from executorch.extension.pybindings.portable_lib import _threadpool_get_thread_count
 
     from .host import describe
     from .kernels import probe as probe_kernels
     from .preprocess import load_photo
 
-    threads = {"torch": torch.get_num_threads(), "executorch": _threadpool_get_thread_count()}
+    threads = {"torch": torch.get_num_threads(), "executorch": executorch_threads()}
     threads["onnxruntime"] = threads["executorch"]
     bgr = load_photo(PHOTO)
     with tempfile.TemporaryDirectory() as tmp:
@@ -301,16 +302,16 @@ def _plan_baselines(plan: Plan, setup: Setup, cfg: ModelConfig, module, variants
 
 def _plan_files(plan: Plan, setup: Setup, cfg: ModelConfig, files: dict[str, Entry], x, refs: dict, keys) -> None:
     """The group's files this host runs (checked against the manifest), each with its baselines."""
-    from executorch.runtime import Runtime
+    from .threads import runtime
 
-    runtime = Runtime.get()
+    rt = runtime()
     eager_key, ort_key, ort8_key = keys
     for name, e in files.items():
         if not runs_here(e.delegate):
             plan.skipped[name] = f"{e.delegate} is not in this ExecuTorch runtime"
             continue
         pte, _ = checked_files(setup.folder, name, e)
-        method = runtime.load_program(pte).load_method("forward")
+        method = rt.load_program(pte).load_method("forward")
         plan.files[name], plan.inputs[name] = pte, x
         plan.engines[name] = functools.partial(method.execute, [x])
         plan.baseline[name] = (eager_key, ort_key, ort8_key if e.precision == "int8" else ort_key)

@@ -32,6 +32,9 @@ def verify_bundle(path: Path, n_cases: int, atol: float, rtol: float, artifact: 
     bundled expected output (|got - want| <= atol + rtol*|want|)."""
     from executorch.extension.pybindings.portable_lib import _load_bundled_program_from_buffer
 
+    from .threads import executorch_threads
+
+    executorch_threads()
     bundle = _load_bundled_program_from_buffer(path.read_bytes())
     for i in range(n_cases):
         try:  # loads bundled input i, runs the method, compares with bundled expected output i

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import threads
 from .config import BACKENDS, CONTRACTS, ModelConfig, find_config, list_configs, load_config
 from .data import CONFIGS, cache_root
 from .errors import ExportError
@@ -710,6 +711,11 @@ def main(argv: list[str] | None = None) -> int:
     given = sys.argv[1:] if argv is None else argv
     args = _parser(help_wanted=bool({"-h", "--help"} & set(given)) or not given).parse_args(argv)
     args.argv = argv
+    try:
+        threads.apply()  # before torch is imported
+    except ExportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
     with _terminal_for_the_tool(args.command, args.verbose):
         return _dispatch(args)
 

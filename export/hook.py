@@ -114,7 +114,8 @@ class SegmentationModel:
 
     def __init__(self, pte: str | Path, contract: str | None = None, labels: list[str] | None = None):
         import torch  # the ExecuTorch runtime's tensors; imported here so image helpers stay light
-        from executorch.runtime import Runtime
+
+        from .threads import runtime
 
         self._torch = torch
         self.path = Path(pte)
@@ -145,9 +146,9 @@ class SegmentationModel:
         if missing:
             raise ExportError(
                 f"{self.path.name} needs {', '.join(missing)}, which this ExecuTorch runtime does not have "
-                f"(it has {', '.join(Runtime.get().backend_registry.registered_backend_names)}); Core ML runs only on Apple platforms"
+                f"(it has {', '.join(runtime().backend_registry.registered_backend_names)}); Core ML runs only on Apple platforms"
             )
-        program = Runtime.get().load_program(self.path)
+        program = runtime().load_program(self.path)
         meta = program.metadata("forward")
         _, _, self.height, self.width = meta.input_tensor_meta(0).sizes()
         self.num_classes = meta.output_tensor_meta(0).sizes()[1]

@@ -166,6 +166,6 @@ def host_description() -> str:
 def runs_here(delegate: str) -> bool:
     """Is the delegate (e.g. XnnpackBackend, CoreMLBackend) in this host's ExecuTorch runtime? Core ML
     is only in the macOS arm64 wheels: on Linux its files are lowered and checked but never run."""
-    from executorch.runtime import Runtime  # the runtime loads native kernels: only callers that run files
+    from .threads import runtime  # the runtime loads native kernels: only callers that run files
 
-    return Runtime.get().backend_registry.is_available(delegate)
+    return runtime().backend_registry.is_available(delegate)

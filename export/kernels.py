@@ -27,11 +27,12 @@ def _xnnpack(conv, x) -> Callable[[], object]:
     import torch
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
-    from executorch.runtime import Runtime
+
+    from .threads import runtime
 
     program = torch.export.export(conv, (x,))
     buffer = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer
-    method = Runtime.get().load_program(buffer).load_method("forward")
+    method = runtime().load_program(buffer).load_method("forward")
     return lambda: (buffer, method.execute([x]))  # the method reads the buffer: keep it alive
 
 

@@ -119,6 +119,9 @@ def profile_pte(path: Path, x, runs: int) -> EngineProfile:
     from executorch.devtools import Inspector
     from executorch.extension.pybindings.portable_lib import _load_for_executorch
 
+    from .threads import executorch_threads
+
+    executorch_threads()
     module = _load_for_executorch(str(path), enable_etdump=True, debug_buffer_size=0)
     with tempfile.TemporaryDirectory() as tmp:
         # the tracer keeps every run, the first (weight packing) too: medians leave it out

@@ -350,12 +350,12 @@ def accuracy_gate(
 ) -> AccuracyVerdict:
     """The int8 file vs eager fp32 on held-apart photos (app preprocessing), each photo also fed
     to fp32 with sensor noise so the gated metrics are relative to the model's own stability."""
-    from executorch.runtime import Runtime
+    from .threads import runtime
 
     which, bounds = bounds_for(cfg, weights_kind)
     spec = cfg.accuracy
     assert spec is not None, "the loader refuses int8 variants without `accuracy`"
-    method = Runtime.get().load_program(path).load_method("forward")
+    method = runtime().load_program(path).load_method("forward")
     per_image = eager_accuracy(
         lambda x: method.execute([x])[0].clone(),
         fp32_references(eager_fp32, accuracy_inputs(cfg, variant)),

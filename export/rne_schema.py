@@ -172,12 +172,12 @@ def _params(count: int, meta_of, where: str) -> list[dict]:
 def program_spec(pte: str | Path, method: str = "forward", name: str | None = None) -> dict:
     """The file's ModelSpec<ConcreteDim> for `method`, as RNE's native loader builds it. `name`:
     what errors call the file (default: its file name)."""
-    from executorch.runtime import Runtime
+    from .threads import runtime
 
     path = Path(pte)
     name = name or path.name
     try:
-        program = Runtime.get().load_program(path)
+        program = runtime().load_program(path)
     except (OSError, RuntimeError, ValueError) as e:
         raise ExportError(f"{path}: cannot load it as an ExecuTorch program ({e})") from None
     if method not in program.method_names:

@@ -32,9 +32,9 @@ def medians(times: dict[str, list[float]]) -> dict[str, float]:
 def latency_ratio(int8_path: Path, fp32_path: Path, example, runs: int = 5) -> LatencyRecord:
     """Median latency of the int8 file over its fp32 sibling, interleaved in this process (the
     build's record; `bench` times every engine the same way)."""
-    from executorch.runtime import Runtime
+    from .threads import runtime
 
-    rt = Runtime.get()
+    rt = runtime()
     methods = {k: rt.load_program(p).load_method("forward") for k, p in (("int8", int8_path), ("fp32", fp32_path))}
     med = medians(interleaved({k: functools.partial(m.execute, [example]) for k, m in methods.items()}, runs, 1))
     return LatencyRecord(med["int8"] / med["fp32"], None, med["int8"], med["fp32"], runs, fp32_path.name)

@@ -21,7 +21,6 @@ from typing import Literal
 
 import torch
 from executorch.exir._serialize._program import deserialize_pte_binary
-from executorch.runtime import Runtime
 
 from .config import BACKENDS, ModelConfig, Tolerances, Variant
 from .errors import ExportError, GateError
@@ -29,6 +28,7 @@ from .host import runs_here
 from .metrics import compare, worst_of
 from .preprocess import normalize_unit_input, photo_inputs
 from .records import Metrics, ParityRecord, RneSchemaRecord, check
+from .threads import runtime
 
 _DTYPE_FLOAT = 6  # executorch ScalarType::Float
 STATIC_CHECKS = ("delegate ids", "input/output shapes and dtypes")
@@ -79,7 +79,7 @@ def check_program(path: Path, cfg: ModelConfig, variant: Variant) -> None:
     ids = delegate_ids(path.read_bytes(), name)
     if not ids or any(i != backend_id for i in ids):
         raise GateError(f"delegation gate: {name}: delegates in file are {ids or 'none'}, expected only {backend_id}")
-    meta = Runtime.get().load_program(path).metadata("forward")
+    meta = runtime().load_program(path).metadata("forward")
     want_in = (1, 3, variant.input.height, variant.input.width)
     want_out = (1, cfg.model.num_classes, variant.input.height, variant.input.width)
     if meta.num_inputs() != 1:
@@ -107,7 +107,7 @@ def rne_schema_gate(path: Path, cfg: ModelConfig, variant: Variant, artifact: st
 
 def executed(path: Path):
     """x -> the file's output 0, run by this host's ExecuTorch runtime."""
-    method = Runtime.get().load_program(path).load_method("forward")
+    method = runtime().load_program(path).load_method("forward")
     # clone: the output lives in the program's planned memory, overwritten by the next execute
     # contiguous: the runtime reads the raw buffer as NCHW whatever the tensor's strides say
     return lambda x: method.execute([x.contiguous()])[0].clone()

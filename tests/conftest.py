@@ -7,6 +7,12 @@ import shutil
 
 # The local Hub server speaks LFS, not Xet: must be set before huggingface_hub is imported.
 os.environ["HF_HUB_DISABLE_XET"] = "1"
+# Each test worker computes on its share of the cores, its `export` child processes too (export.threads):
+# thread pools that spin on cores the other worker needs slow both. Set before torch is imported.
+os.environ.setdefault(
+    "RNE_EXPORT_THREADS",
+    str(max(1, len(os.sched_getaffinity(0)) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))),
+)
 import subprocess
 import sys
 from collections.abc import Callable
@@ -72,30 +78,38 @@ def token_leaks(token: str, texts: list[tuple[str, str]], folder: Path) -> list[
     return found
 
 
-# The real-architecture builds, one after another on one test worker: two at once on 2 cores are
-# slower than in turn (each runtime's thread pool spins on both cores), while the other worker runs
-# the rest. Measured at caed376 with both DeepLab builds side by side: 417 s and 433 s, against
-# 179 s and 152 s in turn. Those files are named *_slow.py.
-REAL_ARCHITECTURE = "real architecture"
-
-
 def pytest_xdist_make_scheduler(config, log):
-    """make test's two workers (pytest-xdist) take whole units: a test file (its module fixtures
-    build once), or every *_slow.py file together, in turn on one worker."""
+    """make test's workers (pytest-xdist) take whole test files: a file's module fixtures build once.
+    The real-architecture files (*_slow.py) run side by side, one per worker at its share of the
+    cores (RNE_EXPORT_THREADS above): their builds are mostly one-threaded Python (the slow tier
+    alone: 117 % CPU on 2 cores)."""
     from xdist.scheduler import LoadScopeScheduling
 
     class ByFile(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            file = nodeid.split("::", 1)[0]
-            return REAL_ARCHITECTURE if file.endswith("_slow.py") else file
+            return nodeid.split("::", 1)[0]
 
     return ByFile(config, log)
 
 
+# The longest files first, so no long one starts last (each alone on 2 idle cores, pytest --durations, 22f8587)
+LONGEST_FIRST = (
+    "test_sources_slow.py",  # 648 s
+    "test_deeplab_realistic_slow.py",  # 497 s
+    "test_deeplab_slow.py",  # 401 s
+    "test_configs_slow.py",  # 317 s
+    "test_installed.py",
+    "test_compat.py",
+    "test_crash.py",
+    "test_bench_card.py",
+)
+
+
 def pytest_collection_modifyitems(items):
-    """The real-architecture files first, so their unit starts at once. Stable: files and the tests
-    inside them keep their order."""
-    items.sort(key=lambda item: not item.path.name.endswith("_slow.py"))
+    """LONGEST_FIRST's files first, in that order, then the rest. Stable: the tests inside a file keep
+    their order."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 def pytest_runtest_logreport(report):

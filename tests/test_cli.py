@@ -221,3 +221,31 @@ def test_check_urls_does_not_retry_a_refused_connection(tmp_path, monkeypatch, c
     monkeypatch.setattr(time, "sleep", sleeps.append)
     assert cli.main(["check-urls", str(module)]) == 4
     assert sleeps == [] and "Connection refused" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", ["0", "two", "-1", "1.5"])
+def test_a_thread_limit_that_is_not_a_count_is_one_error(bad, tmp_path):
+    proc = run_cli("build", "--config", str(TINY), "--out", str(tmp_path / "o"), env={"RNE_EXPORT_THREADS": bad})
+    assert proc.returncode == 2
+    line = _one_error_line(proc)
+    assert f"RNE_EXPORT_THREADS={bad!r}" in line and "whole number >= 1" in line
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_the_thread_limit_sizes_torch_and_the_executorch_threadpool(n):
+    """What a process started with RNE_EXPORT_THREADS=n computes on. 1: below this CI's 2 cores, for
+    both; 3: above them, so ExecuTorch's count cannot be its own default (torch caps at the cores)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os; from export import threads; threads.apply(); import torch; threads.runtime(); "
+        "print(torch.get_num_threads(), threads.executorch_threads(), len(os.sched_getaffinity(0)))"
+    )
+    env = {**os.environ, "RNE_EXPORT_THREADS": str(n)}
+    env.pop("OMP_NUM_THREADS", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    torch_threads, executorch_threads, cores = map(int, out.split())
+    assert (torch_threads, executorch_threads) == (min(n, cores), n)

@@ -1,0 +1,62 @@
+"""How many compute threads this tool's processes use: every core by default, or RNE_EXPORT_THREADS
+(a runner shared with other jobs; the test suite gives each of its workers its share of the cores).
+torch and numpy's BLAS, ExecuTorch's threadpool and ONNX Runtime (bench) all take that count: a
+thread pool that spins on cores another process needs slows both (two DeepLab builds side by side
+on 2 cores: 121 s at one thread each against 195 s for the same two in turn at two threads)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from .errors import ExportError
+
+if TYPE_CHECKING:
+    from executorch.runtime import Runtime
+
+ENV = "RNE_EXPORT_THREADS"
+_executorch_done = False
+
+
+def limit() -> int | None:
+    """RNE_EXPORT_THREADS as a count, None when unset (every core)."""
+    raw = os.environ.get(ENV, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise ExportError(
+            f"{ENV}={raw!r} is not a thread count: set a whole number >= 1, or unset it to use every core"
+        )
+    return int(raw)
+
+
+def apply() -> int | None:
+    """The limit for torch and BLAS: through OMP_NUM_THREADS, which they read when they start (so this
+    runs before torch is imported), and torch's own setting when it already is."""
+    n = limit()
+    if n is not None:
+        os.environ["OMP_NUM_THREADS"] = str(n)
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(n)
+    return n
+
+
+def executorch_threads() -> int:
+    """ExecuTorch's threadpool sized to the limit (once, before any method runs); its thread count."""
+    global _executorch_done
+    from executorch.extension.pybindings.portable_lib import _threadpool_get_thread_count, _unsafe_reset_threadpool
+
+    n = limit()
+    if not _executorch_done and n is not None and _threadpool_get_thread_count() != n:
+        _unsafe_reset_threadpool(n)
+    _executorch_done = True
+    return _threadpool_get_thread_count()
+
+
+def runtime() -> Runtime:
+    """ExecuTorch's runtime, its threadpool sized first: every file this tool runs goes through here."""
+    from executorch.runtime import Runtime
+
+    executorch_threads()
+    return Runtime.get()
