@@ -711,17 +711,13 @@ def main(argv: list[str] | None = None) -> int:
     given = sys.argv[1:] if argv is None else argv
     args = _parser(help_wanted=bool({"-h", "--help"} & set(given)) or not given).parse_args(argv)
     args.argv = argv
-    try:
-        threads.apply()  # before torch is imported
-    except ExportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
     with _terminal_for_the_tool(args.command, args.verbose):
         return _dispatch(args)
 
 
 def _dispatch(args) -> int:
     try:
+        threads.apply()  # before torch is imported
         return {
             "build": _build,
             "publish": _publish,

@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     from executorch.runtime import Runtime
 
 ENV = "RNE_EXPORT_THREADS"
-_executorch_done = False
 
 
 def limit() -> int | None:
@@ -43,14 +42,13 @@ def apply() -> int | None:
 
 
 def executorch_threads() -> int:
-    """ExecuTorch's threadpool sized to the limit (once, before any method runs); its thread count."""
-    global _executorch_done
+    """ExecuTorch's threadpool sized to the limit (at the first call, before any method runs: later
+    calls find it sized); its thread count."""
     from executorch.extension.pybindings.portable_lib import _threadpool_get_thread_count, _unsafe_reset_threadpool
 
     n = limit()
-    if not _executorch_done and n is not None and _threadpool_get_thread_count() != n:
+    if n is not None and _threadpool_get_thread_count() != n:
         _unsafe_reset_threadpool(n)
-    _executorch_done = True
     return _threadpool_get_thread_count()
 
 

@@ -78,21 +78,8 @@ def token_leaks(token: str, texts: list[tuple[str, str]], folder: Path) -> list[
     return found
 
 
-def pytest_xdist_make_scheduler(config, log):
-    """make test's workers (pytest-xdist) take whole test files: a file's module fixtures build once.
-    The real-architecture files (*_slow.py) run side by side, one per worker at its share of the
-    cores (RNE_EXPORT_THREADS above): their builds are mostly one-threaded Python (the slow tier
-    alone: 117 % CPU on 2 cores)."""
-    from xdist.scheduler import LoadScopeScheduling
-
-    class ByFile(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            return nodeid.split("::", 1)[0]
-
-    return ByFile(config, log)
-
-
-# The longest files first, so no long one starts last (each alone on 2 idle cores, pytest --durations, 22f8587)
+# make test's workers take whole files in collection order (--dist loadfile --no-loadscope-reorder): the
+# longest first, so no long one starts last (each alone on 2 idle cores, pytest --durations, 22f8587)
 LONGEST_FIRST = (
     "test_sources_slow.py",  # 648 s
     "test_deeplab_realistic_slow.py",  # 497 s
