@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import threads
-from .config import BACKENDS, CONTRACTS, ModelConfig, find_config, list_configs, load_config
-from .data import CONFIGS, cache_root
-from .errors import ExportError
+from export import threads
+from export.config import BACKENDS, CONTRACTS, ModelConfig
+from export.config_file import find_config, list_configs, load_config
+from export.data import CONFIGS, cache_root
+from export.errors import ExportError
 
 if TYPE_CHECKING:
-    from .records import Entry
+    from export.records import Entry
 
 CONFIG_DIR = CONFIGS  # the built-in configs, shipped in the package
 
@@ -84,7 +85,7 @@ def _parser(help_wanted: bool = True) -> argparse.ArgumentParser:
 
 
 def _new_args(sub) -> None:
-    from .sources import SOURCES
+    from export.convert.sources import SOURCES
 
     n = sub.add_parser(
         "new",
@@ -94,7 +95,7 @@ def _new_args(sub) -> None:
         "The model is built once (random init) to check it before the file is written.",
     )
     given = n.add_mutually_exclusive_group(required=True)
-    for name in SOURCES.names():  # one flag per model source (export/sources/)
+    for name in SOURCES.names():  # one flag per model source (export/convert/sources/)
         given.add_argument(f"--{name}", metavar="VALUE", help=SOURCES.get(name).new_help)
     n.add_argument("--labels", "--classes", dest="labels", help="class names, comma-separated, e.g. background,person")
     n.add_argument("--name", help="the model's name (files are <name>_<variant>.pte; default: from the source)")
@@ -110,8 +111,8 @@ def _new_args(sub) -> None:
 
 
 def _new(args) -> int:
-    from .scaffold import NewArgs, run_new
-    from .sources import SOURCES
+    from export.convert.sources import SOURCES
+    from export.scaffold import NewArgs, run_new
 
     source = next(name for name in SOURCES.names() if getattr(args, name, None))
     fields = ("labels", "name", "size", "normalize", "mask", "kwargs", "weights", "out", "force")
@@ -266,11 +267,11 @@ def _tool_args(sub) -> None:
 
 
 def _publish(args) -> int:
-    if args.xet:  # before huggingface_hub is imported (export.hubnames defaults it to LFS)
+    if args.xet:  # before huggingface_hub is imported (export.release.hubnames defaults it to LFS)
         import os
 
         os.environ["HF_HUB_DISABLE_XET"] = "0"
-    from .publish import PUBLISHED_NAME, Publisher
+    from export.release.publish import PUBLISHED_NAME, Publisher
 
     publisher = Publisher(
         args.manifest,
@@ -283,7 +284,7 @@ def _publish(args) -> int:
     try:
         if args.push:
             publisher.push(move_tag=args.move_tag)
-            from .codegen import write_modules
+            from export.release.codegen import write_modules
 
             folder = publisher.manifest.parent
             print("wrote " + ", ".join(str(w) for w in write_modules(folder / PUBLISHED_NAME, folder)))
@@ -312,8 +313,8 @@ def _segment(args, model, bgr, colormap: dict | None) -> int:
 
     import numpy as np
 
-    from .codegen import segmenter_labels
-    from .hook import image_buffer, mask_overlay, write_png, write_rgba_png
+    from export.checks.replay import image_buffer, mask_overlay, write_png, write_rgba_png
+    from export.rne.hooks import segmenter_labels
 
     result = model.segment(image_buffer(bgr, args.format), colormap, args.rne)
     opts = result.opts
@@ -353,7 +354,7 @@ def _run(args) -> int:
 
     import numpy as np
 
-    from .hook import ARGMAX, SegmentationModel, decode, overlay, read_source, write_png
+    from export.checks.replay import ARGMAX, SegmentationModel, decode, overlay, read_source, write_png
 
     segmenter_only = [f for f, v in (("--mask", args.mask), ("--colormap", args.colormap)) if v]
     if args.format != "rgba":
@@ -366,7 +367,7 @@ def _run(args) -> int:
             "an RGBA mask at the image's size: use --mask / --colormap"
         )
     colormap = _colormap_arg(args.colormap) if args.colormap else None
-    from .files import existing_file, new_file
+    from export.files import existing_file, new_file
 
     # every argument that needs no model first: a bad one fails before the program is loaded
     existing_file(args.artifact, "artifact", "pass the .pte file")
@@ -404,12 +405,12 @@ def _run(args) -> int:
 
 
 def _bench(args) -> int:
-    from .bench import run_bench
+    from export.checks.bench import run_bench
 
     if args.runs < 1 or args.warmup < 0:
         raise ExportError("--runs must be >= 1 and --warmup >= 0")
     if args.weights not in (None, "default", "random"):
-        from .files import existing_file
+        from export.files import existing_file
 
         existing_file(args.weights, "--weights", "valid values: default, random, or a checkpoint PATH")
     run_bench(
@@ -419,15 +420,15 @@ def _bench(args) -> int:
 
 
 def _card(args) -> int:
-    from .card import write_card
+    from export.release.card import write_card
 
     print(f"wrote {write_card(args.manifest, with_overlays=not args.no_overlays)}")
     return 0
 
 
 def _codegen(args) -> int:
-    from .codegen import write_modules
-    from .runtimes import load_runtimes
+    from export.release.codegen import write_modules
+    from export.rne.runtimes import load_runtimes
 
     lines = load_runtimes(args.runtimes) if args.runtimes else None
     for path in write_modules(list(args.published), args.out, lines):
@@ -440,11 +441,11 @@ def _explain_int8(args) -> int:
     variant = cfg.variant(args.variant)
     if variant.precision != "int8":
         raise ExportError(f"--variant {args.variant} is {variant.precision}; explain-int8 needs an int8 variant")
-    from .lower import export_program
-    from .quantize import accuracy_inputs, calibration_inputs, calibration_set
-    from .sensitivity import layer_sensitivity, producer_chain, report
-    from .weights import load_model
-    from .wrap import example_input, wrap
+    from export.convert.lower import export_program
+    from export.convert.quantize import accuracy_inputs, calibration_inputs, calibration_set
+    from export.convert.sensitivity import layer_sensitivity, producer_chain, report
+    from export.convert.sources import load_model
+    from export.convert.wrap import example_input, wrap
 
     images = calibration_set(cfg)
     module = wrap(load_model(cfg, args.weights).module, cfg, variant)
@@ -464,13 +465,13 @@ def _explain_int8(args) -> int:
 
 
 def _compat(args) -> int:
-    from .compat import run_compat
+    from export.checks.compat import run_compat
 
     return run_compat(args.manifest, args.runtime, args.backend)
 
 
 def _verify_coreml(args) -> int:
-    from .coreml_proof import verify_coreml
+    from export.checks.coreml_proof import verify_coreml
 
     done = verify_coreml(args.manifest, args.weights, args.config, CONFIG_DIR)
     print(f"Core ML executed and recorded in {args.manifest}: {', '.join(done)}")
@@ -478,7 +479,7 @@ def _verify_coreml(args) -> int:
 
 
 def _check_urls(args) -> int:
-    from .codegen import check_urls
+    from export.release.urls import check_urls
 
     problems = check_urls(args.modules)
     for url, why in problems:
@@ -550,8 +551,8 @@ def _build(args) -> int:
     outs = [args.out / cfg.name if len(configs) > 1 else args.out for cfg, _ in plan]  # a folder per model
     if not args.force and _all_fresh(plan, outs, args.weights):
         return 0
-    from .pipeline import build
-    from .weights import weights_identity
+    from export.convert.pipeline import build
+    from export.convert.sources import weights_identity
 
     # every model's weights before any work: offline, name every checkpoint to place, not the first
     problems = []
@@ -584,9 +585,9 @@ class _Fresh:
 
 
 def _all_fresh(plan, outs: list[Path], weights: str) -> bool:
-    """Every requested variant up to date by what the last build recorded (export.uptodate):
+    """Every requested variant up to date by what the last build recorded (export.store.uptodate):
     the same lines as a build that skips them all, without importing torch."""
-    from .uptodate import fresh_entries
+    from export.store.uptodate import fresh_entries
 
     found = []
     for (cfg, names), out in zip(plan, outs, strict=True):

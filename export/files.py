@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import ExportError
+from export.errors import ExportError
 
 TMP_PREFIX = ".tmp-"
 # A finished file waits under this name, which carries its sha256, from the moment it is complete

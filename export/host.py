@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .records import BenchHost, HostPeak, KernelRate
+from export.records import BenchHost, HostPeak, KernelRate
 
 # The instruction sets XNNPACK, MLAS (ONNX Runtime) and oneDNN (PyTorch) choose kernels by, as
 # /proc/cpuinfo (x86) and Linux's arm64 hwcaps name them; everything else in the flag list is noise here.
@@ -84,7 +84,7 @@ def physical_cores() -> int | None:
 
 def describe(threads: dict[str, int], versions: dict[str, str], kernels: tuple[KernelRate, ...] = ()) -> BenchHost:
     """bench.json's `host`: `threads` as each engine was configured (torch, executorch, onnxruntime);
-    `kernels`: the kernel probe (export.kernels), whose GEMM rate is a floor under the clock."""
+    `kernels`: the kernel probe (export.checks.kernels), whose GEMM rate is a floor under the clock."""
     found = tuple(isa())
     cores = threads.get("executorch", os.cpu_count() or 1)
     gemm = max((k.gmacs for k in kernels if k.engine == "torch" and k.threads == cores), default=None)
@@ -166,6 +166,6 @@ def host_description() -> str:
 def runs_here(delegate: str) -> bool:
     """Is the delegate (e.g. XnnpackBackend, CoreMLBackend) in this host's ExecuTorch runtime? Core ML
     is only in the macOS arm64 wheels: on Linux its files are lowered and checked but never run."""
-    from .threads import runtime  # the runtime loads native kernels: only callers that run files
+    from export.threads import runtime  # the runtime loads native kernels: only callers that run files
 
     return runtime().backend_registry.is_available(delegate)

@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from .records import Metrics
+from export.records import Metrics
 
 # why 2 %: int8 requantization moves a logit by up to ~1-2 % of the range (measured, configs);
 # a top-2 margin below that decides nothing a device could reproduce

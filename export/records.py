@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal, TypeVar, cast
 
 import pydantic
 
-from .files import write_bytes_atomic
+from export.files import write_bytes_atomic
 
 STRICT = pydantic.ConfigDict(extra="forbid")  # a key this tool does not know is a wrong manifest
 # A file the manifest names is a bare name in the manifest's own folder: nothing it says can make
@@ -64,7 +64,7 @@ class OutputInfo:
 
 @dataclass(frozen=True)
 class OutputAdapter:
-    """How the model's own output became output 0, [1,K,H,W] float32 class scores (export/wrap.py)."""
+    """How the model's own output became output 0, [1,K,H,W] float32 class scores (export/convert/wrap.py)."""
 
     __pydantic_config__ = STRICT
     picked: str  # "tensor", "dict key 'out'", "tuple index 0"
@@ -211,7 +211,7 @@ class QuantizationRecipe:
     activation_observer: str = "histogram"  # histogram (L2-optimal clipping) | minmax
     per_channel: bool = True  # per-output-channel weight scales
     # module names left unquantized (e.g. model.classifier.4), or `auto`: the most sensitive layers,
-    # one at a time, until the accuracy gate passes (export.quantize.auto_keep_fp32)
+    # one at a time, until the accuracy gate passes (export.convert.quantize.auto_keep_fp32)
     keep_fp32: tuple[str, ...] | str = ()
     # keep_fp32: auto stops before the kept layers' extra bytes pass this share of the int8 weights.
     # why 5 %: a layer or two of a ResNet (DeepLabV3-ResNet50's largest 3x3 conv: 2.4 MB fp32 of
@@ -364,7 +364,7 @@ class CompatResult:
 
 @dataclass(frozen=True)
 class RneSchemaRecord:
-    """The export gate that ran react-native-executorch's own load-time check (export/rne_schema.py)
+    """The export gate that ran react-native-executorch's own load-time check (export/rne/rne_schema.py)
     on the file read back from disk; an entry exists only if it passed."""
 
     __pydantic_config__ = STRICT
@@ -408,11 +408,11 @@ class Entry:
     min_rne: str | None = None  # the oldest React Native ExecuTorch release the file claims
     compat: dict[str, CompatResult] | None = None  # executorch version -> result (`export compat`)
     rne_schema: RneSchemaRecord | None = None  # None: no schema-checking release line serves its contract
-    # modules replaced by exact, cheaper forms before export (export.rewrite), e.g. ASPP convolutions
+    # modules replaced by exact, cheaper forms before export (export.convert.rewrite), e.g. ASPP convolutions
     # that mostly read padding; parity is against the original module
     graph_rewrites: tuple[str, ...] = ()
     output_adapter: OutputAdapter | None = None  # how the model's output became output 0 (None: as it was)
-    # multiply-accumulates of the traced program per kind (export.macs); None: built before they were counted
+    # multiply-accumulates of the traced program per kind (export.convert.macs); None: built before they were counted
     macs: dict[str, int] | None = None
 
 
@@ -478,7 +478,7 @@ class HostPeak:
 
 @dataclass(frozen=True)
 class KernelRate:
-    """One convolution (or GEMM) of a fixed shape timed in one engine on this host (export.kernels)."""
+    """One convolution (or GEMM) of a fixed shape timed in one engine on this host (export.checks.kernels)."""
 
     __pydantic_config__ = STRICT
     engine: str  # xnnpack (as ExecuTorch lowers it), onnxruntime, torch
@@ -517,7 +517,7 @@ class EngineTiming:
     ratio_to_fp32: float | None = None  # an int8 file × its fp32 sibling
     load_ms: float | None = None  # a file: load time in a fresh process
     peak_rss_increment_mb: float | None = None  # a file: load + 3 runs, in a fresh process
-    gmac: float | None = None  # multiply-accumulates of its program, 1e9 (export.macs)
+    gmac: float | None = None  # multiply-accumulates of its program, 1e9 (export.convert.macs)
     gmacs: float | None = None  # achieved: gmac / median seconds
     peak_share: float | None = None  # gmacs / the host's peak for its precision (int8 engines: int8's)
 
@@ -562,7 +562,7 @@ class Bench:
     resize: ResizeCost | None
 
 
-# --- profile.json: `bench --profile`, op by op (export.op_profile) ------------------------------
+# --- profile.json: `bench --profile`, op by op (export.checks.op_profile) ------------------------------
 
 PROFILE_SCHEMA_VERSION: Literal[2] = 2
 PROFILE_NAME, PROFILE_SCHEMA_NAME, PROFILE_CHART = "profile.json", "profile.schema.json", "profile.png"
@@ -572,7 +572,7 @@ PROFILE_NAME, PROFILE_SCHEMA_NAME, PROFILE_CHART = "profile.json", "profile.sche
 class OpTime:
     __pydantic_config__ = STRICT
     op: str  # the runtime's name: an XNNPACK operator, a portable kernel, an ONNX Runtime node
-    kind: str  # the kind of work it is grouped into (export.op_profile.KINDS)
+    kind: str  # the kind of work it is grouped into (export.checks.op_profile.KINDS)
     ms: float  # median per inference
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
-from .errors import ExportError
+from export.errors import ExportError
 
 T = TypeVar("T")
 

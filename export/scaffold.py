@@ -1,7 +1,7 @@
 """`rne-export new`: a config for a maintainer's model, written from the model's own files.
 
 The source (`--smp`, `--transformers`, `--python`, `--torchvision`: one flag per registered source)
-says what its files know (export/sources/: `describe`); the command line adds what they cannot
+says what its files know (export/convert/sources/: `describe`); the command line adds what they cannot
 (labels of a bare builder, a size). The rest is the family base for React Native ExecuTorch 0.10
 (configs/base/segmenter.yaml, shipped in the package), written out in full so the file stands alone,
 every bound marked NOT measured. Before the file is written it is loaded as `build` would load it
@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .data import CONFIGS
-from .errors import ExportError
-from .sources import SOURCES, Draft, NewRequest
+from export.convert.sources import SOURCES, Draft, NewRequest
+from export.data import CONFIGS
+from export.errors import ExportError
 
 if TYPE_CHECKING:
-    from .config import ModelConfig
+    from export.config import ModelConfig
 
 BASE = CONFIGS / "base" / "segmenter.yaml"
 DEFAULT_SIZE = (224, 224)
@@ -149,6 +149,23 @@ def _variants(variants: list[dict], draft: Draft) -> list[dict]:
     return [{**v, "allow_non_delegated": allowed} if v["backend"] == "xnnpack" else v for v in variants]
 
 
+def _with_built_in_allowances(draft: Draft) -> Draft:
+    """What the built-in config of the same builder lets XNNPACK leave out (MobileNetV3's layout
+    copies), so a config `new` writes builds as that one does."""
+    from export.config_file import list_configs, load_config
+    from export.data import CONFIGS
+
+    builder = draft.model.get("builder")
+    for path in list_configs(CONFIGS) if builder else []:
+        cfg = load_config(path)
+        if cfg.model.source == draft.model.get("source") and cfg.model.builder == builder:
+            ops = sorted({op for v in cfg.variants if v.backend == "xnnpack" for op in v.allow_non_delegated})
+            return dataclasses.replace(
+                draft, allow_non_delegated=tuple(ops), allow_from=f"the built-in configs/{path.name}"
+            )
+    return draft
+
+
 def _variants_comment(draft: Draft) -> str:
     said = "the files: XNNPACK fp32 and int8 (Android, iOS), Core ML fp16 (iOS)"
     if draft.allow_non_delegated:
@@ -207,10 +224,10 @@ def _facts(args: NewArgs, draft: Draft, req: NewRequest) -> tuple[tuple[str, ...
 def _check(text: str, target: Path) -> ModelConfig:
     """Load the text as `build` would and run the model once (random init): every refusal here,
     before the file exists. Errors name `target`, not the temp file."""
-    from .config import load_config
-    from .files import scratch
-    from .weights import load_model
-    from .wrap import adapt_output
+    from export.config_file import load_config
+    from export.convert.sources import load_model
+    from export.convert.wrap import adapt_output
+    from export.files import scratch
 
     with scratch(target) as tmp:
         tmp.write_text(text)
@@ -243,10 +260,10 @@ def new_config(args: NewArgs, command: str) -> tuple[Path, list[str], ModelConfi
     normalize_given = parse_normalize(args.normalize)
     if args.mask not in (None, "logit", "probability"):
         raise ExportError(f"--mask {args.mask!r}: valid values: logit, probability")
-    draft = source.describe(req)
+    draft = _with_built_in_allowances(source.describe(req))
     labels, labels_from, size, size_from = _facts(args, draft, req)
     name = args.name or re.sub(r"_+", "_", re.sub(r"[^a-z0-9_]", "_", draft.name.lower())).strip("_")
-    from .config import NAME_PATTERN
+    from export.config import NAME_PATTERN
 
     if not NAME_PATTERN.fullmatch(name):
         raise ExportError(
@@ -270,7 +287,7 @@ def new_config(args: NewArgs, command: str) -> tuple[Path, list[str], ModelConfi
     if args.mask:
         draft = Draft(**{**draft.__dict__, "model": {**draft.model, "mask": args.mask}})
     text = render(draft, name, labels, size, size_from, normalize, normalize_from, labels_from, command)
-    from .files import ensure_writable_dir, write_bytes_atomic
+    from export.files import ensure_writable_dir, write_bytes_atomic
 
     ensure_writable_dir(target.parent, "--out")
     cfg = _check(text, target)

@@ -10,7 +10,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from .errors import ExportError
+from export.errors import ExportError
 
 if TYPE_CHECKING:
     from executorch.runtime import Runtime

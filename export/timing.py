@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .records import LatencyRecord
+from export.records import LatencyRecord
 
 
 def interleaved(engines: dict[str, Callable[[], object]], runs: int, warmup: int) -> dict[str, list[float]]:
@@ -32,7 +32,7 @@ def medians(times: dict[str, list[float]]) -> dict[str, float]:
 def latency_ratio(int8_path: Path, fp32_path: Path, example, runs: int = 5) -> LatencyRecord:
     """Median latency of the int8 file over its fp32 sibling, interleaved in this process (the
     build's record; `bench` times every engine the same way)."""
-    from .threads import runtime
+    from export.threads import runtime
 
     rt = runtime()
     methods = {k: rt.load_program(p).load_method("forward") for k, p in (("int8", int8_path), ("fp32", fp32_path))}

@@ -19,8 +19,8 @@ from typing import Any
 
 import pydantic
 
-from .errors import ExportError
-from .records import from_json_data
+from export.errors import ExportError
+from export.records import from_json_data
 
 
 class ConfigError(ExportError):

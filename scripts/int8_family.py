@@ -4,13 +4,13 @@ For every family member (scripts/realistic_checkpoint.py FAMILY, plus the outlie
 recipe (the shipped one; flat-grey calibration; one unrepresentative photo; observers never fed;
 the shipped recipe on an outlier member), the eager quantized model (the same arithmetic as the
 int8 file, measured within 0.1-0.6 points of it) is compared with eager fp32 on the config's
-held-apart photos by every accuracy metric the gate can read (export.quantize.ACCURACY_METRICS).
+held-apart photos by every accuracy metric the gate can read (export.convert.quantize.ACCURACY_METRICS).
 Prints, per metric, the worst healthy value, the best broken one and the gap: the bound goes in the
 gap; a metric with no gap is information only.
 
 Usage: python scripts/int8_family.py [--builder deeplabv3_resnet50] [--config configs/deeplab_v3_resnet50.yaml]
        [--members a,b] [--seed 0] [--out artifacts/family] [--trim]
---trim: quantize the graph with the convolutions that mostly read padding trimmed (export.rewrite
+--trim: quantize the graph with the convolutions that mostly read padding trimmed (export.convert.rewrite
 trim_padded_taps, as the fp32 files are built), against the untrimmed fp32 model.
 Checkpoints are cached in --out (a member takes 5-90 s to make); results go to <out>/table.json.
 """
@@ -34,10 +34,11 @@ for p in (ROOT, ROOT / "scripts"):
 
 import realistic_checkpoint as rc  # noqa: E402
 
-from export.config import CalibrationSpec, load_config  # noqa: E402
-from export.lower import export_program  # noqa: E402
-from export.models import MODELS  # noqa: E402
-from export.quantize import (  # noqa: E402
+from export.config import CalibrationSpec  # noqa: E402
+from export.config_file import load_config  # noqa: E402
+from export.convert.lower import export_program  # noqa: E402
+from export.convert.models import MODELS  # noqa: E402
+from export.convert.quantize import (  # noqa: E402
     ACCURACY_METRICS,
     accuracy_inputs,
     calibration_set,
@@ -45,9 +46,9 @@ from export.quantize import (  # noqa: E402
     fp32_references,
     quantize,
 )
-from export.rewrite import trim_padded_taps  # noqa: E402
-from export.weights import _drop_aux  # noqa: E402
-from export.wrap import example_input, wrap  # noqa: E402
+from export.convert.rewrite import trim_padded_taps  # noqa: E402
+from export.convert.weights import drop_aux  # noqa: E402
+from export.convert.wrap import example_input, wrap  # noqa: E402
 
 RECIPES = ("shipped", "grey", "one_photo", "uncalibrated")
 ONE_PHOTO = "moon"  # grey, low contrast: one frame unlike the photos an app sees
@@ -90,7 +91,7 @@ def measure(cfg, variant, state_path: Path, recipes, out: Path, trim: bool = Fal
     has_aux = any(k.startswith("aux_classifier.") for k in state)
     model = MODELS.get(cfg.model.builder).build(cfg.model.num_classes, has_aux)
     model.load_state_dict(state)
-    module = wrap(_drop_aux(model.eval()), cfg, variant)
+    module = wrap(drop_aux(model.eval()), cfg, variant)
     traced = trim_padded_taps(module, example_input(variant))[0] if trim else module
     program = export_program(traced, example_input(variant))
     refs = fp32_references(module, accuracy_inputs(cfg, variant))  # the untrimmed model: what the app's fp32 means

@@ -44,12 +44,12 @@ def main() -> None:
     from conftest import source_config
     from int8_family import recipe_cfg
 
-    from export.config import load_config
-    from export.lower import export_for
-    from export.quantize import accuracy_inputs, calibration_set, eager_accuracy, fp32_references, quantize
-    from export.rewrite import xnnpack_forms
-    from export.weights import load_model
-    from export.wrap import example_input, wrap
+    from export.config_file import load_config
+    from export.convert.lower import export_for
+    from export.convert.quantize import accuracy_inputs, calibration_set, eager_accuracy, fp32_references, quantize
+    from export.convert.rewrite import xnnpack_forms
+    from export.convert.sources import load_model
+    from export.convert.wrap import example_input, wrap
 
     rows = []
     with tempfile.TemporaryDirectory() as d:

@@ -33,10 +33,10 @@ BEGIN, END = (
 def measure(name: str, work: Path, runs: int) -> dict:
     from conftest import source_config  # the test models' configs (SegFormer: saved with save_pretrained)
 
-    from export import pipeline
-    from export.bench import run_bench
-    from export.config import load_config
-    from export.manifest import read_manifest
+    from export.checks.bench import run_bench
+    from export.config_file import load_config
+    from export.convert import pipeline
+    from export.store.manifest import read_manifest
 
     folder = work / name
     folder.mkdir()

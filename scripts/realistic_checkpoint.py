@@ -47,8 +47,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from export.config import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from export.models import MODELS, small_residual_branches  # noqa: E402
-from export.preprocess import load_photo, preprocess  # noqa: E402
+from export.convert.models import MODELS, small_residual_branches  # noqa: E402
+from export.rne.preprocess import load_photo, preprocess  # noqa: E402
 
 TEXTURES = ("grass", "gravel", "brick", "rocket", "hubble_deep_field")  # scene backgrounds
 # Photo crops pasted as objects of a VOC class, so the fixture's masks on photos have a trained

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from token_scan import HF_TEST_TOKEN
 
-from export.runtimes import PASCAL_VOC_LABELS
+from export.rne.runtimes import PASCAL_VOC_LABELS
 
 # token_scan: each test's own folder and output searched for the token before pytest deletes them;
 # pytester: the test that shows that search failing runs a test session of its own
@@ -195,8 +195,8 @@ def tiny_builds(shared_root, tiny_weights) -> dict[str, Path]:
     when two run). Read-only: copy first."""
 
     def build(name: str, out: Path) -> None:
-        from export import pipeline
-        from export.config import load_config
+        from export.config_file import load_config
+        from export.convert import pipeline
 
         pipeline.build(load_config(TINY), None, tiny_weights[name.removeprefix("tiny-build-")], out)
 
@@ -412,8 +412,8 @@ def source_builds(shared_root) -> Callable[[str], Path]:
 
     def get(name: str) -> Path:
         def build(_: str, out: Path) -> None:
-            from export import pipeline
-            from export.config import load_config
+            from export.config_file import load_config
+            from export.convert import pipeline
 
             pipeline.build(load_config(source_config(name, out)), None, "random", out / "artifacts")
 

@@ -127,7 +127,7 @@ def _config_cases(tmp: Path) -> list[Case]:
     return cases
 
 
-# --- model sources (export/sources/): each refused before anything is written -----------------------
+# --- model sources (export/convert/sources/): each refused before anything is written -----------------------
 
 SEGMENTER_BASE = Path(__file__).resolve().parent.parent / "configs" / "base" / "segmenter.yaml"
 PERSON_MASK = Path(__file__).resolve().parent / "data" / "models" / "person_mask.py"

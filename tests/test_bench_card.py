@@ -10,10 +10,10 @@ import pytest
 import yaml
 from conftest import TINY, core_ml_runs, foreign_stderr_lines, run_cli, sample_entry, write_yaml
 
-from export.card import render_card
 from export.config import bundled_photos
-from export.manifest import manifest_from_dict, read_manifest
-from export.publish import local_files
+from export.release.card import render_card
+from export.release.publish import local_files
+from export.store.manifest import manifest_from_dict, read_manifest
 
 XNN = "tiny_segnet_xnnpack_fp32.pte"
 INT8 = "tiny_segnet_xnnpack_int8.pte"
@@ -85,7 +85,7 @@ def test_bench_records_what_this_host_s_kernels_reach(benched):
     """The kernel probe: XNNPACK's and ONNX Runtime's 3x3 and 1x1 convolution and torch's GEMM, each
     rate the shape's MACs over its median; the host's physical cores beside its logical CPUs; the
     peak's clock is never below what the measured GEMM needs."""
-    from export.kernels import SHAPES
+    from export.checks.kernels import SHAPES
 
     _, bench, proc = benched
     host = bench["host"]

@@ -10,8 +10,8 @@ import torch
 from conftest import DEEPLAB, ROOT, TINY, foreign_stderr_lines, run_cli
 
 from export import cli
-from export.config import list_configs
-from export.models import TinySegNet
+from export.config_file import list_configs
+from export.convert.models import TinySegNet
 
 
 def _one_error_line(proc):

@@ -20,21 +20,13 @@ from conftest import (
     write_yaml,
 )
 
-from export import codegen
-from export.codegen import (
-    HEADER,
-    NORMALIZE_OPTS,
-    PASCAL_VOC_LABELS,
-    families,
-    group_snippet,
-    normalize_values,
-    segmenter_opts,
-    snippet,
-    write_modules,
-)
 from export.errors import ExportError
-from export.rne_schema import checker_dir
-from export.runtimes import load_runtimes, version_key
+from export.release import codegen
+from export.release.codegen import HEADER, group_snippet, snippet, write_modules
+from export.rne.runtimes import PASCAL_VOC_LABELS
+from export.rne.hooks import NORMALIZE_OPTS, families, normalize_values, segmenter_opts
+from export.rne.rne_schema import checker_dir
+from export.rne.runtimes import load_runtimes, version_key
 
 
 # codegen takes Published records; the tests edit published() as the JSON data it is
@@ -265,8 +257,8 @@ def test_the_table_names_the_releases_installed_for_type_checks():
 
 def test_card_snippets_type_check_per_release_family(tmp_path):
     """A card for rne-0.5 and rne-0.9 files: one snippet per family, each compiling against its release."""
-    from export.card import render_card
-    from export.manifest import manifest_from_dict
+    from export.release.card import render_card
+    from export.store.manifest import manifest_from_dict
 
     pub = published(with_rne09=True)
     (tmp_path / "modelUrls.ts").write_text(render_ts(pub))
@@ -583,8 +575,8 @@ def test_compat_proves_each_file_once_per_runtime_of_every_line_that_runs_it():
     """0.10 runs both contracts through normalizeOpts: an rne-0.5 file is proven in 1.3.1 too (its
     own lines stop at 1.0.1), and the rne-0.9 file once in 1.3.1, for 0.9.1 – 0.10.2; `min_rne`
     drops the lines before it."""
-    from export.manifest import manifest_from_dict
-    from export.runtimes import lines_label, runtimes_to_prove
+    from export.rne.runtimes import lines_label, runtimes_to_prove
+    from export.store.manifest import manifest_from_dict
 
     lines = load_runtimes()
     arts = manifest_from_dict(published(with_int8=True, with_rne09=True)["manifest"], "test").artifacts

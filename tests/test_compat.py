@@ -33,8 +33,8 @@ def test_compat_in_executorch_0_6_0_passes_fp32_and_fails_int8(arts):
     assert {p.name: sha256_file(p) for p in arts.iterdir() if p.suffix in (".pte", ".bpte")} == before
     assert "tiny_segnet_xnnpack_fp32.pte" in proc.stdout and "FAILS TO LOAD" in proc.stdout
     # the card says it per file and release
-    from export.card import render_card
-    from export.manifest import read_manifest
+    from export.release.card import render_card
+    from export.store.manifest import read_manifest
 
     card = render_card(read_manifest(arts / "manifest.json"), None, [])
     assert "| `xnnpack/tiny_segnet_xnnpack_int8.pte` | 0.4.0 – 0.5.6 | 0.6.0 | **fails to load**: " in card
@@ -52,8 +52,8 @@ def test_min_rne_drops_the_runtime_a_file_does_not_claim(arts, tmp_path):
     after = json.loads((arts / "manifest.json").read_text())["artifacts"]
     assert after["tiny_segnet_xnnpack_int8.pte"]["compat"] is None
     assert after["tiny_segnet_xnnpack_fp32.pte"]["compat"]["0.6.0"]["passed"]
-    from export.card import render_card
-    from export.manifest import read_manifest
+    from export.release.card import render_card
+    from export.store.manifest import read_manifest
 
     card = render_card(read_manifest(arts / "manifest.json"), None, [])
     row = "| `xnnpack/tiny_segnet_xnnpack_int8.pte` | 0.4.0 – 0.5.6 | 0.6.0 | not supported: the variant's `min_rne` is 0.5.7 |"

@@ -5,8 +5,9 @@ import dataclasses
 import pytest
 from conftest import DEEPLAB, TINY, write_yaml
 
-from export.config import ConfigError, load_config
+from export.config_file import load_config
 from export.errors import ExportError
+from export.yaml_records import ConfigError
 
 
 def test_deeplab_config_is_the_hook_contract():
@@ -210,7 +211,7 @@ def test_variant_names_only_grow_where_needed(tmp_path, tiny_yaml_text):
 def test_every_shipped_config_loads():
     from conftest import ROOT
 
-    from export.config import list_configs
+    from export.config_file import list_configs
 
     names = {load_config(p).name for p in list_configs(ROOT / "configs")}
     assert names == {
@@ -316,7 +317,7 @@ def test_shipped_family_files_say_only_what_differs():
     """Each shipped model file is short; the bounds and photo lists live once, in the base."""
     from conftest import ROOT
 
-    from export.config import list_configs
+    from export.config_file import list_configs
 
     for path in list_configs(ROOT / "configs"):
         text = path.read_text()

@@ -11,9 +11,11 @@ import torch
 import torchvision
 from conftest import DEEPLAB, ROOT
 
-from export import pipeline
-from export.config import InputSpec, list_configs, load_config
-from export.weights import cache_path_for, load_model
+from export.config import InputSpec
+from export.config_file import list_configs, load_config
+from export.convert import pipeline
+from export.convert.sources import load_model
+from export.convert.weights import cache_path_for
 
 pytestmark = pytest.mark.slow
 

@@ -10,20 +10,20 @@ import torch
 from conftest import ROOT, TINY, core_ml_runs
 
 from export import cli
-from export.coreml_proof import unexecuted_coreml, verify_coreml
+from export.checks.coreml_proof import unexecuted_coreml, verify_coreml
 from export.errors import GateError
-from export.manifest import read_manifest
+from export.store.manifest import read_manifest
 
 CML = "tiny_segnet_coreml_fp16.pte"
 
 
 def _emulated_core_ml(pte):
     """A stand-in for the runtime executing the Core ML file: the fp16 emulation of its graph."""
-    from export.config import load_config
-    from export.lower import export_program
-    from export.verify import fp16_emulation
-    from export.weights import load_model
-    from export.wrap import example_input, wrap
+    from export.config_file import load_config
+    from export.convert.lower import export_program
+    from export.convert.sources import load_model
+    from export.convert.verify import fp16_emulation
+    from export.convert.wrap import example_input, wrap
 
     cfg = load_config(TINY)
     variant = cfg.variant("coreml_fp16")
@@ -84,7 +84,7 @@ def test_a_core_ml_file_that_does_not_match_fails_and_nothing_is_recorded(arts):
 def _emulated_bundle_check(pte):
     """Bundled verification as ExecuTorch does it (|got - want| <= atol, each case), with the fp16
     emulation standing in for the Core ML runtime this host lacks."""
-    from export.compat import bundled_cases
+    from export.checks.compat import bundled_cases
 
     run = _emulated_core_ml(pte)
 
@@ -104,8 +104,8 @@ def _rewrite_bundle(arts, change):
     build that bundled wrong outputs would leave it): only the bundle check can tell."""
     import json
 
-    from export.bundle import write_bundle
-    from export.compat import bundled_cases
+    from export.checks.compat import bundled_cases
+    from export.convert.bundle import write_bundle
     from export.files import sha256_file
 
     bpte = arts / CML.replace(".pte", ".bpte")

@@ -14,8 +14,8 @@ from conftest import ROOT, TINY
 
 from export import cli
 from export.files import sha256_file
-from export.manifest import checked_files, read_manifest
-from export.publish import Publisher
+from export.release.publish import Publisher
+from export.store.manifest import checked_files, read_manifest
 
 pytestmark = pytest.mark.e2e  # a child process killed at each of ~30 renames: the full tier
 

@@ -13,7 +13,7 @@ import pytest
 from conftest import DEEPLAB, ROOT, realistic_checkpoint, run_cli, write_yaml
 from PIL import Image
 
-from export.config import load_config
+from export.config_file import load_config
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,8 @@ import json
 import pytest
 from conftest import DEEPLAB, published_file, published_record, run_cli, typed
 
-from export.config import load_config
-from export.weights import load_model
+from export.config_file import load_config
+from export.convert.sources import load_model
 
 pytestmark = pytest.mark.slow
 
@@ -66,11 +66,11 @@ def test_xnnpack_fp32_entry(export_random):
 
 
 def test_reference_runtime_agrees_with_eager_on_the_matrix_file(export_random):
-    """The hook's forward() in Python (export.hook) on the real architecture's fp32 file, vs
+    """The hook's forward() in Python (export.checks.replay) on the real architecture's fp32 file, vs
     eager on five photos (the tiny net's both contracts: test_hook)."""
     from test_hook import FP32_AGREEMENT, agreement
 
-    from export.wrap import wrap
+    from export.convert.wrap import wrap
 
     out, _, _ = export_random
     cfg = load_config(DEEPLAB)
@@ -160,9 +160,9 @@ def test_seed_model_constants_and_card_fit_each_rne_release(export_random, tmp_p
     plus every card snippet compile against react-native-executorch 0.5.15, 0.9.3 and 0.10.2 from npm."""
     from test_codegen import RNE_0_5, RNE_0_9, RNE_0_10, typecheck_card
 
-    from export.card import render_card
-    from export.codegen import constants_from, render_ts
-    from export.manifest import read_manifest
+    from export.release.card import render_card
+    from export.release.codegen import constants_from, render_ts
+    from export.store.manifest import read_manifest
 
     out, arts, _ = export_random
     base = "https://huggingface.co/org/deeplab/resolve/v1.0.0"

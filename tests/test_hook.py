@@ -19,12 +19,13 @@ import pytest
 import torch
 from conftest import TINY, foreign_stderr_lines, run_cli, write_yaml
 
-from export import pipeline
-from export.config import CONTRACTS, load_config
+from export.checks.replay import ARGMAX, ImageError, SegmentationModel, decode, preprocess, read_source
+from export.config import CONTRACTS
+from export.config_file import load_config
+from export.convert import pipeline
+from export.convert.sources import load_model
+from export.convert.wrap import wrap
 from export.errors import ExportError
-from export.hook import ARGMAX, ImageError, SegmentationModel, decode, preprocess, read_source
-from export.weights import load_model
-from export.wrap import wrap
 
 FP32_AGREEMENT = 0.999  # the issue's bar for fp32 artifacts vs eager on real photos
 PHOTOS = ["astronaut", "chelsea", "coffee", "motorcycle_left", "rocket"]
@@ -220,8 +221,8 @@ def test_segment_and_forward_give_the_same_argmax(tiny_by_contract, tiny_builds,
     the constant's normalizeOpts) and the 0.5/0.9 forward() path, same photo and file: the same argmax
     at the model's resolution, before the output resize; the mask is that argmax coloured and resized
     to the photo's size with the constant's outInterpolation ('nearest')."""
-    from export.codegen import NORMALIZE_OPTS, OUT_INTERPOLATION
-    from export.hook import IMAGE_FORMATS, image_buffer
+    from export.checks.replay import IMAGE_FORMATS, image_buffer
+    from export.rne.hooks import NORMALIZE_OPTS, OUT_INTERPOLATION
 
     files = [tiny_by_contract[contract][0]]
     if contract == "rne-0.5":  # trained-scale logits too (the realistic fixture)
@@ -250,8 +251,8 @@ def test_segment_colormap_default_and_given(tiny_build):
     bad colours refused."""
     import subprocess
 
-    from export.hook import colormap_for, default_colormap
-    from export.rne_schema import checker_dir
+    from export.checks.replay import colormap_for, default_colormap
+    from export.rne.rne_schema import checker_dir
 
     js = (checker_dir() / "node_modules/rne-0.10.2/lib/module/extensions/cv/tasks/semanticSegmentation.js").read_text()
     start = js.index("function hslToRgb(")

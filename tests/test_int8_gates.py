@@ -10,10 +10,11 @@ import pytest
 import torch
 from conftest import ROOT, TINY, run_cli, write_yaml
 
-from export import pipeline
-from export.config import ConfigError, load_config
+from export.config_file import load_config
+from export.convert import pipeline
+from export.convert.quantize import ACCURACY_METRICS
 from export.errors import GateError
-from export.quantize import ACCURACY_METRICS
+from export.yaml_records import ConfigError
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import int8_family  # noqa: E402
@@ -36,8 +37,8 @@ def tiny_family(tmp_path_factory):
 
 
 def _logits(path, photos=("astronaut", "chelsea", "coffee")):
-    from export.preprocess import photo_inputs
-    from export.weights import load_model
+    from export.convert.sources import load_model
+    from export.rne.preprocess import photo_inputs
 
     module = load_model(load_config(TINY), str(path)).module
     with torch.no_grad():
@@ -162,7 +163,7 @@ def voc_folder(root, label_fn, photos=LABELLED_PHOTOS):
     import cv2
     from PIL import Image
 
-    from export.preprocess import load_photo
+    from export.rne.preprocess import load_photo
 
     (root / "JPEGImages").mkdir(parents=True)
     (root / "SegmentationClass").mkdir()
@@ -189,8 +190,8 @@ def test_labels_path_reports_miou_per_model_and_gates_the_drop(tiny_realistic, t
     import cv2
     from PIL import Image
 
-    from export.preprocess import model_input
-    from export.weights import load_model
+    from export.convert.sources import load_model
+    from export.rne.preprocess import model_input
 
     ref = load_model(load_config(TINY), str(tiny_realistic)).module
 
@@ -212,7 +213,7 @@ def test_labels_path_reports_miou_per_model_and_gates_the_drop(tiny_realistic, t
     fp32 = labels.scores["eager fp32"]
     assert fp32.pixel_accuracy > 0.9 and fp32.miou > 0.5, labels.scores  # fp32 made these labels
     assert labels.miou_drop <= labels.max_miou_drop
-    from export.card import write_card
+    from export.release.card import write_card
 
     body = write_card(tmp_path / "out" / "manifest.json", with_overlays=False).read_text()
     assert f"Against ground-truth labels ({labels.images} images of `voc`" in body and "| fp16 estimate | " in body
@@ -230,8 +231,8 @@ def test_labels_path_reports_miou_per_model_and_gates_the_drop(tiny_realistic, t
 
 
 def test_labels_folder_not_in_voc_layout_is_one_clear_error(tmp_path):
+    from export.convert.voc import voc_items
     from export.errors import ExportError
-    from export.voc import voc_items
 
     with pytest.raises(ExportError, match=r"expected Pascal VOC layout .*or images/ \+ masks/.*JPEGImages is missing"):
         voc_items(tmp_path)
@@ -254,9 +255,9 @@ def test_labels_in_the_images_and_masks_layout_with_an_ignore_index(tmp_path):
     import cv2
     from PIL import Image
 
+    from export.convert.voc import evaluate
     from export.errors import ExportError
-    from export.preprocess import load_photo
-    from export.voc import evaluate
+    from export.rne.preprocess import load_photo
 
     (tmp_path / "images").mkdir()
     (tmp_path / "masks").mkdir()

@@ -1,4 +1,4 @@
-"""Multiply-accumulates read from an exported graph (export.macs) against hand counts, and the host's
+"""Multiply-accumulates read from an exported graph (export.convert.macs) against hand counts, and the host's
 peak (export.host.peak) from its instruction sets and clock."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from export import host
-from export.macs import count
-from export.models import TinySegNet
-from export.rewrite import trim_padded_taps
+from export.convert.macs import count
+from export.convert.models import TinySegNet
+from export.convert.rewrite import trim_padded_taps
 
 
 def macs_of(module: nn.Module, *shape: int) -> dict[str, int]:

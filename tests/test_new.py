@@ -12,9 +12,9 @@ import yaml
 from conftest import DATA, segformer_folder
 
 from export import cli
-from export.config import find_config, load_config
+from export.config_file import find_config, load_config
 from export.data import CONFIGS
-from export.runtimes import PASCAL_VOC_LABELS
+from export.rne.runtimes import PASCAL_VOC_LABELS
 
 THREE_CHANNELS = """
 from torch import nn

@@ -10,15 +10,16 @@ import pytest
 import torch
 from conftest import TINY, WEIGHT_KINDS, core_ml_runs, write_yaml
 
-from export import lower as lowering
-from export import pipeline
-from export.config import Tolerances, load_config
+from export.config import Tolerances
+from export.config_file import load_config
+from export.convert import lower as lowering
+from export.convert import pipeline
+from export.convert.models import MODELS, ModelBuilder, TinySegNet
+from export.convert.verify import delegate_ids, parity_gate
 from export.errors import ExportError, GateError
 from export.files import TMP_PREFIX, sha256_file
 from export.metrics import compare, worst_of
-from export.models import MODELS, ModelBuilder, TinySegNet
 from export.provenance import TOOL_PACKAGES
-from export.verify import delegate_ids, parity_gate
 
 
 @pytest.fixture(params=WEIGHT_KINDS)
@@ -108,8 +109,8 @@ def test_build_writes_verified_artifacts_and_manifest(tiny_builds, kind):
 
 def test_aux_head_not_shipped():
     cfg = load_config(TINY)
-    from export.weights import load_model
-    from export.wrap import wrap
+    from export.convert.sources import load_model
+    from export.convert.wrap import wrap
 
     model = wrap(load_model(cfg, "random").module, cfg, cfg.variants[0])
     assert not [k for k in model.state_dict() if "aux" in k]
@@ -323,7 +324,7 @@ def test_bundled_verification_fails_on_wrong_expected_output(tiny_builds, kind, 
     """An expected output off by 1 % of the logit range fails a bound of 0.01 % of it, at either scale."""
     from executorch.runtime import Runtime
 
-    from export.bundle import verify_bundle, write_bundle
+    from export.convert.bundle import verify_bundle, write_bundle
 
     pte = tiny_builds[kind] / "tiny_segnet_xnnpack_fp32.pte"
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
@@ -342,7 +343,7 @@ def test_coreml_options_reach_the_partitioner():
     import coremltools as ct
 
     from export.config import CoreMLOptions
-    from export.lower import PARTITIONERS
+    from export.convert.lower import PARTITIONERS
 
     cfg = load_config(TINY)
     v = dataclasses.replace(cfg.variant("coreml_fp16"), coreml=CoreMLOptions("iOS18", "CPU_ONLY", True))
@@ -363,7 +364,7 @@ def test_static_contract_and_delegate_checks_fail_on_the_wrong_file(tiny_build):
     import dataclasses
 
     from export.config import InputSpec
-    from export.verify import check_program
+    from export.convert.verify import check_program
 
     out = tiny_build
     cfg = load_config(TINY)
@@ -385,7 +386,7 @@ def test_manifest_is_typed_and_ships_its_json_schema(tiny_builds, tmp_path):
     readers say "re-export", and an export starts them afresh."""
     import jsonschema
 
-    from export.manifest import SCHEMA_NAME, json_schema, read_manifest
+    from export.store.manifest import SCHEMA_NAME, json_schema, read_manifest
 
     out = tiny_builds["random"]
     data = json.loads((out / "manifest.json").read_text())
@@ -410,7 +411,7 @@ def test_manifest_is_typed_and_ships_its_json_schema(tiny_builds, tmp_path):
     # and at write: a stage that built a wrong record is stopped before the manifest is touched
     import dataclasses
 
-    from export.manifest import checked_entry
+    from export.store.manifest import checked_entry
 
     good = read_manifest(out / "manifest.json").artifacts["tiny_segnet_xnnpack_int8.pte"]
     assert checked_entry(good, "x.pte") == good
@@ -421,7 +422,7 @@ def test_manifest_is_typed_and_ships_its_json_schema(tiny_builds, tmp_path):
     with pytest.raises(ExportError, match=r"schema 2, this tool reads schema 4; re-export"):
         read_manifest(tmp_path / "manifest.json")
     # an export over that old manifest: nothing counts as up to date, the new entry starts it afresh
-    from export.manifest import write_entry
+    from export.store.manifest import write_entry
 
     stale = tmp_path / "manifest.json"
     assert pipeline.up_to_date(tmp_path, "tiny_segnet_xnnpack_int8.pte", entry["cache_key"]) is None
@@ -537,7 +538,7 @@ def test_stage_lines_count_seconds_on_a_terminal_and_stay_plain_in_ci_logs(monke
 def test_the_bundle_gate_stops_a_build_and_keeps_the_old_files(prev, monkeypatch):
     """Expected outputs off by the logits' whole range: the runtime's bundled verification refuses
     the file inside the build, which stops before anything is replaced."""
-    import export.bundle as bundle
+    import export.convert.bundle as bundle
 
     out, before = prev
     write = bundle.write_bundle
@@ -555,10 +556,10 @@ def test_a_bundles_expected_outputs_are_eager_pytorchs_and_its_atol_the_parity_b
     """If the bundle stage bundled the file's own outputs, bundled verification could never fail:
     each expected output is eager PyTorch's on that input (bit for bit), not the file's, and the
     manifest's atol is the parity bound scaled by the expected logits' range."""
-    from export.compat import bundled_cases
-    from export.verify import executed
-    from export.weights import load_model
-    from export.wrap import wrap
+    from export.checks.compat import bundled_cases
+    from export.convert.sources import load_model
+    from export.convert.verify import executed
+    from export.convert.wrap import wrap
 
     out = tiny_builds[kind]
     cfg = load_config(TINY)
@@ -580,10 +581,10 @@ def test_the_fp16_emulation_matches_an_independent_half_precision_run(tiny_build
     the same inputs: within 1 dB of SNR (measured: equal to 0.01 dB on both weight kinds, CPU half ops
     round each output as the emulation does). An emulation that rounded only the weights and the input
     (skipping every op's output) reads 4.1-4.5 dB cleaner than fp16 is, and this bound catches it."""
-    from export.lower import export_program
-    from export.verify import fp16_emulation, parity_inputs
-    from export.weights import load_model
-    from export.wrap import example_input, wrap
+    from export.convert.lower import export_program
+    from export.convert.sources import load_model
+    from export.convert.verify import fp16_emulation, parity_inputs
+    from export.convert.wrap import example_input, wrap
 
     cfg = load_config(TINY)
     variant = cfg.variant("coreml_fp16")

@@ -1,5 +1,5 @@
 """The app's preprocessing, pinned to the contract with hand-computed values, and every consumer
-shown to use it (one owner: export.preprocess)."""
+shown to use it (one owner: export.rne.preprocess)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from conftest import ROOT
 
 from export.config import IMAGENET_MEAN, IMAGENET_STD
-from export.preprocess import NEAR_DUPLICATE, load_photo, model_input, preprocess, similarity
+from export.rne.preprocess import NEAR_DUPLICATE, load_photo, model_input, preprocess, similarity
 
 
 def ramp_bgr() -> np.ndarray:
@@ -111,7 +111,7 @@ ALLOWED = {
 
 
 def test_no_other_resize_path_in_the_package():
-    """Only export/preprocess.py resizes model inputs; nothing imports torchvision's transforms."""
+    """Only export/rne/preprocess.py resizes model inputs; nothing imports torchvision's transforms."""
     offenders = []
     for path in sorted((ROOT / "export").glob("*.py")):
         text = path.read_text()
@@ -135,10 +135,11 @@ def test_consumers_feed_exactly_the_preprocessed_photo(tmp_path):
     """Calibration, parity/bundles and the reference runtime give the same tensor for a photo."""
     from conftest import TINY
 
-    from export.config import CONTRACTS, load_config
-    from export.hook import preprocess as hook_preprocess
-    from export.quantize import calibration_inputs
-    from export.verify import parity_inputs
+    from export.checks.replay import preprocess as hook_preprocess
+    from export.config import CONTRACTS
+    from export.config_file import load_config
+    from export.convert.quantize import calibration_inputs
+    from export.convert.verify import parity_inputs
 
     cfg = load_config(TINY)
     v = cfg.variant("xnnpack_int8")

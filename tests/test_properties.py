@@ -15,9 +15,11 @@ from conftest import TINY
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from export.config import BACKENDS, MAX_INPUT_SIDE, NAME_PATTERN, ConfigError, ModelConfig, bundled_photos, load_config
-from export.manifest import StaleManifest, read_manifest
+from export.config import BACKENDS, MAX_INPUT_SIDE, NAME_PATTERN, ModelConfig, bundled_photos
+from export.config_file import load_config
 from export.records import Entry, json_data
+from export.store.manifest import StaleManifest, read_manifest
+from export.yaml_records import ConfigError
 
 # JSON-like values: what YAML and JSON files can hold (floats include NaN and inf)
 scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)

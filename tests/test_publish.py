@@ -29,7 +29,7 @@ def hub():
 
 
 def publisher(arts: Path, hub, tag="v1.0.0", token=TOKEN):
-    from export.publish import Publisher
+    from export.release.publish import Publisher
 
     # the tiny build has random weights and no compat results: a test build, published as one
     return Publisher(
@@ -39,7 +39,7 @@ def publisher(arts: Path, hub, tag="v1.0.0", token=TOKEN):
 
 def pushed(arts: Path, hub, **kw):
     """push, then the constants from its published.json, as `export publish --push` does."""
-    from export.codegen import write_modules
+    from export.release.codegen import write_modules
 
     pub = publisher(arts, hub, **kw).push()
     write_modules(arts / "published.json", arts)
@@ -104,7 +104,7 @@ def test_push_then_second_push_changes_nothing(arts, hub, capsys):
 
 
 def _change_manifest(arts: Path) -> None:
-    from export.manifest import read_manifest, write_entry
+    from export.store.manifest import read_manifest, write_entry
 
     entry = read_manifest(arts / "manifest.json").artifacts["tiny_segnet_xnnpack_fp32.pte"]
     write_entry(
@@ -113,7 +113,7 @@ def _change_manifest(arts: Path) -> None:
 
 
 def test_existing_tag_is_immutable(arts, hub, capsys):
-    from export.publish import PublishError
+    from export.release.publish import PublishError
 
     first = publisher(arts, hub).push().commit
     _change_manifest(arts)
@@ -157,7 +157,7 @@ def test_transient_faults_are_retried(arts, hub, method, path, action):
 
 
 def test_rejected_commit_leaves_nothing_half_done_and_rerun_succeeds(arts, hub):
-    from export.publish import PublishError
+    from export.release.publish import PublishError
 
     hub.state.inject("POST", r"/commit/", 422)
     with pytest.raises(PublishError, match="commit failed: HTTP 422"):
@@ -169,7 +169,7 @@ def test_rejected_commit_leaves_nothing_half_done_and_rerun_succeeds(arts, hub):
 
 
 def test_tampered_remote_file_fails_verification(arts, hub):
-    from export.publish import PublishError
+    from export.release.publish import PublishError
 
     commit = publisher(arts, hub).push().commit
     (arts / "published.json").unlink()
@@ -180,7 +180,7 @@ def test_tampered_remote_file_fails_verification(arts, hub):
 
 
 def test_missing_token_fails_before_any_network_write(arts, hub):
-    from export.publish import PublishError
+    from export.release.publish import PublishError
 
     with pytest.raises(PublishError, match="needs a Hugging Face token"):
         publisher(arts, hub, token="").push()
@@ -200,7 +200,7 @@ def test_unwritable_output_folder_fails_before_any_network_write(arts, hub, tmp_
 def test_missing_artifact_file_is_named(arts, hub):
     """A local problem is bad input (exit 2), found before any request, not a publishing failure."""
     from export.errors import ExportError
-    from export.publish import PublishError
+    from export.release.publish import PublishError
 
     (arts / "tiny_segnet_coreml_fp16.pte").unlink()
     with pytest.raises(ExportError, match="tiny_segnet_coreml_fp16.pte is missing") as e:
@@ -274,7 +274,7 @@ def test_cli_missing_token(arts, hub, tmp_path):
 def test_bad_tag_and_repo_names(arts, hub, repo, tag, words):
     """Bad --repo/--tag is bad input (exit 2), refused before any request."""
     from export.errors import ExportError
-    from export.publish import Publisher, PublishError
+    from export.release.publish import Publisher, PublishError
 
     before = len(hub.state.log)
     with pytest.raises(ExportError, match=re.escape(words)) as e:
@@ -284,7 +284,7 @@ def test_bad_tag_and_repo_names(arts, hub, repo, tag, words):
 
 def test_publish_and_codegen_never_import_torch():
     code = (
-        "import sys, export.cli, export.publish, export.codegen, export.manifest; "
+        "import sys, export.cli, export.release.publish, export.release.codegen, export.store.manifest; "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
@@ -314,7 +314,7 @@ def _served(hub, rev: str, path: str) -> bytes:
 
 def test_no_tag_before_every_file_is_verified_at_its_commit(arts, hub):
     """A file the commit serves wrong: the push fails and no tag exists (apps resolve tags)."""
-    from export.publish import PublishError
+    from export.release.publish import PublishError
 
     hub.state.inject("GET", r"/resolve/[0-9a-f]{40}/" + re.escape(XNN_PATH), "corrupt")
     with pytest.raises(PublishError, match="verification failed: .*no tag was moved or created"):
@@ -325,7 +325,7 @@ def test_no_tag_before_every_file_is_verified_at_its_commit(arts, hub):
 
 
 def test_moved_tag_stays_until_verified_and_is_restored_when_recreate_fails(arts, hub):
-    from export.publish import PublishError
+    from export.release.publish import PublishError
 
     first = publisher(arts, hub).push().commit
     _change_manifest(arts)
@@ -358,7 +358,7 @@ def test_moved_tag_serves_every_local_file_not_mains(arts, hub):
 
 def test_no_access_is_not_no_repo(arts, hub, capsys):
     """A private repo the token cannot read: 'no access' (exit 4), not an empty plan of new files."""
-    from export.publish import PublishError
+    from export.release.publish import PublishError
 
     publisher(arts, hub).push()
     hub.state.repos[REPO].private = True
@@ -372,7 +372,7 @@ def test_no_access_is_not_no_repo(arts, hub, capsys):
 
 
 def test_a_server_echoing_the_token_never_gets_it_printed(arts, hub, capsys):
-    from export.publish import PublishError
+    from export.release.publish import PublishError
 
     hub.state.inject("POST", r"/commit/", "echo")
     with pytest.raises(PublishError) as e:
@@ -448,7 +448,7 @@ def test_check_urls_sends_the_token_only_to_the_hub(arts, hub, tmp_path):
     ],
 )
 def test_which_urls_carry_the_token(url, endpoint, sent):
-    from export.hubnames import sends_token
+    from export.release.hubnames import sends_token
 
     assert sends_token(url, endpoint) is sent
 
@@ -456,9 +456,9 @@ def test_which_urls_carry_the_token(url, endpoint, sent):
 def test_card_with_overlays_is_published_and_a_bad_card_leaves_no_repo(arts, hub):
     """The card goes through the Hub's /api/validate-yaml before anything is created: a refused
     card leaves no empty repo (exit 2, the card is local input); the good card ships with overlays."""
-    from export.card import write_card
     from export.errors import ExportError
-    from export.publish import PublishError
+    from export.release.card import write_card
+    from export.release.publish import PublishError
 
     card = write_card(arts / "manifest.json", with_overlays=True)
     good = card.read_text()
@@ -479,7 +479,7 @@ def test_card_with_overlays_is_published_and_a_bad_card_leaves_no_repo(arts, hub
 
 
 def test_failed_first_tag_leaves_no_tag_and_a_rerun_tags_the_verified_commit(arts, hub):
-    from export.publish import PublishError
+    from export.release.publish import PublishError
 
     hub.state.inject("POST", r"/tag/", 422)
     with pytest.raises(PublishError, match="create tag failed: HTTP 422"):
@@ -508,7 +508,7 @@ def test_the_suite_wide_token_search_finds_a_planted_token():
 def _change_bundle(arts: Path) -> None:
     """A new .bpte (an LFS file) described by the manifest: the next push must upload it."""
     from export.files import sha256_file
-    from export.manifest import read_manifest, write_entry
+    from export.store.manifest import read_manifest, write_entry
 
     name = "tiny_segnet_xnnpack_fp32.pte"
     entry = read_manifest(arts / "manifest.json").artifacts[name]
@@ -535,8 +535,8 @@ STEP_FAULTS = {
 def test_a_failure_at_any_step_leaves_the_old_tag_or_the_new_verified_one(arts, hub, step, move):
     """First publish and --move-tag: after a failure the tag is where it was (absent, or the old
     commit); the rerun without the fault tags the new commit, whose every file is verified."""
-    from export.manifest import read_manifest
-    from export.publish import PublishError, local_files
+    from export.release.publish import PublishError, local_files
+    from export.store.manifest import read_manifest
 
     old = publisher(arts, hub).push().commit if move else None
     if move:
@@ -557,7 +557,7 @@ def test_random_weights_are_not_published_as_a_model(arts, hub, capsys):
     """Without --allow-random-weights a push of random-weight files is refused before any request;
     with it, the push says so and published.json records it."""
     from export.errors import ExportError
-    from export.publish import Publisher
+    from export.release.publish import Publisher
 
     with pytest.raises(ExportError, match="seeded random weights, not a model; .*--allow-random-weights"):
         Publisher(arts / "manifest.json", REPO, "v1.0.0", endpoint=hub.url, token=TOKEN, skip_compat=True).push()
@@ -573,9 +573,9 @@ def read_manifest_names(arts: Path) -> list[str]:
 
 def _with_compat(arts: Path, passed: bool) -> None:
     """Compat results for every runtime each file claims (as `export compat` writes them)."""
-    from export.manifest import read_manifest, write_entry
     from export.records import CompatResult
-    from export.runtimes import load_runtimes, runtimes_to_prove
+    from export.rne.runtimes import load_runtimes, runtimes_to_prove
+    from export.store.manifest import read_manifest, write_entry
 
     for name, e in read_manifest(arts / "manifest.json").artifacts.items():
         results = {
@@ -587,7 +587,7 @@ def _with_compat(arts: Path, passed: bool) -> None:
 
 def test_push_needs_compat_results_or_says_loudly_what_was_not_proven(arts, hub, capsys):
     from export.errors import ExportError
-    from export.publish import Publisher
+    from export.release.publish import Publisher
 
     def pub(tag="v1.0.0", **kw):
         return Publisher(

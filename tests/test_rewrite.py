@@ -1,4 +1,4 @@
-"""Step 4a (export.rewrite): convolutions that mostly read padding lose those taps, exactly."""
+"""Step 4a (export.convert.rewrite): convolutions that mostly read padding lose those taps, exactly."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import torch
 from conftest import TINY
 from torch import nn
 
-from export import pipeline, rewrite
-from export.config import load_config
+from export.config_file import load_config
+from export.convert import pipeline, rewrite
 from export.errors import GateError
 
 
@@ -52,7 +52,7 @@ def test_trimmed_convolution_lowers_whole_to_xnnpack():
     from executorch.runtime import Runtime
 
     from export.config import Variant
-    from export.lower import delegation_of, export_program, lower, to_bytes
+    from export.convert.lower import delegation_of, export_program, lower, to_bytes
 
     model, x = Dilated().eval(), torch.rand(1, 3, 32, 32)
     trimmed, _ = rewrite.trim_padded_taps(model, x)

@@ -11,11 +11,12 @@ import subprocess
 import pytest
 from conftest import ROOT, TINY
 
-from export import pipeline, rne_schema
-from export.config import load_config
+from export.config_file import load_config
+from export.convert import pipeline
 from export.errors import ExportError, GateError
 from export.files import TMP_PREFIX
-from export.rne_schema import SCRIPT, check_pte, default_rne, program_spec, schema_release, validate_spec
+from export.rne import rne_schema
+from export.rne.rne_schema import SCRIPT, check_pte, default_rne, program_spec, schema_release, validate_spec
 
 RNE = "0.10.2"
 

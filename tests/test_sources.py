@@ -1,4 +1,4 @@
-"""Model sources (export/sources/), fast tier: a maintainer's own builder (tests/data/models/
+"""Model sources (export/convert/sources/), fast tier: a maintainer's own builder (tests/data/models/
 person_mask.py, ending in a one-channel sigmoid) through every default variant and every gate, its
 constants type-checked against react-native-executorch 0.10.2, and `run --rne 0.10` agreeing with
 eager on a photo. The real architectures (SMP, SegFormer) go the same way in test_sources_slow.py
@@ -16,11 +16,12 @@ import pytest
 from conftest import DATA, ROOT, published_file, published_record, run_cli, typed
 from test_codegen import tsc
 
-from export.config import bundled_photos, load_config
-from export.manifest import read_manifest
-from export.preprocess import load_photo
+from export.config import bundled_photos
+from export.config_file import load_config
 from export.records import Entry
-from export.runtimes import load_runtimes, runtimes_to_prove
+from export.rne.preprocess import load_photo
+from export.rne.runtimes import load_runtimes, runtimes_to_prove
+from export.store.manifest import read_manifest
 
 LINE_0_10 = "0.10.0 – 0.10.2"
 
@@ -60,7 +61,7 @@ def check_constants(tmp: Path, outs: list[Path]) -> str:
     """The published constants of these builds: one useSemanticSegmenter group per model (no constant for
     the VOC-only hooks), with its labels as a typed union and its own normalizeOpts; modelUrls.ts and
     each group's snippet compile with a real tsc against react-native-executorch 0.10.2."""
-    from export import codegen
+    from export.release import codegen
 
     pubs = []
     for out in outs:
@@ -90,10 +91,10 @@ def check_run_agrees_with_eager(out: Path, cfg_path: Path, photo: str = "astrona
     eager model fed the same input: argmax agreement on the pixels eager does not near-tie."""
     import torch
 
-    from export.hook import SegmentationModel
+    from export.checks.replay import SegmentationModel
+    from export.convert.sources import load_model
+    from export.convert.wrap import wrap
     from export.metrics import compare
-    from export.weights import load_model
-    from export.wrap import wrap
 
     cfg = load_config(cfg_path)
     variant = cfg.variant("xnnpack_fp32")
@@ -142,8 +143,8 @@ def test_the_one_channel_forms_keep_the_masks_meaning():
     """A saturated sigmoid (p = 1.0 in fp32) stays finite, and each form's argmax is the mask's."""
     import torch
 
+    from export.convert.wrap import ContractWrapper
     from export.records import OutputAdapter
-    from export.wrap import ContractWrapper
 
     z = torch.tensor([-30.0, -0.1, 0.0, 0.1, 30.0, 200.0]).view(1, 1, 1, 6)
     for kind, model in (("logit", lambda x: z), ("probability", lambda x: torch.sigmoid(z))):
@@ -195,8 +196,8 @@ def test_a_hub_id_is_read_from_huggingface_hubs_cache_and_never_downloaded(tmp_p
     """model.path as a Hub id: found in huggingface_hub's cache (its own layout, placed by hand as
     `hf download` would), checked against the config like a folder; not cached, one error naming the
     cache folder and the command that fills it, before any work."""
+    from export.convert.sources import huggingface, weights_identity
     from export.errors import ExportError
-    from export.sources import huggingface, weights_identity
 
     cache = tmp_path / "hub"
     snapshot = cache / "models--acme--road-segformer" / "snapshots" / ("0" * 40)

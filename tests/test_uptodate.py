@@ -10,9 +10,9 @@ import sys
 
 from conftest import ROOT, TINY
 
-from export import pipeline
-from export.config import load_config
-from export.uptodate import INPUTS_NAME, fresh_entries
+from export.config_file import load_config
+from export.convert import pipeline
+from export.store.uptodate import INPUTS_NAME, fresh_entries
 
 # `export build` in a fresh process, then whether torch was imported
 BUILD = (

@@ -1,7 +1,7 @@
 """What ships inside the package beside the code, found the same way installed or in a checkout:
 the built-in model configs and release-line table (``CONFIGS``: the checkout's configs/) and the
 sources of the react-native-executorch package checker (``TS_SOURCES``: scripts/ts, whose
-node_modules are set up on first use in ``cache_root()``, export/rne_schema.py). In the checkout these
+node_modules are set up on first use in ``cache_root()``, export/rne/rne_schema.py). In the checkout these
 are links to those folders; a wheel holds copies."""
 
 from __future__ import annotations

@@ -1,0 +1,5 @@
+"""Shipping: the Hugging Face model card (`card`), publishing a manifest's files under a tag
+(`publish`), Hub names and token rules (`hubnames`), the generated model-URL constants
+(`codegen`) and whether their URLs resolve (`urls`). Reads manifests only; never imports torch."""
+
+__all__ = ["card", "publish", "hubnames", "codegen", "urls"]
