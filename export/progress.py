@@ -17,10 +17,10 @@ class Timer:
     seconds: dict[str, float] = field(default_factory=dict)
 
     @contextlib.contextmanager
-    def stage(self, step: str, name: str) -> Iterator[None]:
-        """One line when the stage starts and one with its seconds when it ends (CI logs); on a
-        terminal the start line counts the seconds while the stage runs."""
-        head = f"[{self.label}] {step}. {name}" if step else f"[{self.label}] {name}"
+    def stage(self, name: str, detail: str = "") -> Iterator[None]:
+        """One line when the stage starts and one with its seconds (kept under `name`) when it ends
+        (CI logs); on a terminal the start line counts the seconds while the stage runs."""
+        head = f"[{self.label}] {name} ({detail})" if detail else f"[{self.label}] {name}"
         print(f"{head} ...", file=sys.stderr, flush=True)
         start = time.perf_counter()
         done = threading.Event()
@@ -55,5 +55,5 @@ def _tick(head: str, start: float, done: threading.Event) -> None:
 @contextlib.contextmanager
 def step(label: str, name: str) -> Iterator[None]:
     """One timed step outside an export (compat's side venv, ...): `[label] name ...`, then seconds."""
-    with Timer(label).stage("", name):
+    with Timer(label).stage(name):
         yield

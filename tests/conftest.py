@@ -49,7 +49,7 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subpro
     return proc
 
 
-# The lines this tool itself writes to stderr: stage progress "[label] 5. lower ...", "[label] up to
+# The lines this tool itself writes to stderr: stage progress "[label] lower (xnnpack) ...", "[label] up to
 # date", notes, errors, its own warnings, the labels progress, compat's and bench's headers, retries.
 OWN_STDERR = re.compile(
     r"^(\[[\w.-]+\] |rne-schema: |note: |error: |WARNING: |  labels: |compat: |bench: |  .*retrying in |\s*$)"

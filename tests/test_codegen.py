@@ -23,10 +23,9 @@ from conftest import (
 from export.errors import ExportError
 from export.release import codegen
 from export.release.codegen import HEADER, group_snippet, snippet, write_modules
-from export.rne.runtimes import PASCAL_VOC_LABELS
 from export.rne.hooks import NORMALIZE_OPTS, families, normalize_values, segmenter_opts
 from export.rne.rne_schema import checker_dir
-from export.rne.runtimes import load_runtimes, version_key
+from export.rne.runtimes import PASCAL_VOC_LABELS, load_runtimes, version_key
 
 
 # codegen takes Published records; the tests edit published() as the JSON data it is

@@ -125,13 +125,14 @@ def test_summary_table_and_stage_progress(export_random):
     _, _, proc = export_random
     assert XNN in proc.stdout and CML in proc.stdout and Q8 in proc.stdout and "emulated" in proc.stdout
     for stage in (
-        "load weights",
-        "4. torch.export",
-        "4b. quantize (int8)",
-        "5. lower (xnnpack)",
-        "6. serialize",
-        "7. verify",
-        "7b. bundle (.bpte)",
+        "] load ...",
+        "] export ...",
+        "] quantize (int8) ...",
+        "] lower (xnnpack) ...",
+        "] serialize ...",
+        "] verify ...",
+        "] bundle (.bpte) ...",
+        "] commit ...",
     ):
         assert stage in proc.stderr
 

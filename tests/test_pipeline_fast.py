@@ -107,6 +107,23 @@ def test_build_writes_verified_artifacts_and_manifest(tiny_builds, kind):
     assert cml["fp16_drift_vs_fp32"]["snr_db"] == cml["parity"]["worst"]["snr_db"] and xnn["fp16_drift_vs_fp32"] is None
 
 
+def test_stage_seconds_are_the_named_stages_in_order(tiny_builds, kind):
+    """The manifest's stage_seconds keys are export/convert/stages.py's names, in its order; a name
+    outside the list is refused, naming the valid ones."""
+    from export.convert.stages import STAGES, stage
+
+    order = list(STAGES)
+    out = tiny_builds[kind]
+    for name, entry in json.loads((out / "manifest.json").read_text())["artifacts"].items():
+        keys = list(entry["stage_seconds"])
+        want = ["load", "wrap", *(["rewrite"] if entry["backend"] == "xnnpack" else []), "export"]
+        want += [*(["quantize"] if entry["precision"] == "int8" else []), "lower", "serialize", "verify", "bundle"]
+        assert keys == want and keys == sorted(keys, key=order.index), (name, keys)
+    with pytest.raises(KeyError, match="unknown stage 'torch.export'; stages: load, wrap, rewrite, export"):
+        with stage(pipeline.Timer("v"), "torch.export"):
+            pass
+
+
 def test_aux_head_not_shipped():
     cfg = load_config(TINY)
     from export.convert.sources import load_model
@@ -212,7 +229,7 @@ def test_rebuild_replaces_artifact_and_keeps_other_entries(prev, weights, capsys
     pipeline.build(load_config(TINY), ["xnnpack_fp32"], weights, out, force=True)
     err = capsys.readouterr().err
     # rebuilt, not skipped: its stages ran, and its entry is new
-    assert "[xnnpack_fp32] 5. lower (xnnpack)" in err and "up to date" not in err
+    assert "[xnnpack_fp32] lower (xnnpack)" in err and "up to date" not in err
     manifest = json.loads((out / "manifest.json").read_text())["artifacts"]
     assert (
         manifest["tiny_segnet_xnnpack_fp32.pte"]["stage_seconds"]
@@ -516,16 +533,16 @@ def test_stage_lines_count_seconds_on_a_terminal_and_stay_plain_in_ci_logs(monke
 
     monkeypatch.setattr(progress, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
     monkeypatch.setattr(progress, "threading", types.SimpleNamespace(Event=event, Thread=thread))
-    head, up = "[v] 5. lower (xnnpack)", "\r\x1b[1A\x1b[2K"  # up: back to the line above, cleared
+    head, up = "[v] lower (xnnpack)", "\r\x1b[1A\x1b[2K"  # up: back to the line above, cleared
     for stream, tty in ((io.StringIO(), False), (Tty(), True)):
         monkeypatch.setattr(sys, "stderr", stream)
         now[0], events[:], threads[:] = 100.0, [], []
         timer = pipeline.Timer("v")
-        with timer.stage("5", "lower (xnnpack)"):
+        with timer.stage("lower", "xnnpack"):
             if threads:  # a sync with the ticker thread, not a timing: it has printed its two seconds
                 assert events[-1].idle.wait(timeout=10), "the ticker never finished its granted ticks"
             now[0] = 102.4  # the stage ends 2.4 s after it started
-        assert timer.seconds == {"lower (xnnpack)": 2.4}
+        assert timer.seconds == {"lower": 2.4}
         if tty:  # the start line counts 1 s, 2 s, then becomes the result
             expected = f"{head} ...\n{up}{head} ... 1 s\n{up}{head} ... 2 s\n{up}{head} 2.4 s\n"
         else:  # a CI log: no ticker, exactly the start and the end line

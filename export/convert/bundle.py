@@ -1,4 +1,4 @@
-"""Step 7b: a BundledProgram (.bpte) beside each .pte: the same program plus a few real-photo inputs
+"""The bundle stage: a BundledProgram (.bpte) beside each .pte: the same program plus a few real-photo inputs
 and their eager expected outputs, so a phone test can check the very file with ExecuTorch's
 bundled verification. Verified here on the host when the runtime has the backend."""
 

@@ -1,4 +1,5 @@
-"""Steps 4-6: torch.export, lower to a backend, delegation gate, serialize to disk."""
+"""The export, lower and serialize stages: torch.export, lowering to a backend with the delegation
+gate, and the program's bytes to disk."""
 
 from __future__ import annotations
 
@@ -189,7 +190,7 @@ def to_bytes(edge: EdgeProgramManager) -> bytes:
 
 
 def serialize(edge: EdgeProgramManager, path: Path) -> None:
-    """Step 6: the program's bytes to `path` (a staged temp file), flushed to disk."""
+    """The serialize stage: the program's bytes to `path` (a staged temp file), flushed to disk."""
     import os
 
     with open(path, "wb") as f:

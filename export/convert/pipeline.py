@@ -1,4 +1,5 @@
-"""The export orchestrator: config + weights -> verified .pte/.bpte files + manifest entries."""
+"""The export orchestrator: config + weights -> verified .pte/.bpte files + manifest entries, one
+variant at a time through the stages export/convert/stages.py names, in that order."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from export.config import BACKENDS, ModelConfig, QuantizationRecipe, Variant
 from export.convert.macs import count as count_macs
 from export.convert.rewrite import trim_padded_taps, xnnpack_forms
 from export.convert.sources import LoadedModel, load_model, weights_identity
+from export.convert.stages import stage
 from export.convert.weights import default_checkpoint
 from export.convert.wrap import example_input, wrap
 from export.errors import ExportError
@@ -66,7 +68,7 @@ class Weights:
 
     def load(self) -> LoadedModel:
         if self._loaded is None:
-            with Timer(self.cfg.name).stage("2", "load weights"):
+            with stage(Timer(self.cfg.name), "load"):
                 start = time.perf_counter()
                 self._loaded = load_model(self.cfg, self.spec)
                 self.load_seconds = round(time.perf_counter() - start, 3)
@@ -87,18 +89,11 @@ def up_to_date(out: Path, name: str, key: str) -> Entry | None:
 def build(
     cfg: ModelConfig, variant_names: list[str] | None, weights: str, out_dir: str | Path, force: bool = False
 ) -> list[Result]:
-    """Export the named variants (all when None) of one model.
-
-    1. check the request: variants exist, the output folder is writable (before any work)
-    2. resolve the weights (`default` | `random` | PATH; never a silent fallback); skip variants
-       whose config, weights and tool versions are unchanged since their manifest entry
-    then, per variant, in `export_variant`:
-    3. wrap (contract)  4. torch.export  4b. quantize (int8)  5. lower + delegation gate
-    6. serialize to a temp file  7. verify it read back from disk (parity; RNE 0.10's own schema
-       check, export.rne.rne_schema; int8 accuracy)
-    7b. bundle (.bpte) and verify  8. commit files + manifest entry (the manifest is the commit point)
-    """
-    # 1. check the request
+    """Export the named variants (all when None) of one model: the request checked before any work
+    (variants exist, the folder is writable, calibration photos and node are there), the weights'
+    identity resolved, up-to-date variants skipped, then each other variant through the stages
+    (`export_variant`)."""
+    # the request, before any work
     variants = [cfg.variant(n) for n in variant_names] if variant_names else list(cfg.variants)
     out = ensure_writable_dir(out_dir)
     if (out / MANIFEST_NAME).exists() and not (out / MANIFEST_NAME).is_file():
@@ -111,7 +106,7 @@ def build(
 
         calibration_set(cfg)
     preflight([(v.contract, v.min_rne) for v in variants])  # node + the npm package the schema gate runs
-    # 2. resolve the weights; skip what is up to date
+    # the weights' identity (the model is loaded on first need); skip what is up to date
     kind, identity = weights_identity(cfg, weights)
     w = Weights(cfg, weights, kind, identity)
     results = []
@@ -129,34 +124,34 @@ def build(
 
 
 def export_variant(cfg: ModelConfig, variant: Variant, weights: Weights, out: Path, key: str) -> Result:
-    """Steps 3-8 of `build` for one variant; each step is a function below with typed in and out."""
+    """One variant through the stages (export/convert/stages.py) after `load`; each is a function
+    below with typed in and out."""
     # lower, quantize, verify and bundle import ExecuTorch (its compiler alone ~9 s): each stage imports
     # them where it runs, so an up-to-date re-export never pays for them
     from export.convert.lower import serialize
 
     name, timer = cfg.artifact_name(variant), Timer(variant.name)
-    # 3. wrap (contract)  4. torch.export  4b. quantize (int8)
-    exported = export_stage(cfg, variant, weights, timer)
-    # 5. lower + delegation gate
-    with timer.stage("5", f"lower ({variant.backend})"):
+    exported = export_stage(cfg, variant, weights, timer)  # wrap, rewrite, export, quantize
+    with stage(timer, "lower", variant.backend):
         lowered = lower_stage(exported, cfg, variant, weights, name)
-    # 6. serialize  7. verify from disk  7b. bundle  8. commit: files and manifest entry, or nothing
+    # serialize, verify and bundle into temp files; commit: the files and their manifest entry, or nothing
     with scratch(out / name) as pte, scratch(out / bundle_name(name)) as bpte:
-        with timer.stage("6", "serialize"):
+        with stage(timer, "serialize"):
             serialize(lowered.edge, pte)
-        with timer.stage("7", "verify"):
+        with stage(timer, "verify"):
             checked = verify_stage(pte, exported, cfg, variant, weights.kind, name, out)
-        with timer.stage("7b", "bundle (.bpte)"):
+        with stage(timer, "bundle", ".bpte"):
             bundle = bundle_stage(pte, bpte, exported.parity_reference, cfg, variant, bundle_name(name))
-        seconds = {"load weights": weights.load_seconds, **timer.seconds}
-        entry = commit_entry(
-            out,
-            name,
-            {name: pte, bundle.path: bpte},
-            lambda files: manifest_entry(
-                cfg, variant, weights, name, files[name], lowered, checked, bundle, key, seconds
-            ),
-        )
+        seconds = {"load": weights.load_seconds, **timer.seconds}
+        with stage(timer, "commit"):
+            entry = commit_entry(
+                out,
+                name,
+                {name: pte, bundle.path: bpte},
+                lambda files: manifest_entry(
+                    cfg, variant, weights, name, files[name], lowered, checked, bundle, key, seconds
+                ),
+            )
     return Result(name, out / name, entry)
 
 
@@ -166,7 +161,7 @@ def bundle_name(artifact: str) -> str:
 
 @dataclass(frozen=True)
 class Exported:
-    """Steps 3-4b: the eager model under its contract, and what gets lowered."""
+    """After wrap, rewrite, export and quantize: the eager model under its contract, and what gets lowered."""
 
     module: torch.nn.Module  # eager fp32 with the contract's wrapper (int8's accuracy reference)
     program: torch.export.ExportedProgram  # what is lowered (int8: the quantized program)
@@ -175,7 +170,7 @@ class Exported:
     samples: int = 0  # int8: calibration samples fed (images x views)
     recipe: QuantizationRecipe | None = None  # int8: as applied (keep_fp32: auto resolved to layers)
     auto_keep: AutoKeepRecord | None = None  # int8 with keep_fp32: auto: the layers kept and their cost
-    rewrites: tuple[str, ...] = ()  # modules replaced by exact cheaper forms before export (4a)
+    rewrites: tuple[str, ...] = ()  # modules replaced by exact cheaper forms before export (rewrite)
     adapter: OutputAdapter | None = None  # how the model's output became output 0 (export.convert.wrap)
     macs: dict[str, int] = field(default_factory=dict)  # the traced program's multiply-accumulates per kind
 
@@ -185,26 +180,26 @@ def export_stage(cfg: ModelConfig, variant: Variant, weights: Weights, timer: Ti
     from export.convert.quantize import auto_keep_fp32, calibration_set, quantize
 
     loaded = weights.load()
-    with timer.stage("3", "wrap"):
+    with stage(timer, "wrap"):
         module = wrap(loaded.module, cfg, variant)
-    with timer.stage("4", "torch.export"):
-        # 4a. XNNPACK: ops it has no kernel for in forms it delegates (LayerNorm, GroupNorm, nearest
-        # upsample; export.convert.rewrite), and convolutions that mostly read padding lose those taps (int8 too:
-        # the weight family's healthy and broken recipes keep their gap on the trimmed graph, README);
-        # the original module stays the parity and accuracy reference.
-        traced: torch.nn.Module = module
-        rewrites: list[str] = []
-        if variant.backend == "xnnpack":
+    # XNNPACK: ops it has no kernel for in forms it delegates, and convolutions that mostly read
+    # padding lose those taps (int8 too: the weight family keeps its gap on the trimmed graph,
+    # docs/int8.md); the original module stays the parity and accuracy reference.
+    traced: torch.nn.Module = module
+    rewrites: list[str] = []
+    if variant.backend == "xnnpack":
+        with stage(timer, "rewrite"):
             traced, forms = xnnpack_forms(module)
             traced, rewrites = trim_padded_taps(traced, example_input(variant))
             rewrites += forms
+    with stage(timer, "export"):
         program, traced_forms = export_for(traced, example_input(variant), variant)
         rewrites += traced_forms
     adapter = module.adapter
     macs = count_macs(program)  # after the rewrites: trimmed taps are not work
     if variant.precision != "int8":
         return Exported(module, program, module, rewrites=tuple(rewrites), adapter=adapter, macs=macs)
-    with timer.stage("4b", "quantize (int8)"):
+    with stage(timer, "quantize", "int8"):
         calibration = calibration_set(cfg)
         recipe = variant.quantization or QuantizationRecipe()
         auto = None
@@ -241,7 +236,7 @@ def lower_stage(exported: Exported, cfg: ModelConfig, variant: Variant, weights:
 
 @dataclass(frozen=True)
 class Checked:
-    """Step 7: the file read back from disk against its reference; int8 also against fp32."""
+    """The verify stage's records: the file read back from disk against its reference; int8 also against fp32."""
 
     parity: ParityRecord
     accuracy: AccuracyRecord | None
@@ -277,7 +272,7 @@ def verify_stage(
 
 
 def bundle_stage(pte: Path, bpte: Path, reference, cfg: ModelConfig, variant: Variant, name: str) -> BundleRecord:
-    """Step 7b: the .bpte with real-photo cases and their eager expected outputs, verified by the
+    """The bundle stage: the .bpte with real-photo cases and their eager expected outputs, verified by the
     runtime's bundled verification where the backend runs here."""
     import torch
 
@@ -326,7 +321,7 @@ def manifest_entry(
     key: str,
     seconds: dict[str, float],
 ) -> Entry:
-    """Step 8: what the files are (`pte`: where it waits to take its name), made of the stages' records."""
+    """The commit stage's entry: what the files are (`pte`: where it waits to take its name), made of the stages' records."""
     contract = cfg.contract_for(variant)
     h, w = variant.input.height, variant.input.width
     feed_range: tuple[float, float] | str = "ImageNet-normalized" if contract.name == "rne-0.9" else "model-normalized"

@@ -1,4 +1,4 @@
-"""Step 4b: int8 post-training quantization (PT2E, static) for XNNPACK, calibrated on photos fed
+"""The quantize stage: int8 post-training quantization (PT2E, static) for XNNPACK, calibrated on photos fed
 exactly as the app feeds them, and the accuracy gate that holds the quantized file to eager fp32
 on images kept apart from calibration (near-duplicates refused)."""
 

@@ -1,4 +1,4 @@
-"""Step 4a: exact graph rewrites that make the exported program cheaper at its static input size.
+"""The rewrite stage: exact graph rewrites that make the exported program cheaper at its static input size.
 
 A dilated 3x3 convolution whose dilation is large next to its feature map (DeepLab's ASPP: rates
 12/24/36 on a 28x28 map at 224x224) reads mostly zero padding: at rate 36 every off-centre tap

@@ -1,4 +1,4 @@
-"""Step 7: read the serialized file back from disk and prove it faithful to eager PyTorch.
+"""The verify stage: read the serialized file back from disk and prove it faithful to eager PyTorch.
 
 - The program's static I/O is checked against the hook contract (input [1,3,H,W] float32,
   output 0 float32 [1,C,H,W]) and its delegates against the variant's backend.

@@ -252,10 +252,10 @@ class Publisher:
         return plan
 
     def push(self, move_tag: bool = False, out_dir: Path | None = None) -> Published:
-        """1. token  2. remote state + plan  3. tag check  4. one commit of every file that differs
-        from main (the commit's parent)  5. download every file back from the commit and verify
-        6. tag the verified commit (a moved tag is restored on failure)  7. published.json (the
-        constants are generated from it by the caller: `export publish`, scripts/release.py)."""
+        """token, then the remote state and plan, the tag check, one commit of every file that
+        differs from main (the commit's parent), every file downloaded back from the commit and
+        verified, the tag on the verified commit (a moved tag is restored on failure), and
+        published.json (the caller generates the constants from it: `export publish`, scripts/release.py)."""
         # 1. token and the output folder: either problem fails before any network write
         if not self.secret.value:
             raise PublishError("--push needs a Hugging Face token: set HF_TOKEN or run `hf auth login`")
@@ -308,7 +308,7 @@ class Publisher:
         return published
 
     def _commit(self, api, plan: list[PlannedFile], at_main: dict, main: str | None) -> str:
-        """Step 4: the commit holding every planned file (main itself when it already holds them)."""
+        """The commit: the one holding every planned file (main itself when it already holds them)."""
         from huggingface_hub import CommitOperationAdd
 
         upload = [p for p in plan if not _same(p, at_main.get(p.path_in_repo))]
@@ -334,7 +334,7 @@ class Publisher:
         return info.oid
 
     def _tag(self, api, commit: str, old: str | None) -> None:
-        """Step 6: the tag at the verified commit; a moved tag that cannot be re-created is restored."""
+        """The tag: at the verified commit; a moved tag that cannot be re-created is restored."""
         if old:
             print(
                 f"WARNING: --move-tag: moving {self.tag} from {old[:12]} to {commit[:12]}; "
