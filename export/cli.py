@@ -6,47 +6,19 @@ Start with `rne-export new` (a config from your model's own files), then `build`
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import logging
 import os
-import re
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from export import threads
-from export.config import BACKENDS, CONTRACTS, ModelConfig
-from export.config_file import find_config, list_configs, load_config
-from export.data import CONFIGS, cache_root
+from export.config import BACKENDS, CONTRACTS
+from export.config_file import list_configs, load_config
+from export.console import LOG_DIR, for_the_tool, write_traceback
+from export.data import CONFIGS
 from export.errors import ExportError
-
-if TYPE_CHECKING:
-    from export.records import Entry
+from export.provenance import version_line
 
 CONFIG_DIR = CONFIGS  # the built-in configs, shipped in the package
-
-
-# Where a command's native (C++) log lines and other libraries' warnings go unless --verbose: the
-# ExecuTorch runtime prints cpuinfo probing lines on every XNNPACK load, which are not the user's business.
-LOG_DIR = cache_root() / "logs"
-# the toolchain whose versions decide the bytes (pyproject.toml pins them)
-TOOLCHAIN = ("torch", "torchvision", "executorch", "torchao", "coremltools")
-
-
-def _version() -> str:
-    """This tool's version and the installed toolchain's, read from package metadata (no import)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    def of(dist: str) -> str:
-        try:
-            return version(dist)
-        except PackageNotFoundError:
-            return "not installed"
-
-    return f"rne-export {of('rne-export')} (" + ", ".join(f"{d} {of(d)}" for d in TOOLCHAIN) + ")"
 
 
 def _catalogue() -> str:
@@ -67,7 +39,7 @@ def _parser(help_wanted: bool = True) -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     catalogue = _catalogue() if help_wanted else None
     p = argparse.ArgumentParser(prog="rne-export", description=__doc__, epilog=catalogue, formatter_class=fmt)
-    p.add_argument("--version", action="version", version=_version())
+    p.add_argument("--version", action="version", version=version_line())
     p.add_argument(
         "-v",
         "--verbose",
@@ -108,16 +80,6 @@ def _new_args(sub) -> None:
     n.add_argument("--weights", help="trained weights `build` loads by default (model.path): a state dict or folder")
     n.add_argument("--out", type=Path, help="where the config goes (default: configs/<name>.yaml)")
     n.add_argument("--force", action="store_true", help="replace an existing config")
-
-
-def _new(args) -> int:
-    from export.convert.sources import SOURCES
-    from export.scaffold import NewArgs, run_new
-
-    source = next(name for name in SOURCES.names() if getattr(args, name, None))
-    fields = ("labels", "name", "size", "normalize", "mask", "kwargs", "weights", "out", "force")
-    new = NewArgs(source, getattr(args, source), **{f: getattr(args, f) for f in fields})
-    return run_new(new, sys.argv[1:] if args.argv is None else args.argv)
 
 
 def _build_args(sub, catalogue: str | None) -> None:
@@ -266,472 +228,20 @@ def _tool_args(sub) -> None:
     chk.add_argument("modules", nargs="+", type=Path)
 
 
-def _publish(args) -> int:
-    if args.xet:  # before huggingface_hub is imported (export.release.hubnames defaults it to LFS)
-        import os
-
-        os.environ["HF_HUB_DISABLE_XET"] = "0"
-    from export.release.publish import PUBLISHED_NAME, Publisher
-
-    publisher = Publisher(
-        args.manifest,
-        args.repo,
-        args.tag,
-        endpoint=args.endpoint,
-        allow_random_weights=args.allow_random_weights,
-        skip_compat=args.skip_compat,
-    )
-    try:
-        if args.push:
-            publisher.push(move_tag=args.move_tag)
-            from export.release.codegen import write_modules
-
-            folder = publisher.manifest.parent
-            print("wrote " + ", ".join(str(w) for w in write_modules(folder / PUBLISHED_NAME, folder)))
-        else:
-            publisher.dry_run()
-    except ExportError as e:  # any message that reaches the user passes through the redactor
-        raise type(e)(publisher.secret.redact(str(e))) from None
-    return 0
-
-
-def _colormap_arg(text: str) -> dict:
-    import json
-
-    try:
-        value = json.loads(text)
-    except ValueError:
-        raise ExportError(f"--colormap: not JSON: {text[:80]!r}; e.g. '{{\"person\": [255, 0, 0, 255]}}'") from None
-    if not isinstance(value, dict):
-        raise ExportError("--colormap: expected a JSON object {label: [r, g, b, a]}")
-    return value
-
-
-def _segment(args, model, bgr, colormap: dict | None) -> int:
-    """run --rne: useSemanticSegmenter's segment(imageBuffer, colormap), as the app gets it."""
-    import json
-
-    import numpy as np
-
-    from export.checks.replay import image_buffer, mask_overlay, write_png, write_rgba_png
-    from export.rne.hooks import segmenter_labels
-
-    result = model.segment(image_buffer(bgr, args.format), colormap, args.rne)
-    opts = result.opts
-    labels = list(segmenter_labels(model.labels)[0])
-    ids, counts = np.unique(result.argmax, return_counts=True)
-    summary = {
-        "artifact": str(args.artifact),
-        "rne": opts.line.label,
-        "hook": opts.line.hook,
-        "contract": opts.contract,
-        "modelOpts": {
-            "resizeMode": opts.resize_mode,
-            "interpolation": opts.interpolation,
-            "normalizeOpts": {"feed": opts.feed, "alpha": list(opts.alpha), "beta": list(opts.beta)},
-            "outInterpolation": opts.out_interpolation,
-        },
-        "image": {"format": args.format, "width": bgr.shape[1], "height": bgr.shape[0]},
-        "input": [model.height, model.width],
-        "mask": {"shape": list(result.mask.shape), "dtype": str(result.mask.dtype), "format": "rgba"},
-        "classes_present": {
-            labels[int(i)]: round(int(n) / result.argmax.size, 4) for i, n in zip(ids, counts, strict=True)
-        },
-        "colormap_present": {labels[int(i)]: list(result.colormap[labels[int(i)]]) for i in ids},
-    }
-    if args.mask:
-        write_rgba_png(args.mask, result.mask)
-        summary["mask"]["png"] = str(args.mask)
-    if args.overlay:
-        write_png(args.overlay, mask_overlay(bgr, result.mask, result.argmax, labels, result.colormap))
-        summary["overlay"] = str(args.overlay)
-    print(json.dumps(summary, indent=2))
-    return 0
-
-
-def _run(args) -> int:
-    import json
-
-    import numpy as np
-
-    from export.checks.replay import ARGMAX, SegmentationModel, decode, overlay, read_source, write_png
-
-    segmenter_only = [f for f, v in (("--mask", args.mask), ("--colormap", args.colormap)) if v]
-    if args.format != "rgba":
-        segmenter_only.append("--format")
-    if not args.rne and segmenter_only:
-        raise ExportError(f"{', '.join(segmenter_only)}: only with --rne (e.g. --rne 0.10: segment(imageBuffer))")
-    if args.rne and (args.classes or args.resize):
-        raise ExportError(
-            "--classes / --resize are forward()'s (react-native-executorch 0.4 – 0.9); segment() (--rne) returns "
-            "an RGBA mask at the image's size: use --mask / --colormap"
-        )
-    colormap = _colormap_arg(args.colormap) if args.colormap else None
-    from export.files import existing_file, new_file
-
-    # every argument that needs no model first: a bad one fails before the program is loaded
-    existing_file(args.artifact, "artifact", "pass the .pte file")
-    for flag, target in (("--overlay", args.overlay), ("--mask", args.mask)):
-        if target:  # a PNG name in a folder that takes files
-            new_file(target, flag, (".png",))
-    bgr = decode(read_source(args.image), args.image)
-    model = SegmentationModel(args.artifact, contract=args.contract)
-    if model.entry is None:
-        print(
-            f"note: no manifest.json beside {args.artifact}: its sha256 cannot be checked and labels are class ids",
-            file=sys.stderr,
-        )
-    if args.rne:
-        return _segment(args, model, bgr, colormap)
-    classes = [c.strip() for c in args.classes.split(",") if c.strip()]  # "CAT, PERSON": the space is not a label
-    result = model.forward(bgr, classes, resize=args.resize)
-    argmax = result[ARGMAX]
-    ids, counts = np.unique(argmax, return_counts=True)
-    summary = {
-        "artifact": str(args.artifact),
-        "contract": model.contract.name,
-        "input": [model.height, model.width],
-        "keys": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in result.items()},
-        "classes_present": {
-            model.labels[int(i)]: round(int(n) / argmax.size, 4) for i, n in zip(ids, counts, strict=True)
-        },
-        "mean_probability": {c: round(float(result[c].mean()), 4) for c in classes},
-    }
-    if args.overlay:
-        write_png(args.overlay, overlay(bgr, argmax, model.labels))
-        summary["overlay"] = str(args.overlay)
-    print(json.dumps(summary, indent=2))
-    return 0
-
-
-def _bench(args) -> int:
-    from export.checks.bench import run_bench
-
-    if args.runs < 1 or args.warmup < 0:
-        raise ExportError("--runs must be >= 1 and --warmup >= 0")
-    if args.weights not in (None, "default", "random"):
-        from export.files import existing_file
-
-        existing_file(args.weights, "--weights", "valid values: default, random, or a checkpoint PATH")
-    run_bench(
-        args.manifest, args.runs, args.warmup, args.weights, args.config, CONFIG_DIR, args.out, profile=args.profile
-    )
-    return 0
-
-
-def _card(args) -> int:
-    from export.release.card import write_card
-
-    print(f"wrote {write_card(args.manifest, with_overlays=not args.no_overlays)}")
-    return 0
-
-
-def _codegen(args) -> int:
-    from export.release.codegen import write_modules
-    from export.rne.runtimes import load_runtimes
-
-    lines = load_runtimes(args.runtimes) if args.runtimes else None
-    for path in write_modules(list(args.published), args.out, lines):
-        print(f"wrote {path}")
-    return 0
-
-
-def _explain_int8(args) -> int:
-    cfg = load_config(find_config(args.config))
-    variant = cfg.variant(args.variant)
-    if variant.precision != "int8":
-        raise ExportError(f"--variant {args.variant} is {variant.precision}; explain-int8 needs an int8 variant")
-    from export.convert.lower import export_program
-    from export.convert.quantize import accuracy_inputs, calibration_inputs, calibration_set
-    from export.convert.sensitivity import layer_sensitivity, producer_chain, report
-    from export.convert.sources import load_model
-    from export.convert.wrap import example_input, wrap
-
-    images = calibration_set(cfg)
-    module = wrap(load_model(cfg, args.weights).module, cfg, variant)
-    photos = [x for x, _ in accuracy_inputs(cfg, variant).values()]
-    recipe = variant.quantization
-    errors = layer_sensitivity(
-        module, calibration_inputs(cfg, variant, images), photos, recipe.per_channel if recipe else True
-    )
-    print(
-        f"{cfg.name} {variant.name}: each conv alone in int8 (the rest fp32), logits vs fp32 on the held-apart photos"
-    )
-    print(report(errors, args.top))
-    worst = errors[0].module
-    chain = producer_chain(export_program(module, example_input(variant)), worst)
-    print(f"to keep the worst in fp32: quantization: {{keep_fp32: [{', '.join(chain)}]}} (or keep_fp32: auto)")
-    return 0
-
-
-def _compat(args) -> int:
-    from export.checks.compat import run_compat
-
-    return run_compat(args.manifest, args.runtime, args.backend)
-
-
-def _verify_coreml(args) -> int:
-    from export.checks.coreml_proof import verify_coreml
-
-    done = verify_coreml(args.manifest, args.weights, args.config, CONFIG_DIR)
-    print(f"Core ML executed and recorded in {args.manifest}: {', '.join(done)}")
-    return 0
-
-
-def _check_urls(args) -> int:
-    from export.release.urls import check_urls
-
-    problems = check_urls(args.modules)
-    for url, why in problems:
-        print(f"error: {url} does not resolve: {why}", file=sys.stderr)
-    if problems:
-        return 4
-    print("all URLs resolve")
-    return 0
-
-
-def summary_table(results) -> str:
-    """One row per artifact of a build: size, delegation, parity, int8 accuracy, seconds."""
-    from tabulate import tabulate
-
-    rows = []
-    for r in results:
-        e = r.entry
-        wst = e.parity.worst
-        acc = e.accuracy
-        rows.append(
-            (
-                r.artifact,
-                f"{e.bytes / 1e6:.1f}",
-                str(e.delegation.delegated_nodes),
-                str(e.delegation.non_delegated_compute_nodes),
-                e.parity.mode,
-                *(
-                    (f"{wst.decisive_agreement * 100:.3f}%", f"{wst.rel_max_abs:.2e}", f"{wst.snr_db:.1f}")
-                    if wst
-                    else ("-", "-", "-")
-                ),
-                f"{acc.worst.snr_vs_noise_db:+.1f}" if acc else "-",
-                "up to date" if r.up_to_date else f"{e.export_seconds:.1f}",
-            )
-        )
-    headers = (
-        "artifact",
-        "MB",
-        "delegated",
-        "non-deleg",
-        "parity",
-        "decisive argmax",
-        "rel err",
-        "snr dB",
-        "int8 dB vs noise",
-        "seconds",
-    )
-    return tabulate(rows, headers=headers, tablefmt="plain", disable_numparse=True)
-
-
-def select(configs: list[ModelConfig], variant_names: list[str] | None) -> list[tuple[ModelConfig, list[str] | None]]:
-    """Pair each config with the requested variants it has; a name no config has is an error."""
-    if not variant_names:
-        return [(c, None) for c in configs]
-    known = {v.name for c in configs for v in c.variants}
-    missing = [repr(n) if not n.strip() or n != n.strip() else n for n in variant_names if n not in known]
-    if missing:
-        raise ExportError(f"unknown variant(s) {', '.join(missing)}; valid variants: {', '.join(sorted(known))}")
-    pairs = [(c, [n for n in variant_names if n in {v.name for v in c.variants}]) for c in configs]
-    return [(c, names) for c, names in pairs if names]
-
-
-def _build(args) -> int:
-
-    configs = [load_config(find_config(p)) for p in args.config]
-    if len(configs) > 1 and args.weights not in ("default", "random"):
-        raise ExportError("--weights PATH fits one model: pass a single --config with it")
-    plan = select(configs, args.variant)  # fail on a bad variant name before any work
-    outs = [args.out / cfg.name if len(configs) > 1 else args.out for cfg, _ in plan]  # a folder per model
-    if not args.force and _all_fresh(plan, outs, args.weights):
-        return 0
-    from export.convert.pipeline import build
-    from export.convert.sources import weights_identity
-
-    # every model's weights before any work: offline, name every checkpoint to place, not the first
-    problems = []
-    for cfg, _ in plan:
-        try:
-            weights_identity(cfg, args.weights)
-        except ExportError as e:
-            problems.append(str(e))
-    if len(problems) == 1:
-        raise ExportError(problems[0])
-    if problems:
-        raise ExportError(f"{len(problems)} of {len(plan)} models cannot get their weights: " + " | ".join(problems))
-
-    results = []
-    for (cfg, names), out in zip(plan, outs, strict=True):
-        results += build(cfg, names, args.weights, out, force=args.force)
-    print(summary_table(results))
-    for out in outs:
-        print(f"manifest: {out / 'manifest.json'}")
-    if results and all(r.up_to_date for r in results):
-        print("everything up to date")
-    return 0
-
-
-@dataclass(frozen=True)
-class _Fresh:
-    artifact: str
-    entry: Entry
-    up_to_date: bool = True
-
-
-def _all_fresh(plan, outs: list[Path], weights: str) -> bool:
-    """Every requested variant up to date by what the last build recorded (export.store.uptodate):
-    the same lines as a build that skips them all, without importing torch."""
-    from export.store.uptodate import fresh_entries
-
-    found = []
-    for (cfg, names), out in zip(plan, outs, strict=True):
-        variants = [cfg.variant(n) for n in names] if names else list(cfg.variants)
-        fresh = fresh_entries(out, cfg, variants, weights) if out.is_dir() else None
-        if fresh is None:
-            return False
-        found += [(v, cfg.artifact_name(v), fresh[cfg.artifact_name(v)]) for v in variants]
-    for v, name, _ in found:
-        print(f"[{v.name}] up to date: {name} (config, weights and tools unchanged)", file=sys.stderr, flush=True)
-    print(summary_table([_Fresh(name, entry) for _, name, entry in found]))
-    for out in outs:
-        print(f"manifest: {out / 'manifest.json'}")
-    print("everything up to date")
-    return True
-
-
-# ExecuTorch's runtime logs through Python's sys.stderr (its pybindings), in its C++ format:
-# "[cpuinfo_utils.cpp:71] Reading file ..." on the first XNNPACK run of a process
-NATIVE_LINE = re.compile(r"^\[[\w./-]+\.(?:cpp|cc|c|h|hpp|mm):\d+\] ")
-
-
-class _Sieve(io.TextIOBase):
-    """sys.stderr for a quiet command: the tool's own lines pass to the terminal; the runtime's
-    native log lines go to a log file (opened on the first one)."""
-
-    def __init__(self, terminal, log: Path) -> None:
-        self.terminal, self.log_path, self.tail = terminal, log, ""
-        self.log: io.TextIOBase | None = None
-
-    def writable(self) -> bool:
-        return True
-
-    # what libraries ask of sys.stderr (a terminal? its fd? its encoding?) is the terminal's answer
-    def isatty(self) -> bool:
-        return bool(getattr(self.terminal, "isatty", lambda: False)())
-
-    def fileno(self) -> int:
-        return self.terminal.fileno()
-
-    @property
-    def encoding(self):  # type: ignore[override]
-        return getattr(self.terminal, "encoding", "utf-8")
-
-    def write(self, text: str) -> int:
-        *lines, self.tail = (self.tail + text).split("\n")
-        for line in lines:
-            self._route(line + "\n")
-        return len(text)
-
-    def flush(self) -> None:
-        # a progress line ("\r  labels: 3/12") shows now; the runtime writes its lines in pieces
-        # ("[", "cpuinfo_utils.cpp", ":71] ", ...) with a flush after each: a "[" start waits for its end
-        if self.tail and not self.tail.startswith("["):
-            self.terminal.write(self.tail)
-            self.tail = ""
-        self.terminal.flush()
-
-    def _route(self, line: str) -> None:
-        if not NATIVE_LINE.match(line):
-            self.terminal.write(line)
-            return
-        if self.log is None:
-            try:
-                self.log_path.parent.mkdir(parents=True, exist_ok=True)
-                self.log = open(self.log_path, "a")  # closed when the command ends (close_log)
-            except OSError:  # no writable cache: the line stays on the terminal rather than failing the command
-                self.terminal.write(line)
-                return
-        self.log.write(line)
-
-    def close_log(self) -> None:
-        if self.tail:
-            self._route(self.tail)
-            self.tail = ""
-        if self.log is not None:
-            self.log.close()
-
-
-@contextlib.contextmanager
-def _terminal_for_the_tool(command: str, verbose: bool) -> Iterator[None]:
-    """Unless --verbose: other libraries' Python warnings and log records (torch's, ExecuTorch's,
-    coremltools') are dropped, coremltools' progress bars are off, and the ExecuTorch runtime's own
-    log lines go to LOG_DIR/<command>.log. Errors, gate verdicts and stage progress stay."""
-    if verbose:
-        yield
-        return
-    import warnings
-
-    tqdm_was = os.environ.get("TQDM_DISABLE")
-    # coremltools' per-pass progress bars: our stage lines time the lowering; huggingface_hub's upload
-    # bars stay for a publish on a terminal
-    if command != "publish" or not sys.stderr.isatty():
-        os.environ["TQDM_DISABLE"] = "1"
-    import cv2  # OpenCV's own decoder warnings ("[ WARN:0@1.2] global grfmt_png.cpp ..."): our error says it
-
-    cv_level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    terminal = sys.stderr
-    sieve = _Sieve(terminal, LOG_DIR / f"{command}.log")
-    sys.stderr = sieve
-    logging.disable(logging.WARNING)  # this tool logs nothing; ERROR records of others still show
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            warnings.filterwarnings("default", module=r"export(\.|$)")
-            yield
-    finally:
-        logging.disable(logging.NOTSET)
-        cv2.utils.logging.setLogLevel(cv_level)
-        sieve.flush()
-        sieve.close_log()
-        if sys.stderr is sieve:
-            sys.stderr = terminal
-        if tqdm_was is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = tqdm_was
-
-
 def main(argv: list[str] | None = None) -> int:
     given = sys.argv[1:] if argv is None else argv
     args = _parser(help_wanted=bool({"-h", "--help"} & set(given)) or not given).parse_args(argv)
     args.argv = argv
-    with _terminal_for_the_tool(args.command, args.verbose):
+    with for_the_tool(args.command, args.verbose):
         return _dispatch(args)
 
 
 def _dispatch(args) -> int:
     try:
         threads.apply()  # before torch is imported
-        return {
-            "build": _build,
-            "publish": _publish,
-            "check-urls": _check_urls,
-            "compat": _compat,
-            "verify-coreml": _verify_coreml,
-            "explain-int8": _explain_int8,
-            "run": _run,
-            "bench": _bench,
-            "new": _new,
-            "card": _card,
-            "codegen": _codegen,
-        }[args.command](args)
+        if getattr(args, "xet", False):  # before huggingface_hub is imported (hubnames defaults it to LFS)
+            os.environ["HF_HUB_DISABLE_XET"] = "0"
+        return _command(args.command)(args)
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
@@ -742,7 +252,7 @@ def _dispatch(args) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except Exception as e:  # not swallowed: one line here, the full traceback in a file for the bug report
-        where = _write_traceback()
+        where = write_traceback()
         first = " ".join(str(e).split())[:300]
         print(
             f"error: unexpected {type(e).__name__}: {first} (a bug in this tool; traceback: {where})", file=sys.stderr
@@ -750,14 +260,31 @@ def _dispatch(args) -> int:
         return 1
 
 
-def _write_traceback() -> str:
-    import tempfile
-    import traceback
-
-    fd, path = tempfile.mkstemp(prefix="rne-export-traceback-", suffix=".txt")
-    with open(fd, "w") as f:
-        f.write(traceback.format_exc())
-    return path
+def _command(name: str):
+    """The module that owns a command, imported only when that command runs (most import torch)."""
+    if name == "new":
+        from export.scaffold import command
+    elif name == "build":
+        from export.convert.request import command
+    elif name == "publish":
+        from export.release.publish import command
+    elif name == "run":
+        from export.checks.run import command
+    elif name == "bench":
+        from export.checks.bench import command
+    elif name == "card":
+        from export.release.card import command
+    elif name == "codegen":
+        from export.release.codegen import command
+    elif name == "compat":
+        from export.checks.compat import command
+    elif name == "explain-int8":
+        from export.convert.quantize import command
+    elif name == "verify-coreml":
+        from export.checks.coreml_proof import command
+    else:
+        from export.release.urls import command  # check-urls
+    return command
 
 
 def console() -> None:

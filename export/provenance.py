@@ -20,16 +20,27 @@ TOOL_PACKAGES = (
 )
 
 
+def version_of(dist: str) -> str:
+    """An installed distribution's version from its metadata (no import), or "not installed"."""
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
 def tool_versions() -> dict[str, str]:
     import platform
 
-    out = {"python": platform.python_version()}
-    for pkg in TOOL_PACKAGES:
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
+    return {"python": platform.python_version(), **{pkg: version_of(pkg) for pkg in TOOL_PACKAGES}}
+
+
+# what `--version` names: this tool and the toolchain whose versions decide the bytes (pyproject pins them)
+TOOLCHAIN = ("torch", "torchvision", "executorch", "torchao", "coremltools")
+
+
+def version_line() -> str:
+    """`rne-export --version`: this tool's version and the installed toolchain's."""
+    return f"rne-export {version_of('rne-export')} (" + ", ".join(f"{d} {version_of(d)}" for d in TOOLCHAIN) + ")"
 
 
 def platform_id() -> str:

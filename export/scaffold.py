@@ -328,3 +328,11 @@ def run_new(args: NewArgs, argv: list[str]) -> int:
     print(next_steps(target, cfg))
     sys.stdout.flush()
     return 0
+
+
+def command(args) -> int:
+    """`rne-export new`: one flag per source names the model."""
+    source = next(name for name in SOURCES.names() if getattr(args, name, None))
+    fields = ("labels", "name", "size", "normalize", "mask", "kwargs", "weights", "out", "force")
+    new = NewArgs(source, getattr(args, source), **{f: getattr(args, f) for f in fields})
+    return run_new(new, sys.argv[1:] if args.argv is None else args.argv)

@@ -305,11 +305,12 @@ def test_several_repos_and_variant_suffixes_merge_into_one_module(tmp_path):
 def test_unexpected_exception_is_one_line_and_a_traceback_file(monkeypatch, capsys):
     """The error boundary: a bug prints one line naming where the traceback went, exit 1."""
     from export import cli
+    from export.release import codegen
 
     def broken(args):
         raise KeyError("surprise")
 
-    monkeypatch.setattr(cli, "_codegen", broken)
+    monkeypatch.setattr(codegen, "command", broken)
     assert cli.main(["codegen", "x.json"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(

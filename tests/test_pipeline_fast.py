@@ -442,7 +442,9 @@ def test_manifest_is_typed_and_ships_its_json_schema(tiny_builds, tmp_path):
     from export.store.manifest import write_entry
 
     stale = tmp_path / "manifest.json"
-    assert pipeline.up_to_date(tmp_path, "tiny_segnet_xnnpack_int8.pte", entry["cache_key"]) is None
+    from export.store.uptodate import up_to_date
+
+    assert up_to_date(tmp_path, "tiny_segnet_xnnpack_int8.pte", entry["cache_key"]) is None
     write_entry(
         tmp_path,
         "tiny_segnet_xnnpack_int8.pte",

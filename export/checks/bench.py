@@ -23,10 +23,11 @@ from typing import Any
 from export.checks.onnx_peer import onnx_fp32, onnx_int8, ort_runner, ort_session
 from export.config import ModelConfig, Variant
 from export.config_file import load_config
+from export.data import CONFIGS
 from export.errors import ExportError
-from export.files import sha256_file, write_bytes_atomic
+from export.files import existing_file, sha256_file, write_bytes_atomic
 from export.host import runs_here
-from export.provenance import tool_versions
+from export.provenance import tool_versions, version_of
 from export.records import (
     BENCH_NAME,
     BENCH_SCHEMA_NAME,
@@ -190,7 +191,7 @@ def run_bench(
         probes = {name: _probe_subprocess(path, runs=3) for name, path in plan.files.items()}  # 4.
         profiles = _profiles(plan, threads["onnxruntime"], runs) if profile else None  # 6.
     kernels = probe_kernels(threads["executorch"])  # 7. what this host's kernels reach per kind
-    host = describe(threads, {**tool_versions(), "onnxruntime": _version("onnxruntime")}, kernels)
+    host = describe(threads, {**tool_versions(), "onnxruntime": version_of("onnxruntime")}, kernels)
     bench = Bench(
         schema=BENCH_SCHEMA_VERSION,
         models=tuple(models),
@@ -438,12 +439,6 @@ def _write_profiles(profiles: dict[str, EngineProfile], host: BenchHost, runs: i
     print(f"wrote {folder / PROFILE_NAME}, {folder / PROFILE_CHART}")
 
 
-def _version(pkg: str) -> str:
-    from importlib import metadata
-
-    return metadata.version(pkg)
-
-
 def table(bench: Bench) -> str:
     from tabulate import tabulate
 
@@ -511,3 +506,13 @@ def table(bench: Bench) -> str:
 
 if __name__ == "__main__":  # _probe_subprocess's child: not a user command, so not in the CLI
     print(json.dumps(probe(Path(sys.argv[1]), int(sys.argv[2]))))
+
+
+def command(args) -> int:
+    """`rne-export bench`: its numbers checked before torch is imported."""
+    if args.runs < 1 or args.warmup < 0:
+        raise ExportError("--runs must be >= 1 and --warmup >= 0")
+    if args.weights not in (None, "default", "random"):
+        existing_file(args.weights, "--weights", "valid values: default, random, or a checkpoint PATH")
+    run_bench(args.manifest, args.runs, args.warmup, args.weights, args.config, CONFIGS, args.out, profile=args.profile)
+    return 0

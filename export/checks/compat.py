@@ -202,3 +202,8 @@ def run_compat(manifest_path: Path, runtimes: list[str] | None = None, backend: 
     if failures:
         raise GateError("compat: " + "; ".join(failures))
     return 0
+
+
+def command(args) -> int:
+    """`rne-export compat`."""
+    return run_compat(args.manifest, args.runtime, args.backend)

@@ -105,3 +105,12 @@ def prove_one(
 def unexecuted_coreml(entries: dict[str, Entry]) -> list[str]:
     """Core ML files whose parity was not executed (emulated or static only): publish's refusal."""
     return [n for n, e in entries.items() if e.delegate == CORE_ML and e.parity.mode != "executed"]
+
+
+def command(args) -> int:
+    """`rne-export verify-coreml`."""
+    from export.data import CONFIGS
+
+    done = verify_coreml(args.manifest, args.weights, args.config, CONFIGS)
+    print(f"Core ML executed and recorded in {args.manifest}: {', '.join(done)}")
+    return 0

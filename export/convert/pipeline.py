@@ -38,8 +38,8 @@ from export.records import (
     WeightsRef,
 )
 from export.rne.rne_schema import preflight
-from export.store.manifest import MANIFEST_NAME, commit_entry, current_entries, find_file, set_aside_undescribed, settle
-from export.store.uptodate import cache_key, record
+from export.store.manifest import MANIFEST_NAME, commit_entry, set_aside_undescribed, settle
+from export.store.uptodate import cache_key, record, up_to_date
 from export.timing import latency_ratio
 
 if TYPE_CHECKING:  # annotations only: the stages import these where they run
@@ -73,17 +73,6 @@ class Weights:
                 self._loaded = load_model(self.cfg, self.spec)
                 self.load_seconds = round(time.perf_counter() - start, 3)
         return self._loaded
-
-
-def up_to_date(out: Path, name: str, key: str) -> Entry | None:
-    """The manifest entry when it was made from the same inputs and its files are intact."""
-    entry = current_entries(out / MANIFEST_NAME).get(name)
-    if not entry or entry.cache_key != key:
-        return None
-    files = [(entry.path, entry.sha256, entry.bytes), (entry.bundle.path, entry.bundle.sha256, entry.bundle.bytes)]
-    if any(find_file(out, *f) is None for f in files):
-        return None
-    return entry
 
 
 def build(

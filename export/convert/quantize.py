@@ -405,3 +405,39 @@ def explain(per_image: dict[str, Accuracy], bounds: AccuracyBounds) -> str:
         rows.append((metric, f"{op} {b:g}" if b is not None else "info", *cells))
     photos = [k.split(":", 1)[-1] for k in per_image]
     return tabulate(rows, headers=("metric", "bound", *photos), tablefmt="simple") + "\n" + NEXT_STEPS
+
+
+def explain_int8(cfg: ModelConfig, variant_name: str, weights: str, top: int) -> str:
+    """`rne-export explain-int8`: each conv alone in int8 (the rest fp32), worst first, and the
+    keep_fp32 line that would keep the worst in fp32 (eager PyTorch, no file)."""
+    variant = cfg.variant(variant_name)
+    if variant.precision != "int8":
+        raise ExportError(f"--variant {variant_name} is {variant.precision}; explain-int8 needs an int8 variant")
+    from export.convert.lower import export_program
+    from export.convert.sensitivity import layer_sensitivity, producer_chain, report
+    from export.convert.sources import load_model
+    from export.convert.wrap import example_input, wrap
+
+    images = calibration_set(cfg)
+    module = wrap(load_model(cfg, weights).module, cfg, variant)
+    photos = [x for x, _ in accuracy_inputs(cfg, variant).values()]
+    recipe = variant.quantization
+    errors = layer_sensitivity(
+        module, calibration_inputs(cfg, variant, images), photos, recipe.per_channel if recipe else True
+    )
+    chain = producer_chain(export_program(module, example_input(variant)), errors[0].module)
+    return "\n".join(
+        [
+            f"{cfg.name} {variant.name}: each conv alone in int8 (the rest fp32), logits vs fp32 on the held-apart photos",
+            report(errors, top),
+            f"to keep the worst in fp32: quantization: {{keep_fp32: [{', '.join(chain)}]}} (or keep_fp32: auto)",
+        ]
+    )
+
+
+def command(args) -> int:
+    """`rne-export explain-int8`."""
+    from export.config_file import find_config, load_config
+
+    print(explain_int8(load_config(find_config(args.config)), args.variant, args.weights, args.top))
+    return 0

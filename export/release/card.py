@@ -471,3 +471,9 @@ def write_card(manifest_path: Path, with_overlays: bool = True) -> Path:
     target = folder / CARD_NAME
     write_bytes_atomic(target, render_card(manifest, bench, overlays, extra, profile).encode())
     return target
+
+
+def command(args) -> int:
+    """`rne-export card`."""
+    print(f"wrote {write_card(args.manifest, with_overlays=not args.no_overlays)}")
+    return 0

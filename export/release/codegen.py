@@ -44,6 +44,7 @@ from export.rne.hooks import (
 from export.rne.runtimes import (
     RUNTIMES_PATH,
     RneLine,
+    load_runtimes,
     releases_label,
     version_key,
 )
@@ -513,3 +514,11 @@ def write_modules(
         write_bytes_atomic(out / name, text.encode())
         written.append(out / name)
     return written
+
+
+def command(args) -> int:
+    """`rne-export codegen`: the constants modules from published.json files."""
+    lines = load_runtimes(args.runtimes) if args.runtimes else None
+    for path in write_modules(list(args.published), args.out, lines):
+        print(f"wrote {path}")
+    return 0

@@ -443,3 +443,40 @@ class Publisher:
             )
         tag_url = resolve_url(self.endpoint, self.repo, self.tag, p.path_in_repo)
         return PublishedFile(p.artifact, p.path_in_repo, tag_url, sha, size)
+
+
+def run_publish(
+    manifest: Path,
+    repo: str,
+    tag: str,
+    endpoint: str | None,
+    push: bool,
+    move_tag: bool,
+    allow_random_weights: bool = False,
+    skip_compat: bool = False,
+) -> None:
+    """`rne-export publish`: the plan (dry run), or with `push` the publish and the constants
+    modules beside published.json. Every message that reaches the user passes the token redactor."""
+    publisher = Publisher(
+        manifest, repo, tag, endpoint=endpoint, allow_random_weights=allow_random_weights, skip_compat=skip_compat
+    )
+    try:
+        if push:
+            publisher.push(move_tag=move_tag)
+            from export.release.codegen import write_modules
+
+            folder = publisher.manifest.parent
+            print("wrote " + ", ".join(str(w) for w in write_modules(folder / PUBLISHED_NAME, folder)))
+        else:
+            publisher.dry_run()
+    except ExportError as e:
+        raise type(e)(publisher.secret.redact(str(e))) from None
+
+
+def command(args) -> int:
+    """`rne-export publish` (the CLI has set HF_HUB_DISABLE_XET for --xet before any import)."""
+    run_publish(
+        args.manifest, args.repo, args.tag, args.endpoint, args.push, args.move_tag,
+        allow_random_weights=args.allow_random_weights, skip_compat=args.skip_compat,
+    )  # fmt: skip
+    return 0

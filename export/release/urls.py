@@ -59,3 +59,16 @@ def check_urls(paths: list[Path]) -> list[tuple[str, str]]:
         if status != 200:
             problems.append((url, f"HTTP {status}"))
     return problems
+
+
+def command(args) -> int:
+    """`rne-export check-urls`: exit 4 when any URL does not resolve."""
+    import sys
+
+    problems = check_urls(args.modules)
+    for url, why in problems:
+        print(f"error: {url} does not resolve: {why}", file=sys.stderr)
+    if problems:
+        return 4
+    print("all URLs resolve")
+    return 0

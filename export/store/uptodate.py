@@ -2,8 +2,9 @@
 
 A variant is up to date when its manifest entry was made from the same inputs (`cache_key`: config,
 weights identity, tool versions, this tool's code, calibration folder, platform) and its files are
-intact. `build` answers that per variant after resolving the weights, which imports torch and
-torchvision and may hash a checkpoint (~5 s). `fresh_entries` answers it for a whole request from
+intact (`current`, the one rule). `up_to_date` answers it per variant in `build`, after resolving the
+weights (which imports torch and torchvision and may hash a checkpoint, ~5 s), hashing the files.
+`fresh_entries` answers it for a whole request from
 what the last build left beside its manifest (INPUTS_NAME: how each `--weights` value resolved,
 and each file's size and mtime), importing neither: a re-export with nothing to do takes about a
 second. Anything it cannot vouch for (a new checkpoint, a touched file, an interrupted export)
@@ -23,7 +24,7 @@ from export.errors import ExportError
 from export.files import PENDING_PREFIX, TMP_PREFIX, sha256_file, write_bytes_atomic
 from export.provenance import platform_id, tool_versions
 from export.records import Entry
-from export.store.manifest import MANIFEST_NAME, current_entries
+from export.store.manifest import MANIFEST_NAME, current_entries, find_file
 
 INPUTS_NAME = ".build-inputs.json"  # beside the manifest; not published (publish sends listed files)
 
@@ -94,7 +95,7 @@ def record(out: Path, cfg: ModelConfig, weights: str, identity: str, checkpoint:
         inputs["weights"][memo] = {"identity": identity, "checkpoint": str(checkpoint) if checkpoint else None}
     inputs["files"] = {}
     for entry in current_entries(out / MANIFEST_NAME).values():
-        for name, sha in _files_of(entry):
+        for name, sha, _ in _files_of(entry):
             st = (out / name).stat()
             inputs["files"][name] = [st.st_size, st.st_mtime_ns, sha]
     write_bytes_atomic(out / INPUTS_NAME, (json.dumps(inputs, indent=1, sort_keys=True) + "\n").encode())
@@ -106,6 +107,21 @@ def _read(out: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and {"weights", "files"} <= data.keys() else None
+
+
+def current(entry: Entry | None, key: str) -> bool:
+    """The one rule: an entry made from the same inputs (its files are checked by the callers)."""
+    return entry is not None and entry.cache_key == key
+
+
+def up_to_date(out: Path, name: str, key: str) -> Entry | None:
+    """The manifest entry when it is current and its files are intact (hashed)."""
+    entry = current_entries(out / MANIFEST_NAME).get(name)
+    if entry is None or not current(entry, key):
+        return None
+    if any(find_file(out, fname, sha, size) is None for fname, sha, size in _files_of(entry)):
+        return None
+    return entry
 
 
 def fresh_entries(out: Path, cfg: ModelConfig, variants: list[Variant], weights: str) -> dict[str, Entry] | None:
@@ -131,9 +147,9 @@ def fresh_entries(out: Path, cfg: ModelConfig, variants: list[Variant], weights:
     for v in variants:
         name = cfg.artifact_name(v)
         entry = listed.get(name)
-        if entry is None or entry.cache_key != cache_key(cfg, v, identity):
+        if entry is None or not current(entry, cache_key(cfg, v, identity)):
             return None
-        for fname, sha in _files_of(entry):
+        for fname, sha, _ in _files_of(entry):
             try:
                 st = (out / fname).stat()
             except OSError:
@@ -144,6 +160,6 @@ def fresh_entries(out: Path, cfg: ModelConfig, variants: list[Variant], weights:
     return fresh
 
 
-def _files_of(entry: Entry) -> tuple[tuple[str, str], tuple[str, str]]:
-    """(file name, sha256) of an artifact and of its bundle."""
-    return (entry.path, entry.sha256), (entry.bundle.path, entry.bundle.sha256)
+def _files_of(entry: Entry) -> tuple[tuple[str, str, int], tuple[str, str, int]]:
+    """(file name, sha256, bytes) of an artifact and of its bundle."""
+    return (entry.path, entry.sha256, entry.bytes), (entry.bundle.path, entry.bundle.sha256, entry.bundle.bytes)
