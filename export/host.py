@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from export.records import BenchHost, HostPeak, KernelRate
+from export.bench_records import BenchHost, HostPeak, KernelRate
 
 # The instruction sets XNNPACK, MLAS (ONNX Runtime) and oneDNN (PyTorch) choose kernels by, as
 # /proc/cpuinfo (x86) and Linux's arm64 hwcaps name them; everything else in the flag list is noise here.

@@ -15,8 +15,8 @@ import pytest
 from conftest import TINY, published
 
 from export import cli
+from export.bench_records import BENCH_SCHEMA_VERSION
 from export.config import bundled_photos
-from export.records import BENCH_SCHEMA_VERSION
 
 PHOTO = str(bundled_photos()["chelsea"])
 XNN = "tiny_segnet_xnnpack_fp32.pte"

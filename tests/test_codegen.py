@@ -22,7 +22,8 @@ from conftest import (
 
 from export.errors import ExportError
 from export.release import codegen
-from export.release.codegen import HEADER, group_snippet, snippet, write_modules
+from export.release.codegen import HEADER, write_modules
+from export.release.snippets import group_snippet, snippet
 from export.rne.hooks import NORMALIZE_OPTS, families, normalize_values, segmenter_opts
 from export.rne.rne_schema import checker_dir
 from export.rne.runtimes import PASCAL_VOC_LABELS, load_runtimes, version_key

@@ -15,20 +15,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from export.checks.onnx_peer import onnx_fp32, onnx_int8, ort_runner, ort_session
-from export.config import ModelConfig, Variant
-from export.config_file import load_config
-from export.data import CONFIGS
-from export.errors import ExportError
-from export.files import existing_file, sha256_file, write_bytes_atomic
-from export.host import runs_here
-from export.provenance import tool_versions, version_of
-from export.records import (
+from export.bench_records import (
     BENCH_NAME,
     BENCH_SCHEMA_NAME,
     BENCH_SCHEMA_VERSION,
@@ -41,12 +32,19 @@ from export.records import (
     BenchHost,
     EngineProfile,
     EngineTiming,
-    Entry,
     HostPeak,
     Profile,
     ResizeCost,
-    write_with_schema,
 )
+from export.checks.onnx_peer import onnx_fp32, onnx_int8, ort_runner, ort_session
+from export.config import ModelConfig, Variant
+from export.config_file import load_config
+from export.data import CONFIGS
+from export.errors import ExportError
+from export.files import existing_file, sha256_file, write_bytes_atomic
+from export.host import runs_here
+from export.provenance import tool_versions, version_of
+from export.records import Entry, write_with_schema
 from export.store.manifest import checked_files, read_manifest
 from export.threads import executorch_threads
 from export.timing import interleaved, medians
@@ -87,38 +85,9 @@ def weights_for(entry: Entry, explicit: str | None) -> str:
     return kind
 
 
-def _vm(field: str) -> int:
-    """kB of VmRSS / VmHWM for this process (Linux /proc)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def probe(artifact: Path, runs: int) -> dict:
-    """In a fresh process: load time and peak RSS increment of one .pte (load + `runs` inferences)."""
-    import numpy as np
-    import torch
-
-    from export.threads import runtime
-
-    rt = runtime()  # the runtime itself is not the artifact's cost
-    meta_program = rt.load_program(artifact)
-    shape = meta_program.metadata("forward").input_tensor_meta(0).sizes()
-    del meta_program
-    x = torch.from_numpy(np.random.default_rng(0).random(shape, dtype=np.float32))
-    rss0 = _vm("VmRSS")
-    t0 = time.perf_counter()
-    method = rt.load_program(artifact).load_method("forward")
-    load_s = time.perf_counter() - t0
-    for _ in range(runs):
-        method.execute([x])
-    return {"load_ms": load_s * 1e3, "peak_rss_increment_mb": (_vm("VmHWM") - rss0) / 1024}
-
-
 def _probe_subprocess(artifact: Path, runs: int) -> dict:
     proc = subprocess.run(
-        [sys.executable, "-m", "export.checks.bench", str(artifact), str(runs)],  # the probe below, in a fresh process
+        [sys.executable, "-m", "export.checks.memory_probe", str(artifact), str(runs)],  # in a fresh process
         capture_output=True,
         text=True,
     )
@@ -502,10 +471,6 @@ def table(bench: Bench) -> str:
         "GMAC/s over the host's peak for its precision"
     )
     return "\n".join(lines)
-
-
-if __name__ == "__main__":  # _probe_subprocess's child: not a user command, so not in the CLI
-    print(json.dumps(probe(Path(sys.argv[1]), int(sys.argv[2]))))
 
 
 def command(args) -> int:

@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from export.records import KernelRate
+from export.bench_records import KernelRate
 from export.timing import interleaved, medians
 
 # (kind, input channels, output channels, kernel, map side): DeepLabV3-ResNet50's layer4 3x3 and a

@@ -18,7 +18,7 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from export.records import EngineProfile, OpTime
+from export.bench_records import EngineProfile, OpTime
 
 # Kinds of work, in the order tables and the chart list them. XNNPACK names its operators
 # "Convolution (NHWC, F32) IGEMM #3"; ONNX Runtime names op types "Conv", "QLinearConv".

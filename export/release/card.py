@@ -10,23 +10,21 @@ from typing import TypeVar
 import pydantic
 import yaml
 
-from export.errors import ExportError
-from export.files import write_bytes_atomic
-from export.host import runs_here
-from export.records import (
+from export.bench_records import (
     BENCH_NAME,
     BENCH_SCHEMA_VERSION,
     PROFILE_CHART,
     PROFILE_NAME,
     PROFILE_SCHEMA_VERSION,
     Bench,
-    Entry,
-    Manifest,
     Profile,
-    first_error,
-    from_json_data,
 )
-from export.release.codegen import constants_for, group_snippet, groups_for, snippet
+from export.errors import ExportError
+from export.files import write_bytes_atomic
+from export.host import runs_here
+from export.records import Entry, Manifest, first_error, from_json_data
+from export.release.codegen import constants_for, groups_for
+from export.release.snippets import group_snippet, snippet
 from export.rne.runtimes import RneLine, claimed_lines, load_runtimes, releases_label, runtimes_to_prove, served_lines
 from export.store.manifest import checked_files, read_manifest
 
