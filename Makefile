@@ -30,7 +30,7 @@ help:
 	@echo "make export  [WEIGHTS=default|random|PATH] [MODEL=name | CONFIG=path.yaml] [VARIANT=name ...]  -> $(OUT)/<model>/"
 	@echo "make test       # lint, then all tests, offline (fast tier + real-architecture tier)"
 	@echo "make lint       # ruff check, ruff format --check, mypy (export/)"
-	@echo "make test-fast  # every stage on the tiny net in process (no real architecture, no child-process flows)"
+	@echo "make test-fast  # tests/unit: every stage on the tiny net (no real architecture, no whole flows)"
 	@echo "make bench   [MODEL=name] [RUNS=20] [BENCH_OUT=path]  # latency ratios vs eager and ONNX Runtime fp32/int8 -> bench.json"
 	@echo "make profile [MODEL=name] [RUNS=20]   # bench + op-by-op profile of each XNNPACK file and ONNX Runtime -> profile.json/.png"
 	@echo "make card    [MODEL=name]             # Hugging Face model card from manifest + bench"
@@ -70,9 +70,10 @@ PYTEST := $(PY) -m pytest -q -rfEs -n $(TEST_WORKERS) --dist loadfile --no-loads
 test: lint
 	$(PYTEST) --durations=25
 
-# every stage on the tiny net, in process: no real architecture, no whole flows through child processes
+# tests/unit: every stage on the tiny net; tests/e2e (whole flows through child processes) and
+# tests/slow (real architectures) run in make test
 test-fast: lint
-	$(PYTEST) -m "not slow and not e2e"
+	$(PYTEST) tests/unit
 
 # BENCH_OUT: another host's file beside this one's (the release's macOS job: bench-macos-arm64.json)
 BENCH_OUT ?=

@@ -1,17 +1,8 @@
-"""Measure int8 accuracy on a family of weights: healthy recipe vs broken ones (issue 21).
+"""Measure int8 accuracy on a family of weights: healthy recipe vs broken ones; the table behind
+the int8 bound (export/checks/int8_family.py does the work; docs/int8.md reads the table).
 
-For every family member (scripts/realistic_checkpoint.py FAMILY, plus the outlier members) and every
-recipe (the shipped one; flat-grey calibration; one unrepresentative photo; observers never fed;
-the shipped recipe on an outlier member), the eager quantized model (the same arithmetic as the
-int8 file, measured within 0.1-0.6 points of it) is compared with eager fp32 on the config's
-held-apart photos by every accuracy metric the gate can read (export.convert.quantize.ACCURACY_METRICS).
-Prints, per metric, the worst healthy value, the best broken one and the gap: the bound goes in the
-gap; a metric with no gap is information only.
-
-Usage: python scripts/int8_family.py [--builder deeplabv3_resnet50] [--config configs/deeplab_v3_resnet50.yaml]
-       [--members a,b] [--seed 0] [--out artifacts/family] [--trim]
---trim: quantize the graph with the convolutions that mostly read padding trimmed (export.convert.rewrite
-trim_padded_taps, as the fp32 files are built), against the untrimmed fp32 model.
+Usage: python scripts/int8_family.py [--config configs/deeplab_v3_resnet50.yaml]
+       [--members a,b] [--recipes shipped,grey] [--seed 0] [--out artifacts/family] [--trim]
 Checkpoints are cached in --out (a member takes 5-90 s to make); results go to <out>/table.json.
 """
 
@@ -20,106 +11,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from dataclasses import asdict, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from export.checks import weight_family
+from export.checks.int8_family import RECIPES, checkpoint, measure, summary
+from export.config_file import load_config
+
 ROOT = Path(__file__).resolve().parent.parent
-for p in (ROOT, ROOT / "scripts"):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
-
-import realistic_checkpoint as rc  # noqa: E402
-
-from export.config import CalibrationSpec  # noqa: E402
-from export.config_file import load_config  # noqa: E402
-from export.convert.lower import export_program  # noqa: E402
-from export.convert.models import MODELS  # noqa: E402
-from export.convert.quantize import (  # noqa: E402
-    ACCURACY_METRICS,
-    accuracy_inputs,
-    calibration_set,
-    eager_accuracy,
-    fp32_references,
-    quantize,
-)
-from export.convert.rewrite import trim_padded_taps  # noqa: E402
-from export.convert.weights import drop_aux  # noqa: E402
-from export.convert.wrap import example_input, wrap  # noqa: E402
-
-RECIPES = ("shipped", "grey", "one_photo", "uncalibrated")
-ONE_PHOTO = "moon"  # grey, low contrast: one frame unlike the photos an app sees
-
-
-def checkpoint(out: Path, builder: str, name: str, seed: int) -> Path:
-    path = out / f"{builder}_{name}_seed{seed}.pth"
-    if not path.is_file():
-        start = time.perf_counter()
-        state = rc.make_member(rc.member(name), builder, seed=seed, log=lambda *_: None)
-        tmp = path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.rename(path)
-        print(f"  made {path.name} in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-    return path
-
-
-def grey_folder(out: Path) -> Path:
-    from PIL import Image
-
-    grey = out / "grey"
-    grey.mkdir(parents=True, exist_ok=True)
-    for i in range(4):
-        Image.fromarray(np.full((240, 320, 3), 110 + 5 * i, np.uint8)).save(grey / f"{i}.png")
-    return grey
-
-
-def recipe_cfg(cfg, recipe: str, out: Path):
-    cal = cfg.calibration
-    if recipe == "grey":
-        return replace(cfg, calibration=replace(cal, images=(), folder=str(grey_folder(out)), count=4, views=1))
-    if recipe.startswith("one_photo"):  # one frame unlike what the app sees: real photos overflow its ranges
-        photo = recipe.partition(":")[2] or ONE_PHOTO
-        return replace(cfg, calibration=CalibrationSpec(images=(photo,), count=1, views=1))
-    return cfg
-
-
-def measure(cfg, variant, state_path: Path, recipes, out: Path, trim: bool = False) -> dict:
-    state = torch.load(state_path, weights_only=True)
-    has_aux = any(k.startswith("aux_classifier.") for k in state)
-    model = MODELS.get(cfg.model.builder).build(cfg.model.num_classes, has_aux)
-    model.load_state_dict(state)
-    module = wrap(drop_aux(model.eval()), cfg, variant)
-    traced = trim_padded_taps(module, example_input(variant))[0] if trim else module
-    program = export_program(traced, example_input(variant))
-    refs = fp32_references(module, accuracy_inputs(cfg, variant))  # the untrimmed model: what the app's fp32 means
-    rows = {}
-    for recipe in recipes:
-        start = time.perf_counter()
-        rcfg = recipe_cfg(cfg, recipe, out)
-        if recipe == "uncalibrated":
-            quantized = quantize(program, rcfg, variant, [])[0]
-        else:
-            quantized = quantize(program, rcfg, variant, calibration_set(rcfg))[0]
-        per = {k: asdict(a) for k, a in eager_accuracy(quantized, refs, cfg.accuracy.bounds.near_tie).items()}
-        rows[recipe] = per
-        worst = worst_of(per)
-        print(
-            f"  {recipe:13s} {time.perf_counter() - start:5.0f} s  "
-            + "  ".join(f"{m}={worst[m]:.4g}" for m in ACCURACY_METRICS),
-            file=sys.stderr,
-            flush=True,
-        )
-    first = next(iter(refs.values()))[1]
-    return {"rows": rows, "logit_range": float(first.max() - first.min())}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default=str(ROOT / "configs" / "deeplab_v3_resnet50.yaml"))
-    ap.add_argument("--members", default=",".join(rc.MEMBERS))
+    ap.add_argument("--members", default=",".join(weight_family.MEMBERS))
     ap.add_argument("--recipes", default=",".join(RECIPES))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "artifacts" / "family")
@@ -132,9 +38,9 @@ def main(argv=None) -> int:
     table_path = args.out / "table.json"
     table = json.loads(table_path.read_text()) if table_path.is_file() else {}
     for name in args.members.split(","):
-        broken_member = name in {m.name for m in rc.BROKEN_MEMBERS}
+        broken_member = name in {m.name for m in weight_family.BROKEN_MEMBERS}
         recipes = ["shipped"] if broken_member else args.recipes.split(",")
-        print(f"{name} (seed {args.seed}): {rc.member(name).why}", file=sys.stderr, flush=True)
+        print(f"{name} (seed {args.seed}): {weight_family.member(name).why}", file=sys.stderr, flush=True)
         ckpt = checkpoint(args.out, cfg.model.builder, name, args.seed)
         res = measure(cfg, variant, ckpt, recipes, args.out, args.trim)
         key = f"{name}@{args.seed}"
@@ -142,33 +48,6 @@ def main(argv=None) -> int:
         table_path.write_text(json.dumps(table, indent=1))
     print(summary(table))
     return 0
-
-
-def worst_of(per: dict) -> dict:
-    return {m: (min if up else max)(v[m] for v in per.values()) for m, up in ACCURACY_METRICS.items()}
-
-
-def summary(table: dict) -> str:
-    """Per metric: worst healthy, best broken, gap (positive: a bound fits between)."""
-    healthy, broken = [], []
-    judged = {m.name for m in rc.FAMILY}  # the outlier members: per architecture (see the config)
-    for key, t in table.items():
-        if t["member"] not in judged:
-            continue
-        for recipe, per in t["rows"].items():
-            worst = worst_of(per)
-            worst["case"] = f"{key}/{recipe}"
-            (broken if t["broken_member"] or recipe != "shipped" else healthy).append(worst)
-    lines = ["| metric | worst healthy | best broken | gap |", "| --- | --- | --- | --- |"]
-    for m in ACCURACY_METRICS:
-        if not healthy or not broken:
-            break
-        up = ACCURACY_METRICS[m]
-        h = (min if up else max)(healthy, key=lambda r: r[m])
-        b = (max if up else min)(broken, key=lambda r: r[m])
-        gap = (h[m] - b[m]) if up else (b[m] - h[m])
-        lines.append(f"| {m} | {h[m]:.4g} ({h['case']}) | {b[m]:.4g} ({b['case']}) | {gap:+.4g} |")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

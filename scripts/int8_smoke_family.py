@@ -23,7 +23,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "scripts"))
 
 OUT = ROOT / "docs" / "data" / "int8_smoke_family.json"
 MODELS = ("person_mask", "smp_unet", "smp_deeplabv3plus", "segformer_b0")
@@ -41,9 +40,9 @@ def main() -> None:
         write(data["rows"], data["command"])
         return
     import torch
-    from conftest import source_config
-    from int8_family import recipe_cfg
+    from support import source_config
 
+    from export.checks.int8_family import recipe_cfg
     from export.config_file import load_config
     from export.convert.lower import export_for
     from export.convert.quantize import accuracy_inputs, calibration_set, eager_accuracy, fp32_references, quantize

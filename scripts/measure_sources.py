@@ -31,7 +31,7 @@ BEGIN, END = (
 
 
 def measure(name: str, work: Path, runs: int) -> dict:
-    from conftest import source_config  # the test models' configs (SegFormer: saved with save_pretrained)
+    from support import source_config  # the test models' configs (SegFormer: saved with save_pretrained)
 
     from export.checks.bench import run_bench
     from export.config_file import load_config
