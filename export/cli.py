@@ -57,7 +57,7 @@ def _parser(help_wanted: bool = True) -> argparse.ArgumentParser:
 
 
 def _new_args(sub) -> None:
-    from export.convert.sources import SOURCES
+    from export.sources import SOURCES
 
     n = sub.add_parser(
         "new",
@@ -67,7 +67,7 @@ def _new_args(sub) -> None:
         "The model is built once (random init) to check it before the file is written.",
     )
     given = n.add_mutually_exclusive_group(required=True)
-    for name in SOURCES.names():  # one flag per model source (export/convert/sources/)
+    for name in SOURCES.names():  # one flag per model source (export/sources/)
         given.add_argument(f"--{name}", metavar="VALUE", help=SOURCES.get(name).new_help)
     n.add_argument("--labels", "--classes", dest="labels", help="class names, comma-separated, e.g. background,person")
     n.add_argument("--name", help="the model's name (files are <name>_<variant>.pte; default: from the source)")

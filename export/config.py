@@ -81,10 +81,10 @@ BACKENDS.register("coreml", BackendSpec("coreml", "CoreMLBackend", ("fp16", "fp3
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Where the model comes from (`source`: a file in export/convert/sources/, see docs/model-sources.md)."""
+    """Where the model comes from (`source`: a file in export/sources/, see docs/model-sources.md)."""
 
     __pydantic_config__ = STRICT
-    # torchvision: a name in export.convert.models.MODELS; python: "package.module:function" or "file.py:function"
+    # torchvision: a name in export.sources.models.MODELS; python: "package.module:function" or "file.py:function"
     builder: str | None = None
     weights: str | None = None  # torchvision: the weights enum member behind `--weights default`
     output_key: str = "out"  # a dict output's entry to ship (torchvision: {"out", "aux"})
@@ -92,7 +92,7 @@ class ModelSpec:
     random_seed: int = 0  # seed for `--weights random`
     # `--weights random` with every ResNet block's last BN gamma set to this (None: torchvision's init)
     random_residual_gain: float | None = None
-    source: str = "torchvision"  # torchvision | smp | transformers | python (export.convert.sources.SOURCES)
+    source: str = "torchvision"  # torchvision | smp | transformers | python (export.sources.SOURCES)
     arch: str | None = None  # smp: the architecture (Unet, FPN, DeepLabV3Plus, ...)
     encoder: str | None = None  # smp: the encoder (resnet34, mobilenet_v2, ...)
     # transformers: a save_pretrained folder or a Hub id (from huggingface_hub's cache); smp, python:

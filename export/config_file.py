@@ -110,7 +110,7 @@ def _validate(cfg: ModelConfig, source: Path) -> ModelConfig:
 
 def _validate_model(cfg: ModelConfig, source: Path) -> None:
     """The model section, the normalization, then what the source itself can check without torch."""
-    from export.convert.sources import SOURCES
+    from export.sources import SOURCES
 
     src = SOURCES.get(cfg.model.source, where=f"{source}: model.source")
     if cfg.model.mask is not None and cfg.model.mask not in MASK_KINDS:

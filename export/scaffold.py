@@ -1,7 +1,7 @@
 """`rne-export new`: a config for a maintainer's model, written from the model's own files.
 
 The source (`--smp`, `--transformers`, `--python`, `--torchvision`: one flag per registered source)
-says what its files know (export/convert/sources/: `describe`); the command line adds what they cannot
+says what its files know (export/sources/: `describe`); the command line adds what they cannot
 (labels of a bare builder, a size). The rest is the family base for React Native ExecuTorch 0.10
 (configs/base/segmenter.yaml, shipped in the package), written out in full so the file stands alone,
 every bound marked NOT measured. Before the file is written it is loaded as `build` would load it
@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from export.convert.sources import SOURCES, Draft, NewRequest
 from export.data import CONFIGS
 from export.errors import ExportError
+from export.sources import SOURCES, Draft, NewRequest
 
 if TYPE_CHECKING:
     from export.config import ModelConfig
@@ -225,9 +225,9 @@ def _check(text: str, target: Path) -> ModelConfig:
     """Load the text as `build` would and run the model once (random init): every refusal here,
     before the file exists. Errors name `target`, not the temp file."""
     from export.config_file import load_config
-    from export.convert.sources import load_model
     from export.convert.wrap import adapt_output
     from export.files import scratch
+    from export.sources import load_model
 
     with scratch(target) as tmp:
         tmp.write_text(text)

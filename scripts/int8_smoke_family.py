@@ -47,8 +47,8 @@ def main() -> None:
     from export.convert.lower import export_for
     from export.convert.quantize import accuracy_inputs, calibration_set, eager_accuracy, fp32_references, quantize
     from export.convert.rewrite import xnnpack_forms
-    from export.convert.sources import load_model
     from export.convert.wrap import example_input, wrap
+    from export.sources import load_model
 
     rows = []
     with tempfile.TemporaryDirectory() as d:

@@ -180,8 +180,8 @@ def tiny_by_contract(shared_root):
     eager reference."""
     from export.config import CONTRACTS
     from export.convert import pipeline
-    from export.convert.sources import load_model
     from export.convert.wrap import wrap
+    from export.sources import load_model
 
     def config(contract: str, folder: Path) -> Path:
         return write_yaml(folder / "tiny.yaml", TINY.read_text().replace("contract: rne-0.5", f"contract: {contract}"))

@@ -211,7 +211,7 @@ def _bench_request(manifest_path: Path, config: Path | None) -> tuple[dict[str, 
 def _plan_model(plan: Plan, setup: Setup, mine: dict[str, Entry]) -> None:
     """Engines of one model: per input size and contract an eager and an ONNX Runtime fp32
     baseline, an ONNX Runtime int8 peer where the group has an int8 file, and the files."""
-    from export.convert.sources import load_model
+    from export.sources import load_model
 
     first = next(iter(mine.values()))
     cfg = config_for(first, setup.config_dir, setup.config)
@@ -237,15 +237,15 @@ def _plan_baselines(plan: Plan, setup: Setup, cfg: ModelConfig, module, variants
     group has an int8 file. -> the group's input, and eager fp32 on the held-apart photos (int8)."""
     import torch
 
-    from export.checks.replay import preprocess
     from export.convert.quantize import calibration_inputs, calibration_set
     from export.convert.wrap import wrap
+    from export.rne.preprocess import model_input
 
     eager_key, ort_key, ort8_key = keys
     first = next(iter(variants.values()))
     h, w = first.input.height, first.input.width
     eager = wrap(module, cfg, first).eval()
-    x = torch.from_numpy(preprocess(setup.photo, h, w, cfg.contract_for(first)))
+    x = model_input(setup.photo, h, w, cfg.contract_for(first))
     stem = setup.tmp / f"{cfg.name}_{h}x{w}_{first.contract}"
     # the baselines run the wrapped model as it is (no rewrites): their own program's MACs
     plan.onnx[ort_key], macs = onnx_fp32(eager, x, stem.with_suffix(".fp32.onnx"))

@@ -77,9 +77,9 @@ def prove_one(
     from export.checks.bench import config_for, weights_for
     from export.convert.bundle import verify_bundle
     from export.convert.lower import export_program
-    from export.convert.sources import load_model
     from export.convert.verify import executed, verify
     from export.convert.wrap import example_input, wrap
+    from export.sources import load_model
 
     pte, bpte = checked_files(folder, name, entry)  # 2.
     cfg = config_for(entry, config_dir, config)

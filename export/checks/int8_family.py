@@ -28,7 +28,6 @@ import torch
 from export.checks import weight_family
 from export.config import CalibrationSpec
 from export.convert.lower import export_program
-from export.convert.models import MODELS
 from export.convert.quantize import (
     ACCURACY_METRICS,
     accuracy_inputs,
@@ -38,8 +37,9 @@ from export.convert.quantize import (
     quantize,
 )
 from export.convert.rewrite import trim_padded_taps
-from export.convert.weights import drop_aux
 from export.convert.wrap import example_input, wrap
+from export.sources.models import MODELS
+from export.sources.weights import drop_aux
 
 RECIPES = ("shipped", "grey", "one_photo", "uncalibrated")
 ONE_PHOTO = "moon"  # grey, low contrast: one frame unlike the photos an app sees

@@ -26,12 +26,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from export.config import CONTRACTS, Contract
+from export.config import CONTRACTS
 from export.errors import ExportError
 from export.host import runs_here
 from export.records import Entry
-from export.rne.preprocess import ImageError, decode  # noqa: F401 (ImageError: the hook's image errors, re-exported)
-from export.rne.preprocess import preprocess as _preprocess
+from export.rne.preprocess import ImageError, decode, preprocess  # noqa: F401 (ImageError: the hook's image errors, re-exported)
 from export.store.manifest import MANIFEST_NAME, checked_files, read_manifest
 
 MAX_IMAGE_BYTES = 64 * 1024 * 1024  # why: larger encoded files are not photos the hook takes
@@ -93,11 +92,6 @@ def _b64(text: str, what: str) -> bytes:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise ImageError(f"image {what}: not a path, URL or valid base64") from None
-
-
-def preprocess(bgr: np.ndarray, height: int, width: int, contract: Contract) -> np.ndarray:
-    """BGR uint8 -> [1,3,H,W] float32 as the hook's native runtime feeds the model."""
-    return _preprocess(bgr, height, width, contract.runtime_mean, contract.runtime_std)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

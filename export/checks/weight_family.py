@@ -40,8 +40,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from export.config import IMAGENET_MEAN, IMAGENET_STD
-from export.convert.models import MODELS, small_residual_branches
 from export.rne.preprocess import load_photo, preprocess
+from export.sources.models import MODELS, small_residual_branches
 
 TEXTURES = ("grass", "gravel", "brick", "rocket", "hubble_deep_field")  # scene backgrounds
 # Photo crops pasted as objects of a VOC class, so the fixture's masks on photos have a trained

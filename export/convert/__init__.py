@@ -1,15 +1,13 @@
-"""The build: one model config in, verified .pte files out, stage by stage (`stages.STAGES` names
-them in order). `pipeline` runs them; `sources` and `weights` load the model, `wrap` puts the app's
-contract around it, `rewrite`, `quantize` and `lower` make the program, `verify` and `bundle` check
-the file read back; `macs` counts the program's multiply-accumulates. Submodules import torch; this
-package face imports nothing, so `import export.convert.sources` stays light."""
+"""The build after `load` (export/sources/): one model config in, verified .pte files out, stage by
+stage (`stages.STAGES` names them in order). `request` answers `rne-export build`, `pipeline` runs
+the stages: `wrap` puts the app's contract around the model, `rewrite`, `quantize` and `lower` make
+the program, `verify` and `bundle` check the file read back; `macs` counts the program's
+multiply-accumulates. Submodules import torch; this package face imports nothing."""
 
 __all__ = [
+    "request",
     "pipeline",
     "stages",
-    "sources",
-    "weights",
-    "models",
     "wrap",
     "rewrite",
     "quantize",

@@ -13,9 +13,7 @@ from typing import TYPE_CHECKING
 from export.config import BACKENDS, ModelConfig, QuantizationRecipe, Variant
 from export.convert.macs import count as count_macs
 from export.convert.rewrite import trim_padded_taps, xnnpack_forms
-from export.convert.sources import LoadedModel, load_model, weights_identity
 from export.convert.stages import stage
-from export.convert.weights import default_checkpoint
 from export.convert.wrap import example_input, wrap
 from export.errors import ExportError
 from export.files import ensure_writable_dir, scratch, sha256_file
@@ -38,6 +36,8 @@ from export.records import (
     WeightsRef,
 )
 from export.rne.rne_schema import preflight
+from export.sources import LoadedModel, load_model, weights_identity
+from export.sources.weights import default_checkpoint
 from export.store.manifest import MANIFEST_NAME, commit_entry, set_aside_undescribed, settle
 from export.store.uptodate import cache_key, record, up_to_date
 from export.timing import latency_ratio

@@ -415,8 +415,8 @@ def explain_int8(cfg: ModelConfig, variant_name: str, weights: str, top: int) ->
         raise ExportError(f"--variant {variant_name} is {variant.precision}; explain-int8 needs an int8 variant")
     from export.convert.lower import export_program
     from export.convert.sensitivity import layer_sensitivity, producer_chain, report
-    from export.convert.sources import load_model
     from export.convert.wrap import example_input, wrap
+    from export.sources import load_model
 
     images = calibration_set(cfg)
     module = wrap(load_model(cfg, weights).module, cfg, variant)

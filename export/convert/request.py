@@ -82,7 +82,7 @@ def run_build(
     if not force and _all_fresh(plan, outs, weights):
         return 0
     from export.convert.pipeline import build
-    from export.convert.sources import weights_identity
+    from export.sources import weights_identity
 
     # every model's weights before any work: offline, name every checkpoint to place, not the first
     problems = []

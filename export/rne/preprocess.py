@@ -95,14 +95,17 @@ def load_image(name_or_path: str) -> np.ndarray:
     return read_image(path) if path.is_file() else load_photo(name_or_path)
 
 
-def preprocess(bgr: np.ndarray, height: int, width: int, runtime_mean=None, runtime_std=None) -> np.ndarray:
-    """BGR uint8 HxWx3 -> [1,3,H,W] float32 exactly as the hook's native runtime feeds the model."""
+def preprocess(bgr: np.ndarray, height: int, width: int, contract: str | Contract | None = None) -> np.ndarray:
+    """BGR uint8 HxWx3 -> [1,3,H,W] float32 exactly as the hook's native runtime feeds the model
+    under `contract` (None: RGB pixel/255 only). The one preprocessing every stage and check uses."""
     if bgr.dtype != np.uint8 or bgr.ndim != 3 or bgr.shape[2] != 3:
         raise ImageError(f"expected an HxWx3 uint8 BGR image, got {bgr.dtype} {bgr.shape}")
     resized = cv2.resize(bgr, (width, height), interpolation=cv2.INTER_LINEAR)
     rgb = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
-    if runtime_mean is not None:
-        rgb = np.divide(rgb - np.array(runtime_mean, np.float32), np.array(runtime_std, np.float32), dtype=np.float32)
+    c = _contract(contract) if contract is not None else None
+    if c is not None and c.runtime_mean is not None:
+        mean, std = np.array(c.runtime_mean, np.float32), np.array(c.runtime_std, np.float32)
+        rgb = np.divide(rgb - mean, std, dtype=np.float32)
     return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
 
 
@@ -113,12 +116,10 @@ def _contract(contract: str | Contract) -> Contract:
 
 
 def model_input(bgr: np.ndarray, height: int, width: int, contract: str | Contract):
-    """`preprocess` under a contract (a name, or a model's resolved one: ModelConfig.contract_for),
-    as a torch tensor (the exporter's and runtime's feed)."""
+    """`preprocess` as a torch tensor (the exporter's and the runtime's feed)."""
     import torch
 
-    c = _contract(contract)
-    return torch.from_numpy(preprocess(bgr, height, width, c.runtime_mean, c.runtime_std))
+    return torch.from_numpy(preprocess(bgr, height, width, contract))
 
 
 def normalize_unit_input(x, contract: str | Contract):

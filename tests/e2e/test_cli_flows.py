@@ -9,7 +9,7 @@ import torch
 from support import ROOT, TINY, foreign_stderr_lines, one_error_line, run_cli
 
 from export.config_file import list_configs
-from export.convert.models import TinySegNet
+from export.sources.models import TinySegNet
 
 
 def test_unknown_model_builder_lists_valid_names(tmp_path):

@@ -47,8 +47,8 @@ def test_labels_path_reports_miou_per_model_and_gates_the_drop(tiny_realistic, t
     import cv2
     from PIL import Image
 
-    from export.convert.sources import load_model
     from export.rne.preprocess import model_input
+    from export.sources import load_model
 
     ref = load_model(load_config(TINY), str(tiny_realistic)).module
 

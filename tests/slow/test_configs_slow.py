@@ -14,8 +14,8 @@ from support import DEEPLAB, ROOT
 from export.config import InputSpec
 from export.config_file import list_configs, load_config
 from export.convert import pipeline
-from export.convert.sources import load_model
-from export.convert.weights import cache_path_for
+from export.sources import load_model
+from export.sources.weights import cache_path_for
 
 
 @pytest.mark.parametrize("config", [c for c in list_configs(ROOT / "configs") if c != DEEPLAB], ids=lambda p: p.stem)

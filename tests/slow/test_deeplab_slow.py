@@ -13,7 +13,7 @@ import pytest
 from support import DEEPLAB, published_file, published_record, run_cli, typed
 
 from export.config_file import load_config
-from export.convert.sources import load_model
+from export.sources import load_model
 
 XNN = "deeplab_v3_resnet50_xnnpack_fp32.pte"
 Q8 = "deeplab_v3_resnet50_xnnpack_int8.pte"

@@ -10,14 +10,14 @@ import cv2
 import numpy as np
 import torch
 
-from export.checks.replay import ARGMAX, SegmentationModel, preprocess
+from export.checks.replay import ARGMAX, SegmentationModel
 from export.config import CONTRACTS
 from export.config_file import load_config
-from export.convert.sources import load_model
 from export.convert.wrap import wrap
 from export.records import Entry
-from export.rne.preprocess import load_photo
+from export.rne.preprocess import load_photo, preprocess
 from export.rne.runtimes import load_runtimes, runtimes_to_prove
+from export.sources import load_model
 from export.store.manifest import read_manifest
 from support.paths import TINY
 from support.records import published_file, published_record, typed

@@ -127,7 +127,7 @@ def _config_cases(tmp: Path) -> list[Case]:
     return cases
 
 
-# --- model sources (export/convert/sources/): each refused before anything is written -----------------------
+# --- model sources (export/sources/): each refused before anything is written -----------------------
 
 SEGMENTER_BASE = ROOT / "configs" / "base" / "segmenter.yaml"
 PERSON_MASK = DATA / "models" / "person_mask.py"

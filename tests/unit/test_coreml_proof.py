@@ -21,9 +21,9 @@ def _emulated_core_ml(pte):
     """A stand-in for the runtime executing the Core ML file: the fp16 emulation of its graph."""
     from export.config_file import load_config
     from export.convert.lower import export_program
-    from export.convert.sources import load_model
     from export.convert.verify import fp16_emulation
     from export.convert.wrap import example_input, wrap
+    from export.sources import load_model
 
     cfg = load_config(TINY)
     variant = cfg.variant("coreml_fp16")

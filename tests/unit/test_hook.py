@@ -21,9 +21,9 @@ from support.checks import FP32_AGREEMENT, PHOTOS, agreement, photo_path
 from export.checks.replay import ARGMAX, ImageError, SegmentationModel, decode, read_source
 from export.config_file import load_config
 from export.convert import pipeline
-from export.convert.sources import load_model
 from export.convert.wrap import wrap
 from export.errors import ExportError
+from export.sources import load_model
 
 
 @pytest.mark.parametrize("contract", ["rne-0.5", "rne-0.9"])

@@ -18,8 +18,8 @@ from export.yaml_records import ConfigError
 
 
 def _logits(path, photos=("astronaut", "chelsea", "coffee")):
-    from export.convert.sources import load_model
     from export.rne.preprocess import photo_inputs
+    from export.sources import load_model
 
     module = load_model(load_config(TINY), str(path)).module
     with torch.no_grad():

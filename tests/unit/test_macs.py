@@ -11,8 +11,8 @@ from torch import nn
 
 from export import host
 from export.convert.macs import count
-from export.convert.models import TinySegNet
 from export.convert.rewrite import trim_padded_taps
+from export.sources.models import TinySegNet
 
 
 def macs_of(module: nn.Module, *shape: int) -> dict[str, int]:

@@ -14,12 +14,12 @@ from export.config import Tolerances
 from export.config_file import load_config
 from export.convert import lower as lowering
 from export.convert import pipeline
-from export.convert.models import MODELS, ModelBuilder, TinySegNet
 from export.convert.verify import delegate_ids, parity_gate
 from export.errors import ExportError, GateError
 from export.files import TMP_PREFIX, sha256_file
 from export.metrics import compare, worst_of
 from export.provenance import TOOL_PACKAGES
+from export.sources.models import MODELS, ModelBuilder, TinySegNet
 
 
 @pytest.fixture(params=WEIGHT_KINDS)
@@ -126,8 +126,8 @@ def test_stage_seconds_are_the_named_stages_in_order(tiny_builds, kind):
 
 def test_aux_head_not_shipped():
     cfg = load_config(TINY)
-    from export.convert.sources import load_model
     from export.convert.wrap import wrap
+    from export.sources import load_model
 
     model = wrap(load_model(cfg, "random").module, cfg, cfg.variants[0])
     assert not [k for k in model.state_dict() if "aux" in k]
@@ -576,9 +576,9 @@ def test_a_bundles_expected_outputs_are_eager_pytorchs_and_its_atol_the_parity_b
     each expected output is eager PyTorch's on that input (bit for bit), not the file's, and the
     manifest's atol is the parity bound scaled by the expected logits' range."""
     from export.checks.compat import bundled_cases
-    from export.convert.sources import load_model
     from export.convert.verify import executed
     from export.convert.wrap import wrap
+    from export.sources import load_model
 
     out = tiny_builds[kind]
     cfg = load_config(TINY)
@@ -601,9 +601,9 @@ def test_the_fp16_emulation_matches_an_independent_half_precision_run(tiny_build
     round each output as the emulation does). An emulation that rounded only the weights and the input
     (skipping every op's output) reads 4.1-4.5 dB cleaner than fp16 is, and this bound catches it."""
     from export.convert.lower import export_program
-    from export.convert.sources import load_model
     from export.convert.verify import fp16_emulation, parity_inputs
     from export.convert.wrap import example_input, wrap
+    from export.sources import load_model
 
     cfg = load_config(TINY)
     variant = cfg.variant("coreml_fp16")

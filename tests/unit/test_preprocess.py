@@ -132,10 +132,11 @@ def test_no_other_resize_path_in_the_package():
 
 
 def test_consumers_feed_exactly_the_preprocessed_photo(tmp_path):
-    """Calibration, parity/bundles and the reference runtime give the same tensor for a photo."""
+    """Calibration, parity/bundles and the reference runtime (export.checks.replay) give the same
+    tensor for a photo: every one of them goes through export.rne.preprocess."""
     from support import TINY
 
-    from export.checks.replay import preprocess as hook_preprocess
+    from export.checks import replay
     from export.config import CONTRACTS
     from export.config_file import load_config
     from export.convert.quantize import calibration_inputs
@@ -147,4 +148,5 @@ def test_consumers_feed_exactly_the_preprocessed_photo(tmp_path):
     assert torch.equal(parity_inputs(cfg, v)["photo:astronaut"], want)
     [cal] = calibration_inputs(cfg, v, ["astronaut"])[:1]
     assert torch.equal(cal, want)
-    assert np.array_equal(hook_preprocess(load_photo("astronaut"), 32, 32, CONTRACTS.get("rne-0.5")), want.numpy())
+    assert np.array_equal(preprocess(load_photo("astronaut"), 32, 32, CONTRACTS.get("rne-0.5")), want.numpy())
+    assert replay.preprocess is preprocess  # the reference runtime has no copy of its own

@@ -1,4 +1,4 @@
-"""Model sources (export/convert/sources/), fast tier: a maintainer's own builder (tests/data/models/
+"""Model sources (export/sources/), fast tier: a maintainer's own builder (tests/data/models/
 person_mask.py, ending in a one-channel sigmoid) through every default variant and every gate, its
 constants type-checked against react-native-executorch 0.10.2, and `run --rne 0.10` agreeing with
 eager on a photo. The real architectures (SMP, SegFormer) go the same way in test_sources_slow.py
@@ -67,8 +67,8 @@ def test_a_hub_id_is_read_from_huggingface_hubs_cache_and_never_downloaded(tmp_p
     """model.path as a Hub id: found in huggingface_hub's cache (its own layout, placed by hand as
     `hf download` would), checked against the config like a folder; not cached, one error naming the
     cache folder and the command that fills it, before any work."""
-    from export.convert.sources import huggingface, weights_identity
     from export.errors import ExportError
+    from export.sources import huggingface, weights_identity
 
     cache = tmp_path / "hub"
     snapshot = cache / "models--acme--road-segformer" / "snapshots" / ("0" * 40)

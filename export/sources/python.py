@@ -17,7 +17,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from export.convert.sources import (
+from export.errors import ExportError
+from export.files import sha256_file
+from export.sources import (
     SOURCE_FIELDS,
     Draft,
     LoadedModel,
@@ -31,8 +33,6 @@ from export.convert.sources import (
     relative_to_config,
     written_path,
 )
-from export.errors import ExportError
-from export.files import sha256_file
 
 if TYPE_CHECKING:
     from torch import nn

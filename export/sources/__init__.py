@@ -1,16 +1,18 @@
 """Model sources: where a model comes from and how its weights get in. One file per source, each
 registering itself in SOURCES (``model.source`` in a config picks one; a miss lists the valid names):
 
-- ``torchvision``: torchvision's segmentation builders (and the tiny test net), export/convert/sources/torchvision.py
-- ``smp``: segmentation-models-pytorch architectures and encoders, export/convert/sources/smp.py
-- ``transformers``: any AutoModelForSemanticSegmentation folder or cached Hub id, export/convert/sources/huggingface.py
-- ``python``: the maintainer's own builder function, export/convert/sources/python.py
+- ``torchvision``: torchvision's segmentation builders (and the tiny test net), export/sources/torchvision.py
+- ``smp``: segmentation-models-pytorch architectures and encoders, export/sources/smp.py
+- ``transformers``: any AutoModelForSemanticSegmentation folder or cached Hub id, export/sources/huggingface.py
+- ``python``: the maintainer's own builder function, export/sources/python.py
 
 A source answers three questions: is the config's model section sound (`check`, at config load, no
 torch), what does `--weights` resolve to (`identity`, before any work), and the eval-mode module with
 its weights (`load`). What every source shares is below: state dicts read from .pth, .safetensors or
 a save_pretrained folder, fitted strictly with the first mismatch named, and weights that hold NaN or
-Inf refused at load, naming the tensor. No torch import at module level.
+Inf refused at load, naming the tensor. Beside them: `models` (the builders a config names, the
+tiny test net included) and `weights` (reading a checkpoint, torchvision's cached weights). This is
+the build's `load` stage (export/convert/stages.py). No torch import at module level.
 """
 
 from __future__ import annotations
@@ -124,7 +126,7 @@ def weights_file_in(folder: Path) -> Path:
 def read_state_dict(path: Path, what: str) -> dict[str, Any]:
     """A state dict from a .safetensors file, a save_pretrained folder or a torch.save file
     (weights_only=True)."""
-    from export.convert.weights import torch_load
+    from export.sources.weights import torch_load
 
     if path.is_dir():
         path = weights_file_in(path)
@@ -223,4 +225,4 @@ SOURCE_FIELDS: dict[str, tuple[str, ...]] = {}  # source -> the model keys it re
 
 
 # each file registers itself on import
-from export.convert.sources import huggingface, python, smp, torchvision  # noqa: E402, F401
+from export.sources import huggingface, python, smp, torchvision  # noqa: E402, F401

@@ -1,5 +1,5 @@
 """Checkpoints: what every source shares to read one (`torch_load`), and torchvision's own weights
-(its builders' state dicts and the cached enum checkpoints) for export/convert/sources/torchvision.py.
+(its builders' state dicts and the cached enum checkpoints) for export/sources/torchvision.py.
 
 `--weights` takes:
 - ``default``: the config's torchvision weights enum member, through torchvision's own cache
@@ -27,9 +27,9 @@ import torch
 from torch import nn
 
 from export.config import ModelConfig
-from export.convert.models import MODELS
 from export.errors import ExportError
 from export.files import sha256_file
+from export.sources.models import MODELS
 
 __all__ = ["torch_load", "load_state_dict", "drop_aux", "default_checkpoint", "cache_path_for"]
 

@@ -1,13 +1,14 @@
 """Source `torchvision`: torchvision's segmentation builders by name (model.builder), and the tiny
 test net; `--weights default` is the config's weights enum member (model.weights) from torchvision's
-cache. Checkpoints are read by export/convert/weights.py."""
+cache. Checkpoints are read by export/sources/weights.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from export.convert.sources import (
+from export.errors import ExportError
+from export.sources import (
     SOURCE_FIELDS,
     Draft,
     LoadedModel,
@@ -17,7 +18,6 @@ from export.convert.sources import (
     file_identity,
     register,
 )
-from export.errors import ExportError
 
 if TYPE_CHECKING:
     from export.config import ModelConfig
@@ -32,9 +32,9 @@ def check(cfg: ModelConfig, source: Path) -> None:
 def identity(cfg: ModelConfig, weights: str) -> tuple[str, str]:
     """(kind, identity) of `--weights` without building the model: what the manifest and the
     up-to-date check record. Fails like `load` does (before any work)."""
-    from export.convert.models import MODELS
-    from export.convert.weights import checkpoint_and_identity
     from export.files import existing_file
+    from export.sources.models import MODELS
+    from export.sources.weights import checkpoint_and_identity
     from export.store.uptodate import random_identity
 
     MODELS.get(cfg.model.builder or "", where=f"{cfg.source}: model.builder")
@@ -50,9 +50,9 @@ def load(cfg: ModelConfig, weights: str) -> LoadedModel:
     """Resolve `--weights` (default | random | PATH) into an eval-mode model without aux head."""
     import torch
 
-    from export.convert.models import MODELS, small_residual_branches
-    from export.convert.weights import checkpoint_and_identity, drop_aux, load_state_dict, torch_load
     from export.files import existing_file
+    from export.sources.models import MODELS, small_residual_branches
+    from export.sources.weights import checkpoint_and_identity, drop_aux, load_state_dict, torch_load
     from export.store.uptodate import random_identity
 
     MODELS.get(cfg.model.builder or "", where=f"{cfg.source}: model.builder")
@@ -74,7 +74,7 @@ def load(cfg: ModelConfig, weights: str) -> LoadedModel:
 def describe(req: NewRequest) -> Draft:
     """`new --torchvision NAME`: labels and mean/std from the builder's default weights' metadata
     (torchvision's own code: nothing downloaded)."""
-    from export.convert.models import MODELS
+    from export.sources.models import MODELS
 
     builder = MODELS.get(req.value, where="--torchvision")
     if req.weights:

@@ -14,7 +14,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from export.convert.sources import (
+from export.errors import ExportError
+from export.sources import (
     SOURCE_FIELDS,
     Draft,
     LoadedModel,
@@ -29,7 +30,6 @@ from export.convert.sources import (
     relative_to_config,
     written_path,
 )
-from export.errors import ExportError
 
 if TYPE_CHECKING:
     from torch import nn

@@ -17,7 +17,9 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from export.convert.sources import (
+from export.errors import ExportError
+from export.files import sha256_file
+from export.sources import (
     SOURCE_FIELDS,
     Draft,
     LoadedModel,
@@ -32,8 +34,6 @@ from export.convert.sources import (
     weights_file_in,
     written_path,
 )
-from export.errors import ExportError
-from export.files import sha256_file
 
 if TYPE_CHECKING:
     from export.config import ModelConfig

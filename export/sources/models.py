@@ -1,7 +1,7 @@
 """Model builders: torchvision's segmentation builders plus a tiny net for the fast test tier.
 
 A builder takes (num_classes, aux_loss) and returns an untrained nn.Module whose forward returns
-a dict with at least "out" (torchvision's convention). Weights are applied by export.convert.weights.
+a dict with at least "out" (torchvision's convention). Weights are applied by export.sources.weights.
 """
 
 from __future__ import annotations
