@@ -24,13 +24,14 @@ CONFIG_DIR ?= configs
 SEED ?= 0
 MEMBER ?= fixture
 
-.PHONY: help venv export lint test test-fast bench profile card publish compat verify-coreml release fixture explain-int8 clean
+.PHONY: help venv export lint test test-fast docs bench profile card publish compat verify-coreml release fixture explain-int8 clean
 
 help:
 	@echo "make export  [WEIGHTS=default|random|PATH] [MODEL=name | CONFIG=path.yaml] [VARIANT=name ...]  -> $(OUT)/<model>/"
 	@echo "make test       # lint, then all tests, offline (fast tier + real-architecture tier)"
 	@echo "make lint       # ruff check, ruff format --check, mypy (export/)"
 	@echo "make test-fast  # tests/unit: every stage on the tiny net (no real architecture, no whole flows)"
+	@echo "make docs       # the measured tables in docs/ rendered from docs/data/ (bench.json per host, sources.json)"
 	@echo "make bench   [MODEL=name] [RUNS=20] [BENCH_OUT=path]  # latency ratios vs eager and ONNX Runtime fp32/int8 -> bench.json"
 	@echo "make profile [MODEL=name] [RUNS=20]   # bench + op-by-op profile of each XNNPACK file and ONNX Runtime -> profile.json/.png"
 	@echo "make card    [MODEL=name]             # Hugging Face model card from manifest + bench"
@@ -74,6 +75,10 @@ test: lint
 # tests/slow (real architectures) run in make test
 test-fast: lint
 	$(PYTEST) tests/unit
+
+# the measured tables in docs/ from docs/data/ (a bench.json kept there, sources.json)
+docs: $(STAMP)
+	$(PY) scripts/render_docs.py
 
 # BENCH_OUT: another host's file beside this one's (the release's macOS job: bench-macos-arm64.json)
 BENCH_OUT ?=

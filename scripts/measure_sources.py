@@ -1,5 +1,5 @@
 """Measure each model source on this host and write it as data: docs/data/sources.json, rendered into
-docs/model-sources.md between its MEASURED markers. Per test model (one per source, random weights,
+docs/model-sources.md between its MEASURED markers (export/release/docs_tables.py). Per test model (one per source, random weights,
 every default variant): export seconds per variant, file sizes, ops left outside the delegate, the
 graph rewrites that got them in, and `bench`'s fp32 / int8 .pte latency against ONNX Runtime's fp32
 / int8 peers, all from one run of this script.
@@ -17,17 +17,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+from export.release.docs_tables import render_pages
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests"))  # the test models' configs (tests/support)
 
 DATA = ROOT / "docs" / "data" / "sources.json"
 PAGE = ROOT / "docs" / "model-sources.md"
 MODELS = ("person_mask", "smp_unet", "smp_deeplabv3plus", "segformer_b0")
-BEGIN, END = (
-    "<!-- MEASURED: rendered from docs/data/sources.json by scripts/measure_sources.py -->",
-    "<!-- /MEASURED -->",
-)
 
 
 def measure(name: str, work: Path, runs: int) -> dict:
@@ -76,36 +73,6 @@ def measure(name: str, work: Path, runs: int) -> dict:
     }
 
 
-def render(data: dict) -> str:
-    rows = [
-        "| model (source) | variant | MB | export s | outside the delegate | rewrites | median ms | × ONNX Runtime peer |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for m in data["models"]:
-        for v, r in m["variants"].items():
-            outside = ", ".join(f"{op} ×{n}" for op, n in r["non_delegated_ops"].items()) or "none"
-            rewrites = "; ".join(x for x in r["graph_rewrites"] if " x " in x) or (
-                "trimmed taps" if r["graph_rewrites"] else "-"
-            )
-            ms = f"{r['median_ms']:.2f}" if r["median_ms"] is not None else "not run here"
-            ratio = f"{r['ratio_to_peer']:.2f}× {r['peer']}" if r["ratio_to_peer"] is not None else "-"
-            rows.append(
-                f"| {m['model']} ({m['source']}) | {v} | {r['bytes'] / 1e6:.1f} | {r['export_seconds']:.1f} | "
-                f"{outside} | {rewrites} | {ms} | {ratio} |"
-            )
-    head = (
-        f"Measured {data['measured_at']} on {data['host']} with `{data['command']}` (random weights, "
-        f"{data['runs']} timed runs per engine, interleaved; Core ML files are not executed on Linux)."
-    )
-    return "\n".join([BEGIN, head, "", *rows, END])
-
-
-def write_page(data: dict) -> None:
-    text = PAGE.read_text()
-    start, end = text.index(BEGIN), text.index(END) + len(END)
-    PAGE.write_text(text[:start] + render(data) + text[end:])
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=10)
@@ -132,7 +99,8 @@ def main() -> None:
         }
         DATA.parent.mkdir(parents=True, exist_ok=True)
         DATA.write_text(json.dumps(data, indent=1) + "\n")
-    write_page(json.loads(DATA.read_text()))
+    for path, text in render_pages(ROOT).items():
+        path.write_text(text)
     print(f"wrote {DATA.relative_to(ROOT)} and {PAGE.relative_to(ROOT)}")
 
 

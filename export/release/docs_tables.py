@@ -1,0 +1,109 @@
+"""The measured tables in docs/, rendered from the data files beside them (docs/data/): the seed
+model against ONNX Runtime per host (docs/data/bench/*.json, each one `bench` run's bench.json) and
+the model sources' builds (docs/data/sources.json, scripts/measure_sources.py). A page holds each
+table between its markers; `render_pages` gives the pages as the data says they should read, and
+scripts/render_docs.py (`make docs`) writes them. No torch import."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+SEED_FILES = ("xnnpack_fp32", "xnnpack_int8", "xnnpack_fp32_520")
+
+
+@dataclass(frozen=True)
+class Block:
+    page: str  # relative to the checkout
+    name: str  # the marker's name
+    render: Callable[[Path], str]  # the checkout -> the table (markdown)
+
+    @property
+    def begin(self) -> str:
+        return f"<!-- MEASURED {self.name}: rendered from docs/data by `make docs`; edit the data, not this table -->"
+
+    @property
+    def end(self) -> str:
+        return f"<!-- /MEASURED {self.name} -->"
+
+
+def _ratio(engine: dict | None, key: str = "ratio_to_peer") -> str:
+    if not engine or engine.get(key) is None:
+        return "–"
+    return f"{engine['median_ms']:.1f} ms = {engine[key]:.2f}×"
+
+
+def _peak(engine: dict | None) -> str:
+    share = engine.get("peak_share") if engine else None
+    return f"{share * 100:.0f} %" if share is not None else "not recorded"
+
+
+def bench_hosts(root: Path) -> str:
+    """One row per host's bench.json: each XNNPACK file of the seed model, its median and its ratio
+    to its ONNX Runtime peer (fp32 files: ONNX Runtime fp32; int8: its static int8)."""
+    rows = [
+        "| host (data) | instruction sets | runs | `xnnpack_fp32` | `xnnpack_int8` | `xnnpack_fp32_520` | fp32 file, % of peak |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for path in sorted((root / "docs" / "data" / "bench").glob("*.json")):
+        data = json.loads(path.read_text())
+        host, engines = data["host"], data["engines"]
+        files = {name: engines.get(f"deeplab_v3_resnet50_{name}.pte") for name in SEED_FILES}
+        isa = ", ".join(x for x in host.get("isa", []) if x.startswith(("avx2", "avx512f", "avx512_vnni", "avx_vnni")))
+        rows.append(
+            f"| {host['cpu']}, {host.get('cores', host.get('cpus'))} cores (`docs/data/bench/{path.name}`) | {isa} | "
+            f"{data['runs']} | "
+            + " | ".join(_ratio(files[n]) for n in SEED_FILES)
+            + f" | {_peak(files['xnnpack_fp32'])} |"
+        )
+    return "\n".join(rows)
+
+
+def sources(root: Path) -> str:
+    """One row per test model and variant of docs/data/sources.json."""
+    data = json.loads((root / "docs" / "data" / "sources.json").read_text())
+    rows = [
+        "| model (source) | variant | MB | export s | outside the delegate | rewrites | median ms | × ONNX Runtime peer |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for m in data["models"]:
+        for v, r in m["variants"].items():
+            outside = ", ".join(f"{op} ×{n}" for op, n in r["non_delegated_ops"].items()) or "none"
+            rewrites = "; ".join(x for x in r["graph_rewrites"] if " x " in x) or (
+                "trimmed taps" if r["graph_rewrites"] else "-"
+            )
+            ms = f"{r['median_ms']:.2f}" if r["median_ms"] is not None else "not run here"
+            ratio = f"{r['ratio_to_peer']:.2f}× {r['peer']}" if r["ratio_to_peer"] is not None else "-"
+            rows.append(
+                f"| {m['model']} ({m['source']}) | {v} | {r['bytes'] / 1e6:.1f} | {r['export_seconds']:.1f} | "
+                f"{outside} | {rewrites} | {ms} | {ratio} |"
+            )
+    head = (
+        f"Measured {data['measured_at']} on {data['host']} with `{data['command']}` (random weights, "
+        f"{data['runs']} timed runs per engine, interleaved; Core ML files are not executed on Linux)."
+    )
+    return "\n".join([head, "", *rows])
+
+
+BLOCKS = (
+    Block("docs/performance.md", "bench-hosts", bench_hosts),
+    Block("docs/model-sources.md", "sources", sources),
+)
+
+
+def render_pages(root: Path) -> dict[Path, str]:
+    """Every page with a measured block, as its data says it should read (pages whose markers are
+    missing are an error naming the page and the marker)."""
+    from export.errors import ExportError
+
+    pages: dict[Path, str] = {}
+    for block in BLOCKS:
+        path = root / block.page
+        text = pages.get(path) or path.read_text()
+        if block.begin not in text or block.end not in text:
+            raise ExportError(f"{block.page}: no `{block.begin}` ... `{block.end}` block to render {block.name} into")
+        start, end = text.index(block.begin), text.index(block.end) + len(block.end)
+        pages[path] = text[:start] + block.begin + "\n" + block.render(root) + "\n" + block.end + text[end:]
+    return pages
