@@ -62,6 +62,7 @@ def check_constants(tmp: Path, outs: list[Path]) -> str:
     the VOC-only hooks), with its labels as a typed union and its own normalizeOpts; modelUrls.ts and
     each group's snippet compile with a real tsc against react-native-executorch 0.10.2."""
     from export.release import codegen
+    from export.release.snippets import group_snippet
 
     pubs = []
     for out in outs:
@@ -79,7 +80,7 @@ def check_constants(tmp: Path, outs: list[Path]) -> str:
     (tmp / "modelUrls.ts").write_text(ts)
     files = ["modelUrls.ts"]
     for g in groups:
-        (tmp / f"{g.name}.tsx").write_text(codegen.group_snippet(g))
+        (tmp / f"{g.name}.tsx").write_text(group_snippet(g))
         files.append(f"{g.name}.tsx")
     proc = tsc(tmp, *files, rne="0.10.2")
     assert proc.returncode == 0, proc.stdout + proc.stderr
