@@ -17,7 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from export.release.docs_tables import render_pages
+from export.files import write_bytes_atomic
+from export.release.docs_tables import stale_pages
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the test models' configs (tests/support)
@@ -99,8 +100,8 @@ def main() -> None:
         }
         DATA.parent.mkdir(parents=True, exist_ok=True)
         DATA.write_text(json.dumps(data, indent=1) + "\n")
-    for path, text in render_pages(ROOT).items():
-        path.write_text(text)
+    for path, text in stale_pages(ROOT).items():
+        write_bytes_atomic(path, text.encode())
     print(f"wrote {DATA.relative_to(ROOT)} and {PAGE.relative_to(ROOT)}")
 
 

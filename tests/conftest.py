@@ -59,7 +59,7 @@ LONGEST_FIRST = (
 
 
 def tier(path: Path) -> str:
-    return next((t for t in TIERS if t in path.parent.parts[-1:]), "unit")
+    return path.parent.name if path.parent.name in TIERS else "unit"
 
 
 def pytest_collection_modifyitems(items):

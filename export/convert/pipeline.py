@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -68,10 +67,10 @@ class Weights:
 
     def load(self) -> LoadedModel:
         if self._loaded is None:
-            with stage(Timer(self.cfg.name), "load"):
-                start = time.perf_counter()
+            timer = Timer(self.cfg.name)
+            with stage(timer, "load"):
                 self._loaded = load_model(self.cfg, self.spec)
-                self.load_seconds = round(time.perf_counter() - start, 3)
+            self.load_seconds = timer.seconds["load"]
         return self._loaded
 
 

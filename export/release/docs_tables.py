@@ -93,6 +93,11 @@ BLOCKS = (
 )
 
 
+def stale_pages(root: Path) -> dict[Path, str]:
+    """The pages whose measured tables differ from their data, with the text they should have."""
+    return {path: text for path, text in render_pages(root).items() if path.read_text() != text}
+
+
 def render_pages(root: Path) -> dict[Path, str]:
     """Every page with a measured block, as its data says it should read (pages whose markers are
     missing are an error naming the page and the marker)."""
