@@ -225,10 +225,19 @@ class Variant:
     # its contract); `export compat` checks the runtime of each claimed line
     min_rne: str | None = None
     name_suffix: str = field(default="", compare=False)  # derived: only what keeps names unique
+    # derived at load: the contract as the runtime applies it (rne-0.10: with the model's normalization)
+    feeds: Contract | None = field(default=None, compare=False)
 
     @property
     def name(self) -> str:
         return f"{self.backend}_{self.precision}{self.name_suffix}"
+
+    @property
+    def runtime_contract(self) -> Contract:
+        """What the app feeds this variant's file (resolved when the config was loaded)."""
+        if self.feeds is None:
+            raise ExportError(f"variant {self.name}: not loaded from a config (its contract is resolved at load)")
+        return self.feeds
 
 
 @dataclass(frozen=True)
@@ -276,7 +285,7 @@ class ModelConfig:
             for f in dataclasses.fields(self)
             if f.name not in ("variants", "tolerances", "source", "sha256")
         }
-        data["variant"] = variant
+        data["variant"] = {k: v for k, v in dataclasses.asdict(variant).items() if k != "feeds"}
         model = dataclasses.asdict(self.model)
         data["model"] = {k: v for k, v in model.items() if _LATER_MODEL_FIELDS.get(k, ...) != v}
         if self.normalize is None:

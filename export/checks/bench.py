@@ -245,7 +245,7 @@ def _plan_baselines(plan: Plan, setup: Setup, cfg: ModelConfig, module, variants
     first = next(iter(variants.values()))
     h, w = first.input.height, first.input.width
     eager = wrap(module, cfg, first).eval()
-    x = model_input(setup.photo, h, w, cfg.contract_for(first))
+    x = model_input(setup.photo, h, w, first.runtime_contract)
     stem = setup.tmp / f"{cfg.name}_{h}x{w}_{first.contract}"
     # the baselines run the wrapped model as it is (no rewrites): their own program's MACs
     plan.onnx[ort_key], macs = onnx_fp32(eager, x, stem.with_suffix(".fp32.onnx"))

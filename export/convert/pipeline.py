@@ -310,7 +310,7 @@ def manifest_entry(
     seconds: dict[str, float],
 ) -> Entry:
     """The commit stage's entry: what the files are (`pte`: where it waits to take its name), made of the stages' records."""
-    contract = cfg.contract_for(variant)
+    contract = variant.runtime_contract
     h, w = variant.input.height, variant.input.width
     feed_range: tuple[float, float] | str = "ImageNet-normalized" if contract.name == "rne-0.9" else "model-normalized"
     parity = checked.parity

@@ -74,7 +74,7 @@ def calibration_inputs(cfg: ModelConfig, variant: Variant, images: list[str]) ->
     h, w, cal = variant.input.height, variant.input.width, cfg.calibration
     assert cal is not None, "the loader refuses int8 variants without `calibration`"
     return [
-        model_input(v, h, w, cfg.contract_for(variant))
+        model_input(v, h, w, variant.runtime_contract)
         for i, name in enumerate(images)
         for v in views(load_image(name), cal.views, cal.seed + i)
     ]
@@ -173,8 +173,8 @@ def accuracy_inputs(cfg: ModelConfig, variant: Variant) -> dict[str, tuple[torch
     out = {}
     for i, name in enumerate(spec.images):
         bgr = load_image(name)
-        noisy = [model_input(v, h, w, cfg.contract_for(variant)) for v in noisy_views(bgr, i)]
-        out[f"photo:{name}"] = (model_input(bgr, h, w, cfg.contract_for(variant)), noisy)
+        noisy = [model_input(v, h, w, variant.runtime_contract) for v in noisy_views(bgr, i)]
+        out[f"photo:{name}"] = (model_input(bgr, h, w, variant.runtime_contract), noisy)
     return out
 
 
@@ -236,7 +236,7 @@ def labels_accuracy(method, eager_fp32: torch.nn.Module, cfg: ModelConfig, varia
     res = evaluate(
         spec.labels,
         {name: numpy_of(run) for name, run in models.items()},
-        lambda bgr: model_input(bgr, h, w, cfg.contract_for(variant)),
+        lambda bgr: model_input(bgr, h, w, variant.runtime_contract),
         h,
         w,
         cfg.model.num_classes,

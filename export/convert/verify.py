@@ -50,7 +50,7 @@ def parity_gate(worst: Metrics, tol: Tolerances, artifact: str, mode: str) -> No
 
 
 def variant_photo_inputs(names, cfg: ModelConfig, variant: Variant) -> dict[str, torch.Tensor]:
-    return photo_inputs(names, variant.input.height, variant.input.width, cfg.contract_for(variant))
+    return photo_inputs(names, variant.input.height, variant.input.width, variant.runtime_contract)
 
 
 def parity_inputs(cfg: ModelConfig, variant: Variant) -> dict[str, torch.Tensor]:
@@ -59,7 +59,7 @@ def parity_inputs(cfg: ModelConfig, variant: Variant) -> dict[str, torch.Tensor]
     gen = torch.Generator().manual_seed(cfg.parity.seed)
     for i in range(cfg.parity.random_inputs):
         x = torch.rand(1, 3, variant.input.height, variant.input.width, generator=gen)
-        inputs[f"random:{cfg.parity.seed}:{i}"] = normalize_unit_input(x, cfg.contract_for(variant))
+        inputs[f"random:{cfg.parity.seed}:{i}"] = normalize_unit_input(x, variant.runtime_contract)
     return inputs
 
 

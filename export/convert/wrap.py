@@ -63,7 +63,7 @@ class ContractWrapper(nn.Module):
 
 
 def wrap(model: nn.Module, cfg: ModelConfig, variant: Variant) -> ContractWrapper:
-    contract = cfg.contract_for(variant)
+    contract = variant.runtime_contract
     adapter, key = adapt_output(model, cfg, variant)
     return ContractWrapper(model, contract.normalize_in_graph, key, adapter, cfg.model.output_index).eval()
 
