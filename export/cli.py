@@ -239,8 +239,6 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args) -> int:
     try:
         threads.apply()  # before torch is imported
-        if getattr(args, "xet", False):  # before huggingface_hub is imported (hubnames defaults it to LFS)
-            os.environ["HF_HUB_DISABLE_XET"] = "0"
         return _command(args.command)(args)
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -149,6 +149,22 @@ class Accuracy:
     flips_vs_noise: float  # int8's flipped pixels / the noise's (mean over draws; floor: 1 pixel)
 
 
+# metric -> whether higher is better; the order tables print in
+ACCURACY_METRICS = {
+    "snr_vs_noise_db": True,
+    "centered_snr_db": True,
+    "stable_agreement": True,
+    "flips_vs_noise": False,
+    "decisive_agreement": True,
+    "argmax_agreement": True,
+    "miou": True,
+    "snr_db": True,
+    "stable_fraction": True,
+    "decisive_fraction": True,
+    "noise_agreement": True,
+}
+
+
 @dataclass(frozen=True)
 class AccuracyBounds:
     """Bounds on the int8 file vs eager fp32, each metric's worst held-apart photo (metrics:
@@ -420,37 +436,6 @@ class Manifest:
     __pydantic_config__ = STRICT
     schema: int
     artifacts: dict[str, Entry] = field(default_factory=dict)
-
-
-# --- published.json: what `publish --push` put on the Hub, verified, and the manifest it came from ---
-
-PUBLISHED_SCHEMA_VERSION: Literal[1] = 1
-PUBLISHED_NAME, PUBLISHED_SCHEMA_NAME = "published.json", "published.schema.json"
-
-
-@dataclass(frozen=True)
-class PublishedFile:
-    __pydantic_config__ = STRICT
-    artifact: str | None  # the manifest's name of an artifact; None: a file beside them (bundle, card, …)
-    path_in_repo: str
-    url: str  # at the tag
-    sha256: str  # as downloaded back from the commit
-    bytes: int
-
-
-@dataclass(frozen=True)
-class Published:
-    __pydantic_config__ = STRICT
-    schema: Literal[1]
-    repo: str
-    tag: str
-    commit: str
-    endpoint: str
-    published_at: str
-    files: tuple[PublishedFile, ...]
-    random_weights: tuple[str, ...]  # test files, published with --allow-random-weights
-    compat_not_proven: tuple[str, ...]  # published with --skip-compat
-    manifest: Manifest
 
 
 # --- JSON in and out: pydantic validates and serializes every record above ---------------------

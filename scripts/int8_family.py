@@ -44,7 +44,15 @@ def main(argv=None) -> int:
         ckpt = checkpoint(args.out, cfg.model.builder, name, args.seed)
         res = measure(cfg, variant, ckpt, recipes, args.out, args.trim)
         key = f"{name}@{args.seed}"
-        table[key] = {"member": name, "seed": args.seed, "broken_member": broken_member, "trim": args.trim, **res}
+        judged = name in {m.name for m in weight_family.FAMILY}  # chaotic and outlier members are not
+        table[key] = {
+            "member": name,
+            "seed": args.seed,
+            "broken_member": broken_member,
+            "judged": judged,
+            "trim": args.trim,
+            **res,
+        }
         table_path.write_text(json.dumps(table, indent=1))
     print(summary(table))
     return 0

@@ -44,8 +44,9 @@ def main() -> None:
 
     from export.checks.int8_family import recipe_cfg
     from export.config_file import load_config
+    from export.convert.feeds import accuracy_inputs, calibration_inputs
     from export.convert.lower import export_for
-    from export.convert.quantize import accuracy_inputs, calibration_set, eager_accuracy, fp32_references, quantize
+    from export.convert.quantize import calibration_set, eager_accuracy, fp32_references, quantize
     from export.convert.rewrite import xnnpack_forms
     from export.convert.wrap import example_input, wrap
     from export.sources import load_model
@@ -68,7 +69,7 @@ def main() -> None:
                     start = time.perf_counter()
                     rcfg = recipe_cfg(cfg, recipe, folder)
                     images = [] if recipe == "uncalibrated" else calibration_set(rcfg)
-                    quantized = quantize(program, rcfg, variant, images)[0]
+                    quantized = quantize(program, variant, calibration_inputs(rcfg, variant, images))[0]
                     per = eager_accuracy(quantized, refs, cfg.accuracy.bounds.near_tie)
                     worst = min(a.centered_snr_db for a in per.values())
                     rows.append(

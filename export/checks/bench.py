@@ -237,7 +237,8 @@ def _plan_baselines(plan: Plan, setup: Setup, cfg: ModelConfig, module, variants
     group has an int8 file. -> the group's input, and eager fp32 on the held-apart photos (int8)."""
     import torch
 
-    from export.convert.quantize import calibration_inputs, calibration_set
+    from export.convert.feeds import calibration_inputs
+    from export.convert.quantize import calibration_set
     from export.convert.wrap import wrap
     from export.rne.preprocess import model_input
 
@@ -297,8 +298,9 @@ def _plan_files(plan: Plan, setup: Setup, cfg: ModelConfig, files: dict[str, Ent
 
 
 def _accuracy_references(eager, cfg: ModelConfig, variant: Variant) -> dict:
-    """Eager fp32 on the held-apart photos and their noisy views (export.convert.quantize), once per group."""
-    from export.convert.quantize import accuracy_inputs, fp32_references
+    """Eager fp32 on the held-apart photos and their noisy views (export.convert.feeds), once per group."""
+    from export.convert.feeds import accuracy_inputs
+    from export.convert.quantize import fp32_references
 
     return fp32_references(eager, accuracy_inputs(cfg, variant)) if cfg.accuracy is not None else {}
 

@@ -76,6 +76,7 @@ def prove_one(
     """Steps 2-4 for one file; the new entry (nothing written when a gate fails)."""
     from export.checks.bench import config_for, weights_for
     from export.convert.bundle import verify_bundle
+    from export.convert.feeds import parity_inputs
     from export.convert.lower import export_program
     from export.convert.verify import executed, verify
     from export.convert.wrap import example_input, wrap
@@ -86,7 +87,10 @@ def prove_one(
     variant = cfg.variant(entry.variant)
     module = wrap(load_model(cfg, weights_for(entry, weights)).module, cfg, variant)
     program = export_program(module, example_input(variant))
-    parity = verify(pte, module, program, cfg, variant, name, runner=(execute or executed)(pte))  # 3.
+    run = (execute or executed)(pte)
+    parity, _ = verify(
+        pte, module, program, cfg, variant, name, parity_inputs(cfg, variant), run, rne_check=False
+    )  # 3.
     (check_bundle or (lambda p, n, atol, a: verify_bundle(p, n, atol=atol, rtol=0.0, artifact=a)))(  # 4.
         bpte, entry.bundle.cases, entry.bundle.atol, name
     )

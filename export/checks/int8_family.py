@@ -4,7 +4,7 @@ For every family member (export.checks.weight_family.FAMILY, plus the outlier me
 recipe (the shipped one; flat-grey calibration; one unrepresentative photo; observers never fed;
 the shipped recipe on an outlier member), the eager quantized model (the same arithmetic as the
 int8 file, measured within 0.1-0.6 points of it) is compared with eager fp32 on the config's
-held-apart photos by every accuracy metric the gate can read (export.convert.quantize.ACCURACY_METRICS).
+held-apart photos by every accuracy metric the gate can read (export.records.ACCURACY_METRICS).
 Prints, per metric, the worst healthy value, the best broken one and the gap: the bound goes in the
 gap; a metric with no gap is information only.
 
@@ -25,19 +25,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.checks import weight_family
+from export.checks import int8_table, weight_family
+from export.checks.int8_table import worst_of
 from export.config import CalibrationSpec
+from export.convert.feeds import accuracy_inputs, calibration_inputs
 from export.convert.lower import export_program
-from export.convert.quantize import (
-    ACCURACY_METRICS,
-    accuracy_inputs,
-    calibration_set,
-    eager_accuracy,
-    fp32_references,
-    quantize,
-)
+from export.convert.quantize import calibration_set, eager_accuracy, fp32_references, quantize
 from export.convert.rewrite import trim_padded_taps
 from export.convert.wrap import example_input, wrap
+from export.records import ACCURACY_METRICS
 from export.sources.models import MODELS
 from export.sources.weights import drop_aux
 
@@ -91,9 +87,9 @@ def measure(cfg, variant, state_path: Path, recipes, out: Path, trim: bool = Fal
         start = time.perf_counter()
         rcfg = recipe_cfg(cfg, recipe, out)
         if recipe == "uncalibrated":
-            quantized = quantize(program, rcfg, variant, [])[0]
+            quantized = quantize(program, variant, [])[0]
         else:
-            quantized = quantize(program, rcfg, variant, calibration_set(rcfg))[0]
+            quantized = quantize(program, variant, calibration_inputs(rcfg, variant, calibration_set(rcfg)))[0]
         per = {k: asdict(a) for k, a in eager_accuracy(quantized, refs, cfg.accuracy.bounds.near_tie).items()}
         rows[recipe] = per
         worst = worst_of(per)
@@ -107,29 +103,7 @@ def measure(cfg, variant, state_path: Path, recipes, out: Path, trim: bool = Fal
     return {"rows": rows, "logit_range": float(first.max() - first.min())}
 
 
-def worst_of(per: dict) -> dict:
-    return {m: (min if up else max)(v[m] for v in per.values()) for m, up in ACCURACY_METRICS.items()}
-
-
 def summary(table: dict) -> str:
-    """Per metric: worst healthy, best broken, gap (positive: a bound fits between)."""
-    healthy: list[dict] = []
-    broken: list[dict] = []
-    judged = {m.name for m in weight_family.FAMILY}  # the outlier members: per architecture (see the config)
-    for key, t in table.items():
-        if t["member"] not in judged:
-            continue
-        for recipe, per in t["rows"].items():
-            worst = worst_of(per)
-            worst["case"] = f"{key}/{recipe}"
-            (broken if t["broken_member"] or recipe != "shipped" else healthy).append(worst)
-    lines = ["| metric | worst healthy | best broken | gap |", "| --- | --- | --- | --- |"]
-    for m in ACCURACY_METRICS:
-        if not healthy or not broken:
-            break
-        up = ACCURACY_METRICS[m]
-        h = (min if up else max)(healthy, key=lambda r: r[m])
-        b = (max if up else min)(broken, key=lambda r: r[m])
-        gap = (h[m] - b[m]) if up else (b[m] - h[m])
-        lines.append(f"| {m} | {h[m]:.4g} ({h['case']}) | {b[m]:.4g} ({b['case']}) | {gap:+.4g} |")
-    return "\n".join(lines)
+    """export.checks.int8_table's summary, judging this code's FAMILY (tables written before the
+    "judged" flag included)."""
+    return int8_table.summary(table, {m.name for m in weight_family.FAMILY})

@@ -1,6 +1,7 @@
 """The build after `load` (export/sources/): one model config in, verified .pte files out, stage by
 stage (`stages.STAGES` names them in order). `request` answers `rne-export build`, `pipeline` runs
-the stages: `wrap` puts the app's contract around the model, `rewrite`, `quantize` and `lower` make
+the stages: `wrap` puts the app's contract around the model and `feeds` makes, once, every input
+the later stages feed (parity, calibration, accuracy photos), `rewrite`, `quantize` and `lower` make
 the program, `verify` and `bundle` check the file read back; `macs` counts the program's
 multiply-accumulates. Submodules import torch; this package face imports nothing."""
 
@@ -9,6 +10,7 @@ __all__ = [
     "pipeline",
     "stages",
     "wrap",
+    "feeds",
     "rewrite",
     "quantize",
     "lower",

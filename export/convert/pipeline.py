@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from export.config import BACKENDS, ModelConfig, QuantizationRecipe, Variant
+from export.convert.feeds import Feeds, feeds_for
 from export.convert.macs import count as count_macs
 from export.convert.rewrite import trim_padded_taps, xnnpack_forms
 from export.convert.stages import stage
@@ -120,6 +121,7 @@ def export_variant(cfg: ModelConfig, variant: Variant, weights: Weights, out: Pa
 
     name, timer = cfg.artifact_name(variant), Timer(variant.name)
     exported = export_stage(cfg, variant, weights, timer)  # wrap, rewrite, export, quantize
+    feeds = exported.feeds
     with stage(timer, "lower", variant.backend):
         lowered = lower_stage(exported, cfg, variant, weights, name)
     # serialize, verify and bundle into temp files; commit: the files and their manifest entry, or nothing
@@ -127,19 +129,20 @@ def export_variant(cfg: ModelConfig, variant: Variant, weights: Weights, out: Pa
         with stage(timer, "serialize"):
             serialize(lowered.edge, pte)
         with stage(timer, "verify"):
-            checked = verify_stage(pte, exported, cfg, variant, weights.kind, name, out)
+            checked = verify_stage(pte, exported, cfg, variant, weights.kind, name)
         with stage(timer, "bundle", ".bpte"):
-            bundle = bundle_stage(pte, bpte, exported.parity_reference, cfg, variant, bundle_name(name))
+            runs = checked.parity.mode == "executed"  # the file ran here: so will its bundle
+            bundle = bundle_stage(
+                pte, bpte, exported.parity_reference, feeds.photos(), variant, runs, bundle_name(name)
+            )
+        if checked.accuracy is not None:  # a measurement, not a gate: after every gate passed
+            checked = replace(
+                checked, accuracy=replace(checked.accuracy, latency_ratio_to_fp32=_int8_latency(pte, cfg, variant, out))
+            )
         seconds = {"load": weights.load_seconds, **timer.seconds}
         with stage(timer, "commit"):
-            entry = commit_entry(
-                out,
-                name,
-                {name: pte, bundle.path: bpte},
-                lambda files: manifest_entry(
-                    cfg, variant, weights, name, files[name], lowered, checked, bundle, key, seconds
-                ),
-            )
+            entry = manifest_entry(cfg, variant, weights, name, pte, lowered, checked, bundle, key, seconds)
+            commit_entry(out, name, {name: pte, bundle.path: bpte}, entry)
     return Result(name, out / name, entry)
 
 
@@ -161,6 +164,7 @@ class Exported:
     rewrites: tuple[str, ...] = ()  # modules replaced by exact cheaper forms before export (rewrite)
     adapter: OutputAdapter | None = None  # how the model's output became output 0 (export.convert.wrap)
     macs: dict[str, int] = field(default_factory=dict)  # the traced program's multiply-accumulates per kind
+    feeds: Feeds | None = None  # what the stages after wrap feed the model and the file (export.convert.feeds)
 
 
 def export_stage(cfg: ModelConfig, variant: Variant, weights: Weights, timer: Timer) -> Exported:
@@ -170,6 +174,8 @@ def export_stage(cfg: ModelConfig, variant: Variant, weights: Weights, timer: Ti
     loaded = weights.load()
     with stage(timer, "wrap"):
         module = wrap(loaded.module, cfg, variant)
+        calibration = calibration_set(cfg) if variant.precision == "int8" else None
+        feeds = feeds_for(cfg, variant, calibration)
     # XNNPACK: ops it has no kernel for in forms it delegates, and convolutions that mostly read
     # padding lose those taps (int8 too: the weight family keeps its gap on the trimmed graph,
     # docs/int8.md); the original module stays the parity and accuracy reference.
@@ -186,20 +192,21 @@ def export_stage(cfg: ModelConfig, variant: Variant, weights: Weights, timer: Ti
     adapter = module.adapter
     macs = count_macs(program)  # after the rewrites: trimmed taps are not work
     if variant.precision != "int8":
-        return Exported(module, program, module, rewrites=tuple(rewrites), adapter=adapter, macs=macs)
+        return Exported(module, program, module, rewrites=tuple(rewrites), adapter=adapter, macs=macs, feeds=feeds)
     with stage(timer, "quantize", "int8"):
-        calibration = calibration_set(cfg)
         recipe = variant.quantization or QuantizationRecipe()
         auto = None
         if "auto" in recipe.keep_fp32:
             log = lambda msg: print(f"[{variant.name}] {msg}", file=sys.stderr, flush=True)  # noqa: E731
             (reference, quantized, samples), auto = auto_keep_fp32(
-                program, module, cfg, variant, calibration, weights.kind, log
+                program, module, cfg, variant, feeds, weights.kind, log
             )
             recipe = replace(recipe, keep_fp32=auto.kept)
         else:
-            reference, quantized, samples = quantize(program, cfg, variant, calibration)
-    return Exported(module, quantized, reference, calibration, samples, recipe, auto, tuple(rewrites), adapter, macs)
+            reference, quantized, samples = quantize(program, variant, feeds.calibration)
+    return Exported(
+        module, quantized, reference, calibration, samples, recipe, auto, tuple(rewrites), adapter, macs, feeds
+    )
 
 
 @dataclass(frozen=True)
@@ -232,16 +239,18 @@ class Checked:
 
 
 def verify_stage(
-    pte: Path, exported: Exported, cfg: ModelConfig, variant: Variant, weights_kind: str, name: str, out: Path
+    pte: Path, exported: Exported, cfg: ModelConfig, variant: Variant, weights_kind: str, name: str
 ) -> Checked:
+    """The verify stage's gates; the int8 record's latency ratio is measured after the bundle (LatencyRecord(None) until then)."""
     from export.convert.quantize import accuracy_gate
-    from export.convert.verify import rne_schema_gate, verify
+    from export.convert.verify import verify
 
-    parity = verify(pte, exported.parity_reference, exported.program, cfg, variant, name)
-    schema = rne_schema_gate(pte, cfg, variant, name)
+    feeds = exported.feeds
+    assert feeds is not None, "export_stage makes the feeds"
+    parity, schema = verify(pte, exported.parity_reference, exported.program, cfg, variant, name, feeds.parity)
     if variant.precision != "int8":
         return Checked(parity, None, schema)
-    gate = accuracy_gate(pte, exported.module, cfg, variant, weights_kind, name)
+    gate = accuracy_gate(pte, exported.module, cfg, variant, feeds.accuracy, weights_kind, name)
     accuracy = AccuracyRecord(
         reference=gate.reference,
         images=tuple(gate.per_image),
@@ -252,29 +261,28 @@ def verify_stage(
         calibration=tuple(exported.calibration or ()),
         calibration_samples=exported.samples,
         recipe=exported.recipe or QuantizationRecipe(),
-        latency_ratio_to_fp32=_int8_latency(pte, cfg, variant, out),
+        latency_ratio_to_fp32=LatencyRecord(None, why="not measured yet"),
         keep_fp32_auto=exported.auto_keep,
         labels=gate.labels,
     )
     return Checked(parity, accuracy, schema)
 
 
-def bundle_stage(pte: Path, bpte: Path, reference, cfg: ModelConfig, variant: Variant, name: str) -> BundleRecord:
-    """The bundle stage: the .bpte with real-photo cases and their eager expected outputs, verified by the
-    runtime's bundled verification where the backend runs here."""
+def bundle_stage(
+    pte: Path, bpte: Path, reference, photos: list, variant: Variant, runnable: bool, name: str
+) -> BundleRecord:
+    """The bundle stage: the .bpte with real-photo cases (the parity photos) and their eager expected
+    outputs, verified by the runtime's bundled verification when the backend runs here (`runnable`)."""
     import torch
 
     from export.convert.bundle import BUNDLED_CASES, verify_bundle, write_bundle
-    from export.convert.verify import backend_available, variant_photo_inputs
 
     with torch.no_grad():
-        photos = list(variant_photo_inputs(cfg.parity.images, cfg, variant).values())[:BUNDLED_CASES]
-        cases = [(x, reference(x)) for x in photos]
+        cases = [(x, reference(x)) for x in photos[:BUNDLED_CASES]]
     # ExecuTorch's check is absolute (|got - want| <= atol): the parity bound, scaled by the
     # expected logits' range, means the same for any weights
     atol = variant.tolerances.max_rel_err * max(float(y.max() - y.min()) for _, y in cases)
     write_bundle(pte, bpte, cases)
-    runnable = backend_available(variant)
     if runnable:
         verify_bundle(bpte, len(cases), atol=atol, rtol=0.0, artifact=name)
     why_not = f"not run here: {BACKENDS.get(variant.backend).runtime_id} is not in this ExecuTorch runtime"

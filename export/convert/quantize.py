@@ -10,14 +10,14 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-import cv2
 import numpy as np
 import torch
 
 from export.config import AccuracyBounds, ModelConfig, QuantizationRecipe, Variant
+from export.convert.feeds import AccuracyInputs, Feeds, feeds_for
 from export.errors import ExportError, GateError
 from export.metrics import compare, miou
-from export.records import Accuracy, AutoKeepRecord, AutoKeepStep, LabelsRecord
+from export.records import ACCURACY_METRICS, Accuracy, AutoKeepRecord, AutoKeepStep, LabelsRecord
 from export.rne.preprocess import NEAR_DUPLICATE, load_image, model_input, similarity
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -56,30 +56,6 @@ def check_disjoint(calibration: list[str], held_apart: list[str], source) -> Non
                 )
 
 
-def views(bgr: np.ndarray, n: int, seed: int) -> list[np.ndarray]:
-    """The full frame, then n-1 seeded framings of it (square-ish crops of 50-100 % of each side,
-    half of them mirrored): the framings a phone camera gives, before the app's resize."""
-    rng = np.random.default_rng(seed)
-    h, w = bgr.shape[:2]
-    out = [bgr]
-    for _ in range(n - 1):
-        ch, cw = int(h * rng.uniform(0.5, 1.0)), int(w * rng.uniform(0.5, 1.0))
-        y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
-        crop = bgr[y : y + ch, x : x + cw]
-        out.append(np.ascontiguousarray(cv2.flip(crop, 1) if rng.random() < 0.5 else crop))
-    return out
-
-
-def calibration_inputs(cfg: ModelConfig, variant: Variant, images: list[str]) -> list[torch.Tensor]:
-    h, w, cal = variant.input.height, variant.input.width, cfg.calibration
-    assert cal is not None, "the loader refuses int8 variants without `calibration`"
-    return [
-        model_input(v, h, w, variant.runtime_contract)
-        for i, name in enumerate(images)
-        for v in views(load_image(name), cal.views, cal.seed + i)
-    ]
-
-
 def quantizer_for(recipe: QuantizationRecipe):
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
@@ -101,18 +77,17 @@ def quantizer_for(recipe: QuantizationRecipe):
     return quantizer
 
 
-def quantize(program: torch.export.ExportedProgram, cfg: ModelConfig, variant: Variant, images: list[str]):
-    """-> (quantized reference module, its ExportedProgram, calibration sample count). The reference
-    module runs the same quantize/dequantize arithmetic in eager PyTorch: the file's parity is
-    checked against it."""
+def quantize(program: torch.export.ExportedProgram, variant: Variant, samples: list[torch.Tensor]):
+    """-> (quantized reference module, its ExportedProgram, calibration sample count), calibrated on
+    `samples` (export.convert.feeds). The reference module runs the same quantize/dequantize
+    arithmetic in eager PyTorch: the file's parity is checked against it."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     recipe = variant.quantization or QuantizationRecipe()
     _check_module_names(program, recipe)
     prepared = prepare_pt2e(program.module(), quantizer_for(recipe))
-    samples = calibration_inputs(cfg, variant, images)  # none: observers never fed (a broken case)
     with torch.no_grad():
-        for x in samples:
+        for x in samples:  # none: observers never fed (a broken case)
             prepared(x)
     converted = convert_pt2e(prepared)
     example = program.example_inputs[0]
@@ -132,50 +107,9 @@ def _check_module_names(program: torch.export.ExportedProgram, recipe: Quantizat
         )
 
 
-# why 1 % (2.55 grey levels) and 2 draws: sensor noise a phone camera adds frame to frame; a pixel
-# whose fp32 class survives it is one the model is sure of, whatever its weights' logit scale
-NOISE_SIGMA = 2.55
-NOISE_DRAWS = 2
-
-
-# metric -> whether higher is better; the order tables print in
-ACCURACY_METRICS = {
-    "snr_vs_noise_db": True,
-    "centered_snr_db": True,
-    "stable_agreement": True,
-    "flips_vs_noise": False,
-    "decisive_agreement": True,
-    "argmax_agreement": True,
-    "miou": True,
-    "snr_db": True,
-    "stable_fraction": True,
-    "decisive_fraction": True,
-    "noise_agreement": True,
-}
-
-
 def worst_accuracy(ms: list[Accuracy]) -> Accuracy:
     pick = {True: min, False: max}
     return Accuracy(**{f: pick[up](getattr(m, f) for m in ms) for f, up in ACCURACY_METRICS.items()})
-
-
-def noisy_views(bgr: np.ndarray, seed: int, draws: int = NOISE_DRAWS, sigma: float = NOISE_SIGMA) -> list[np.ndarray]:
-    """The photo with seeded Gaussian sensor noise, rounded to uint8 as a camera frame is."""
-    rng = np.random.default_rng(seed)
-    return [np.clip(bgr + rng.normal(0, sigma, bgr.shape), 0, 255).round().astype(np.uint8) for _ in range(draws)]
-
-
-def accuracy_inputs(cfg: ModelConfig, variant: Variant) -> dict[str, tuple[torch.Tensor, list[torch.Tensor]]]:
-    """{"photo:<name>": (model input, [noisy model inputs])} through the app's preprocessing."""
-    spec = cfg.accuracy
-    assert spec is not None, "the loader refuses int8 variants without `accuracy`"
-    h, w = variant.input.height, variant.input.width
-    out = {}
-    for i, name in enumerate(spec.images):
-        bgr = load_image(name)
-        noisy = [model_input(v, h, w, variant.runtime_contract) for v in noisy_views(bgr, i)]
-        out[f"photo:{name}"] = (model_input(bgr, h, w, variant.runtime_contract), noisy)
-    return out
 
 
 def centered_snr_db(ref: torch.Tensor, got: torch.Tensor) -> float:
@@ -274,7 +208,7 @@ def eager_accuracy(quantized, refs, near_tie: float) -> dict[str, Accuracy]:
 
 
 def auto_keep_fp32(
-    program, module, cfg: ModelConfig, variant: Variant, images: list[str], weights_kind: str, log
+    program, module, cfg: ModelConfig, variant: Variant, feeds: Feeds, weights_kind: str, log
 ) -> tuple[tuple, AutoKeepRecord]:
     """`keep_fp32: auto`: quantize; while the accuracy bounds fail (eager quantized model vs fp32),
     keep the next most sensitive layer (export.convert.sensitivity) and its input's producers in fp32,
@@ -283,7 +217,7 @@ def auto_keep_fp32(
 
     recipe = variant.quantization or QuantizationRecipe()
     which, bounds = bounds_for(cfg, weights_kind)
-    inputs = accuracy_inputs(cfg, variant)
+    inputs = feeds.accuracy
     refs = fp32_references(module, inputs)  # once: every step compares against the same fp32
     int8_bytes = sum(m.weight.numel() for m in module.modules() if isinstance(m, torch.nn.Conv2d))
     kept: list[str] = [k for k in recipe.keep_fp32 if k != "auto"]
@@ -291,7 +225,7 @@ def auto_keep_fp32(
     ranked = None
     while True:
         v = replace(variant, quantization=replace(recipe, keep_fp32=tuple(kept)))
-        result = quantize(program, cfg, v, images)
+        result = quantize(program, v, feeds.calibration)
         worst = worst_accuracy(list(eager_accuracy(result[0], refs, bounds.near_tie).values()))
         failed = bounds.failures(asdict(worst))
         cost = sum(
@@ -305,9 +239,7 @@ def auto_keep_fp32(
         if not failed:
             break
         if ranked is None:
-            ranked = layer_sensitivity(
-                module, calibration_inputs(cfg, variant, images), [x for x, _ in inputs.values()], recipe.per_channel
-            )
+            ranked = layer_sensitivity(module, feeds.calibration, [x for x, _ in inputs.values()], recipe.per_channel)
         nxt = next((e for e in ranked if e.module not in kept), None)
         if nxt is None:
             break
@@ -346,7 +278,13 @@ class AccuracyVerdict:
 
 
 def accuracy_gate(
-    path: Path, eager_fp32: torch.nn.Module, cfg: ModelConfig, variant: Variant, weights_kind: str, artifact: str
+    path: Path,
+    eager_fp32: torch.nn.Module,
+    cfg: ModelConfig,
+    variant: Variant,
+    inputs: AccuracyInputs,
+    weights_kind: str,
+    artifact: str,
 ) -> AccuracyVerdict:
     """The int8 file vs eager fp32 on held-apart photos (app preprocessing), each photo also fed
     to fp32 with sensor noise so the gated metrics are relative to the model's own stability."""
@@ -358,7 +296,7 @@ def accuracy_gate(
     method = runtime().load_program(path).load_method("forward")
     per_image = eager_accuracy(
         lambda x: method.execute([x])[0].clone(),
-        fp32_references(eager_fp32, accuracy_inputs(cfg, variant)),
+        fp32_references(eager_fp32, inputs),
         bounds.near_tie,
     )
     worst = worst_accuracy(list(per_image.values()))
@@ -418,13 +356,11 @@ def explain_int8(cfg: ModelConfig, variant_name: str, weights: str, top: int) ->
     from export.convert.wrap import example_input, wrap
     from export.sources import load_model
 
-    images = calibration_set(cfg)
+    feeds = feeds_for(cfg, variant, calibration_set(cfg))
     module = wrap(load_model(cfg, weights).module, cfg, variant)
-    photos = [x for x, _ in accuracy_inputs(cfg, variant).values()]
+    photos = [x for x, _ in feeds.accuracy.values()]
     recipe = variant.quantization
-    errors = layer_sensitivity(
-        module, calibration_inputs(cfg, variant, images), photos, recipe.per_channel if recipe else True
-    )
+    errors = layer_sensitivity(module, feeds.calibration, photos, recipe.per_channel if recipe else True)
     chain = producer_chain(export_program(module, example_input(variant)), errors[0].module)
     return "\n".join(
         [

@@ -12,7 +12,7 @@ from export.progress import Timer
 
 STAGES: dict[str, str] = {
     "load": "the model and its weights (--weights default | random | PATH; never a silent fallback)",
-    "wrap": "the app's contract around the model: normalization in or out of the graph, output 0",
+    "wrap": "the app's contract around the model (normalization in or out of the graph, output 0), and its feeds",
     "rewrite": "exact, cheaper forms for XNNPACK (LayerNorm, GroupNorm, nearest upsample, padded taps)",
     "export": "torch.export at the variant's static input size",
     "quantize": "int8: PT2E static quantization calibrated on photos, then the accuracy gate's model",

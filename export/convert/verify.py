@@ -26,8 +26,7 @@ from export.config import BACKENDS, ModelConfig, Tolerances, Variant
 from export.errors import ExportError, GateError
 from export.host import runs_here
 from export.metrics import compare, worst_of
-from export.records import Metrics, ParityRecord, RneSchemaRecord, check
-from export.rne.preprocess import normalize_unit_input, photo_inputs
+from export.records import ParityRecord, RneSchemaRecord, check
 from export.threads import runtime
 
 _DTYPE_FLOAT = 6  # executorch ScalarType::Float
@@ -41,26 +40,6 @@ def gate_bounds(tol: Tolerances) -> dict[str, tuple[Literal["<=", ">="], float]]
         "cosine": (">=", tol.min_cosine),
         "decisive_agreement": (">=", tol.min_decisive_agreement),
     }
-
-
-def parity_gate(worst: Metrics, tol: Tolerances, artifact: str, mode: str) -> None:
-    failed = check(worst.as_dict(), gate_bounds(tol))
-    if failed:
-        raise GateError(f"parity gate ({mode}): {artifact}: " + "; ".join(failed))
-
-
-def variant_photo_inputs(names, cfg: ModelConfig, variant: Variant) -> dict[str, torch.Tensor]:
-    return photo_inputs(names, variant.input.height, variant.input.width, variant.runtime_contract)
-
-
-def parity_inputs(cfg: ModelConfig, variant: Variant) -> dict[str, torch.Tensor]:
-    """Real photos through the app's preprocessing, plus seeded uniform inputs in the contract's feed."""
-    inputs = variant_photo_inputs(cfg.parity.images, cfg, variant)
-    gen = torch.Generator().manual_seed(cfg.parity.seed)
-    for i in range(cfg.parity.random_inputs):
-        x = torch.rand(1, 3, variant.input.height, variant.input.width, generator=gen)
-        inputs[f"random:{cfg.parity.seed}:{i}"] = normalize_unit_input(x, variant.runtime_contract)
-    return inputs
 
 
 def delegate_ids(pte_bytes: bytes, name: str = "file") -> list[str]:
@@ -96,25 +75,12 @@ def check_program(path: Path, cfg: ModelConfig, variant: Variant) -> None:
         )
 
 
-def rne_schema_gate(path: Path, cfg: ModelConfig, variant: Variant, artifact: str) -> RneSchemaRecord | None:
-    """react-native-executorch's own load-time check (export/rne/rne_schema.py) on the file read back
-    from disk, for every file whose contract a schema-checking release line serves; GateError names
-    the rule. Returns the manifest's record (None: no such line serves the contract)."""
-    from export.rne.rne_schema import gate
-
-    return gate(path, variant.contract, variant.min_rne, len(cfg.labels), artifact)
-
-
 def executed(path: Path):
     """x -> the file's output 0, run by this host's ExecuTorch runtime."""
     method = runtime().load_program(path).load_method("forward")
     # clone: the output lives in the program's planned memory, overwritten by the next execute
     # contiguous: the runtime reads the raw buffer as NCHW whatever the tensor's strides say
     return lambda x: method.execute([x.contiguous()])[0].clone()
-
-
-def backend_available(variant: Variant) -> bool:
-    return runs_here(BACKENDS.get(variant.backend).runtime_id)
 
 
 def _round_fp16(t):
@@ -177,6 +143,10 @@ def fp16_emulation(program: torch.export.ExportedProgram) -> torch.nn.Module:
     return gm
 
 
+def backend_available(variant: Variant) -> bool:
+    return runs_here(BACKENDS.get(variant.backend).runtime_id)
+
+
 def verify(
     path: Path,
     eager: torch.nn.Module,
@@ -184,15 +154,25 @@ def verify(
     cfg: ModelConfig,
     variant: Variant,
     artifact: str,
+    inputs: dict[str, torch.Tensor],
     runner=None,
-) -> ParityRecord:
-    """`eager` is the parity reference (int8: the quantized model); `program` what was lowered.
-    `runner` (x -> output): how the file is executed when not by this host's runtime (tests)."""
+    rne_check: bool = True,
+) -> tuple[ParityRecord, RneSchemaRecord | None]:
+    """The static checks (delegates, the I/O the hook reads, and with `rne_check` RNE's own
+    load-time check, export/rne/rne_schema.py), then parity on `inputs` (export.convert.feeds).
+    `eager` is the parity reference (int8: the quantized model); `program` what was lowered.
+    `runner` (x -> output): how the file is executed when not by this host's runtime (tests).
+    -> (the parity record, RNE's check's record: None when no schema-checking line serves the contract)."""
+    from export.rne.rne_schema import gate
+
     check_program(path, cfg, variant)
     tol = variant.tolerances
-    bounds: dict[str, tuple[Literal["<=", ">="], float] | float] = {**gate_bounds(tol), "near_tie": tol.near_tie}
+    gates = gate_bounds(tol)
+    bounds: dict[str, tuple[Literal["<=", ">="], float] | float] = {**gates, "near_tie": tol.near_tie}
     runtime_id = BACKENDS.get(variant.backend).runtime_id
-    if runner is not None or backend_available(variant):
+    runnable = runner is not None or runs_here(runtime_id)
+    schema = gate(path, variant.contract, variant.min_rne, len(cfg.labels), artifact) if rne_check else None
+    if runnable:
         mode: Literal["executed", "emulated"] = "executed"
         why: str | None = None
         run = runner or executed(path)
@@ -202,15 +182,13 @@ def verify(
             f"{runtime_id} is not in this ExecuTorch runtime; estimate: the exported graph with "
             "weights, input and every op output rounded to fp16, vs fp32"
         )
-        emulated = fp16_emulation(program)
-        run = emulated
+        run = fp16_emulation(program)
     else:
         why = (
             f"{runtime_id} is not in this ExecuTorch runtime and {variant.precision} has no emulation "
             "worth the name; only the static checks ran. Run the export on macOS to execute it."
         )
-        return ParityRecord("not executed", why, STATIC_CHECKS, (), bounds, None, {})
-    inputs = parity_inputs(cfg, variant)
+        return ParityRecord("not executed", why, STATIC_CHECKS, (), bounds, None, {}), schema
     with torch.no_grad():
         per_input = {k: compare(eager(x), run(x), tol.near_tie) for k, x in inputs.items()}
     worst = worst_of(list(per_input.values()))
@@ -219,5 +197,7 @@ def verify(
         raise GateError(
             f"parity gate ({mode}): {artifact}: fp16 output is not finite on {bad}: {fp16_overflow(program, inputs[bad])}"
         )
-    parity_gate(worst, tol, artifact, mode)
-    return ParityRecord(mode, why, STATIC_CHECKS, tuple(inputs), bounds, worst, per_input)
+    failed = check(worst.as_dict(), gates)
+    if failed:
+        raise GateError(f"parity gate ({mode}): {artifact}: " + "; ".join(failed))
+    return ParityRecord(mode, why, STATIC_CHECKS, tuple(inputs), bounds, worst, per_input), schema

@@ -27,8 +27,9 @@ import pydantic
 
 from export.errors import ExportError
 from export.files import ensure_writable_dir, write_bytes_atomic
-from export.records import PUBLISHED_SCHEMA_VERSION, Entry, Published, first_error, from_json_data
+from export.records import Entry, first_error, from_json_data
 from export.release.hubnames import check_repo_and_tag
+from export.release.published import PUBLISHED_SCHEMA_VERSION, Published
 from export.rne.hooks import (
     GROUPED_HOOKS,
     INTERPOLATION,

@@ -1,6 +1,7 @@
 """The measured tables in docs/, rendered from the data files beside them (docs/data/): the seed
 model against ONNX Runtime per host (docs/data/bench/*.json, each one `bench` run's bench.json) and
-the model sources' builds (docs/data/sources.json, scripts/measure_sources.py). A page holds each
+the model sources' builds (docs/data/sources.json, scripts/measure_sources.py) and the int8 weight
+family's healthy/broken gap (docs/data/int8_family_trimmed.json, scripts/int8_family.py). A page holds each
 table between its markers; `render_pages` gives the pages as the data says they should read, and
 scripts/render_docs.py (`make docs`) writes them. No torch import."""
 
@@ -87,9 +88,27 @@ def sources(root: Path) -> str:
     return "\n".join([head, "", *rows])
 
 
+def int8_family(root: Path) -> str:
+    """The int8 weight family's summary (export.checks.int8_table) of docs/data/int8_family_trimmed.json."""
+    from export.checks.int8_table import summary
+
+    data = json.loads((root / "docs" / "data" / "int8_family_trimmed.json").read_text())
+    judged = [t for t in data.values() if t["judged"]]
+    recipes = sorted({r for t in judged for r in t["rows"]})
+    seeds = ", ".join(str(s) for s in sorted({t["seed"] for t in data.values()}))
+    trim = " --trim" if all(t["trim"] for t in data.values()) else ""
+    head = (
+        f"Measured with `python scripts/int8_family.py{trim} --seed {seeds}` (the table: "
+        f"`docs/data/int8_family_trimmed.json`): {len(judged)} judged members x {len(recipes)} recipes "
+        f"({', '.join(recipes)}), the eager quantized model, each row's worst photo; a case is member@seed/recipe."
+    )
+    return "\n".join([head, "", summary(data)])
+
+
 BLOCKS = (
     Block("docs/performance.md", "bench-hosts", bench_hosts),
     Block("docs/model-sources.md", "sources", sources),
+    Block("docs/int8.md", "int8-family", int8_family),
 )
 
 

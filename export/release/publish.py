@@ -19,16 +19,15 @@ from typing import TypeVar
 
 from export.errors import ExportError
 from export.files import ensure_writable_dir, sha256_file
-from export.records import (
+from export.records import Manifest, write_with_schema
+from export.release.hubnames import check_repo_and_tag
+from export.release.published import (
     PUBLISHED_NAME,
     PUBLISHED_SCHEMA_NAME,
     PUBLISHED_SCHEMA_VERSION,
-    Manifest,
     Published,
     PublishedFile,
-    write_with_schema,
 )
-from export.release.hubnames import check_repo_and_tag
 from export.store.manifest import MANIFEST_NAME, SCHEMA_NAME, checked_files, read_manifest
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -474,7 +473,9 @@ def run_publish(
 
 
 def command(args) -> int:
-    """`rne-export publish` (the CLI has set HF_HUB_DISABLE_XET for --xet before any import)."""
+    """`rne-export publish`."""
+    if args.xet:  # before huggingface_hub is imported: it reads the switch once (hubnames defaults it to LFS)
+        os.environ["HF_HUB_DISABLE_XET"] = "0"
     run_publish(
         args.manifest, args.repo, args.tag, args.endpoint, args.push, args.move_tag,
         allow_random_weights=args.allow_random_weights, skip_compat=args.skip_compat,

@@ -10,9 +10,9 @@ The checker's folder (the package's export/data/ts files and their npm packages)
 use in the user cache by `checker_dir`; without node or npm it fails naming the fix, never a silent
 skip.
 
-`gate` is the export gate (export/convert/verify.py `rne_schema_gate`): every file whose contract a
-schema-checking line serves passes the package's check before it is committed. No torch at module
-level.
+`gate` is the export gate (export/convert/verify.py `verify`, among the static checks): every file
+whose contract a schema-checking line serves passes the package's check before it is committed. No
+torch at module level.
 """
 
 from __future__ import annotations

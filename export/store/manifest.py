@@ -18,7 +18,7 @@ import fcntl
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -207,14 +207,12 @@ def _write_manifest(folder: Path, name: str, entry: Entry) -> Path:
     return path
 
 
-def commit_entry(
-    folder: Path, name: str, finished: dict[str, Path], make_entry: Callable[[dict[str, Path]], Entry]
-) -> Entry:
+def commit_entry(folder: Path, name: str, finished: dict[str, Path], entry: Entry) -> Entry:
     """Put finished, verified files (final name -> temp file) in place with the manifest as the
-    commit point, under the folder's lock:
+    commit point, under the folder's lock; `entry` describes them (made from the temp files):
     1. each temp file is renamed to its pending name, which carries its sha256
-    2. `make_entry` describes them (given final name -> pending file); the manifest is rewritten with
-       it: from this rename on, readers find the new files by their recorded sha256
+    2. the manifest is rewritten with `entry`: from this rename on, readers find the new files by
+       their recorded sha256
     3. each pending file is renamed over its final name.
     Killed before 2: the old manifest still describes the old, untouched files; the pending ones are
     strays that `settle` deletes. Killed after 2: the files are found at their pending names, and
@@ -225,7 +223,6 @@ def commit_entry(
             for fname, tmp in finished.items():  # 1.
                 parked[fname] = pending_path(folder / fname, sha256_file(tmp))
                 os.replace(tmp, parked[fname])
-            entry = make_entry(parked)
             _write_manifest(folder, name, entry)  # 2. the commit point
         except BaseException:
             for p in parked.values():

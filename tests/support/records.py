@@ -17,12 +17,12 @@ from export.records import (
     Metrics,
     OutputInfo,
     ParityRecord,
-    Published,
     Tolerances,
     WeightsRef,
     from_json_data,
     json_data,
 )
+from export.release.published import Published
 from export.rne.runtimes import PASCAL_VOC_LABELS
 
 BASE = "https://huggingface.co/org/repo/resolve/v1.0.0"

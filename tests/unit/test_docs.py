@@ -42,3 +42,38 @@ def test_a_page_without_its_markers_is_named(copy):
     page.write_text(page.read_text().replace(BLOCKS[0].end, ""))
     with pytest.raises(ExportError, match=f"{BLOCKS[0].page}: no .* block to render {BLOCKS[0].name}"):
         render_pages(copy)
+
+
+def _row(snr: float, flips: float) -> dict:
+    from export.records import ACCURACY_METRICS
+
+    return {"photo:a": {**dict.fromkeys(ACCURACY_METRICS, 0.5), "snr_vs_noise_db": snr, "flips_vs_noise": flips}}
+
+
+def test_the_int8_family_table_is_worst_healthy_best_broken_and_its_gap():
+    """Hand-made table: per metric the worst shipped row of a judged member, the best broken row
+    (a broken recipe or member), their gap; a member the family does not judge is left out."""
+    from export.checks.int8_table import summary
+
+    table = {
+        "a@0": {"member": "a", "seed": 0, "broken_member": False, "judged": True, "trim": True,
+                "rows": {"shipped": _row(-10.0, 2.0), "grey": _row(-30.0, 40.0)}},
+        "b@0": {"member": "b", "seed": 0, "broken_member": False, "judged": True, "trim": True,
+                "rows": {"shipped": _row(-15.0, 3.0), "grey": _row(-25.0, 20.0)}},
+        "chaos@0": {"member": "chaos", "seed": 0, "broken_member": False, "judged": False, "trim": True,
+                    "rows": {"shipped": _row(-60.0, 90.0)}},
+    }  # fmt: skip
+    lines = summary(table).splitlines()
+    assert "| snr_vs_noise_db | -15 (b@0/shipped) | -25 (b@0/grey) | +10 |" in lines
+    assert "| flips_vs_noise | 3 (b@0/shipped) | 20 (b@0/grey) | +17 |" in lines  # lower is better
+    table["chaos@0"]["judged"] = True
+    assert "| snr_vs_noise_db | -60 (chaos@0/shipped) | -25 (b@0/grey) | -35 |" in summary(table).splitlines()
+
+
+def test_new_int8_family_data_changes_its_page(copy):
+    page, data = copy / "docs" / "int8.md", copy / "docs" / "data" / "int8_family_trimmed.json"
+    table = json.loads(data.read_text())
+    for row in table["random@0"]["rows"]["shipped"].values():
+        row["snr_vs_noise_db"] = -21.0  # a healthy member below the bound: no gap left
+    data.write_text(json.dumps(table))
+    assert "| snr_vs_noise_db | -21 (random@0/shipped) | -22.59" in render_pages(copy)[page]

@@ -139,8 +139,7 @@ def test_consumers_feed_exactly_the_preprocessed_photo(tmp_path):
     from export.checks import replay
     from export.config import CONTRACTS
     from export.config_file import load_config
-    from export.convert.quantize import calibration_inputs
-    from export.convert.verify import parity_inputs
+    from export.convert.feeds import calibration_inputs, parity_inputs
 
     cfg = load_config(TINY)
     v = cfg.variant("xnnpack_int8")
