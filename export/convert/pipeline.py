@@ -157,6 +157,7 @@ class Exported:
     module: torch.nn.Module  # eager fp32 with the contract's wrapper (int8's accuracy reference)
     program: torch.export.ExportedProgram  # what is lowered (int8: the quantized program)
     parity_reference: torch.nn.Module  # what the file must match (int8: the quantized eager model)
+    feeds: Feeds  # what the stages after wrap feed the model and the file (export.convert.feeds)
     calibration: list[str] | None = None  # int8: the calibration images, in order
     samples: int = 0  # int8: calibration samples fed (images x views)
     recipe: QuantizationRecipe | None = None  # int8: as applied (keep_fp32: auto resolved to layers)
@@ -164,7 +165,6 @@ class Exported:
     rewrites: tuple[str, ...] = ()  # modules replaced by exact cheaper forms before export (rewrite)
     adapter: OutputAdapter | None = None  # how the model's output became output 0 (export.convert.wrap)
     macs: dict[str, int] = field(default_factory=dict)  # the traced program's multiply-accumulates per kind
-    feeds: Feeds | None = None  # what the stages after wrap feed the model and the file (export.convert.feeds)
 
 
 def export_stage(cfg: ModelConfig, variant: Variant, weights: Weights, timer: Timer) -> Exported:
@@ -192,7 +192,7 @@ def export_stage(cfg: ModelConfig, variant: Variant, weights: Weights, timer: Ti
     adapter = module.adapter
     macs = count_macs(program)  # after the rewrites: trimmed taps are not work
     if variant.precision != "int8":
-        return Exported(module, program, module, rewrites=tuple(rewrites), adapter=adapter, macs=macs, feeds=feeds)
+        return Exported(module, program, module, feeds, rewrites=tuple(rewrites), adapter=adapter, macs=macs)
     with stage(timer, "quantize", "int8"):
         recipe = variant.quantization or QuantizationRecipe()
         auto = None
@@ -205,7 +205,7 @@ def export_stage(cfg: ModelConfig, variant: Variant, weights: Weights, timer: Ti
         else:
             reference, quantized, samples = quantize(program, variant, feeds.calibration)
     return Exported(
-        module, quantized, reference, calibration, samples, recipe, auto, tuple(rewrites), adapter, macs, feeds
+        module, quantized, reference, feeds, calibration, samples, recipe, auto, tuple(rewrites), adapter, macs
     )
 
 
@@ -246,7 +246,6 @@ def verify_stage(
     from export.convert.verify import verify
 
     feeds = exported.feeds
-    assert feeds is not None, "export_stage makes the feeds"
     parity, schema = verify(pte, exported.parity_reference, exported.program, cfg, variant, name, feeds.parity)
     if variant.precision != "int8":
         return Checked(parity, None, schema)
