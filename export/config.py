@@ -226,7 +226,7 @@ class Variant:
     min_rne: str | None = None
     name_suffix: str = field(default="", compare=False)  # derived: only what keeps names unique
     # derived at load: the contract as the runtime applies it (rne-0.10: with the model's normalization)
-    feeds: Contract | None = field(default=None, compare=False)
+    resolved_contract: Contract | None = field(default=None, compare=False)
 
     @property
     def name(self) -> str:
@@ -235,9 +235,9 @@ class Variant:
     @property
     def runtime_contract(self) -> Contract:
         """What the app feeds this variant's file (resolved when the config was loaded)."""
-        if self.feeds is None:
+        if self.resolved_contract is None:
             raise ExportError(f"variant {self.name}: not loaded from a config (its contract is resolved at load)")
-        return self.feeds
+        return self.resolved_contract
 
 
 @dataclass(frozen=True)
@@ -285,7 +285,7 @@ class ModelConfig:
             for f in dataclasses.fields(self)
             if f.name not in ("variants", "tolerances", "source", "sha256")
         }
-        data["variant"] = {k: v for k, v in dataclasses.asdict(variant).items() if k != "feeds"}
+        data["variant"] = {k: v for k, v in dataclasses.asdict(variant).items() if k != "resolved_contract"}
         model = dataclasses.asdict(self.model)
         data["model"] = {k: v for k, v in model.items() if _LATER_MODEL_FIELDS.get(k, ...) != v}
         if self.normalize is None:

@@ -105,7 +105,9 @@ def _validate(cfg: ModelConfig, source: Path) -> ModelConfig:
         variants.append(v)
     if cfg.calibration is not None:
         _validate_calibration(cfg, cfg.calibration, source)
-    return dataclasses.replace(cfg, variants=tuple(dataclasses.replace(v, feeds=cfg.contract_for(v)) for v in variants))
+    return dataclasses.replace(
+        cfg, variants=tuple(dataclasses.replace(v, resolved_contract=cfg.contract_for(v)) for v in variants)
+    )
 
 
 def _validate_model(cfg: ModelConfig, source: Path) -> None:

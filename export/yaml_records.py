@@ -28,7 +28,7 @@ class ConfigError(ExportError):
 
 
 # set by the loader, never by YAML (record name -> fields)
-INTERNAL_FIELDS = {"ModelConfig": ("source", "sha256"), "Variant": ("name_suffix", "feeds")}
+INTERNAL_FIELDS = {"ModelConfig": ("source", "sha256"), "Variant": ("name_suffix", "resolved_contract")}
 
 
 def config_error(source: Path, key: str, msg: str) -> typing.NoReturn:
