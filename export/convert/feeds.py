@@ -92,3 +92,18 @@ def noisy_views(bgr: np.ndarray, seed: int, draws: int = NOISE_DRAWS, sigma: flo
     """The photo with seeded Gaussian sensor noise, rounded to uint8 as a camera frame is."""
     rng = np.random.default_rng(seed)
     return [np.clip(bgr + rng.normal(0, sigma, bgr.shape), 0, 255).round().astype(np.uint8) for _ in range(draws)]
+
+
+class OnceEach:
+    """`reference(x)`, computed once per input tensor and kept: verify compares the file with the
+    reference on the feeds, and bundle stores the reference's outputs on the same photos."""
+
+    def __init__(self, reference) -> None:
+        self.reference = reference
+        self._seen: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id -> (the input, kept alive; its output)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        hit = self._seen.get(id(x))
+        if hit is None or hit[0] is not x:
+            hit = self._seen[id(x)] = (x, self.reference(x))
+        return hit[1]

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from export.config import BACKENDS, ModelConfig, QuantizationRecipe, Variant
-from export.convert.feeds import Feeds, feeds_for
+from export.convert.feeds import Feeds, OnceEach, feeds_for
 from export.convert.macs import count as count_macs
 from export.convert.rewrite import trim_padded_taps, xnnpack_forms
 from export.convert.stages import stage
@@ -121,7 +121,7 @@ def export_variant(cfg: ModelConfig, variant: Variant, weights: Weights, out: Pa
 
     name, timer = cfg.artifact_name(variant), Timer(variant.name)
     exported = export_stage(cfg, variant, weights, timer)  # wrap, rewrite, export, quantize
-    feeds = exported.feeds
+    feeds, reference = exported.feeds, OnceEach(exported.parity_reference)
     with stage(timer, "lower", variant.backend):
         lowered = lower_stage(exported, cfg, variant, weights, name)
     # serialize, verify and bundle into temp files; commit: the files and their manifest entry, or nothing
@@ -129,12 +129,10 @@ def export_variant(cfg: ModelConfig, variant: Variant, weights: Weights, out: Pa
         with stage(timer, "serialize"):
             serialize(lowered.edge, pte)
         with stage(timer, "verify"):
-            checked = verify_stage(pte, exported, cfg, variant, weights.kind, name)
+            checked = verify_stage(pte, exported, reference, cfg, variant, weights.kind, name)
         with stage(timer, "bundle", ".bpte"):
             runs = checked.parity.mode == "executed"  # the file ran here: so will its bundle
-            bundle = bundle_stage(
-                pte, bpte, exported.parity_reference, feeds.photos(), variant, runs, bundle_name(name)
-            )
+            bundle = bundle_stage(pte, bpte, reference, feeds.photos(), variant, runs, bundle_name(name))
         if checked.accuracy is not None:  # a measurement, not a gate: after every gate passed
             checked = replace(
                 checked, accuracy=replace(checked.accuracy, latency_ratio_to_fp32=_int8_latency(pte, cfg, variant, out))
@@ -239,14 +237,15 @@ class Checked:
 
 
 def verify_stage(
-    pte: Path, exported: Exported, cfg: ModelConfig, variant: Variant, weights_kind: str, name: str
+    pte: Path, exported: Exported, reference: OnceEach, cfg: ModelConfig, variant: Variant, weights_kind: str, name: str
 ) -> Checked:
-    """The verify stage's gates; the int8 record's latency ratio is measured after the bundle (LatencyRecord(None) until then)."""
+    """The verify stage's gates (`reference`: the parity reference, each output kept for the bundle);
+    the int8 record's latency ratio is measured after the bundle (LatencyRecord(None) until then)."""
     from export.convert.quantize import accuracy_gate
     from export.convert.verify import verify
 
     feeds = exported.feeds
-    parity, schema = verify(pte, exported.parity_reference, exported.program, cfg, variant, name, feeds.parity)
+    parity, schema = verify(pte, reference, exported.program, cfg, variant, name, feeds.parity)
     if variant.precision != "int8":
         return Checked(parity, None, schema)
     gate = accuracy_gate(pte, exported.module, cfg, variant, feeds.accuracy, weights_kind, name)

@@ -4,8 +4,10 @@ on images kept apart from calibration (near-duplicates refused)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -89,10 +91,56 @@ def quantize(program: torch.export.ExportedProgram, variant: Variant, samples: l
     with torch.no_grad():
         for x in samples:  # none: observers never fed (a broken case)
             prepared(x)
-    converted = convert_pt2e(prepared)
+    with _no_qat_pattern_search():
+        converted = convert_pt2e(prepared)
     example = program.example_inputs[0]
     with torch.no_grad():
         return converted, torch.export.export(converted, example, strict=False), len(samples)
+
+
+@contextlib.contextmanager
+def _no_qat_pattern_search() -> Iterator[None]:
+    """convert_pt2e folds the conv-bn patterns only prepare_qat_pt2e makes (BN after a weight-scaled
+    conv and a division). To look for them it exports ~108 pattern graphs (~50 s on DeepLabV3)
+    whenever a BatchNorm is left unfused, as one after a trimmed conv is. Where no BatchNorm takes
+    such a division, nothing can match: the fold's own steps run without the search (the graph
+    comes out the same; tests/unit/test_int8_gates.py holds it to the stock convert)."""
+    from torchao.quantization.pt2e import qat_utils
+
+    stock = qat_utils._fold_conv_bn_qat_helper
+
+    def helper(m, conv_fn, example_inputs, is_cuda):
+        if _qat_shaped(m):
+            return stock(m, conv_fn, example_inputs, is_cuda)
+        m.graph.eliminate_dead_code()  # the stock helper's steps when no pattern is found, in its order
+        m.recompile()
+        qat_utils._duplicate_dequantize_node(m)
+        m.recompile()
+        qat_utils._remove_extra_dequantize(m)
+        m.graph.eliminate_dead_code()
+        m.recompile()
+        return m
+
+    qat_utils._fold_conv_bn_qat_helper = helper
+    try:
+        yield
+    finally:
+        qat_utils._fold_conv_bn_qat_helper = stock
+
+
+def _qat_shaped(m: torch.fx.GraphModule) -> bool:
+    """Whether a BatchNorm takes a division, directly or through an add: the shape of every QAT pattern."""
+    from torchao.quantization.pt2e.utils import _is_bn_node
+
+    def div(n) -> bool:
+        return isinstance(n, torch.fx.Node) and n.op == "call_function" and "div" in str(n.target)
+
+    for n in m.graph.nodes:
+        if _is_bn_node(n):
+            x = n.args[0]
+            if div(x) or (isinstance(x, torch.fx.Node) and "add" in str(x.target) and any(map(div, x.args))):
+                return True
+    return False
 
 
 def _check_module_names(program: torch.export.ExportedProgram, recipe: QuantizationRecipe) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import math
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -149,7 +150,7 @@ def backend_available(variant: Variant) -> bool:
 
 def verify(
     path: Path,
-    eager: torch.nn.Module,
+    eager: Callable[[torch.Tensor], torch.Tensor],
     program: torch.export.ExportedProgram,
     cfg: ModelConfig,
     variant: Variant,

@@ -149,3 +149,16 @@ def test_consumers_feed_exactly_the_preprocessed_photo(tmp_path):
     assert torch.equal(cal, want)
     assert np.array_equal(preprocess(load_photo("astronaut"), 32, 32, CONTRACTS.get("rne-0.5")), want.numpy())
     assert replay.preprocess is preprocess  # the reference runtime has no copy of its own
+
+
+def test_the_reference_runs_once_per_feed_and_again_for_another_tensor():
+    """verify and bundle share the reference's outputs (export.convert.feeds.OnceEach): one run per
+    input tensor, whichever stage asks first; a new tensor, even an equal one, runs again."""
+    from export.convert.feeds import OnceEach
+
+    calls = []
+    reference = OnceEach(lambda x: calls.append(x) or x * 2)
+    a, b = torch.ones(1, 3, 2, 2), torch.ones(1, 3, 2, 2)
+    assert torch.equal(reference(a), a * 2) and reference(a) is reference(a)
+    reference(b)
+    assert len(calls) == 2 and calls[0] is a and calls[1] is b
