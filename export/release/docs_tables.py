@@ -105,10 +105,33 @@ def int8_family(root: Path) -> str:
     return "\n".join([head, "", summary(data)])
 
 
+EXPORT_STAGES = ("lower", "quantize", "verify", "bundle")  # the columns; the total sums every stage
+
+
+def export_time(root: Path) -> str:
+    """One row per variant of a kept build's manifest (docs/data/export_time.json: the command, its
+    wall time and the manifest it wrote): the stage seconds the manifest recorded."""
+    data = json.loads((root / "docs" / "data" / "export_time.json").read_text())
+    rows = [
+        "| variant | total s | " + " | ".join(EXPORT_STAGES) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in EXPORT_STAGES) + " |",
+    ]
+    for entry in data["manifest"]["artifacts"].values():
+        seconds = entry["stage_seconds"]
+        cells = [f"{seconds[s]:.1f}" if s in seconds else "–" for s in EXPORT_STAGES]
+        rows.append(f"| {entry['variant']} | {sum(seconds.values()):.1f} | " + " | ".join(cells) + " |")
+    head = (
+        f"Measured with `{data['command']}` on {data['host']}, one run, {data['wall_seconds']:.1f} s wall for the "
+        f"{len(rows) - 2}; each variant's `stage_seconds` from the manifest it wrote (kept: `docs/data/export_time.json`):"
+    )
+    return "\n".join([head, "", *rows])
+
+
 BLOCKS = (
     Block("docs/performance.md", "bench-hosts", bench_hosts),
     Block("docs/model-sources.md", "sources", sources),
     Block("docs/int8.md", "int8-family", int8_family),
+    Block("docs/performance.md", "export-time", export_time),
 )
 
 

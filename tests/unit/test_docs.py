@@ -77,3 +77,12 @@ def test_new_int8_family_data_changes_its_page(copy):
         row["snr_vs_noise_db"] = -21.0  # a healthy member below the bound: no gap left
     data.write_text(json.dumps(table))
     assert "| snr_vs_noise_db | -21 (random@0/shipped) | -22.59" in render_pages(copy)[page]
+
+
+def test_new_export_time_data_changes_its_page(copy):
+    page, data = copy / "docs" / "performance.md", copy / "docs" / "data" / "export_time.json"
+    kept = json.loads(data.read_text())
+    int8 = next(e for e in kept["manifest"]["artifacts"].values() if e["variant"] == "xnnpack_int8")
+    int8["stage_seconds"]["quantize"] = 99.0
+    data.write_text(json.dumps(kept))
+    assert "| xnnpack_int8 |" in render_pages(copy)[page] and "| 99.0 |" in render_pages(copy)[page]
