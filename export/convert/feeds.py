@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from export.config import ModelConfig, Variant
-from export.rne.preprocess import load_image, model_input, normalize_unit_input
+from export.rne.preprocess import load_image, model_input, normalize_unit_input, photo_inputs
 
 # why 1 % (2.55 grey levels) and 2 draws: sensor noise a phone camera adds frame to frame; a pixel
 # whose fp32 class survives it is one the model is sure of, whatever its weights' logit scale
@@ -42,7 +42,7 @@ def feeds_for(cfg: ModelConfig, variant: Variant, calibration: list[str] | None 
     def feed(bgr: np.ndarray) -> torch.Tensor:
         return model_input(bgr, h, w, contract)
 
-    parity = {f"photo:{n}": feed(load_image(n)) for n in cfg.parity.images}
+    parity = photo_inputs(cfg.parity.images, h, w, contract)
     gen = torch.Generator().manual_seed(cfg.parity.seed)
     for i in range(cfg.parity.random_inputs):
         parity[f"random:{cfg.parity.seed}:{i}"] = normalize_unit_input(torch.rand(1, 3, h, w, generator=gen), contract)

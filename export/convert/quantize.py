@@ -104,7 +104,7 @@ def _no_qat_pattern_search() -> Iterator[None]:
     conv and a division). To look for them it exports ~108 pattern graphs (~50 s on DeepLabV3)
     whenever a BatchNorm is left unfused, as one after a trimmed conv is. Where no BatchNorm takes
     such a division, nothing can match: the fold's own steps run without the search (the graph
-    comes out the same; tests/unit/test_int8_gates.py holds it to the stock convert)."""
+    comes out the same; tests/unit/test_quantize_convert.py holds it to the stock search's)."""
     from torchao.quantization.pt2e import qat_utils
 
     stock = qat_utils._fold_conv_bn_qat_helper

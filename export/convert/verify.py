@@ -144,10 +144,6 @@ def fp16_emulation(program: torch.export.ExportedProgram) -> torch.nn.Module:
     return gm
 
 
-def backend_available(variant: Variant) -> bool:
-    return runs_here(BACKENDS.get(variant.backend).runtime_id)
-
-
 def verify(
     path: Path,
     eager: Callable[[torch.Tensor], torch.Tensor],

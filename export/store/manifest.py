@@ -210,7 +210,7 @@ def _write_manifest(folder: Path, name: str, entry: Entry) -> Path:
 def commit_entry(folder: Path, name: str, finished: dict[str, Path], entry: Entry) -> Entry:
     """Put finished, verified files (final name -> temp file) in place with the manifest as the
     commit point, under the folder's lock; `entry` describes them (made from the temp files):
-    1. each temp file is renamed to its pending name, which carries its sha256
+    1. each temp file is renamed to its pending name, which carries the sha256 `entry` records
     2. the manifest is rewritten with `entry`: from this rename on, readers find the new files by
        their recorded sha256
     3. each pending file is renamed over its final name.
@@ -220,8 +220,9 @@ def commit_entry(folder: Path, name: str, finished: dict[str, Path], entry: Entr
     with _locked(folder):
         parked: dict[str, Path] = {}
         try:
+            recorded = {entry.path: entry.sha256, entry.bundle.path: entry.bundle.sha256}  # hashed once, by the stages
             for fname, tmp in finished.items():  # 1.
-                parked[fname] = pending_path(folder / fname, sha256_file(tmp))
+                parked[fname] = pending_path(folder / fname, recorded[fname])
                 os.replace(tmp, parked[fname])
             _write_manifest(folder, name, entry)  # 2. the commit point
         except BaseException:
