@@ -6,8 +6,10 @@ on 2 cores: 121 s at one thread each against 195 s for the same two in turn at t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from export.errors import ExportError
@@ -58,3 +60,17 @@ def runtime() -> Runtime:
 
     executorch_threads()
     return Runtime.get()
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one thread inside: what int8 calibration observes must not depend on how many
+    threads split each convolution (DeepLabV3's int8 file differed between 1 and 2 threads)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

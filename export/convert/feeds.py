@@ -5,6 +5,8 @@ noisy views (quantize's accuracy gate, `keep_fp32: auto`)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -13,6 +15,7 @@ import torch
 
 from export.config import ModelConfig, Variant
 from export.rne.preprocess import load_image, model_input, normalize_unit_input, photo_inputs
+from export.threads import one_thread
 
 # why 1 % (2.55 grey levels) and 2 draws: sensor noise a phone camera adds frame to frame; a pixel
 # whose fp32 class survives it is one the model is sure of, whatever its weights' logit scale
@@ -96,14 +99,18 @@ def noisy_views(bgr: np.ndarray, seed: int, draws: int = NOISE_DRAWS, sigma: flo
 
 class OnceEach:
     """`reference(x)`, computed once per input tensor and kept: verify compares the file with the
-    reference on the feeds, and bundle stores the reference's outputs on the same photos."""
+    reference on the feeds, and bundle stores the reference's outputs on the same photos. The
+    `pinned` inputs' outputs are computed on one thread: they are written into the .bpte, whose bytes
+    must not depend on the thread count (torch splits a convolution's sums by it)."""
 
-    def __init__(self, reference) -> None:
+    def __init__(self, reference, pinned: Sequence[torch.Tensor] = ()) -> None:
         self.reference = reference
+        self._pinned = {id(x): x for x in pinned}  # the inputs kept alive, so their ids stay theirs
         self._seen: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id -> (the input, kept alive; its output)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         hit = self._seen.get(id(x))
         if hit is None or hit[0] is not x:
-            hit = self._seen[id(x)] = (x, self.reference(x))
+            with one_thread() if self._pinned.get(id(x)) is x else contextlib.nullcontext():
+                hit = self._seen[id(x)] = (x, self.reference(x))
         return hit[1]

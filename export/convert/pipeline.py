@@ -40,6 +40,7 @@ from export.sources import LoadedModel, load_model, weights_identity
 from export.sources.weights import default_checkpoint
 from export.store.manifest import MANIFEST_NAME, commit_entry, set_aside_undescribed, settle
 from export.store.uptodate import cache_key, record, up_to_date
+from export.threads import one_thread
 from export.timing import latency_ratio
 
 if TYPE_CHECKING:  # annotations only: the stages import these where they run
@@ -117,11 +118,13 @@ def export_variant(cfg: ModelConfig, variant: Variant, weights: Weights, out: Pa
     below with typed in and out."""
     # lower, quantize, verify and bundle import ExecuTorch (its compiler alone ~9 s): each stage imports
     # them where it runs, so an up-to-date re-export never pays for them
+    from export.convert.bundle import BUNDLED_CASES
     from export.convert.lower import serialize
 
     name, timer = cfg.artifact_name(variant), Timer(variant.name)
     exported = export_stage(cfg, variant, weights, timer)  # wrap, rewrite, export, quantize
-    feeds, reference = exported.feeds, OnceEach(exported.parity_reference)
+    feeds = exported.feeds
+    reference = OnceEach(exported.parity_reference, pinned=feeds.photos()[:BUNDLED_CASES])
     with stage(timer, "lower", variant.backend):
         lowered = lower_stage(exported, cfg, variant, weights, name)
     # serialize, verify and bundle into temp files; commit: the files and their manifest entry, or nothing
@@ -196,9 +199,10 @@ def export_stage(cfg: ModelConfig, variant: Variant, weights: Weights, timer: Ti
         auto = None
         if "auto" in recipe.keep_fp32:
             log = lambda msg: print(f"[{variant.name}] {msg}", file=sys.stderr, flush=True)  # noqa: E731
-            (reference, quantized, samples), auto = auto_keep_fp32(
-                program, module, cfg, variant, feeds, weights.kind, log
-            )
+            with one_thread():  # its choice of layers must not depend on the thread count either
+                (reference, quantized, samples), auto = auto_keep_fp32(
+                    program, module, cfg, variant, feeds, weights.kind, log
+                )
             recipe = replace(recipe, keep_fp32=auto.kept)
         else:
             reference, quantized, samples = quantize(program, variant, feeds.calibration)

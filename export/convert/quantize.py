@@ -21,6 +21,7 @@ from export.errors import ExportError, GateError
 from export.metrics import compare, miou
 from export.records import ACCURACY_METRICS, Accuracy, AutoKeepRecord, AutoKeepStep, LabelsRecord
 from export.rne.preprocess import NEAR_DUPLICATE, load_image, model_input, similarity
+from export.threads import one_thread
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -88,7 +89,7 @@ def quantize(program: torch.export.ExportedProgram, variant: Variant, samples: l
     recipe = variant.quantization or QuantizationRecipe()
     _check_module_names(program, recipe)
     prepared = prepare_pt2e(program.module(), quantizer_for(recipe))
-    with torch.no_grad():
+    with torch.no_grad(), one_thread():  # the same observed ranges, so the same bytes, at any thread count
         for x in samples:  # none: observers never fed (a broken case)
             prepared(x)
     with _no_qat_pattern_search():

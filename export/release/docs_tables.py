@@ -1,9 +1,10 @@
 """The measured tables in docs/, rendered from the data files beside them (docs/data/): the seed
-model against ONNX Runtime per host (docs/data/bench/*.json, each one `bench` run's bench.json) and
-the model sources' builds (docs/data/sources.json, scripts/measure_sources.py) and the int8 weight
-family's healthy/broken gap (docs/data/int8_family_trimmed.json, scripts/int8_family.py). A page holds each
-table between its markers; `render_pages` gives the pages as the data says they should read, and
-scripts/render_docs.py (`make docs`) writes them. No torch import."""
+model against ONNX Runtime per host (docs/data/bench/*.json, each one `bench` run's bench.json), the
+model sources' builds (docs/data/sources.json, scripts/measure_sources.py), the int8 weight family's
+healthy/broken gap (docs/data/int8_family_trimmed.json, scripts/int8_family.py), a kept build's stage
+times (docs/data/export_time.json) and the test loop's times (docs/data/loop_times.json). A page
+holds each table between its markers; `render_pages` gives the pages as the data says they should
+read, and scripts/render_docs.py (`make docs`) writes them. No torch import."""
 
 from __future__ import annotations
 
@@ -127,11 +128,21 @@ def export_time(root: Path) -> str:
     return "\n".join([head, "", *rows])
 
 
+def loop_times(root: Path) -> str:
+    """The development loop's times, one row per measurement (docs/data/loop_times.json: what was
+    timed, the host, the command, the result; newest first)."""
+    rows = json.loads((root / "docs" / "data" / "loop_times.json").read_text())["rows"]
+    table = ["| what | host | command | result |", "| --- | --- | --- | --- |"]
+    table += [f"| {r['what']} | {r['host']} | {r['command']} | {r['result']} |" for r in rows]
+    return "\n".join(table)
+
+
 BLOCKS = (
     Block("docs/performance.md", "bench-hosts", bench_hosts),
     Block("docs/model-sources.md", "sources", sources),
     Block("docs/int8.md", "int8-family", int8_family),
     Block("docs/performance.md", "export-time", export_time),
+    Block("docs/testing.md", "loop-times", loop_times),
 )
 
 

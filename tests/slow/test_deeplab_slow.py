@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import pytest
 from support import DEEPLAB, published_file, published_record, run_cli, typed
@@ -142,15 +143,22 @@ def test_second_run_is_up_to_date(export_random):
     assert "lower" not in proc.stderr and proc.stderr.count("up to date:") == 6
 
 
-def test_byte_identical_across_processes(export_random, tmp_path):
+def test_byte_identical_across_processes_and_thread_counts(export_random, tmp_path):
     """Core ML at the real size, rebuilt in a new process: its package (seeded UUIDs, no conversion
-    date, weights blob) is the part whose bytes could drift. All three kinds at tiny size: test_cli."""
+    date, weights blob) is the part whose bytes could drift. int8 and its bundle, rebuilt at another
+    thread count than the matrix's: calibration and the bundled outputs run on one thread (at 1 and 2
+    threads they differed). All three kinds at tiny size: test_cli."""
     out, arts, _ = export_random
+    threads = "2" if os.environ.get("RNE_EXPORT_THREADS") == "1" else "1"
     proc = run_cli(
-        "build", "--config", str(DEEPLAB), "--weights", "random", "--out", str(tmp_path), "--variant", "coreml_fp16"
-    )
+        "build", "--config", str(DEEPLAB), "--weights", "random", "--out", str(tmp_path),
+        "--variant", "coreml_fp16", "--variant", "xnnpack_int8", env={"RNE_EXPORT_THREADS": threads},
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert hashlib.sha256((tmp_path / CML).read_bytes()).hexdigest() == arts[CML]["sha256"]
+    for name in (CML, Q8):
+        assert hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() == arts[name]["sha256"], name
+    bundle = arts[Q8]["bundle"]
+    assert hashlib.sha256((tmp_path / bundle["path"]).read_bytes()).hexdigest() == bundle["sha256"]
 
 
 def test_seed_model_constants_and_card_fit_each_rne_release(export_random, tmp_path):

@@ -86,3 +86,11 @@ def test_new_export_time_data_changes_its_page(copy):
     int8["stage_seconds"]["quantize"] = 99.0
     data.write_text(json.dumps(kept))
     assert "| xnnpack_int8 |" in render_pages(copy)[page] and "| 99.0 |" in render_pages(copy)[page]
+
+
+def test_new_loop_time_data_changes_its_page(copy):
+    page, data = copy / "docs" / "testing.md", copy / "docs" / "data" / "loop_times.json"
+    kept = json.loads(data.read_text())
+    kept["rows"].insert(0, {"what": "`make test`", "host": "a new host", "command": "`make test`", "result": "11 min"})
+    data.write_text(json.dumps(kept))
+    assert "| `make test` | a new host | `make test` | 11 min |" in render_pages(copy)[page]

@@ -162,3 +162,20 @@ def test_the_reference_runs_once_per_feed_and_again_for_another_tensor():
     assert torch.equal(reference(a), a * 2) and reference(a) is reference(a)
     reference(b)
     assert len(calls) == 2 and calls[0] is a and calls[1] is b
+
+
+def test_the_bundled_photos_reference_runs_on_one_thread_the_others_on_every_thread():
+    """The outputs written into the .bpte are computed on one thread (their bytes must not depend on
+    the thread count); verify's other inputs keep the threads it has."""
+    from export.convert.feeds import OnceEach
+
+    threads = {}
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        photo, noise = torch.ones(1, 3, 2, 2), torch.zeros(1, 3, 2, 2)
+        reference = OnceEach(lambda x: threads.setdefault(id(x), torch.get_num_threads()) or x, pinned=[photo])
+        reference(photo), reference(noise)
+        assert threads == {id(photo): 1, id(noise): 2} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

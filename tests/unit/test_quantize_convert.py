@@ -16,7 +16,7 @@ from torchao.quantization.pt2e.quantize_pt2e import (
 )
 from torchao.quantization.pt2e.utils import _is_bn_node
 
-from export.config import QuantizationRecipe
+from export.config import QuantizationRecipe, Variant
 from export.convert import quantize as Q
 
 # what torchao's _fold_conv_bn_qat feeds its conv2d patterns: x, conv weight, BN weight, bias, mean, var
@@ -90,3 +90,27 @@ def test_a_graph_shaped_as_qat_leaves_it_still_gets_the_search():
     torch.manual_seed(0)
     conv_bn = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4))
     assert not Q._qat_shaped(_convert_to_reference_decomposed_fx(_prepared(conv_bn)))  # PTQ folded that BN
+
+
+def test_calibration_runs_on_one_thread(monkeypatch):
+    """What the observers see must not depend on the thread count (DeepLabV3's int8 file differed
+    between 1 and 2 threads; the real-architecture check: test_deeplab_slow)."""
+    import torchao.quantization.pt2e.quantize_pt2e as pt2e
+
+    seen = []
+
+    def prepare(model, quantizer):
+        prepared = prepare_pt2e(model, quantizer)
+        prepared.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
+        return prepared
+
+    monkeypatch.setattr(pt2e, "prepare_pt2e", prepare)
+    x = torch.rand(1, 3, 8, 8)
+    program = torch.export.export(ReluThenBN().eval(), (x,), strict=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        Q.quantize(program, Variant(backend="xnnpack", precision="int8"), [x, x])
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
