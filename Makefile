@@ -27,7 +27,7 @@ MEMBER ?= fixture
 .PHONY: help venv export lint test test-fast docs bench profile card publish compat verify-coreml release fixture explain-int8 clean
 
 help:
-	@echo "make export  [WEIGHTS=default|random|PATH] [MODEL=name | CONFIG=path.yaml] [VARIANT=name ...]  -> $(OUT)/<model>/"
+	@echo "make export  [WEIGHTS=default|random|PATH] [MODEL=name | CONFIG=path.yaml] [VARIANT=name ...] [JOBS=2]  -> $(OUT)/<model>/"
 	@echo "make test       # lint, then all tests, offline (fast tier + real-architecture tier)"
 	@echo "make lint       # ruff check, ruff format --check, mypy (export/)"
 	@echo "make test-fast  # tests/unit: every stage on the tiny net (no real architecture, no whole flows)"
@@ -52,10 +52,12 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # The whole matrix (every config, every variant); MODEL= / VARIANT= narrow it. Up-to-date variants
-# (same config, weights and tools) are skipped.
+# (same config, weights and tools) are skipped. JOBS: models built side by side, each in its own
+# process on its share of the cores (lowering is mostly one-threaded); the files are the same bytes.
+JOBS ?= 2
 export: $(STAMP)
 	$(PY) -m export build $(foreach c,$(CONFIGS),--config $(c)) --weights $(WEIGHTS) \
-		--out $(if $(or $(MODEL),$(CONFIG)),$(ONE_OUT),$(OUT)) $(VARIANT_FLAGS)
+		--out $(if $(or $(MODEL),$(CONFIG)),$(ONE_OUT),$(OUT)) $(VARIANT_FLAGS) --jobs $(JOBS)
 
 # ruff (lint + format check) and mypy on export/: seconds, and they run first
 lint: $(STAMP)

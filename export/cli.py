@@ -99,6 +99,13 @@ def _build_args(sub, catalogue: str | None) -> None:
     b.add_argument("--variant", action="append", help="variant name, e.g. xnnpack_fp32 (repeatable; default: all)")
     b.add_argument("--force", action="store_true", help="rebuild even variants that are up to date")
     b.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        default=1,
+        help="with several --config: models built at once, each in its own process on its share of the cores",
+    )
+    b.add_argument(
         "--weights",
         default="default",
         help="default (torchvision pretrained, via its cache) | random (seeded, smoke runs) | PATH to a state dict",

@@ -70,11 +70,19 @@ def select(configs: list[ModelConfig], variant_names: list[str] | None) -> list[
 
 
 def run_build(
-    config_paths: list[Path], variant_names: list[str] | None, weights: str, out: Path, force: bool = False
+    config_paths: list[Path],
+    variant_names: list[str] | None,
+    weights: str,
+    out: Path,
+    force: bool = False,
+    jobs: int = 1,
 ) -> int:
     """`rne-export build`: configs (paths or names), the variants asked for, one folder per model
-    when several; exit code 0."""
-    configs = [load_config(find_config(p)) for p in config_paths]
+    when several (`jobs` of them built side by side); exit code 0, or the first failed model's."""
+    if jobs < 1:
+        raise ExportError(f"--jobs {jobs}: give the number of models to build at once, 1 or more")
+    sources = [find_config(p) for p in config_paths]
+    configs = [load_config(s) for s in sources]
     if len(configs) > 1 and weights not in ("default", "random"):
         raise ExportError("--weights PATH fits one model: pass a single --config with it")
     plan = select(configs, variant_names)  # fail on a bad variant name before any work
@@ -96,6 +104,10 @@ def run_build(
     if problems:
         raise ExportError(f"{len(problems)} of {len(plan)} models cannot get their weights: " + " | ".join(problems))
 
+    if jobs > 1 and len(plan) > 1:
+        source_of = {cfg.name: s for cfg, s in zip(configs, sources, strict=True)}
+        return _side_by_side([(source_of[c.name], names, o) for (c, names), o in zip(plan, outs, strict=True)],
+                             weights, out, force, jobs)  # fmt: skip
     results = []
     for (cfg, names), out_dir in zip(plan, outs, strict=True):
         results += build(cfg, names, weights, out_dir, force=force)
@@ -105,6 +117,55 @@ def run_build(
     if results and all(r.up_to_date for r in results):
         print("everything up to date")
     return 0
+
+
+def _side_by_side(
+    builds: list[tuple[Path, list[str] | None, Path]], weights: str, out: Path, force: bool, jobs: int
+) -> int:
+    """Each model's build in a process of its own, `jobs` at a time, each on its share of the cores
+    (RNE_EXPORT_THREADS, unless it is set): lowering is mostly one-threaded Python, so models side by
+    side finish sooner than in turn, and the files are the same bytes (export.threads.one_thread).
+    A child's progress goes to OUT/logs/<model>.log; its table is printed when it ends. -> 0, or the
+    exit code of the first model that failed (the others still finish)."""
+    import os
+    import subprocess
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from export import threads
+
+    env = dict(os.environ)
+    if threads.limit() is None:
+        env[threads.ENV] = str(max(1, len(os.sched_getaffinity(0)) // jobs))
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+
+    def one(source: Path, names: list[str] | None, folder: Path) -> tuple[str, int, str, list[str]]:
+        log = logs / f"{folder.name}.log"
+        args = ["--config", str(source), "--weights", weights, "--out", str(folder)]
+        args += [a for n in names or () for a in ("--variant", n)] + (["--force"] if force else [])
+        print(f"[{folder.name}] building in its own process ({env[threads.ENV]} thread(s)); progress: {log}",
+              file=sys.stderr, flush=True)  # fmt: skip
+        start = time.monotonic()
+        with open(log, "w") as err:
+            proc = subprocess.run([sys.executable, "-m", "export", "build", *args], env=env, stdout=subprocess.PIPE,
+                                  stderr=err, text=True)  # fmt: skip
+        errors = [ln.rstrip() for ln in log.read_text().splitlines() if ln.startswith("error: ")]
+        said = (
+            f"built in {time.monotonic() - start:.0f} s" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
+        )
+        print(f"[{folder.name}] {said}", file=sys.stderr, flush=True)
+        return folder.name, proc.returncode, proc.stdout, errors
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        done = list(pool.map(lambda b: one(*b), builds))
+    for _, _, stdout, _ in done:
+        print(stdout, end="")
+    failed = [(model, rc, errors) for model, rc, _, errors in done if rc != 0]
+    for model, rc, errors in failed:
+        why = errors[-1].removeprefix("error: ") if errors else f"exit {rc}, no error line"
+        print(f"error: {model}: {why} (its log: {logs / (model + '.log')})", file=sys.stderr, flush=True)
+    return failed[0][1] if failed else 0
 
 
 @dataclass(frozen=True)
@@ -137,4 +198,4 @@ def _all_fresh(plan, outs: list[Path], weights: str) -> bool:
 
 def command(args) -> int:
     """`rne-export build`."""
-    return run_build(args.config, args.variant, args.weights, args.out, force=args.force)
+    return run_build(args.config, args.variant, args.weights, args.out, force=args.force, jobs=args.jobs)

@@ -1,4 +1,5 @@
-"""TODO"""
+"""Whole CLI flows through child processes: errors that name the fix (unknown builder, offline weights,
+bad checkpoints), Core ML bytes across processes, several configs in one build, in turn and side by side."""
 
 from __future__ import annotations
 
@@ -105,6 +106,34 @@ def test_matrix_of_configs_goes_to_one_folder_per_model(tmp_path):
     assert again.returncode == 0 and "everything up to date" in again.stdout
     bad = run_cli("build", "--config", str(TINY), "--config", str(other), "--weights", str(tmp_path / "x.pth"))
     assert bad.returncode == 2 and "--weights PATH fits one model" in bad.stderr
+
+
+def test_models_side_by_side_give_the_same_files_and_the_failed_one_is_named(tiny_build, tmp_path):
+    """`build --jobs 2`: each model in its own process on its share of the cores; the files are the
+    ones an in-process build makes; a model that fails a gate is named in one error line with its log,
+    its exit code is the command's, and the other model is still built."""
+    bad = tmp_path / "tiny_bad.yaml"
+    bad.write_text(
+        TINY.read_text()
+        .replace("name: tiny_segnet", "name: tiny_bad")
+        .replace("min_snr_db: 100.0", "min_snr_db: 900.0")
+    )
+    out = tmp_path / "o"
+    proc = run_cli("build", "--config", str(TINY), "--config", str(bad), "--weights", "random", "--out", str(out),
+                   "--variant", "xnnpack_fp32", "--variant", "xnnpack_int8", "--jobs", "2")  # fmt: skip
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith("error: tiny_bad: parity gate"), errors
+    assert (
+        str(out / "logs" / "tiny_bad.log") in errors[0]
+        and "tiny_bad_xnnpack_fp32.pte" in (out / "logs" / "tiny_bad.log").read_text()
+    )
+    built = json.loads((out / "tiny_segnet" / "manifest.json").read_text())["artifacts"]
+    kept = json.loads((tiny_build / "manifest.json").read_text())["artifacts"]
+    assert sorted(built) == ["tiny_segnet_xnnpack_fp32.pte", "tiny_segnet_xnnpack_int8.pte"]
+    for name, entry in built.items():  # the same bytes as the in-process build of the same weights
+        assert entry["sha256"] == kept[name]["sha256"] and entry["bundle"]["sha256"] == kept[name]["bundle"]["sha256"]
+    assert "tiny_segnet_xnnpack_int8.pte" in proc.stdout  # the finished model's table
 
 
 def test_a_pickled_object_checkpoint_gets_the_fix_not_pytorch_s_colours(tmp_path):

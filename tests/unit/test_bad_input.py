@@ -415,6 +415,7 @@ def _argument_cases(arts: Path, tmp: Path) -> list[Case]:
         ("build: weights 0 bytes", [*build, "--weights", str(tmp / "empty.pth"), *out], 2, ("empty (0 bytes)",)),
         ("build: weights text", [*build, "--weights", str(tmp / "file"), *out], 2, ("not a PyTorch checkpoint",)),
         ("build: empty --variant", [*build, "--variant", ""], 2, ("unknown variant(s) ''", "valid variants")),
+        ("build: --jobs 0", [*build, "--weights", "random", *out, "--jobs", "0"], 2, ("--jobs 0", "1 or more")),
         ("build: --out under a file", [*build, "--weights", "random", "--out", str(tmp / "file" / "o")], 2, ("--out",)),
         ("build: --out is a file", [*build, "--weights", "random", "--out", str(tmp / "file")], 2, ("--out",)),
         ("run: no such artifact", ["run", str(tmp / "x.pte"), PHOTO], 2, ("no such file",)),
