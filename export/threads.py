@@ -64,8 +64,9 @@ def runtime() -> Runtime:
 
 @contextlib.contextmanager
 def one_thread() -> Iterator[None]:
-    """torch on one thread inside: what int8 calibration observes must not depend on how many
-    threads split each convolution (DeepLabV3's int8 file differed between 1 and 2 threads)."""
+    """torch on one thread inside: what int8 calibration observes and the outputs a .bpte stores must
+    not depend on how many threads split each convolution (DeepLabV3's int8 .pte and its .bpte
+    differed between 1 and 2 threads)."""
     import torch
 
     before = torch.get_num_threads()

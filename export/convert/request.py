@@ -89,7 +89,6 @@ def run_build(
     outs = [out / cfg.name if len(configs) > 1 else out for cfg, _ in plan]  # a folder per model
     if not force and _all_fresh(plan, outs, weights):
         return 0
-    from export.convert.pipeline import build
     from export.sources import weights_identity
 
     # every model's weights before any work: offline, name every checkpoint to place, not the first
@@ -108,6 +107,8 @@ def run_build(
         source_of = {cfg.name: s for cfg, s in zip(configs, sources, strict=True)}
         return _side_by_side([(source_of[c.name], names, o) for (c, names), o in zip(plan, outs, strict=True)],
                              weights, out, force, jobs)  # fmt: skip
+    from export.convert.pipeline import build  # torch and the stages: ~2 s, only where this process builds
+
     results = []
     for (cfg, names), out_dir in zip(plan, outs, strict=True):
         results += build(cfg, names, weights, out_dir, force=force)
