@@ -1,8 +1,10 @@
 """One release, the same steps locally (`make release`) and on CI (.github/workflows/release.yml):
 
 1. matrix   the model configs (configs/*.yaml, or the ones named)
-2. export   every model's variants, up to --jobs models at a time, each in its own process, plus
-            its benchmark (--bench-runs, 0: none) and model card; a failed gate fails that model (its message printed) after the others end
+2. export   every model's variants, up to --jobs models at a time, each in its own process on its
+            share of the cores; then, one model at a time on the whole machine, its benchmark
+            (--bench-runs, 0: none) and model card; a failed gate fails that model (its message
+            printed) after the others end
 3. compat   each model's files in the older ExecuTorch runtimes its RNE releases embed (a failure
             fails the release before anything is published); --skip-compat skips it, loudly
 4. publish  each model's folder to its repo (--repo 'owner/{model}') under --tag, verified
@@ -41,7 +43,7 @@ def export_cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "export", *args]
 
 
-def run(cmd: list[str], log: Path | None = None) -> tuple[int, str]:
+def run(cmd: list[str], log: Path | None = None, env: dict[str, str] | None = None) -> tuple[int, str]:
     """Run one step, its output straight through or (parallel legs) into `log`; returns the exit
     code and its last `error:` line (or its last lines), for the summary."""
     if log is not None:
@@ -49,7 +51,7 @@ def run(cmd: list[str], log: Path | None = None) -> tuple[int, str]:
     tail: list[str] = []
     error = None
     with open(log, "w") if log is not None else open(os.devnull, "w") as sink:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert proc.stdout is not None
         for line in proc.stdout:
             (sink if log is not None else sys.stdout).write(line)
@@ -60,36 +62,44 @@ def run(cmd: list[str], log: Path | None = None) -> tuple[int, str]:
     return rc, error or "\n".join(tail)
 
 
-def export_one(
-    model: str, configs: Path, out: Path, weights: str, log: Path | None, bench_runs: int
-) -> tuple[str, int, str, float]:
-    start = time.perf_counter()
-    folder = out / model
-    rc, said = run(
-        export_cli("build", "--config", str(configs / f"{model}.yaml"), "--weights", weights, "--out", str(folder)), log
+THREADS = "RNE_EXPORT_THREADS"  # export.threads.ENV (this script imports nothing from the tool)
+
+
+def build_env(jobs: int) -> dict[str, str]:
+    """A build leg's environment: with `jobs` legs side by side, each on its share of the cores
+    (lowering is mostly one-threaded Python; thread pools spinning on each other's cores slow both),
+    unless RNE_EXPORT_THREADS is set already."""
+    env = dict(os.environ)
+    if jobs > 1 and not env.get(THREADS, "").strip():
+        env[THREADS] = str(max(1, len(os.sched_getaffinity(0)) // jobs))
+    return env
+
+
+def build_one(
+    model: str, configs: Path, out: Path, weights: str, log: Path | None, env: dict[str, str]
+) -> tuple[int, str]:
+    cmd = export_cli(
+        "build", "--config", str(configs / f"{model}.yaml"), "--weights", weights, "--out", str(out / model)
     )
-    if rc == 0 and bench_runs and not bench_current(folder):  # the card's host table (the macOS job adds
-        # Apple silicon's beside it); measured again only when the files changed, so a re-run of a
-        # release changes nothing
+    return run(cmd, log, env)
+
+
+def measure_one(
+    model: str, configs: Path, out: Path, weights: str, log: Path | None, bench_runs: int
+) -> tuple[int, str]:
+    """The model's benchmark (the card's host table; the macOS job adds Apple silicon's beside it),
+    run while nothing else runs, measured again only when the files changed (so a re-run of a
+    release changes nothing); then its card."""
+    folder = out / model
+    if bench_runs and not bench_current(folder):
+        bench = ("bench", "--manifest", str(folder / "manifest.json"), "--runs", str(bench_runs))
         rc, said = run(
-            export_cli(
-                "bench",
-                "--manifest",
-                str(folder / "manifest.json"),
-                "--runs",
-                str(bench_runs),
-                "--config",
-                str(configs / f"{model}.yaml"),
-                "--weights",
-                weights,
-            ),
+            export_cli(*bench, "--config", str(configs / f"{model}.yaml"), "--weights", weights),
             log and log.with_suffix(".bench.log"),
         )
-    if rc == 0:
-        rc, said = run(
-            export_cli("card", "--manifest", str(folder / "manifest.json")), log and log.with_suffix(".card.log")
-        )
-    return model, rc, said, time.perf_counter() - start
+        if rc != 0:
+            return rc, said
+    return run(export_cli("card", "--manifest", str(folder / "manifest.json")), log and log.with_suffix(".card.log"))
 
 
 def bench_current(folder: Path) -> bool:
@@ -103,17 +113,28 @@ def bench_current(folder: Path) -> bool:
 
 
 def export(models: list[str], configs: Path, out: Path, weights: str, jobs: int, bench_runs: int = 0) -> int:
-    """2. Exports, `jobs` models at a time; prints each model's time and the first failure's code."""
+    """2. Builds, `jobs` models at a time on their shares of the cores; then each built model's
+    benchmark and card in turn (a timing taken beside a build would measure the build too); prints
+    each model's time and returns the first failure's code."""
     logs = jobs > 1  # parallel legs write logs, so their lines do not interleave
+    env = build_env(jobs)
+
+    def build(model: str) -> tuple[int, str, float]:
+        start = time.perf_counter()
+        rc, said = build_one(model, configs, out, weights, out / "logs" / f"{model}.log" if logs else None, env)
+        return rc, said, time.perf_counter() - start
+
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        results = list(
-            pool.map(
-                lambda m: export_one(m, configs, out, weights, out / "logs" / f"{m}.log" if logs else None, bench_runs),
-                models,
-            )
-        )
-    failed = [(m, rc, said) for m, rc, said, _ in results if rc != 0]
-    for m, rc, _, seconds in results:
+        built = dict(zip(models, pool.map(build, models), strict=True))
+    results = {}
+    for m, (rc, said, seconds) in built.items():
+        if rc == 0:
+            start = time.perf_counter()
+            rc, said = measure_one(m, configs, out, weights, out / "logs" / f"{m}.log" if logs else None, bench_runs)
+            seconds += time.perf_counter() - start
+        results[m] = (rc, said, seconds)
+    failed = [(m, rc, said) for m, (rc, said, _) in results.items() if rc != 0]
+    for m, (rc, _, seconds) in results.items():
         print(f"export {m}: {'ok' if rc == 0 else f'FAILED (exit {rc})'} in {seconds:.0f} s", flush=True)
     for m, rc, said in failed:
         print(f"error: export {m} failed (exit {rc}): {said}", file=sys.stderr, flush=True)
@@ -168,7 +189,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--configs", type=Path, default=ROOT / "configs")
     p.add_argument("--out", type=Path, default=ROOT / "artifacts")
     p.add_argument("--weights", default="default", help="as for `export build`: default | random | PATH")
-    p.add_argument("--jobs", "-j", type=int, default=1, help="models exported at once (each uses all cores)")
+    p.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        default=1,
+        help="models built at once, each on its share of the cores (benchmarks: one at a time)",
+    )
     p.add_argument("--repo", help="'owner/{model}' ({model} with dashes), or one repo for one model")
     p.add_argument("--tag", help="version tag, e.g. v1.0.0")
     p.add_argument("--allow-random-weights", action="store_true", help="publish test builds (random weights)")
