@@ -1,5 +1,6 @@
 """The tool as a maintainer gets it: `pip install` of this project into a fresh venv (no editable link
-to the checkout), used from an empty folder outside it with a builder file of their own: `new`,
+to the checkout; its dependencies the runtime ones alone, linked from the project venv:
+support.installed), used from an empty folder outside it with a builder file of their own: `new`,
 `build` (every gate, the RNE schema check set up on first use in an empty cache), `run --rne 0.10`,
 `publish` (dry run against the local Hub)."""
 
@@ -9,11 +10,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 from support import DATA, OUTPUTS, ROOT
 from support.hub_server import HubServer
+from support.installed import fresh_venv
 
 TOKEN = "hf_installed_test_token_0123456789"
 
@@ -37,8 +38,7 @@ def checkout_copy(dest: Path) -> Path:
 
 def test_pip_installed_tool_works_in_an_empty_folder_outside_the_checkout(tmp_path):
     src = checkout_copy(tmp_path / "src")
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    venv = fresh_venv(tmp_path)
     pip = subprocess.run(
         [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(src)],
         capture_output=True,
@@ -47,6 +47,10 @@ def test_pip_installed_tool_works_in_an_empty_folder_outside_the_checkout(tmp_pa
     )
     assert pip.returncode == 0, pip.stderr[-3000:]
     shutil.rmtree(src)  # nothing may still read the copy it was installed from
+    [site] = (venv / "lib").glob("python3*/site-packages")
+    assert not (site / "torch").exists()  # pip found every pinned dependency, installed only the tool
+    probe = [str(venv / "bin" / "python"), "-c", "import pytest"]
+    assert subprocess.run(probe, capture_output=True).returncode != 0  # test extras are not there
     work = tmp_path / "maintainer"
     work.mkdir()
     shutil.copy(DATA / "models" / "person_mask.py", work / "model.py")
