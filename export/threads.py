@@ -10,6 +10,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from export.errors import ExportError
@@ -43,10 +44,41 @@ def apply() -> int | None:
     return n
 
 
+def _bindings() -> ModuleType:
+    """ExecuTorch's runtime bindings without its compiler: they import one warning class from
+    `executorch.exir._warnings`, whose package runs all of torch.export and the passes (~4 s of each
+    bench child that only loads and runs a file). A placeholder package lets that one module load
+    alone; it is dropped after, so a later compiler import gets the whole package. A process that
+    has the compiler imports as usual, and so does any ExecuTorch whose bindings need more of it."""
+    import importlib
+    import types
+
+    name = "executorch.extension.pybindings.portable_lib"
+    if name in sys.modules or "executorch.exir" in sys.modules:
+        return importlib.import_module(name)
+    import executorch
+
+    placeholder = types.ModuleType("executorch.exir")
+    placeholder.__path__ = [os.path.join(p, "exir") for p in executorch.__path__]
+    sys.modules["executorch.exir"] = placeholder
+    try:
+        return importlib.import_module(name)
+    except Exception:  # bindings that need more of exir: the plain import
+        sys.modules.pop(name, None)
+    finally:
+        for loaded in [m for m in sys.modules if m == "executorch.exir" or m.startswith("executorch.exir.")]:
+            del sys.modules[loaded]
+    return importlib.import_module(name)
+
+
 def executorch_threads() -> int:
     """ExecuTorch's threadpool sized to the limit (at the first call, before any method runs: later
     calls find it sized); its thread count."""
-    from executorch.extension.pybindings.portable_lib import _threadpool_get_thread_count, _unsafe_reset_threadpool
+    bindings = _bindings()
+    _threadpool_get_thread_count, _unsafe_reset_threadpool = (
+        bindings._threadpool_get_thread_count,
+        bindings._unsafe_reset_threadpool,
+    )
 
     n = limit()
     if n is not None and _threadpool_get_thread_count() != n:
@@ -56,9 +88,9 @@ def executorch_threads() -> int:
 
 def runtime() -> Runtime:
     """ExecuTorch's runtime, its threadpool sized first: every file this tool runs goes through here."""
+    executorch_threads()  # first: it imports the bindings without the compiler
     from executorch.runtime import Runtime
 
-    executorch_threads()
     return Runtime.get()
 
 

@@ -207,3 +207,24 @@ def test_segment_colormap_default_and_given(tiny_build):
         colormap_for(list(seg.colormap), {"CAT": [1, 2, 3, 4]})
     with pytest.raises(ExportError, match=r"colormap: cat: expected an RGBA colour"):
         colormap_for(list(seg.colormap), {"cat": [1, 2, 300, 4]})
+
+
+def test_bench_children_run_a_file_without_importing_the_compiler(tiny_build):
+    """bench's memory probe (a fresh process per file) loads and runs the file without executorch.exir's
+    package (the runtime bindings import one warning class from it: ~4 s of torch.export and passes
+    per child); the compiler still imports whole afterwards, in the same process."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+from export.checks.memory_probe import probe
+print(probe({str(tiny_build / "tiny_segnet_xnnpack_fp32.pte")!r}, 1)["load_ms"] > 0)
+print(sorted(m for m in sys.modules if m.startswith("executorch.exir")))
+import executorch.exir
+print(callable(executorch.exir.to_edge_transform_and_lower), callable(executorch.exir._warnings.experimental))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ran, loaded, compiler = proc.stdout.splitlines()[-3:]
+    assert (ran, loaded, compiler) == ("True", "[]", "True True"), proc.stdout
