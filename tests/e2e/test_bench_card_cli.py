@@ -1,4 +1,5 @@
-"""TODO"""
+"""bench, card and run through child processes refuse what they cannot trust: a manifest built from
+other weights or another config, and a file changed since its export."""
 
 from __future__ import annotations
 

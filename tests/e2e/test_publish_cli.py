@@ -1,4 +1,6 @@
-"""TODO"""
+"""`rne-export publish` through a child process against the local Hub: the dry run, a push, the
+immutable tag, a persistent server error and a rejected token each give their exit code, and the
+token is in no output and no file."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""TODO"""
+"""`rne-export run` (the hook's forward() in Python) through a child process: an overlay on a photo
+and a clean error on bad input; a bare .pte without its manifest says what it cannot check; `--rne
+0.10` writes a mask PNG of the source's size and an overlay."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""TODO"""
+"""The maintainer's path for a model source (a python builder) through child processes: `make export
+CONFIG=…`, then `run --rne 0.10`, `bench` against ONNX Runtime and `card` from the command line."""
 
 from __future__ import annotations
 

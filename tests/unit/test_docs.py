@@ -1,5 +1,6 @@
 """The measured tables in docs/ are rendered from their data (docs/data/): a page that says other
-than its data fails, naming the page; changing the data changes the page."""
+than its data fails, naming the page; changing the data changes the page. And every test file says
+what it proves."""
 
 from __future__ import annotations
 
@@ -94,3 +95,15 @@ def test_new_loop_time_data_changes_its_page(copy):
     kept["rows"].insert(0, {"what": "`make test`", "host": "a new host", "command": "`make test`", "result": "11 min"})
     data.write_text(json.dumps(kept))
     assert "| `make test` | a new host | `make test` | 11 min |" in render_pages(copy)[page]
+
+
+def test_every_test_file_says_what_it_proves():
+    """A test module's docstring is what docs/testing.md's tiers rest on: none missing, none a placeholder."""
+    import ast
+
+    vague = []
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        if len(doc.split()) < 8 or "TODO" in doc:
+            vague.append(f"{path.relative_to(ROOT)}: {doc!r}")
+    assert not vague, vague
