@@ -33,6 +33,12 @@ def limit() -> int | None:
     return int(raw)
 
 
+def share(ways: int) -> int:
+    """Each of `ways` processes' share of this process's cores, at least one (side-by-side builds, the
+    test workers)."""
+    return max(1, len(os.sched_getaffinity(0)) // ways)
+
+
 def apply() -> int | None:
     """The limit for torch and BLAS: through OMP_NUM_THREADS, which they read when they start (so this
     runs before torch is imported), and torch's own setting when it already is."""
@@ -75,15 +81,10 @@ def executorch_threads() -> int:
     """ExecuTorch's threadpool sized to the limit (at the first call, before any method runs: later
     calls find it sized); its thread count."""
     bindings = _bindings()
-    _threadpool_get_thread_count, _unsafe_reset_threadpool = (
-        bindings._threadpool_get_thread_count,
-        bindings._unsafe_reset_threadpool,
-    )
-
     n = limit()
-    if n is not None and _threadpool_get_thread_count() != n:
-        _unsafe_reset_threadpool(n)
-    return _threadpool_get_thread_count()
+    if n is not None and bindings._threadpool_get_thread_count() != n:
+        bindings._unsafe_reset_threadpool(n)
+    return bindings._threadpool_get_thread_count()
 
 
 def runtime() -> Runtime:

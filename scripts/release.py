@@ -62,7 +62,8 @@ def run(cmd: list[str], log: Path | None = None, env: dict[str, str] | None = No
     return rc, error or "\n".join(tail)
 
 
-THREADS = "RNE_EXPORT_THREADS"  # export.threads.ENV (this script imports nothing from the tool)
+# export.threads.ENV and export.threads.share, written out: this script imports nothing from the tool
+THREADS = "RNE_EXPORT_THREADS"
 
 
 def build_env(jobs: int) -> dict[str, str]:
@@ -116,12 +117,14 @@ def export(models: list[str], configs: Path, out: Path, weights: str, jobs: int,
     """2. Builds, `jobs` models at a time on their shares of the cores; then each built model's
     benchmark and card in turn (a timing taken beside a build would measure the build too); prints
     each model's time and returns the first failure's code."""
-    logs = jobs > 1  # parallel legs write logs, so their lines do not interleave
     env = build_env(jobs)
+
+    def log(model: str) -> Path | None:  # parallel legs write logs, so their lines do not interleave
+        return out / "logs" / f"{model}.log" if jobs > 1 else None
 
     def build(model: str) -> tuple[int, str, float]:
         start = time.perf_counter()
-        rc, said = build_one(model, configs, out, weights, out / "logs" / f"{model}.log" if logs else None, env)
+        rc, said = build_one(model, configs, out, weights, log(model), env)
         return rc, said, time.perf_counter() - start
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -130,7 +133,7 @@ def export(models: list[str], configs: Path, out: Path, weights: str, jobs: int,
     for m, (rc, said, seconds) in built.items():
         if rc == 0:
             start = time.perf_counter()
-            rc, said = measure_one(m, configs, out, weights, out / "logs" / f"{m}.log" if logs else None, bench_runs)
+            rc, said = measure_one(m, configs, out, weights, log(m), bench_runs)
             seconds += time.perf_counter() - start
         results[m] = (rc, said, seconds)
     failed = [(m, rc, said) for m, (rc, said, _) in results.items() if rc != 0]

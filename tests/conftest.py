@@ -10,10 +10,9 @@ import os
 os.environ["HF_HUB_DISABLE_XET"] = "1"
 # Each test worker computes on its share of the cores, its `export` child processes too (export.threads):
 # thread pools that spin on cores the other worker needs slow both. Set before torch is imported.
-os.environ.setdefault(
-    "RNE_EXPORT_THREADS",
-    str(max(1, len(os.sched_getaffinity(0)) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))),
-)
+from export import threads  # torch-free: before torch is imported
+
+os.environ.setdefault(threads.ENV, str(threads.share(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))))
 import shutil
 from collections.abc import Callable
 from pathlib import Path

@@ -137,7 +137,7 @@ def _side_by_side(
 
     env = dict(os.environ)
     if threads.limit() is None:
-        env[threads.ENV] = str(max(1, len(os.sched_getaffinity(0)) // jobs))
+        env[threads.ENV] = str(threads.share(jobs))
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
 
