@@ -82,12 +82,18 @@ def physical_cores() -> int | None:
     return len(pairs) or None
 
 
-def describe(threads: dict[str, int], versions: dict[str, str], kernels: tuple[KernelRate, ...] = ()) -> BenchHost:
+def describe(
+    threads: dict[str, int],
+    versions: dict[str, str],
+    kernels: tuple[KernelRate, ...] = (),
+    achieved: dict[str, tuple[str, float]] | None = None,
+) -> BenchHost:
     """bench.json's `host`: `threads` as each engine was configured (torch, executorch, onnxruntime);
-    `kernels`: the kernel probe (export.checks.kernels), whose GEMM rate is a floor under the clock."""
+    `kernels`: the kernel probe (export.checks.kernels); `achieved`: engine -> (precision, GMAC/s) it
+    ran at on those threads. Every measured rate is a floor under the clock (see peak)."""
     found = tuple(isa())
     cores = threads.get("executorch", os.cpu_count() or 1)
-    gemm = max((k.gmacs for k in kernels if k.engine == "torch" and k.threads == cores), default=None)
+    measured = {f"{k.engine} {k.kind}": ("fp32", k.gmacs) for k in kernels if k.threads == cores}
     return BenchHost(
         os=f"{platform.system()} {platform.release()}",
         machine=platform.machine(),
@@ -97,7 +103,7 @@ def describe(threads: dict[str, int], versions: dict[str, str], kernels: tuple[K
         cores=physical_cores(),
         threads=threads,
         versions=versions,
-        peak=peak(found, cores, gemm),
+        peak=peak(found, cores, {**measured, **(achieved or {})}, cpu_family()),
         kernels=kernels,
     )
 
@@ -115,7 +121,20 @@ PER_CYCLE = (
     ("asimddp", 16, 64, "NEON FMA x4, sdot x4"),
     ("asimd", 16, 32, "NEON FMA x4, smlal x4"),
 )
+# AMD's Zen 4 (family 25 with AVX-512) runs 512-bit instructions on the 256-bit units it shares with
+# Zen 3 ("double-pumped", A. Yee's Zen 4 and Zen 5 AVX-512 teardowns): an AVX2 core's MACs per cycle.
+# Zen 5 (family 26) and Intel's server cores have 512-bit units.
+HALF_WIDTH_AVX512 = {("AuthenticAMD", 25): (16, 64, "avx512f on 256-bit FMA x2 (Zen 4), avx512_vnni likewise")}
 ASSUMED_GHZ = 3.0
+
+
+def cpu_family() -> tuple[str, int] | None:
+    """(vendor_id, cpu family) of an x86 Linux host, from /proc/cpuinfo; None where it does not say."""
+    if not sys.platform.startswith("linux"):
+        return None
+    info = dict(reversed(_cpuinfo()))  # the first CPU's lines
+    family = info.get("cpu family", "")
+    return (info["vendor_id"], int(family)) if "vendor_id" in info and family.isdigit() else None
 
 
 def clock_ghz() -> tuple[float, str]:
@@ -136,19 +155,33 @@ def clock_ghz() -> tuple[float, str]:
     return ASSUMED_GHZ, f"assumed {ASSUMED_GHZ} GHz: the OS does not say"
 
 
-def peak(found: tuple[str, ...], cores: int, gemm_gmacs: float | None = None) -> HostPeak | None:
+def peak(
+    found: tuple[str, ...],
+    cores: int,
+    measured: dict[str, tuple[str, float]] | None = None,
+    family: tuple[str, int] | None = None,
+) -> HostPeak | None:
     """The host's peak MAC rate for `cores` threads, or None for instruction sets not in PER_CYCLE.
-    `gemm_gmacs`, a measured fp32 GEMM rate on `cores` threads, is a floor: a clock the OS reports
-    below what that GEMM needs (a VM's nominal clock under boost) is raised to it, and says so."""
+    `measured`: what -> (precision, GMAC/s) something ran at on `cores` threads. Each is a floor: a
+    clock the OS reports below what the fastest of them needs (a VM's nominal clock under boost) is
+    raised to it, and says which."""
     row = next((r for r in PER_CYCLE if r[0] in found), None)
     if row is None or cores < 1:
         return None
     _, fp32, int8, basis = row
+    if "avx512f" in found and family in HALF_WIDTH_AVX512:
+        fp32, int8, basis = HALF_WIDTH_AVX512[family]
     ghz, source = clock_ghz()
-    if gemm_gmacs is not None and gemm_gmacs / (cores * fp32) > ghz:
-        needed = gemm_gmacs / (cores * fp32)
-        source = f"measured floor: torch's fp32 GEMM ran {gemm_gmacs:.1f} GMAC/s, which needs >= {needed:.2f} GHz ({source} said {ghz:.2f})"
-        ghz = needed
+    per_cycle = {"fp32": fp32, "int8": int8}
+    needs = {what: gmacs / (cores * per_cycle[p]) for what, (p, gmacs) in (measured or {}).items() if p in per_cycle}
+    fastest = max(needs, key=lambda w: needs[w], default=None)
+    if fastest is not None and needs[fastest] > ghz:
+        p, gmacs = (measured or {})[fastest]
+        source = (
+            f"measured floor: {fastest} ran {gmacs:.1f} {p} GMAC/s, which needs >= {needs[fastest]:.2f} GHz"
+            f" ({source} said {ghz:.2f})"
+        )
+        ghz = needs[fastest]
     return HostPeak(cores, round(ghz, 3), source, fp32, int8, basis, cores * ghz * fp32, cores * ghz * int8)
 
 

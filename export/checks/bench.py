@@ -160,7 +160,9 @@ def run_bench(
         probes = {name: _probe_subprocess(path, runs=3) for name, path in plan.files.items()}  # 4.
         profiles = _profiles(plan, threads["onnxruntime"], runs) if profile else None  # 6.
     kernels = probe_kernels(threads["executorch"])  # 7. what this host's kernels reach per kind
-    host = describe(threads, {**tool_versions(), "onnxruntime": version_of("onnxruntime")}, kernels)
+    rates = _achieved(plan, times)
+    versions = {**tool_versions(), "onnxruntime": version_of("onnxruntime")}
+    host = describe(threads, versions, kernels, _on_the_cpu(rates, entries))
     bench = Bench(
         schema=BENCH_SCHEMA_VERSION,
         models=tuple(models),
@@ -169,7 +171,7 @@ def run_bench(
         warmup=warmup,
         host=host,
         artifacts={n: e.sha256 for n, e in entries.items()},  # the files measured (a stale bench shows)
-        engines=_results(plan, times, entries, probes, host.peak),
+        engines=_results(plan, times, entries, probes, host.peak, rates),
         peers={n: plan.baseline[n][2] for n in plan.files},
         int8_accuracy=plan.accuracy,
         not_run=plan.skipped,
@@ -317,12 +319,25 @@ def _int8_accuracy(run, refs: dict, cfg: ModelConfig) -> BenchAccuracy | None:
     return BenchAccuracy(w.snr_vs_noise_db, w.centered_snr_db, w.decisive_agreement, w.argmax_agreement)
 
 
+def _achieved(plan: Plan, times: dict[str, list[float]]) -> dict[str, tuple[str, float]]:
+    """engine -> (precision, GMAC/s) from its program's MACs and the run's median."""
+    med = medians(times)
+    return {k: ("int8" if k in plan.int8 else "fp32", plan.macs[k] / 1e6 / med[k]) for k in times if plan.macs.get(k)}
+
+
+def _on_the_cpu(rates: dict[str, tuple[str, float]], entries: dict[str, Entry]) -> dict[str, tuple[str, float]]:
+    """The rates of engines that compute on the CPU's cores: a Core ML file may run on the GPU or the
+    Neural Engine, whose rate says nothing of the CPU's clock."""
+    return {k: r for k, r in rates.items() if k not in entries or entries[k].coreml is None}
+
+
 def _results(
     plan: Plan,
     times: dict[str, list[float]],
     entries: dict[str, Entry],
     probes: dict[str, dict[str, float]],
     peak: HostPeak | None,
+    rates: dict[str, tuple[str, float]],
 ) -> dict[str, EngineTiming]:
     """Each engine's timing and ratios, its MACs, achieved rate and share of the host's peak; a file's
     also its Core ML compute units, × its fp32 sibling (int8) and its load time and memory (`probes`)."""
@@ -338,7 +353,7 @@ def _results(
             ratio_to_fp32 = med[k] / med[fp32] if fp32 in times else None
         probe = probes.get(k, {})
         gmac = plan.macs[k] / 1e9 if plan.macs.get(k) else None
-        gmacs = gmac / (med[k] / 1e3) if gmac else None
+        gmacs = rates[k][1] if k in rates else None
         top = (peak.int8_gmacs if k in plan.int8 else peak.fp32_gmacs) if peak else None
         results[k] = EngineTiming(
             median_ms=med[k],

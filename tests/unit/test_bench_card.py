@@ -124,9 +124,26 @@ def test_bench_sets_each_engine_s_work_against_the_host_s_peak(benched):
         assert r["gmacs"] == pytest.approx(r["gmac"] / (r["median_ms"] / 1e3))
         top = peak["int8_gmacs"] if "int8" in name else peak["fp32_gmacs"]
         assert r["peak_share"] == pytest.approx(r["gmacs"] / top)
+        assert name == CML or r["peak_share"] <= 1.0 + 1e-9, name  # each CPU engine is a floor under the clock
     assert (
         "GMAC/s" in proc.stdout and "% peak" in proc.stdout and f"x {peak['fp32_macs_per_cycle']} fp32" in proc.stdout
     )
+
+
+def test_every_engine_on_the_cpu_is_a_floor_under_the_clock_and_core_ml_is_not():
+    """What each engine achieved is passed to the host's peak as a floor (export.host.peak), so no
+    CPU engine shows over 100 % of it; a Core ML file may run on the GPU or Neural Engine: left out."""
+    from types import SimpleNamespace
+
+    from export.checks.bench import Plan, _achieved, _on_the_cpu
+
+    plan = Plan()
+    plan.macs = {"onnxruntime fp32": 2_000_000_000, XNN: 2_000_000_000, INT8: 2_000_000_000, CML: 2_000_000_000}
+    plan.int8 = {INT8}
+    rates = _achieved(plan, {k: [20.0, 10.0, 30.0] for k in plan.macs})  # median 20 ms: 100 GMAC/s
+    assert rates[INT8] == ("int8", pytest.approx(100.0)) and rates[XNN] == ("fp32", pytest.approx(100.0))
+    entries = {XNN: SimpleNamespace(coreml=None), INT8: SimpleNamespace(coreml=None), CML: SimpleNamespace(coreml=1)}
+    assert set(_on_the_cpu(rates, entries)) == {"onnxruntime fp32", XNN, INT8}  # type: ignore[arg-type]
 
 
 def test_profile_splits_each_engine_into_kinds_of_work(benched):

@@ -71,15 +71,53 @@ def test_peak_is_cores_times_clock_times_the_instruction_sets_per_cycle(isa, fp3
     assert host.peak(("avx", "fma"), 2) is None  # no figure for it: said as unknown, never guessed
 
 
-def test_a_measured_gemm_faster_than_the_read_clock_allows_raises_the_clock_and_says_so(monkeypatch):
+def test_a_measured_rate_faster_than_the_read_clock_allows_raises_the_clock_and_names_it(monkeypatch):
     """A VM's /proc/cpuinfo states its nominal clock while the core boosts: ONNX Runtime then ran at
-    143 % of "peak" (AMD EPYC, 2.44 GHz read). A GEMM measured on the same cores is a floor."""
+    143 % of "peak" (AMD EPYC, 2.44 GHz read). Whatever ran on the same cores is a floor: the kernel
+    probe's GEMM, and each engine of the run (int8 against int8's MACs per cycle)."""
     monkeypatch.setattr(host, "clock_ghz", lambda: (2.0, "read: test"))
-    below = host.peak(("avx", "fma", "avx2"), 2, gemm_gmacs=50.0)  # needs 1.56 GHz: the read clock stands
+    avx2 = ("avx", "fma", "avx2")  # 16 fp32, 32 int8 MACs per cycle
+    below = host.peak(avx2, 2, {"torch fp32 GEMM": ("fp32", 50.0)})  # needs 1.56 GHz: the read clock stands
     assert below is not None and below.clock_ghz == 2.0 and below.clock_source == "read: test"
-    above = host.peak(("avx", "fma", "avx2"), 2, gemm_gmacs=96.0)  # needs 3.0 GHz at 16 MAC/cycle x 2 cores
+    rates = {"torch fp32 GEMM": ("fp32", 96.0), "model.pte": ("fp32", 80.0)}  # 96 needs 3.0 GHz x 16 x 2 cores
+    above = host.peak(avx2, 2, rates)
     assert above is not None and above.clock_ghz == pytest.approx(3.0) and above.fp32_gmacs == pytest.approx(96.0)
-    assert above.clock_source.startswith("measured floor: ") and "read: test said 2.00" in above.clock_source
+    assert above.clock_source.startswith("measured floor: torch fp32 GEMM ran 96.0 fp32 GMAC/s")
+    assert "read: test said 2.00" in above.clock_source
+    # an int8 file at 224 GMAC/s needs 3.5 GHz at 32 int8 MACs per cycle: it is the floor, not the GEMM
+    fastest = host.peak(avx2, 2, {**rates, "model_int8.pte": ("int8", 224.0)})
+    assert (
+        fastest is not None and fastest.clock_ghz == pytest.approx(3.5) and "model_int8.pte ran" in fastest.clock_source
+    )
+    assert fastest.int8_gmacs == pytest.approx(224.0)  # no engine above 100 % of its precision's peak
+
+
+@pytest.mark.parametrize(
+    ("family", "fp32", "int8"),
+    [
+        (("AuthenticAMD", 25), 16, 64),  # Zen 4: AVX-512 on 256-bit units
+        (("AuthenticAMD", 26), 32, 128),  # Zen 5: 512-bit units
+        (("GenuineIntel", 6), 32, 128),
+        (None, 32, 128),
+    ],
+)
+def test_zen4_runs_avx512_at_half_width(family, fp32, int8, monkeypatch):
+    """Zen 4's double-pumped AVX-512 would otherwise put every engine at half its share of peak (the
+    AMD EPYC Zen 4 host: the fp32 file at 61 % of a peak it cannot reach)."""
+    monkeypatch.setattr(host, "clock_ghz", lambda: (2.5, "read: test"))
+    p = host.peak(("avx2", "avx512f", "avx512_vnni"), 2, None, family)
+    assert p is not None and (p.fp32_macs_per_cycle, p.int8_macs_per_cycle) == (fp32, int8)
+    zen3 = host.peak(("avx", "fma", "avx2"), 2, None, ("AuthenticAMD", 25))  # no AVX-512: the AVX2 row
+    assert zen3 is not None and (zen3.fp32_macs_per_cycle, zen3.int8_macs_per_cycle) == (16, 32)
+
+
+def test_the_cpu_family_is_read_from_the_first_cpu(monkeypatch):
+    lines = [("vendor_id", "AuthenticAMD"), ("cpu family", "25"), ("model", "17"), ("vendor_id", "Other")]
+    monkeypatch.setattr(host, "_cpuinfo", lambda: lines)
+    monkeypatch.setattr(host.sys, "platform", "linux")
+    assert host.cpu_family() == ("AuthenticAMD", 25)
+    monkeypatch.setattr(host, "_cpuinfo", lambda: [("processor", "0")])  # arm64 Linux: no vendor_id
+    assert host.cpu_family() is None
 
 
 def test_physical_cores_are_distinct_package_and_core_pairs():
