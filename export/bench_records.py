@@ -15,6 +15,9 @@ BENCH_SCHEMA_VERSION: Literal[5] = 5
 BENCH_NAME, BENCH_SCHEMA_NAME = "bench.json", "bench.schema.json"
 
 
+CLOCK_FLOOR = "measured floor"  # HostPeak.clock_source's start when a measured rate set the clock
+
+
 @dataclass(frozen=True)
 class HostPeak:
     """What the CPU can do at most, in multiply-accumulates per second (export.host.peak): the threads
@@ -29,6 +32,12 @@ class HostPeak:
     isa_basis: str  # the instruction sets those two figures assume
     fp32_gmacs: float
     int8_gmacs: float
+
+    @property
+    def clock_is_floor(self) -> bool:
+        """The clock was raised to what a measured rate needs: the real peak may be higher, each
+        share of it lower."""
+        return self.clock_source.startswith(CLOCK_FLOOR)
 
 
 @dataclass(frozen=True)

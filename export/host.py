@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from export.bench_records import BenchHost, HostPeak, KernelRate
+from export.bench_records import CLOCK_FLOOR, BenchHost, HostPeak, KernelRate
 
 # The instruction sets XNNPACK, MLAS (ONNX Runtime) and oneDNN (PyTorch) choose kernels by, as
 # /proc/cpuinfo (x86) and Linux's arm64 hwcaps name them; everything else in the flag list is noise here.
@@ -178,7 +178,7 @@ def peak(
     if fastest is not None and needs[fastest] > ghz:
         p, gmacs = (measured or {})[fastest]
         source = (
-            f"measured floor: {fastest} ran {gmacs:.1f} {p} GMAC/s, which needs >= {needs[fastest]:.2f} GHz"
+            f"{CLOCK_FLOOR}: {fastest} ran {gmacs:.1f} {p} GMAC/s, which needs >= {needs[fastest]:.2f} GHz"
             f" ({source} said {ghz:.2f})"
         )
         ghz = needs[fastest]

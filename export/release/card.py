@@ -395,6 +395,7 @@ def _host_bench(title: str, b: Bench) -> list[str]:
             f"Peak: {pk.cores} cores × {pk.clock_ghz:.2f} GHz ({pk.clock_source}) × {pk.fp32_macs_per_cycle} fp32 / "
             f"{pk.int8_macs_per_cycle} int8 MAC per cycle per core, assumed from the instruction sets ({pk.isa_basis}): "
             f"{pk.fp32_gmacs:.0f} fp32 and {pk.int8_gmacs:.0f} int8 GMAC/s; int8 engines are set against int8's."
+            + (" The clock is a floor, so each share of peak is at most what is shown." if pk.clock_is_floor else "")
         )
     if h.kernels:
         lines += [

@@ -202,6 +202,8 @@ def test_card_from_manifest_bench_and_overlays(benched, tmp_path):
     assert {"README.md", "profile.png", *(f"overlays/{p.name}" for p in pngs)} <= shipped
     assert "## Where the time goes" in body and "![time per kind of work](profile.png)" in body
     assert f"## Host benchmark: {bench['host']['cpu']}" in body
+    floor = bench["host"]["peak"]["clock_source"].startswith("measured floor")
+    assert ("The clock is a floor, so each share of peak is at most what is shown." in body) == floor
 
 
 def test_card_shows_another_hosts_bench_beside_this_ones(benched, tmp_path):

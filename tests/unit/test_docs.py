@@ -107,3 +107,14 @@ def test_every_test_file_says_what_it_proves():
         if len(doc.split()) < 8 or "TODO" in doc:
             vague.append(f"{path.relative_to(ROOT)}: {doc!r}")
     assert not vague, vague
+
+
+def test_a_share_of_a_peak_whose_clock_is_a_floor_reads_as_at_most():
+    """A clock raised to what a measured rate needs (export.host.peak) is a floor: the real peak may be
+    higher, so the file's share is at most the figure."""
+    from export.release.docs_tables import _peak
+
+    engine = {"peak_share": 0.994}
+    assert _peak(engine, {"clock_source": "measured floor: x ran 102.9 fp32 GMAC/s"}) == "≤ 99 %"
+    assert _peak(engine, {"clock_source": "read: /sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq"}) == "99 %"
+    assert _peak(engine, None) == _peak(None, {"clock_source": "read: x"}) == "not recorded"

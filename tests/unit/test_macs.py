@@ -83,7 +83,7 @@ def test_a_measured_rate_faster_than_the_read_clock_allows_raises_the_clock_and_
     above = host.peak(avx2, 2, rates)
     assert above is not None and above.clock_ghz == pytest.approx(3.0) and above.fp32_gmacs == pytest.approx(96.0)
     assert above.clock_source.startswith("measured floor: torch fp32 GEMM ran 96.0 fp32 GMAC/s")
-    assert "read: test said 2.00" in above.clock_source
+    assert "read: test said 2.00" in above.clock_source and above.clock_is_floor and not below.clock_is_floor
     # an int8 file at 224 GMAC/s needs 3.5 GHz at 32 int8 MACs per cycle: it is the floor, not the GEMM
     fastest = host.peak(avx2, 2, {**rates, "model_int8.pte": ("int8", 224.0)})
     assert (
