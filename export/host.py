@@ -172,11 +172,12 @@ def peak(
     if "avx512f" in found and family in HALF_WIDTH_AVX512:
         fp32, int8, basis = HALF_WIDTH_AVX512[family]
     ghz, source = clock_ghz()
+    measured = measured or {}
     per_cycle = {"fp32": fp32, "int8": int8}
-    needs = {what: gmacs / (cores * per_cycle[p]) for what, (p, gmacs) in (measured or {}).items() if p in per_cycle}
+    needs = {what: gmacs / (cores * per_cycle[p]) for what, (p, gmacs) in measured.items() if p in per_cycle}
     fastest = max(needs, key=lambda w: needs[w], default=None)
     if fastest is not None and needs[fastest] > ghz:
-        p, gmacs = (measured or {})[fastest]
+        p, gmacs = measured[fastest]
         source = (
             f"{CLOCK_FLOOR}: {fastest} ran {gmacs:.1f} {p} GMAC/s, which needs >= {needs[fastest]:.2f} GHz"
             f" ({source} said {ghz:.2f})"

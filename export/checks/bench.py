@@ -162,7 +162,7 @@ def run_bench(
     kernels = probe_kernels(threads["executorch"])  # 7. what this host's kernels reach per kind
     rates = _achieved(plan, times)
     versions = {**tool_versions(), "onnxruntime": version_of("onnxruntime")}
-    host = describe(threads, versions, kernels, _on_the_cpu(rates, entries))
+    host = describe(threads, versions, kernels, _on_the_cpu(rates, plan, entries, threads))
     bench = Bench(
         schema=BENCH_SCHEMA_VERSION,
         models=tuple(models),
@@ -325,10 +325,13 @@ def _achieved(plan: Plan, times: dict[str, list[float]]) -> dict[str, tuple[str,
     return {k: ("int8" if k in plan.int8 else "fp32", plan.macs[k] / 1e6 / med[k]) for k in times if plan.macs.get(k)}
 
 
-def _on_the_cpu(rates: dict[str, tuple[str, float]], entries: dict[str, Entry]) -> dict[str, tuple[str, float]]:
-    """The rates of engines that compute on the CPU's cores: a Core ML file may run on the GPU or the
-    Neural Engine, whose rate says nothing of the CPU's clock."""
-    return {k: r for k, r in rates.items() if k not in entries or entries[k].coreml is None}
+def _on_the_cpu(
+    rates: dict[str, tuple[str, float]], plan: Plan, entries: dict[str, Entry], threads: dict[str, int]
+) -> dict[str, tuple[str, float]]:
+    """The rates of engines that computed on the peak's cores (ExecuTorch's thread count): not a Core
+    ML file (it may run on the GPU or the Neural Engine), nor eager torch on another thread count."""
+    eager = {b[0] for b in plan.baseline.values()} if threads["torch"] != threads["executorch"] else set()
+    return {k: r for k, r in rates.items() if k not in eager and (k not in entries or entries[k].coreml is None)}
 
 
 def _results(

@@ -132,7 +132,8 @@ def test_bench_sets_each_engine_s_work_against_the_host_s_peak(benched):
 
 def test_every_engine_on_the_cpu_is_a_floor_under_the_clock_and_core_ml_is_not():
     """What each engine achieved is passed to the host's peak as a floor (export.host.peak), so no
-    CPU engine shows over 100 % of it; a Core ML file may run on the GPU or Neural Engine: left out."""
+    CPU engine shows over 100 % of it; a Core ML file may run on the GPU or Neural Engine, and eager
+    torch may run on other threads than the peak's: left out."""
     from types import SimpleNamespace
 
     from export.checks.bench import Plan, _achieved, _on_the_cpu
@@ -142,8 +143,14 @@ def test_every_engine_on_the_cpu_is_a_floor_under_the_clock_and_core_ml_is_not()
     plan.int8 = {INT8}
     rates = _achieved(plan, {k: [20.0, 10.0, 30.0] for k in plan.macs})  # median 20 ms: 100 GMAC/s
     assert rates[INT8] == ("int8", pytest.approx(100.0)) and rates[XNN] == ("fp32", pytest.approx(100.0))
+    plan.macs["eager fp32"] = 2_000_000_000
+    plan.baseline = {XNN: ("eager fp32", "onnxruntime fp32", "onnxruntime fp32")}
+    rates["eager fp32"] = ("fp32", 100.0)
     entries = {XNN: SimpleNamespace(coreml=None), INT8: SimpleNamespace(coreml=None), CML: SimpleNamespace(coreml=1)}
-    assert set(_on_the_cpu(rates, entries)) == {"onnxruntime fp32", XNN, INT8}  # type: ignore[arg-type]
+    same = {"torch": 2, "executorch": 2}
+    assert set(_on_the_cpu(rates, plan, entries, same)) == {"eager fp32", "onnxruntime fp32", XNN, INT8}  # type: ignore[arg-type]
+    # eager torch on more threads than the peak counts says nothing of one core's clock
+    assert "eager fp32" not in _on_the_cpu(rates, plan, entries, {"torch": 4, "executorch": 2})  # type: ignore[arg-type]
 
 
 def test_profile_splits_each_engine_into_kinds_of_work(benched):
