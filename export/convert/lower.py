@@ -4,6 +4,7 @@ gate, and the program's bytes to disk."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import json
 import uuid
@@ -92,8 +93,45 @@ def lower(program: torch.export.ExportedProgram, variant: Variant, seed: str) ->
     ids = _deterministic_coreml_ids(seed) if variant.backend == "coreml" else contextlib.nullcontext()
     # only where a batched matmul left same-shape expands: every other program lowers exactly as before
     passes = [drop_noop_expands] if variant.backend == "xnnpack" and has_batched_matmul(program) else None
-    with ids:
+    with ids, shared_provenance():
         return to_edge_transform_and_lower(program, transform_passes=passes, partitioner=partitioners)
+
+
+# what torch.fx.traceback.NodeSource.__init__ does that shared_provenance stands in for
+_PROVENANCE_DEEPCOPY = 'copy.deepcopy(node.meta["from_node"])'
+
+
+@contextlib.contextmanager
+def shared_provenance() -> Iterator[None]:
+    """torch.fx records where each node came from (`meta["from_node"]`, NodeSource): every time a pass
+    re-creates a node it deep-copies the node's whole chain of sources, which grows by one per pass,
+    so lowering's dozens of passes copy ever longer chains (41 of 207 s of SegFormer b0's int8
+    lowering under cProfile). A source is never changed once made, so a new list of the same sources
+    is the same record: same files, byte for byte (test_lower_shares_provenance). Only while
+    NodeSource still deep-copies as measured (a later torch may not)."""
+    import inspect
+
+    from torch.fx import traceback as fx_traceback
+
+    if _PROVENANCE_DEEPCOPY not in inspect.getsource(fx_traceback.NodeSource.__init__):
+        yield
+        return
+
+    class _SharedSources:  # stands in for the `copy` module inside torch.fx.traceback
+        copy = staticmethod(copy.copy)
+
+        @staticmethod
+        def deepcopy(x, memo=None):
+            if isinstance(x, list) and all(isinstance(s, fx_traceback.NodeSource) for s in x):
+                return list(x)
+            return copy.deepcopy(x, memo)
+
+    original = fx_traceback.copy
+    fx_traceback.copy = _SharedSources  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        fx_traceback.copy = original
 
 
 @contextlib.contextmanager

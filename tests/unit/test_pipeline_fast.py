@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import re
@@ -629,3 +630,24 @@ def test_the_fp16_emulation_matches_an_independent_half_precision_run(tiny_build
         for t in weak.parameters():
             t.copy_(t.half().float())
     assert abs(worst(lambda x: weak(x.half().float())) - independent) > 3.0
+
+
+def test_lower_shares_provenance_and_the_files_are_the_same_bytes(tiny_builds, monkeypatch, tmp_path):
+    """export.convert.lower.shared_provenance: inside it, a node a pass re-makes gets a new list of the
+    same sources, not deep copies of the chain (the lowering time it saves: docs/performance.md);
+    outside it, torch's deep copy is back. The tiny net's fp32 and int8 files lowered without it are
+    byte for byte the shared build's, which was lowered with it."""
+    from torch.fx.traceback import NodeSource
+
+    node = next(iter(torch.fx.symbolic_trace(torch.nn.ReLU()).graph.nodes))
+    node.meta["from_node"] = chain = [NodeSource(None, "an earlier pass")]
+    with lowering.shared_provenance():
+        inside = NodeSource(node, "a pass")
+    outside = NodeSource(node, "a pass")
+    assert inside.from_node == chain and inside.from_node is not chain and inside.from_node[0] is chain[0]
+    assert len(outside.from_node) == 1 and outside.from_node[0] is not chain[0]
+
+    monkeypatch.setattr(lowering, "shared_provenance", contextlib.nullcontext)
+    pipeline.build(load_config(TINY), ["xnnpack_fp32", "xnnpack_int8"], "random", tmp_path)
+    for name in ("tiny_segnet_xnnpack_fp32.pte", "tiny_segnet_xnnpack_int8.pte"):
+        assert sha256_file(tmp_path / name) == sha256_file(tiny_builds["random"] / name), name
