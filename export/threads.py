@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import types
 from collections.abc import Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -51,30 +52,40 @@ def apply() -> int | None:
 
 
 def _bindings() -> ModuleType:
-    """ExecuTorch's runtime bindings without its compiler: they import one warning class from
-    `executorch.exir._warnings`, whose package runs all of torch.export and the passes (~4 s of each
-    bench child that only loads and runs a file). A placeholder package lets that one module load
-    alone; it is dropped after, so a later compiler import gets the whole package. A process that
-    has the compiler imports as usual, and so does any ExecuTorch whose bindings need more of it."""
+    """ExecuTorch's runtime bindings without its compiler (compiler_free): they import one warning
+    class from `executorch.exir._warnings` (~4 s of each bench child that only loads and runs a
+    file). Bindings that need more of the compiler get the plain import."""
     import importlib
-    import types
 
     name = "executorch.extension.pybindings.portable_lib"
-    if name in sys.modules or "executorch.exir" in sys.modules:
-        return importlib.import_module(name)
+    if name not in sys.modules:
+        try:
+            with compiler_free():
+                return importlib.import_module(name)
+        except Exception:
+            sys.modules.pop(name, None)
+    return importlib.import_module(name)
+
+
+@contextlib.contextmanager
+def compiler_free() -> Iterator[None]:
+    """Inside, a module of `executorch.exir` loads without running the package's `__init__` (all of
+    torch.export and every pass, ~3-4 s): a placeholder package stands in, and every exir module
+    loaded inside is dropped on the way out, so a later compiler import gets the whole package. In a
+    process that already has the compiler, nothing changes."""
+    if "executorch.exir" in sys.modules:
+        yield
+        return
     import executorch
 
     placeholder = types.ModuleType("executorch.exir")
     placeholder.__path__ = [os.path.join(p, "exir") for p in executorch.__path__]
     sys.modules["executorch.exir"] = placeholder
     try:
-        return importlib.import_module(name)
-    except Exception:  # bindings that need more of exir: the plain import
-        sys.modules.pop(name, None)
+        yield
     finally:
         for loaded in [m for m in sys.modules if m == "executorch.exir" or m.startswith("executorch.exir.")]:
             del sys.modules[loaded]
-    return importlib.import_module(name)
 
 
 def executorch_threads() -> int:

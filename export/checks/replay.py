@@ -119,7 +119,7 @@ class SegmentationModel:
         if head[4:8] != PTE_MAGIC:
             hint = " (a bundle: pass the .pte beside it)" if head[4:8] == BPTE_MAGIC else ""
             raise ExportError(f"artifact {self.path}: not an ExecuTorch program (.pte){hint}")
-        from export.convert.verify import delegate_ids
+        from export.convert.pte import delegate_ids
 
         # the file itself first (a cut-short program is that, whatever a manifest or --contract says)
         delegates = delegate_ids(self.path.read_bytes(), f"artifact {self.path}")

@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import copy
 import math
-import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 import torch
-from executorch.exir._serialize._program import deserialize_pte_binary
 
 from export.config import BACKENDS, ModelConfig, Tolerances, Variant
-from export.errors import ExportError, GateError
+from export.convert.pte import delegate_ids
+from export.errors import GateError
 from export.host import runs_here
 from export.metrics import compare, worst_of
 from export.records import ParityRecord, RneSchemaRecord, check
@@ -41,15 +40,6 @@ def gate_bounds(tol: Tolerances) -> dict[str, tuple[Literal["<=", ">="], float]]
         "cosine": (">=", tol.min_cosine),
         "decisive_agreement": (">=", tol.min_decisive_agreement),
     }
-
-
-def delegate_ids(pte_bytes: bytes, name: str = "file") -> list[str]:
-    try:
-        pte = deserialize_pte_binary(pte_bytes)
-    except (struct.error, ValueError, IndexError) as e:  # what a cut or corrupt flatbuffer raises
-        raise ExportError(f"{name}: not a readable ExecuTorch program: truncated or corrupt ({e})") from None
-    program = getattr(pte, "program", pte)
-    return [d.id for plan in program.execution_plan for d in plan.delegates]
 
 
 def check_program(path: Path, cfg: ModelConfig, variant: Variant) -> None:

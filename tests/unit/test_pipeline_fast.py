@@ -16,7 +16,8 @@ from export.config import Tolerances
 from export.config_file import load_config
 from export.convert import lower as lowering
 from export.convert import pipeline
-from export.convert.verify import delegate_ids, gate_bounds
+from export.convert.pte import delegate_ids
+from export.convert.verify import gate_bounds
 from export.errors import ExportError, GateError
 from export.files import TMP_PREFIX, sha256_file
 from export.metrics import compare, worst_of
