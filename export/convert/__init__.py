@@ -3,7 +3,8 @@ stage (`stages.STAGES` names them in order). `request` answers `rne-export build
 the stages: `wrap` puts the app's contract around the model and `feeds` makes, once, every input
 the later stages feed (parity, calibration, accuracy photos), `rewrite`, `quantize` and `lower` make
 the program, `verify` and `bundle` check the file read back; `macs` counts the program's
-multiply-accumulates. Submodules import torch; this package face imports nothing."""
+multiply-accumulates, `pte` reads a file's delegates without the compiler. Submodules import torch; this
+package face imports nothing."""
 
 __all__ = [
     "request",
@@ -19,4 +20,5 @@ __all__ = [
     "sensitivity",
     "voc",
     "macs",
+    "pte",
 ]
