@@ -11,7 +11,6 @@ import os
 import sys
 import types
 from collections.abc import Iterator
-from types import ModuleType
 from typing import TYPE_CHECKING
 
 from export.errors import ExportError
@@ -51,7 +50,7 @@ def apply() -> int | None:
     return n
 
 
-def _bindings() -> ModuleType:
+def _bindings() -> types.ModuleType:
     """ExecuTorch's runtime bindings without its compiler (compiler_free): they import one warning
     class from `executorch.exir._warnings` (~4 s of each bench child that only loads and runs a
     file). Bindings that need more of the compiler get the plain import."""
