@@ -10,13 +10,15 @@ import contextlib
 import os
 import sys
 import types
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, TypeVar
 
 from export.errors import ExportError
 
 if TYPE_CHECKING:
     from executorch.runtime import Runtime
+
+T = TypeVar("T")
 
 ENV = "RNE_EXPORT_THREADS"
 
@@ -51,19 +53,21 @@ def apply() -> int | None:
 
 
 def _bindings() -> types.ModuleType:
-    """ExecuTorch's runtime bindings without its compiler (compiler_free): they import one warning
-    class from `executorch.exir._warnings` (~4 s of each bench child that only loads and runs a
-    file). Bindings that need more of the compiler get the plain import."""
+    """ExecuTorch's runtime bindings without its compiler: they import one warning class from
+    `executorch.exir._warnings` (~4 s of each bench child that only loads and runs a file)."""
     import importlib
 
-    name = "executorch.extension.pybindings.portable_lib"
-    if name not in sys.modules:
-        try:
-            with compiler_free():
-                return importlib.import_module(name)
-        except Exception:
-            sys.modules.pop(name, None)
-    return importlib.import_module(name)
+    return without_compiler(lambda: importlib.import_module("executorch.extension.pybindings.portable_lib"))
+
+
+def without_compiler(load: Callable[[], T]) -> T:
+    """`load()` inside compiler_free(); an ExecuTorch whose modules need more of the compiler than
+    the placeholder gives them gets `load()` again with the plain import."""
+    try:
+        with compiler_free():
+            return load()
+    except (ImportError, AttributeError):  # what a module finding the placeholder's package empty raises
+        return load()
 
 
 @contextlib.contextmanager

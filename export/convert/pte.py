@@ -9,20 +9,15 @@ from typing import Any
 from export.errors import ExportError
 
 
-def _read(data: bytes) -> Any:
-    from executorch.exir._serialize._program import deserialize_pte_binary
-
-    return deserialize_pte_binary(data)
-
-
 def _deserialize(data: bytes) -> Any:
-    from export.threads import compiler_free
+    from export.threads import without_compiler
 
-    try:
-        with compiler_free():  # the flatbuffer classes import lazily: read inside too
-            return _read(data)
-    except ImportError:  # an ExecuTorch whose reader needs more of the compiler
-        return _read(data)
+    def read() -> Any:  # the flatbuffer classes import lazily: read inside too, not only import
+        from executorch.exir._serialize._program import deserialize_pte_binary
+
+        return deserialize_pte_binary(data)
+
+    return without_compiler(read)
 
 
 def delegate_ids(pte_bytes: bytes, name: str = "file") -> list[str]:

@@ -9,6 +9,8 @@ import http.server
 import json
 import shutil
 import struct
+import subprocess
+import sys
 import threading
 import zlib
 
@@ -170,8 +172,6 @@ def test_segment_colormap_default_and_given(tiny_build):
     """The package's default colormap (label 0 transparent, hsl(i·137.5, 95 %, 50 %), its own hslToRgb
     run by node for comparison) and a partial one (omitted labels transparent); unknown labels and
     bad colours refused."""
-    import subprocess
-
     from export.checks.replay import colormap_for, default_colormap
     from export.rne.rne_schema import checker_dir
 
@@ -213,9 +213,6 @@ def test_run_reads_and_runs_a_file_without_importing_the_compiler(tiny_build, tm
     """`run` reads the file's delegates and runs it with no executorch.exir package loaded (its
     import was 3.2 s of a 6.1 s `run`); a cut file still gets its one error line, and the compiler
     still imports whole afterwards, in the same process."""
-    import subprocess
-    import sys
-
     pte = tmp_path / "tiny_segnet_xnnpack_fp32.pte"
     shutil.copy(tiny_build / pte.name, pte)  # no manifest beside it: --contract says
     cut = tmp_path / "cut.pte"
@@ -240,9 +237,6 @@ def test_bench_children_run_a_file_without_importing_the_compiler(tiny_build):
     """bench's memory probe (a fresh process per file) loads and runs the file without executorch.exir's
     package (the runtime bindings import one warning class from it: ~4 s of torch.export and passes
     per child); the compiler still imports whole afterwards, in the same process."""
-    import subprocess
-    import sys
-
     code = f"""
 import sys
 from export.checks.memory_probe import probe
