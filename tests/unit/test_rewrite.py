@@ -28,8 +28,12 @@ class Dilated(nn.Module):
         return torch.cat([b(f) for b in self.branches], 1)
 
 
+def conv(d: int) -> nn.Conv2d:
+    """A "same"-padded 3x3 convolution at dilation d."""
+    return nn.Conv2d(1, 1, 3, padding=d, dilation=d)
+
+
 def test_useful_share_counts_the_taps_inside_the_map():
-    conv = lambda d: nn.Conv2d(1, 1, 3, padding=d, dilation=d)  # noqa: E731
     assert rewrite.useful_share(conv(9), 8, 8) == pytest.approx(1 / 9)  # only the centre tap is inside
     assert rewrite.useful_share(conv(1), 8, 8) == pytest.approx((3 * 8 - 2) ** 2 / (9 * 64))
     assert rewrite.useful_share(conv(6), 8, 8) == pytest.approx((8 + 2 * 2) ** 2 / (9 * 64))
@@ -38,7 +42,6 @@ def test_useful_share_counts_the_taps_inside_the_map():
 def test_the_bound_sits_between_a_measured_gain_and_the_backbone():
     """ASPP's rate 12 on the 520x520 file's 65x65 map (77 % useful) ran faster trimmed; DeepLab's
     and FCN's rate-4 backbone convolutions on 28x28 (82 %) are left whole."""
-    conv = lambda d: nn.Conv2d(1, 1, 3, padding=d, dilation=d)  # noqa: E731
     assert rewrite.useful_share(conv(12), 65, 65) <= rewrite.MAX_USEFUL_SHARE < rewrite.useful_share(conv(4), 28, 28)
 
 
